@@ -5,9 +5,9 @@
 # %% auto #0
 __all__ = []
 
-# %% ../nbs/09b_main.ipynb #fcc2478c
+# %% ../nbs/09b_main.ipynb #7374aa70
 from .cli import main
 
-# %% ../nbs/09b_main.ipynb #72b0f017
+# %% ../nbs/09b_main.ipynb #217ad184
 #| eval: false
 if __name__ == '__main__': main()

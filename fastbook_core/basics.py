@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = []
 
-# %% ../nbs/10_basics.ipynb #e2e8c139
+# %% ../nbs/10_basics.ipynb #ff3c25d7
 from . import torch_core, basic_data, callback, basic_train, metrics, train
 from .torch_core import *
 from .basic_data import *
@@ -14,6 +14,6 @@ from .basic_train import *
 from .metrics import *
 from .train import *
 
-# %% ../nbs/10_basics.ipynb #11ceb9d4
+# %% ../nbs/10_basics.ipynb #24950f4a
 _modules = (torch_core, basic_data, callback, basic_train, metrics, train)
 __all__ = sorted({n for m in _modules for n in m.__all__})

@@ -1,0 +1,195 @@
+"Learner beyond fit: predictions, TTA, summary, discriminative training, save/load/export, interpretation."
+import os, pickle, subprocess, sys
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import TensorDataset
+from fastbook_core.basics import *
+from fastbook_core.basic_train import CheckpointError
+from fastbook_core.test_utils import synth_learner, classif_learner, synth_classif_data
+
+
+@pytest.fixture(scope='module')
+def trained():
+    learn = classif_learner(metrics=[accuracy])
+    learn.data.add_test(learn.data.valid_ds)
+    learn.fit(2, 1e-2)
+    return learn
+
+
+@pytest.mark.parametrize('ds_type', [DatasetType.Train, DatasetType.Valid, DatasetType.Test, DatasetType.Fix])
+def test_get_preds_on_each_set(trained, ds_type):
+    preds, targs = trained.get_preds(ds_type)
+    n = {DatasetType.Train: len(trained.data.train_dl) * 16, DatasetType.Fix: 160}.get(ds_type, 80)
+    assert preds.shape == (n, 3) and targs.shape == (n,)
+    assert torch.allclose(preds.sum(1), torch.ones(n), atol=1e-5)
+    assert preds.device.type == 'cpu'
+
+
+def test_get_preds_activations():
+    learn = classif_learner()
+    raw = learn.get_preds(activ=lambda x: x)[0]
+    assert torch.allclose(learn.get_preds()[0], raw.softmax(1))
+    learn.loss_func = nn.BCEWithLogitsLoss()
+    assert torch.allclose(learn.get_preds()[0], raw.sigmoid())
+    learn.loss_func = nn.functional.nll_loss
+    assert torch.allclose(learn.get_preds()[0], raw.exp())
+    reg = synth_learner()
+    assert torch.equal(reg.get_preds()[0], reg.get_preds(activ=lambda x: x)[0])
+
+
+def test_get_preds_with_loss_and_n_batch(trained):
+    preds, targs, losses = trained.get_preds(with_loss=True)
+    assert losses.shape == (80,)
+    assert abs(losses.mean().item() - trained.validate()[0]) < 1e-5
+    assert trained.get_preds(n_batch=1)[0].shape[0] == 32
+    with pytest.raises(ValueError, match='no Test set'): classif_learner().get_preds(DatasetType.Test)
+
+
+def test_pred_batch_and_predict(trained):
+    xb, yb = trained.data.one_batch(DatasetType.Valid)
+    p = trained.pred_batch(batch=(xb, yb))
+    assert torch.allclose(p, trained.get_preds()[0][:len(xb)], atol=1e-6)
+    pred, idx, probs = trained.predict(xb[0])
+    assert idx == p[0].argmax() and pred == int(idx) and torch.allclose(probs, p[0], atol=1e-6)
+
+
+def test_tta(trained):
+    preds, y = trained.get_preds()
+    tp, ty = trained.TTA(augment=lambda x: x)
+    assert torch.allclose(tp, preds, atol=1e-6) and torch.equal(ty, y)
+    flipped = trained.TTA(augment=lambda x: -x, n=2, beta=0.25)[0]
+    assert torch.allclose(flipped.sum(1), torch.ones(80), atol=1e-5)
+    with pytest.raises(ValueError, match='pass `augment=`'): trained.TTA()  # tabular inputs: no default flip
+
+
+def test_summary(trained):
+    s = trained.summary()
+    assert 'Layer (type)' in s and 'Output Shape' in s and 'Param #' in s and 'Trainable' in s
+    assert 'Total params: 163' in s and 'Total trainable params: 163' in s and 'Total non-trainable params: 0' in s
+    assert 'BatchNorm1d' in s and 'CrossEntropyLoss' in s and 'Adam' in s
+    big = Learner(trained.data, nn.Sequential(nn.Linear(4, 1000), nn.Linear(1000, 3)), silent=True)
+    big.split([big.model[1]]); big.freeze()
+    s = big.summary()
+    assert 'Total params: 8,003' in s and 'Total non-trainable params: 5,000' in s
+
+
+def test_discriminative_lrs_reach_param_groups():
+    learn = classif_learner()
+    learn.split(lambda m: [m[3]])
+    assert len(learn.layer_groups) == 2
+    learn.fit(1, lr=slice(1e-4, 1e-2), wd=[0.1, 0.01])
+    pgs = learn.opt.param_groups
+    assert [pg['lr'] for pg in pgs] == pytest.approx([1e-4, 1e-4, 1e-2, 1e-2])
+    assert learn.opt.read_val('weight_decay') == [0, 0]  # true wd: applied by the wrapper
+    assert learn.opt._wd == [0.1, 0.01]
+    learn.fit(1, lr=slice(1e-2))
+    assert [pg['lr'] for pg in pgs[::2]] == pytest.approx([1e-3, 1e-2])
+    with pytest.raises(ValueError, match='learning rate'): learn.fit(1, lr=-1.)
+    with pytest.raises(ValueError, match='3 learning rates for 2 layer groups'): learn.fit(1, lr=[1e-3] * 3)
+
+
+def test_freeze_train_bn():
+    learn = classif_learner()
+    learn.split([learn.model[3]]); learn.freeze()
+    assert not learn.model[0].weight.requires_grad and learn.model[1].weight.requires_grad
+    n_params = sum(len(pg['params']) for pg in learn.opt.param_groups)
+    assert n_params == 4  # BatchNorm weight+bias, head weight+bias
+    learn.train_bn = False; learn.freeze()
+    assert not learn.model[1].weight.requires_grad
+    learn.unfreeze()
+    assert all(p.requires_grad for p in learn.model.parameters())
+
+
+def test_bn_wd_false_puts_biases_and_bn_in_no_decay_groups():
+    learn = classif_learner(bn_wd=False)
+    learn.fit(1)
+    no_wd = learn.opt.param_groups[1]['params']
+    assert {p.shape for p in no_wd} == {torch.Size([16]), torch.Size([3])}  # biases and BatchNorm
+
+
+def test_save_load_roundtrip_and_paths(trained, tmp_path):
+    p = trained.save('m', return_path=True)
+    assert p == trained.path / 'models' / 'm.pth' and p.is_file()
+    assert not list(p.parent.glob('.*.tmp'))
+    state = torch.load(p, weights_only=True)
+    assert set(state) >= {'model', 'opt', 'rng', 'recorder'}
+    assert not any(k.startswith('module.') for k in state['model'])
+    other = classif_learner()
+    other.path = trained.path
+    other.load('m')
+    assert torch.allclose(other.get_preds()[0], trained.get_preds()[0])
+    assert other.opt is not None and len(other.opt.state) > 0  # optimizer state restored
+    trained.save('w', with_opt=False)
+    assert set(torch.load(trained.path / 'models' / 'w.pth', weights_only=True)) == {'model'}
+    with pytest.raises(CheckpointError, match='holds no optimizer state'): other.load('w', with_opt=True)
+
+
+def test_load_errors_name_the_file(trained):
+    with pytest.raises(CheckpointError, match=r'No checkpoint at .*missing\.pth'): trained.load('missing')
+    p = trained.save('trunc', return_path=True)
+    p.write_bytes(p.read_bytes()[: p.stat().st_size // 2])
+    with pytest.raises(CheckpointError, match=r'trunc\.pth is incomplete or corrupt'): trained.load('trunc')
+    p.write_bytes(b'not a checkpoint at all')
+    with pytest.raises(CheckpointError, match='incomplete or corrupt'): trained.load('trunc')
+    wrong = Learner(trained.data, nn.Linear(4, 2), path=trained.path, silent=True)
+    with pytest.raises(CheckpointError, match='does not fit this model'): wrong.load('m')
+
+
+class Evil:
+    def __reduce__(self): return (os.system, (f'touch {os.environ.get("EVIL_MARKER", "/tmp/fastbook_evil")}',))
+
+
+def test_crafted_checkpoint_runs_no_code(trained, tmp_path, monkeypatch):
+    marker = tmp_path / 'pwned'
+    monkeypatch.setenv('EVIL_MARKER', str(marker))
+    path = trained.path / 'models' / 'evil.pth'
+    torch.save({'model': trained.model.state_dict(), 'x': Evil()}, path)
+    with pytest.raises(CheckpointError, match='Refusing to load'): trained.load('evil')
+    assert not marker.exists()
+    # the same for an export: load_learner refuses, naming what it would run
+    torch.save({'format': 'fastbook_core.export/1', 'state_dict': {}, 'classes': None, 'hypers': {},
+                'objects': pickle.dumps(Evil())}, trained.path / 'evil.pkl')
+    with pytest.raises(Exception): load_learner(trained.path, 'evil.pkl')
+    assert not marker.exists()
+    path2 = trained.path / 'evil2.pkl'
+    torch.save(Evil(), path2)
+    with pytest.raises(CheckpointError, match='Refusing'): load_learner(trained.path, 'evil2.pkl')
+    assert not marker.exists()
+
+
+def test_export_and_load_learner(trained):
+    trained.export()
+    inf = load_learner(trained.path, test=trained.data.valid_ds)
+    assert torch.allclose(inf.get_preds(DatasetType.Test)[0], trained.get_preds()[0], atol=1e-6)
+    assert inf.data.classes == ['0', '1', '2']
+    x = trained.data.valid_ds[0][0]
+    assert inf.predict(x)[1] == trained.predict(x)[1]
+    assert inf.TTA(DatasetType.Test, augment=lambda x: x)[0].shape == (80, 3)
+    with pytest.raises(ValueError, match='no training data'): inf.fit(1)
+
+
+def test_export_refuses_lambdas_and_local_functions(trained, tmp_path):
+    learn = classif_learner()
+    def local_loss(out, targ): return nn.functional.cross_entropy(out, targ)
+    learn.loss_func = local_loss
+    with pytest.raises(TypeError, match='the loss function'): learn.export()
+    learn = classif_learner(callback_fns=[lambda l: Callback()])
+    with pytest.raises(TypeError, match='the callback function'): learn.export()
+    assert not (learn.path / 'export.pkl').exists()
+
+
+def test_interpretation(trained):
+    interp = trained.interpret()
+    cm = interp.confusion_matrix()
+    assert cm.shape == (3, 3) and cm.sum() == 80
+    preds, targs = trained.get_preds()
+    manual = np.zeros((3, 3), dtype=int)
+    for t, p in zip(targs, preds.argmax(1)): manual[t, p] += 1
+    assert (cm == manual).all()
+    vals, idx = interp.top_losses()
+    assert len(vals) == 80 and (vals[:-1] >= vals[1:]).all()
+    assert not hasattr(interp, 'inputs') and not any(isinstance(v, TensorDataset) for v in vars(interp).values())
+    fig = interp.plot_confusion_matrix(return_fig=True, normalize=True)
+    assert fig is not None
