@@ -5,9 +5,9 @@
 # %% auto #0
 __all__ = []
 
-# %% ../nbs/09b_main.ipynb #7374aa70
+# %% ../nbs/09b_main.ipynb #2b0fcaa7
 from .cli import main
 
-# %% ../nbs/09b_main.ipynb #217ad184
+# %% ../nbs/09b_main.ipynb #d4dbdaa0
 #| eval: false
 if __name__ == '__main__': main()

@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = []
 
-# %% ../nbs/10_basics.ipynb #ff3c25d7
+# %% ../nbs/10_basics.ipynb #bdb02252
 from . import torch_core, basic_data, callback, basic_train, metrics, train
 from .torch_core import *
 from .basic_data import *
@@ -14,6 +14,14 @@ from .basic_train import *
 from .metrics import *
 from .train import *
 
-# %% ../nbs/10_basics.ipynb #24950f4a
+# %% ../nbs/10_basics.ipynb #d3a7bc26
+# what fastai v1's basics also gave, so that a notebook needs no other import to train
+from functools import partial
+from pathlib import Path
+import numpy as np
+import torch
+from torch import nn
+import torch.nn.functional as F
+
 _modules = (torch_core, basic_data, callback, basic_train, metrics, train)
-__all__ = sorted({n for m in _modules for n in m.__all__})
+__all__ = sorted({n for m in _modules for n in m.__all__} | {'partial', 'Path', 'np', 'torch', 'nn', 'F'})

@@ -1,0 +1,46 @@
+"Run by test_distributed.py under `python -m torch.distributed.run --nproc_per_node=2`: trains and reports per rank."
+import json, os, sys
+from pathlib import Path
+import torch
+from torch import nn
+from fastbook_core.basics import *
+from fastbook_core.callbacks.csv_logger import CSVLogger
+from fastbook_core.test_utils import synth_classif_data
+import fastbook_core.distributed  # noqa: F401
+
+mode, out = sys.argv[1], Path(sys.argv[2])
+rank = int(os.environ['RANK'])
+set_seed(0)
+data = synth_classif_data(n_train=320, n_valid=90, bs=16)
+if mode == 'unused':
+    class TwoHeads(nn.Module):
+        def __init__(self):
+            super().__init__(); self.body, self.unused = nn.Linear(4, 3), nn.Linear(4, 3)
+        def forward(self, x): return self.body(x)
+    model = TwoHeads()
+else: model = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 3))
+learn = Learner(data, model, metrics=[accuracy], path=out / 'lib', silent=False)
+learn.to_distributed(find_unused_parameters=(mode == 'unused_ok'))
+if mode.startswith('unused'):
+    try:
+        learn.fit(2)
+        res = {'ok': True}
+    except RuntimeError as e: res = {'ok': False, 'error': str(e)}
+    (out / f'res{rank}.json').write_text(json.dumps(res))
+    sys.exit(0)
+
+
+class CountBatches(Callback):
+    def __init__(self): self.n = 0
+    def on_batch_end(self, train, **kw):
+        if train: self.n += 1
+
+
+counter = CountBatches()
+learn.fit(2, 1e-2, callbacks=[counter, CSVLogger(learn)])
+learn.save('final')
+learn.export()
+torch.save({k: v.cpu() for k, v in learn.model.module.state_dict().items()}, out / f'weights{rank}.pt')
+(out / f'res{rank}.json').write_text(json.dumps({
+    'batches': counter.n, 'val_loss': learn.recorder.val_losses[-1], 'accuracy': learn.recorder.metrics[-1][0],
+    'world': torch.distributed.get_world_size(), 'validate': learn.validate()}))
