@@ -5,9 +5,9 @@
 # %% auto #0
 __all__ = []
 
-# %% ../nbs/09b_main.ipynb #2b0fcaa7
+# %% ../nbs/09b_main.ipynb #e6e6d241
 from .cli import main
 
-# %% ../nbs/09b_main.ipynb #d4dbdaa0
+# %% ../nbs/09b_main.ipynb #552324e6
 #| eval: false
 if __name__ == '__main__': main()
