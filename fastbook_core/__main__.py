@@ -5,9 +5,9 @@
 # %% auto #0
 __all__ = []
 
-# %% ../nbs/09b_main.ipynb #e6e6d241
+# %% ../nbs/09b_main.ipynb #71ebe20c
 from .cli import main
 
-# %% ../nbs/09b_main.ipynb #552324e6
+# %% ../nbs/09b_main.ipynb #ae9271e2
 #| eval: false
 if __name__ == '__main__': main()

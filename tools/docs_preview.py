@@ -1,0 +1,143 @@
+"""Build a static HTML preview of the documentation site, without Quarto.
+
+    python tools/docs_preview.py [--out _preview] [--workers 2]
+
+nbdev 2 builds the real site with Quarto (`nbdev_docs`), which cannot be installed on our machines. This script
+takes the same path as far as it can: nbdev's own processing of the notebooks (`proc_nbs`, what `nbdev_proc_nbs`
+runs: show_doc tables, hidden cells removed, links between pages), then runs each processed notebook in a real
+Jupyter kernel so that examples have their outputs (plots included), and renders it to HTML with nbconvert, with
+the sidebar of `nbs/sidebar.yml`. Open `_preview/index.html` in a browser.
+"""
+import argparse, html, json, os, re, shutil, sys
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def page_name(nb: Path) -> str:
+    "The page a processed notebook becomes: its `output-file`, as Quarto would name it."
+    first = json.loads(nb.read_text())['cells'][0]
+    m = re.search(r'^output-file:\s*(\S+)', ''.join(first['source']), re.M)
+    return m.group(1) if m else nb.stem + '.html'
+
+
+def sidebar(nbs: Path):
+    "`[(section or None, notebook file)]` in the order of sidebar.yml."
+    import yaml
+    items = []
+    def walk(contents, section):
+        for c in contents:
+            if isinstance(c, str): items.append((section, c))
+            else: walk(c.get('contents', []), c.get('section', section))
+    walk(yaml.safe_load((nbs / 'sidebar.yml').read_text())['website']['sidebar']['contents'], None)
+    return items
+
+
+def execute(src: str, dst: str) -> str:
+    "Run notebook `src` in a kernel (cwd: its folder) and write it, with its outputs, to `dst`."
+    import nbformat
+    from nbclient import NotebookClient
+    nb = nbformat.read(src, as_version=4)
+    for cell in nb.cells:  # cells marked `eval: false` are shown, not run
+        if cell.cell_type == 'code' and re.search(r'^#\|\s*eval:\s*false', cell.source, re.M):
+            cell.metadata['skip'] = True
+    skipped = {i: c.source for i, c in enumerate(nb.cells) if c.metadata.get('skip')}
+    for i in skipped: nb.cells[i].source = ''
+    NotebookClient(nb, timeout=600, kernel_name='python3', resources={'metadata': {'path': str(Path(src).parent)}},
+                   store_widget_state=False).execute()
+    for i, source in skipped.items(): nb.cells[i].source = source
+    nbformat.write(nb, dst)
+    return dst
+
+
+def render(nb_path: Path, title_of: dict, nav: str, site_url: str) -> str:
+    "The HTML page of executed notebook `nb_path`."
+    import nbformat
+    from nbconvert import HTMLExporter
+    nb = nbformat.read(nb_path, as_version=4)
+    front = nb.cells[0].source if nb.cells and nb.cells[0].cell_type == 'raw' else ''
+    title = re.search(r'^title:\s*(.+)$', front, re.M)
+    desc = re.search(r"^description:\s*'?(.+?)'?\s*$", front, re.M | re.S)
+    cells = []
+    for cell in nb.cells[1:] if front else nb.cells:
+        if cell.cell_type == 'code':
+            lines = cell.source.splitlines()
+            opts = {l.split(':')[0].strip('#| ').strip(): l.split(':', 1)[-1].strip() for l in lines if l.startswith('#|')}
+            cell.source = '\n'.join(l for l in lines if not l.startswith('#|')).strip()
+            if opts.get('echo') == 'false' or not cell.source: cell.metadata['tags'] = ['hide-input']
+            # widget views need a JavaScript widget manager from the network: show their text instead
+            for o in cell.get('outputs', []):
+                if 'application/vnd.jupyter.widget-view+json' in o.get('data', {}): o['data'].pop('application/vnd.jupyter.widget-view+json')
+        cells.append(cell)
+    nb.cells = cells
+    from traitlets.config import Config
+    c = Config()
+    c.TagRemovePreprocessor.enabled = True
+    c.TagRemovePreprocessor.remove_input_tags = {'hide-input'}
+    c.HTMLExporter.preprocessors = ['nbconvert.preprocessors.TagRemovePreprocessor']
+    exp = HTMLExporter(config=c, template_name='lab', exclude_input_prompt=True, exclude_output_prompt=True)
+    body, _ = exp.from_notebook_node(nb)
+    body = body.replace(site_url, '')  # links between pages become relative
+    head = f'<h1 class="title">{html.escape(title.group(1).strip()) if title else nb_path.stem}</h1>'
+    if desc: head += f'<p class="description">{html.escape(" ".join(desc.group(1).split()))}</p>'
+    page = (f'<div class="fb-layout"><nav class="fb-sidebar">{nav}</nav><main class="fb-main">{head}')
+    body = re.sub(r'<body([^>]*)>', lambda m: f'<body{m.group(1)}>' + page, body, count=1)
+    body = body.replace('</body>', '</main></div></body>', 1)
+    style = ('<style>.fb-layout{display:flex;align-items:flex-start}.fb-sidebar{width:260px;flex:none;position:sticky;'
+             'top:0;max-height:100vh;overflow:auto;padding:1rem;font:14px sans-serif;border-right:1px solid #ddd}'
+             '.fb-sidebar a{display:block;padding:2px 0;text-decoration:none}.fb-sidebar .sec{font-weight:bold;'
+             'margin-top:.8rem}.fb-main{flex:1;min-width:0;padding:0 1.5rem}.fb-main h1.title{margin-top:1rem}'
+             '.description{font-style:italic;opacity:.7;font-size:120%}</style>')
+    return body.replace('</head>', style + '</head>', 1)
+
+
+def build(out: Path, workers: int = 2) -> Path:
+    "Build the preview into `out`; return the path of its home page."
+    sys.path.insert(0, str(ROOT))
+    os.chdir(ROOT)
+    from nbdev.serve import proc_nbs
+    from nbdev.config import get_config
+    cfg = get_config()
+    site_url = f"{cfg.doc_host}{cfg.doc_baseurl}".rstrip('/') + '/'
+    if out.exists(): shutil.rmtree(out)
+    src = out / '_nbs'
+    shutil.copytree(ROOT / 'nbs', src, ignore=shutil.ignore_patterns('.ipynb_checkpoints', '_proc', 'models', '*.csv'))
+    env_before = os.environ.get('MPLBACKEND')
+    os.environ.pop('MPLBACKEND', None)  # the kernel's inline backend turns figures into images
+    try:
+        with ProcessPoolExecutor(workers) as ex:
+            nbs = sorted(src.glob('*.ipynb'))
+            list(ex.map(execute, [str(p) for p in nbs], [str(p) for p in nbs]))
+    finally:
+        if env_before is not None: os.environ['MPLBACKEND'] = env_before
+    proc = proc_nbs(str(src), n_workers=workers, force=True)  # nbdev's processing keeps the outputs
+    nbs = sorted(proc.glob('*.ipynb'))
+    names = {p.name: page_name(p) for p in nbs}
+    titles = {}
+    for p in nbs:
+        first = json.loads(p.read_text())['cells'][0]
+        m = re.search(r'^title:\s*(.+)$', ''.join(first['source']), re.M)
+        titles[p.name] = m.group(1).strip() if m else p.stem
+    nav, section = [], object()
+    for sec, f in sidebar(ROOT / 'nbs'):
+        if f not in names: continue
+        if sec != section and sec: nav.append(f'<div class="sec">{html.escape(sec)}</div>')
+        section = sec
+        nav.append(f'<a href="{names[f]}">{html.escape(titles[f])}</a>')
+    nav = ''.join(nav)
+    for p in nbs:
+        (out / names[p.name]).write_text(render(p, titles, nav, site_url), encoding='utf-8')
+    shutil.rmtree(src)
+    return out / 'index.html'
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument('--out', type=Path, default=ROOT / '_preview')
+    p.add_argument('--workers', type=int, default=2)
+    args = p.parse_args(argv)
+    print(build(args.out.resolve(), args.workers))
+
+
+if __name__ == '__main__': main()
