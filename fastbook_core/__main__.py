@@ -5,9 +5,9 @@
 # %% auto #0
 __all__ = []
 
-# %% ../nbs/09b_main.ipynb #71ebe20c
+# %% ../nbs/09b_main.ipynb #cb441945
 from .cli import main
 
-# %% ../nbs/09b_main.ipynb #ae9271e2
+# %% ../nbs/09b_main.ipynb #c6abbffd
 #| eval: false
 if __name__ == '__main__': main()

@@ -23,14 +23,14 @@ def page_name(nb: Path) -> str:
 
 
 def sidebar(nbs: Path):
-    "`[(section or None, notebook file)]` in the order of sidebar.yml."
+    "`[(sections, notebook file)]` in the order of sidebar.yml, `sections` the nested section titles."
     import yaml
     items = []
-    def walk(contents, section):
+    def walk(contents, sections):
         for c in contents:
-            if isinstance(c, str): items.append((section, c))
-            else: walk(c.get('contents', []), c.get('section', section))
-    walk(yaml.safe_load((nbs / 'sidebar.yml').read_text())['website']['sidebar']['contents'], None)
+            if isinstance(c, str): items.append((sections, c))
+            else: walk(c.get('contents', []), sections + (c['section'],))
+    walk(yaml.safe_load((nbs / 'sidebar.yml').read_text())['website']['sidebar']['contents'], ())
     return items
 
 
@@ -56,9 +56,10 @@ def render(nb_path: Path, title_of: dict, nav: str, site_url: str) -> str:
     import nbformat
     from nbconvert import HTMLExporter
     nb = nbformat.read(nb_path, as_version=4)
+    import yaml
     front = nb.cells[0].source if nb.cells and nb.cells[0].cell_type == 'raw' else ''
-    title = re.search(r'^title:\s*(.+)$', front, re.M)
-    desc = re.search(r"^description:\s*'?(.+?)'?\s*$", front, re.M | re.S)
+    meta = yaml.safe_load(front.strip().strip('-')) if front else {}
+    title, desc = meta.get('title'), meta.get('description')
     cells = []
     for cell in nb.cells[1:] if front else nb.cells:
         if cell.cell_type == 'code':
@@ -66,9 +67,12 @@ def render(nb_path: Path, title_of: dict, nav: str, site_url: str) -> str:
             opts = {l.split(':')[0].strip('#| ').strip(): l.split(':', 1)[-1].strip() for l in lines if l.startswith('#|')}
             cell.source = '\n'.join(l for l in lines if not l.startswith('#|')).strip()
             if opts.get('echo') == 'false' or not cell.source: cell.metadata['tags'] = ['hide-input']
-            # widget views need a JavaScript widget manager from the network: show their text instead
             for o in cell.get('outputs', []):
-                if 'application/vnd.jupyter.widget-view+json' in o.get('data', {}): o['data'].pop('application/vnd.jupyter.widget-view+json')
+                data = o.get('data', {})
+                # widget views need a JavaScript widget manager from the network: show their text instead
+                data.pop('application/vnd.jupyter.widget-view+json', None)
+                # Quarto's link attributes ({target=...}) mean nothing to nbconvert's markdown
+                if 'text/markdown' in data: data['text/markdown'] = re.sub(r'\{target="_blank"[^}]*\}', '', data['text/markdown'])
         cells.append(cell)
     nb.cells = cells
     from traitlets.config import Config
@@ -79,8 +83,8 @@ def render(nb_path: Path, title_of: dict, nav: str, site_url: str) -> str:
     exp = HTMLExporter(config=c, template_name='lab', exclude_input_prompt=True, exclude_output_prompt=True)
     body, _ = exp.from_notebook_node(nb)
     body = body.replace(site_url, '')  # links between pages become relative
-    head = f'<h1 class="title">{html.escape(title.group(1).strip()) if title else nb_path.stem}</h1>'
-    if desc: head += f'<p class="description">{html.escape(" ".join(desc.group(1).split()))}</p>'
+    head = f'<h1 class="title">{html.escape(title or nb_path.stem)}</h1>'
+    if desc: head += f'<p class="description">{html.escape(desc)}</p>'
     page = (f'<div class="fb-layout"><nav class="fb-sidebar">{nav}</nav><main class="fb-main">{head}')
     body = re.sub(r'<body([^>]*)>', lambda m: f'<body{m.group(1)}>' + page, body, count=1)
     body = body.replace('</body>', '</main></div></body>', 1)
@@ -119,12 +123,14 @@ def build(out: Path, workers: int = 2) -> Path:
         first = json.loads(p.read_text())['cells'][0]
         m = re.search(r'^title:\s*(.+)$', ''.join(first['source']), re.M)
         titles[p.name] = m.group(1).strip() if m else p.stem
-    nav, section = [], object()
-    for sec, f in sidebar(ROOT / 'nbs'):
+    nav, seen = [], set()
+    for secs, f in sidebar(ROOT / 'nbs'):
         if f not in names: continue
-        if sec != section and sec: nav.append(f'<div class="sec">{html.escape(sec)}</div>')
-        section = sec
-        nav.append(f'<a href="{names[f]}">{html.escape(titles[f])}</a>')
+        for depth, sec in enumerate(secs):  # a section's heading once, where it starts; nested ones indented
+            if secs[:depth + 1] not in seen:
+                seen.add(secs[:depth + 1])
+                nav.append(f'<div class="sec" style="margin-left:{depth}rem">{html.escape(sec)}</div>')
+        nav.append(f'<a href="{names[f]}" style="margin-left:{max(len(secs) - 1, 0)}rem">{html.escape(titles[f])}</a>')
     nav = ''.join(nav)
     for p in nbs:
         (out / names[p.name]).write_text(render(p, titles, nav, site_url), encoding='utf-8')
