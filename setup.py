@@ -33,8 +33,7 @@ setuptools.setup(
     classifiers=['Development Status :: ' + statuses[int(cfg['status'])],
                  'Intended Audience :: ' + cfg['audience'].title(),
                  'Natural Language :: ' + cfg['language'].title()]
-                + [f'Programming Language :: Python :: {v}' for v in py_versions[py_versions.index(min_python):]]
-                + ([f'License :: {lic[1]}'] if lic[1] else []),
+                + [f'Programming Language :: Python :: {v}' for v in py_versions[py_versions.index(min_python):]],
     url=cfg['git_url'],
     packages=setuptools.find_packages(include=[cfg['lib_path'], cfg['lib_path'] + '.*']),
     include_package_data=True,

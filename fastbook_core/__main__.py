@@ -5,9 +5,9 @@
 # %% auto #0
 __all__ = []
 
-# %% ../nbs/09b_main.ipynb #cb441945
+# %% ../nbs/09b_main.ipynb #b352b53f
 from .cli import main
 
-# %% ../nbs/09b_main.ipynb #c6abbffd
+# %% ../nbs/09b_main.ipynb #f8d85ad5
 #| eval: false
 if __name__ == '__main__': main()

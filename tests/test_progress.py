@@ -82,7 +82,9 @@ import os
 os.environ.pop('FASTBOOK_PROGRESS', None)
 from fastbook_core.test_utils import synth_learner
 from fastbook_core.progress import progress_mode
+from fastbook_core.callbacks.show_graph import ShowGraph
 learn = synth_learner(silent=False)
+learn.callback_fns.append(ShowGraph)
 learn.fit(3)
 print(progress_mode(), learn.recorder.nb_batches)
 '''
@@ -113,3 +115,6 @@ def test_widgets_in_a_real_kernel():
     assert len(bars) == 2
     assert all(b['value'] == b['max'] for b in bars), bars          # both bars finished at their totals
     assert sorted(b['max'] for b in bars)[1] == 3                     # the epoch bar
+    graphs = [m['state'] for m in state.values() if m['model_name'] == 'OutputModel']
+    assert len(graphs) == 1                                            # ShowGraph's live plot, redrawn in place
+    assert any('image/png' in o.get('data', {}) for o in graphs[0]['outputs'])

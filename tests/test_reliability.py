@@ -101,6 +101,9 @@ def test_resume_restores_history_and_rng(tmp_path):
     other.load('ck', with_opt=True)
     assert other.recorder.val_losses == pytest.approx(learn.recorder.val_losses)
     assert other.recorder.names == learn.recorder.names
+    state = torch.load(learn.path / 'models' / 'ck.pth', weights_only=True)
+    assert (state['epoch'], state['iteration']) == (2, 2 * len(learn.data.train_dl))
+    assert other.recorder.epoch == 2
     assert torch.equal(torch.rand(3), expected)
 
 
