@@ -5,9 +5,9 @@
 # %% auto #0
 __all__ = []
 
-# %% ../nbs/09b_main.ipynb #b352b53f
+# %% ../nbs/09b_main.ipynb #9dee158a
 from .cli import main
 
-# %% ../nbs/09b_main.ipynb #f8d85ad5
+# %% ../nbs/09b_main.ipynb #064d9b2b
 #| eval: false
 if __name__ == '__main__': main()
