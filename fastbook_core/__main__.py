@@ -5,9 +5,9 @@
 # %% auto #0
 __all__ = []
 
-# %% ../nbs/09b_main.ipynb #9dee158a
+# %% ../nbs/09b_main.ipynb #15fcad9a
 from .cli import main
 
-# %% ../nbs/09b_main.ipynb #064d9b2b
+# %% ../nbs/09b_main.ipynb #1dc8f373
 #| eval: false
 if __name__ == '__main__': main()
