@@ -5,9 +5,9 @@
 # %% auto #0
 __all__ = []
 
-# %% ../nbs/09b_main.ipynb #15fcad9a
+# %% ../nbs/09b_main.ipynb #7d8837b4
 from .cli import main
 
-# %% ../nbs/09b_main.ipynb #1dc8f373
+# %% ../nbs/09b_main.ipynb #8724a1cc
 #| eval: false
 if __name__ == '__main__': main()
