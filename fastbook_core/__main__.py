@@ -5,9 +5,9 @@
 # %% auto #0
 __all__ = []
 
-# %% ../nbs/09b_main.ipynb #7d8837b4
+# %% ../nbs/09b_main.ipynb #1dd1e440
 from .cli import main
 
-# %% ../nbs/09b_main.ipynb #8724a1cc
+# %% ../nbs/09b_main.ipynb #b81b5d4c
 #| eval: false
 if __name__ == '__main__': main()
