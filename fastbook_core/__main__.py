@@ -5,9 +5,9 @@
 # %% auto #0
 __all__ = []
 
-# %% ../nbs/09b_main.ipynb #1dd1e440
+# %% ../nbs/09b_main.ipynb #0e704c10
 from .cli import main
 
-# %% ../nbs/09b_main.ipynb #b81b5d4c
+# %% ../nbs/09b_main.ipynb #cde477f1
 #| eval: false
 if __name__ == '__main__': main()

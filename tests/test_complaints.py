@@ -1,5 +1,5 @@
 "What fastai's users complained about, reproduced and answered."
-import io, json, subprocess, sys, textwrap, warnings
+import io, json, os, subprocess, sys, textwrap, warnings
 from pathlib import Path
 import pytest
 import torch
@@ -69,12 +69,15 @@ MEM = textwrap.dedent('''
 
 
 def test_get_preds_memory_is_bounded_by_outputs():
-    r = subprocess.run([sys.executable, '-c', MEM], capture_output=True, text=True, timeout=300)
+    # a fixed mmap threshold makes glibc return freed blocks at once, so the peak RSS follows live memory
+    env = {**os.environ, 'MALLOC_MMAP_THRESHOLD_': '131072'}
+    r = subprocess.run([sys.executable, '-c', MEM], capture_output=True, text=True, timeout=300, env=env)
     assert r.returncode == 0, r.stderr
     grew_mb, outputs_mb = map(float, r.stdout.split())
     batch_mb = outputs_mb / 10
-    # the outputs, their one concatenation, and a few batches; keeping the inputs (32 MB) would break this
-    assert grew_mb <= 2 * outputs_mb + 4 * batch_mb + 8, (grew_mb, outputs_mb)
+    # the outputs, their one concatenation (or activation), and a few batches (measured: 13.8 MB for 7.6 MB of
+    # outputs); keeping the inputs (32 MB) would break this
+    assert grew_mb <= 2 * outputs_mb + 4 * batch_mb + 2, (grew_mb, outputs_mb)
 
 
 @pytest.mark.parametrize('cb', [EarlyStoppingCallback, SaveModelCallback, ReduceLROnPlateauCallback])
