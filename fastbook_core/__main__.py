@@ -5,9 +5,9 @@
 # %% auto #0
 __all__ = []
 
-# %% ../nbs/09b_main.ipynb #0e704c10
+# %% ../nbs/09b_main.ipynb #dc00696b
 from .cli import main
 
-# %% ../nbs/09b_main.ipynb #cde477f1
+# %% ../nbs/09b_main.ipynb #41509e0c
 #| eval: false
 if __name__ == '__main__': main()

@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = []
 
-# %% ../nbs/10_basics.ipynb #1315645c
+# %% ../nbs/10_basics.ipynb #ab6fabee
 from . import torch_core, basic_data, callback, basic_train, metrics, train
 from .torch_core import *
 from .basic_data import *
@@ -14,7 +14,7 @@ from .basic_train import *
 from .metrics import *
 from .train import *
 
-# %% ../nbs/10_basics.ipynb #282f865f
+# %% ../nbs/10_basics.ipynb #96b20368
 # what fastai v1's basics also gave, so that a notebook needs no other import to train
 from functools import partial
 from pathlib import Path

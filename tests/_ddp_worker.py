@@ -19,7 +19,7 @@ if mode == 'unused':
         def forward(self, x): return self.body(x)
     model = TwoHeads()
 else: model = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 3))
-learn = Learner(data, model, metrics=[accuracy], path=out / 'lib', silent=False)
+learn = Learner(data, model, metrics=[accuracy, Precision(average='macro')], path=out / 'lib', silent=False)
 learn.to_distributed(find_unused_parameters=(mode == 'unused_ok'))
 if mode.startswith('unused'):
     try:
@@ -43,4 +43,5 @@ learn.export()
 torch.save({k: v.cpu() for k, v in learn.model.module.state_dict().items()}, out / f'weights{rank}.pt')
 (out / f'res{rank}.json').write_text(json.dumps({
     'batches': counter.n, 'val_loss': learn.recorder.val_losses[-1], 'accuracy': learn.recorder.metrics[-1][0],
+    'precision': learn.recorder.metrics[-1][1],
     'world': torch.distributed.get_world_size(), 'validate': learn.validate()}))

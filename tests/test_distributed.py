@@ -48,9 +48,11 @@ def test_reported_validation_is_global(run):
     assert res[0]['accuracy'] == pytest.approx(res[1]['accuracy'], rel=1e-6)
     # the same weights validated in one process give the same loss and accuracy
     learn = Learner(synth_classif_data(n_train=320, n_valid=90, bs=16), torch.nn.Sequential(
-        torch.nn.Linear(4, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3)), metrics=[accuracy], path=out / 'lib', silent=True)
+        torch.nn.Linear(4, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3)), metrics=[accuracy, Precision(average='macro')],
+        path=out / 'lib', silent=True)
     learn.load('final')
-    loss, acc = learn.validate()
+    loss, acc, prec = learn.validate()
+    assert res[0]['precision'] == pytest.approx(prec, rel=1e-6) and res[1]['precision'] == pytest.approx(prec, rel=1e-6)
     assert res[0]['val_loss'] == pytest.approx(loss, rel=1e-5)
     assert res[0]['accuracy'] == pytest.approx(acc, rel=1e-6)
     assert res[0]['validate'][0] == pytest.approx(loss, rel=1e-5)
