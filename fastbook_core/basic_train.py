@@ -86,10 +86,13 @@ def validate(model: nn.Module, dl, loss_func=None, cb_handler: CallbackHandler |
         return _reduce_mean((torch.stack(val_losses).float().cpu() * n).sum(), float(n.sum()))
 
 # %% ../nbs/04_basic_train.ipynb #b25b4b43
-def fit(epochs: int, learn: Learner, callbacks=None, metrics=None):
-    "Train `learn.model` on `learn.data` for `epochs`, calling `callbacks` and computing `metrics` on validation."
+def _check_epochs(epochs):
     if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 1:
         raise ValueError(f"epochs={epochs!r}: fit needs a whole number of epochs >= 1.")
+
+def fit(epochs: int, learn: Learner, callbacks=None, metrics=None):
+    "Train `learn.model` on `learn.data` for `epochs`, calling `callbacks` and computing `metrics` on validation."
+    _check_epochs(epochs)
     cb_handler = CallbackHandler(callbacks, metrics)
     pbar = master_bar(range(epochs), silent=learn.silent)
     exception = False
@@ -244,8 +247,7 @@ def create_opt(self: Learner, lr, wd=0.):
 @patch
 def fit(self: Learner, epochs: int, lr=defaults.lr, wd=None, callbacks=None):
     "Fit the model for `epochs` with learning rate `lr` (number, sequence or slice), weight decay `wd` and `callbacks`."
-    if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 1:
-        raise ValueError(f"epochs={epochs!r}: fit needs a whole number of epochs >= 1.")
+    _check_epochs(epochs)  # before the callbacks are made: a new Recorder would drop the last fit's history
     if self.data.train_dl is None:
         raise ValueError("This Learner has no training data (it was loaded for inference): set `learn.data` first.")
     lr = self.lr_range(lr)
@@ -304,7 +306,7 @@ class Recorder(LearnerCallback):
         super().__init__(learn)
         self.add_time, self.silent = add_time, ifnone(silent, learn.silent)
         self._added_met_names = []
-        self.losses, self.val_losses, self.lrs, self.moms, self.metrics, self.nb_batches, self.rows = [], [], [], [], [], [], []
+        self._reset_history()
         self.names, self.pbar, self.epoch, self.iteration = ['epoch', 'train_loss'], None, 0, 0
 
     def add_metric_names(self, names: list):
@@ -318,6 +320,9 @@ class Recorder(LearnerCallback):
         self.names = ['epoch', 'train_loss'] + ([] if self.no_val else ['valid_loss'] + self.metrics_names)
         if self.add_time: self.names.append('time')
         if not self.silent: pbar.write(self.names, table=True)
+        self._reset_history()
+
+    def _reset_history(self):
         self.losses, self.val_losses, self.lrs, self.moms, self.metrics, self.nb_batches, self.rows = [], [], [], [], [], [], []
 
     def on_epoch_begin(self, **kwargs): self.start_epoch = time.time()

@@ -226,10 +226,6 @@ class MasterBar(ProgressBar):
         self.child, self.names, self.rows = None, None, []
         self.view = self._make_view()
 
-    def __iter__(self):
-        if type(self.view) is NullView: return iter(self.gen)
-        return self._iterate()
-
     def _iterate(self):
         _active_masters.append(self)
         try: yield from super()._iterate()

@@ -55,7 +55,7 @@ def chromium(*args, profile):
 
 @pytest.fixture(scope='module')
 def site(tmp_path_factory):
-    from docs_preview import build, sidebar, page_name
+    from docs_preview import build
     out = tmp_path_factory.mktemp('site') / 'preview'
     home = build(out, workers=2)
     return out, home
@@ -64,7 +64,6 @@ def site(tmp_path_factory):
 @pytest.mark.skipif(CHROMIUM is None, reason='no Chromium installed (Debian package `chromium`); .ci/run installs it')
 def test_site_in_a_browser(site, tmp_path):
     out, home = site
-    from docs_preview import sidebar
     pages = sorted(out.glob('*.html'))
     assert home.is_file() and (out / 'basic_train.html').is_file()
     links = set(re.findall(r'<nav class="fb-sidebar">(.*?)</nav>', home.read_text(), re.S)[0].split('href="')[1:])
@@ -95,7 +94,6 @@ def test_site_in_a_browser(site, tmp_path):
 
 def test_module_pages_show_their_api(site):
     out, _ = site
-    from docs_preview import page_name
     for mod_name, (nb, cells) in notebooks().items():
         if mod_name in ('__main__',): continue
         page = out / (mod_name + '.html')

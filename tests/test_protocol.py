@@ -172,7 +172,10 @@ def test_error_names_callback_and_event():
 @pytest.mark.parametrize('epochs', [0, -1, 1.5, '2', True])
 def test_bad_epochs(epochs):
     learn = synth_learner()
+    learn.fit(1)
+    rec = learn.recorder
     with pytest.raises(ValueError, match='epochs'): learn.fit(epochs)
+    assert learn.recorder is rec and len(rec.val_losses) == 1  # refused before a new Recorder replaced the history
 
 
 def test_metric_not_callable():

@@ -15,11 +15,19 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def front_matter(nb) -> dict:
+    "The YAML front matter nbdev's processing puts in a notebook's first (raw) cell: title, description, output-file."
+    import yaml
+    cells = nb.cells if hasattr(nb, 'cells') else json.loads(Path(nb).read_text())['cells']
+    first = cells[0] if cells else None
+    if first is None or first['cell_type'] != 'raw': return {}
+    src = first['source'] if isinstance(first['source'], str) else ''.join(first['source'])
+    return yaml.safe_load(src.strip().strip('-')) or {}
+
+
 def page_name(nb: Path) -> str:
     "The page a processed notebook becomes: its `output-file`, as Quarto would name it."
-    first = json.loads(nb.read_text())['cells'][0]
-    m = re.search(r'^output-file:\s*(\S+)', ''.join(first['source']), re.M)
-    return m.group(1) if m else nb.stem + '.html'
+    return front_matter(nb).get('output-file', nb.stem + '.html')
 
 
 def sidebar(nbs: Path):
@@ -51,17 +59,15 @@ def execute(src: str, dst: str) -> str:
     return dst
 
 
-def render(nb_path: Path, title_of: dict, nav: str, site_url: str) -> str:
+def render(nb_path: Path, nav: str, site_url: str) -> str:
     "The HTML page of executed notebook `nb_path`."
     import nbformat
     from nbconvert import HTMLExporter
     nb = nbformat.read(nb_path, as_version=4)
-    import yaml
-    front = nb.cells[0].source if nb.cells and nb.cells[0].cell_type == 'raw' else ''
-    meta = yaml.safe_load(front.strip().strip('-')) if front else {}
+    meta = front_matter(nb)
     title, desc = meta.get('title'), meta.get('description')
     cells = []
-    for cell in nb.cells[1:] if front else nb.cells:
+    for cell in nb.cells[1:] if meta else nb.cells:
         if cell.cell_type == 'code':
             lines = cell.source.splitlines()
             opts = {l.split(':')[0].strip('#| ').strip(): l.split(':', 1)[-1].strip() for l in lines if l.startswith('#|')}
@@ -118,11 +124,7 @@ def build(out: Path, workers: int = 2) -> Path:
     proc = proc_nbs(str(src), n_workers=workers, force=True)  # nbdev's processing keeps the outputs
     nbs = sorted(proc.glob('*.ipynb'))
     names = {p.name: page_name(p) for p in nbs}
-    titles = {}
-    for p in nbs:
-        first = json.loads(p.read_text())['cells'][0]
-        m = re.search(r'^title:\s*(.+)$', ''.join(first['source']), re.M)
-        titles[p.name] = m.group(1).strip() if m else p.stem
+    titles = {p.name: front_matter(p).get('title', p.stem) for p in nbs}
     nav, seen = [], set()
     for secs, f in sidebar(ROOT / 'nbs'):
         if f not in names: continue
@@ -133,7 +135,7 @@ def build(out: Path, workers: int = 2) -> Path:
         nav.append(f'<a href="{names[f]}" style="margin-left:{max(len(secs) - 1, 0)}rem">{html.escape(titles[f])}</a>')
     nav = ''.join(nav)
     for p in nbs:
-        (out / names[p.name]).write_text(render(p, titles, nav, site_url), encoding='utf-8')
+        (out / names[p.name]).write_text(render(p, nav, site_url), encoding='utf-8')
     shutil.rmtree(src)
     return out / 'index.html'
 
