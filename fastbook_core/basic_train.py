@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
-from .torch_core import (atomic_write, camel2snake, defaults, even_mults, first_el, flatten_model, get_rng_states,
+from .torch_core import (atomic_write, camel2snake, defaults, distrib_sum, even_mults, first_el, flatten_model, get_rng_states,
                          ifnone, is_listy, listify, rank_distrib, requires_grad, set_rng_states, split_model, to_detach,
                          to_device, norm_types, bn_types)
 from .basic_data import DataBunch, DatasetType, DeviceDataLoader
@@ -61,11 +61,9 @@ def loss_batch(model: nn.Module, xb, yb, loss_func=None, opt: OptimWrapper | Non
 
 # %% ../nbs/04_basic_train.ipynb #0f9edfb2
 def _reduce_mean(total: Tensor, count: float) -> float:
-    from fastbook_core.torch_core import num_distrib
-    if num_distrib() > 1:
-        from fastbook_core.callback import _all_reduce_sum
-        total, count = _all_reduce_sum(total, count)
-    return float(total) / count
+    "`total / count` over every process of a distributed run."
+    total, count = distrib_sum(torch.stack([total.double().cpu(), torch.tensor(float(count), dtype=torch.float64)])).tolist()
+    return total / count
 
 def validate(model: nn.Module, dl, loss_func=None, cb_handler: CallbackHandler | None = None, pbar=None,
              average: bool = True, n_batch: int | None = None, silent: bool = False):

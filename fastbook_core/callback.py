@@ -9,7 +9,7 @@ from functools import partial
 import numpy as np
 import torch
 from torch import Tensor
-from .torch_core import camel2snake, first_el, ifnone, is_listy, listify, split_no_wd_params
+from .torch_core import camel2snake, distrib_sum, first_el, ifnone, is_listy, listify, split_no_wd_params
 
 # %% auto #0
 __all__ = ['Callback', 'SmoothenValue', 'annealing_no', 'annealing_linear', 'annealing_exp', 'annealing_cos', 'do_annealing_poly',
@@ -112,7 +112,7 @@ class OptimWrapper:
     @classmethod
     def create(cls, opt_func, lr, layer_groups, wd: float = 0., true_wd: bool = False, bn_wd: bool = True) -> OptimWrapper:
         "An `OptimWrapper` over `opt_func` for `layer_groups`, two parameter groups per layer group."
-        split = [ps for pair in split_no_wd_params(layer_groups) for ps in pair]
+        split = split_no_wd_params(layer_groups)
         if not any(split):
             raise ValueError("The model has no trainable parameter (all are frozen?): unfreeze some layers first.")
         opt = cls(opt_func([{'params': ps, 'lr': 0.} for ps in split]), wd=wd, true_wd=true_wd, bn_wd=bn_wd)
@@ -230,18 +230,10 @@ class AverageMetric(Callback):
         self.count += n
 
     def on_epoch_end(self, last_metrics, **kwargs):
-        "Append the mean (reduced over processes in a distributed run) to `last_metrics`."
-        from fastbook_core.torch_core import num_distrib
-        val, count = self.val, self.count
-        if num_distrib() > 1: val, count = _all_reduce_sum(val, count)
-        return add_metrics(last_metrics, float(val / count) if count else None)
-
-def _all_reduce_sum(val, count):
-    import torch.distributed as dist
-    t = torch.tensor([float(val), float(count)], dtype=torch.float64)
-    if dist.get_backend() == 'nccl': t = t.cuda()
-    dist.all_reduce(t)
-    return t[0].item(), t[1].item()
+        "Append the mean (over every process in a distributed run) to `last_metrics`."
+        val, count = distrib_sum(torch.stack([torch.as_tensor(self.val, dtype=torch.float64).cpu(),
+                                              torch.tensor(float(self.count), dtype=torch.float64)])).tolist()
+        return add_metrics(last_metrics, val / count if count else None)
 
 # %% ../nbs/03_callback.ipynb #091c8c6f
 _no_metric_events = {'loss_begin', 'backward_begin', 'backward_end', 'step_end'}

@@ -15,7 +15,8 @@ from torch import nn, Tensor
 __all__ = ['defaults', 'bn_types', 'norm_types', 'default_device', 'is_listy', 'listify', 'ifnone', 'camel2snake', 'to_device',
            'to_detach', 'to_cpu', 'first_el', 'set_seed', 'get_rng_states', 'set_rng_states', 'children',
            'num_children', 'flatten_model', 'requires_grad', 'trainable_params', 'split_model_idx', 'split_model',
-           'split_no_wd_params', 'even_mults', 'rank_distrib', 'num_distrib', 'atomic_write', 'remove_stale_temps']
+           'split_no_wd_params', 'even_mults', 'rank_distrib', 'num_distrib', 'distrib_sum', 'atomic_write',
+           'remove_stale_temps']
 
 # %% ../nbs/00_torch_core.ipynb #163b573c
 def default_device() -> torch.device:
@@ -98,11 +99,12 @@ def get_rng_states() -> dict:
 
 def set_rng_states(states: dict):
     "Restore generator states captured by `get_rng_states`."
+    cpu = lambda t: t.cpu() if isinstance(t, Tensor) else t  # a checkpoint loaded onto a GPU maps these there too
     kind, keys, pos, has_gauss, cached = states['numpy']
     random.setstate(tuple(tuple(o) if isinstance(o, list) else o for o in states['python']))
-    np.random.set_state((kind, np.asarray(keys, dtype=np.int64).astype(np.uint32), pos, has_gauss, cached))
-    torch.set_rng_state(states['torch'])
-    if 'cuda' in states and torch.cuda.is_available(): torch.cuda.set_rng_state_all(states['cuda'])
+    np.random.set_state((kind, np.asarray(cpu(keys), dtype=np.int64).astype(np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(cpu(states['torch']))
+    if 'cuda' in states and torch.cuda.is_available(): torch.cuda.set_rng_state_all([cpu(t) for t in states['cuda']])
 
 # %% ../nbs/00_torch_core.ipynb #cbaa91a5
 bn_types = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
@@ -149,16 +151,16 @@ def split_model(model: nn.Module, splits, want_idxs: bool = False):
     return (res, idxs) if want_idxs else res
 
 def split_no_wd_params(layer_groups: Sequence[nn.Module]) -> list:
-    "For each group, `[params with weight decay, params without]`: biases and norm layers get none with `bn_wd=False`."
+    "Two lists of trainable parameters per layer group, flat as in fastai v1: `[g0 with wd, g0 without, g1 with, ...]`; norm layers and biases go in the second."
     res = []
     for g in layer_groups:
         wd, no_wd, seen = [], [], set()
         for m in g.modules():
             for name, p in m.named_parameters(recurse=False):
-                if id(p) in seen or not p.requires_grad: continue
+                if id(p) in seen or not p.requires_grad: continue  # tied weights appear once
                 seen.add(id(p))
                 (no_wd if isinstance(m, norm_types) or name.endswith('bias') else wd).append(p)
-        res.append([wd, no_wd])
+        res += [wd, no_wd]
     return res
 
 def even_mults(start: float, stop: float, n: int) -> np.ndarray:
@@ -180,6 +182,15 @@ def num_distrib() -> int:
     import torch.distributed as dist
     if dist.is_available() and dist.is_initialized(): return dist.get_world_size()
     return int(os.environ.get('WORLD_SIZE', 1))
+
+def distrib_sum(t: Tensor) -> Tensor:
+    "`t` summed over every process of a distributed run (on the CPU); `t` itself when not distributed."
+    import torch.distributed as dist
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1: return t
+    t = t.detach().clone()
+    if dist.get_backend() == 'nccl': t = t.cuda()  # nccl reduces CUDA tensors only
+    dist.all_reduce(t)
+    return t.cpu()
 
 # %% ../nbs/00_torch_core.ipynb #8325ccad
 import tempfile, contextlib
