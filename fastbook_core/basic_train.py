@@ -4,24 +4,30 @@
 
 # %% ../nbs/04_basic_train.ipynb #65b50cf7
 from __future__ import annotations
-from fastcore.basics import patch
-import copy, io, pickle, re, time, warnings, weakref, zipfile
+import copy, gc, importlib, inspect, io, pickle, re, time, warnings, weakref
+from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
-from .torch_core import (atomic_write, camel2snake, defaults, distrib_sum, even_mults, first_el, flatten_model, get_rng_states,
-                         ifnone, is_listy, listify, rank_distrib, requires_grad, set_rng_states, split_model, to_detach,
-                         to_device, norm_types, bn_types)
-from .basic_data import DataBunch, DatasetType, DeviceDataLoader
-from .callback import Callback, CallbackHandler, OptimWrapper, _check_metrics
+from .torch_core import (atomic_write, camel2snake, defaults, distrib_sum, even_mults, first_el,
+                                      flatten_model, get_rng_states, ifnone, is_listy, listify, norm_types,
+                                      rank_distrib, requires_grad, set_rng_states, split_model, to_detach, to_device)
+from .basic_data import DataBunch, DatasetType
+from .callback import (AdamW, Callback, CallbackHandler, OptimWrapper, callback_events, check_callbacks,
+                                    check_metrics, check_wd)
 from .progress import format_time, master_bar, progress_bar
+if TYPE_CHECKING:  # the modules that add methods to Learner, imported for type checkers only (see `Learner`)
+    from fastbook_core import train as _train
+    from fastbook_core.callbacks import hooks as _hooks
 
 # %% auto #0
-__all__ = ['loss_batch', 'validate', 'fit', 'loss_func2activ', 'noop', 'per_item_loss', 'get_preds', 'LearnerCallback', 'Learner',
-           'Recorder', 'CheckpointError', 'get_model', 'load_checkpoint', 'load_learner']
+__all__ = ['loss_batch', 'validate', 'check_epochs', 'fit', 'noop', 'loss_func2activ', 'per_item_loss', 'get_preds',
+           'LearnerCallback', 'CheckpointError', 'CheckpointNotFoundError', 'get_model', 'load_checkpoint',
+           'load_learner', 'Learner', 'DestroyedLearner', 'FakeOptimizer', 'to_floats', 'finish_fig', 'Recorder']
 
 # %% ../nbs/04_basic_train.ipynb #619177b0
 def _shapes(b) -> str:
@@ -29,22 +35,42 @@ def _shapes(b) -> str:
     if is_listy(b): return ', '.join(_shapes(o) for o in b)
     return type(b).__name__
 
-def _forward(model, xb):
+def _is_shape_error(e: BaseException) -> bool:
+    "Whether `e` is torch complaining about shapes (and not, say, running out of memory)."
+    if isinstance(e, torch.OutOfMemoryError) or 'find_unused_parameters' in str(e): return False
+    return any(w in str(e) for w in ('shape', 'size', 'dimension', 'channels'))
+
+def _forward(model: nn.Module, xb: list):
     try: return model(*xb)
-    except RuntimeError as e:
-        msg = str(e)
-        if not any(w in msg for w in ('shape', 'size', 'dimension', 'channels')) or 'find_unused_parameters' in msg: raise
-        raise RuntimeError(f"The model could not process a batch of input shape {_shapes(xb)}: {msg}. "
-                           "Check that the model's first layer matches the data.") from e
+    except (RuntimeError, ValueError) as e:
+        if _is_shape_error(e): e.add_note(f"The model could not process a batch of input shape {_shapes(xb)}: check "
+                                          "that the model's first layer matches the data.")
+        raise
 
-def _loss(loss_func, out, yb):
-    try: return loss_func(out, *yb)
+def _loss_name(loss_func) -> str:
+    lf = getattr(loss_func, 'func', loss_func)
+    return getattr(lf, '__name__', lf.__class__.__name__)
+
+def _loss(loss_func: Callable, out, yb: list) -> Tensor:
+    try: loss = loss_func(out, *yb)
     except (RuntimeError, ValueError, IndexError) as e:
-        raise type(e)(f"The loss function could not compare the output of shape {_shapes(out)} with the target of "
-                      f"shape {_shapes(yb)}: {e}") from e
+        if _is_shape_error(e): e.add_note(f"The loss function could not compare the output of shape {_shapes(out)} "
+                                          f"with the target of shape {_shapes(yb)}.")
+        raise
+    if not isinstance(loss, Tensor):
+        raise TypeError(f"The loss function {_loss_name(loss_func)} returned a {type(loss).__name__}, not a tensor: "
+                        "compute it with torch operations so that it can be backpropagated.")
+    if loss.ndim:
+        raise ValueError(f"The loss function {_loss_name(loss_func)} returned a tensor of shape {tuple(loss.shape)}, not "
+                         "a scalar: reduce it (reduction='mean' or 'sum'; reduction='none' gives one loss per item).")
+    return loss
 
-def loss_batch(model: nn.Module, xb, yb, loss_func=None, opt: OptimWrapper | None = None,
-               cb_handler: CallbackHandler | None = None):
+def loss_batch(model: nn.Module,  # the model
+               xb: Tensor | list,  # the input batch (a tensor, or a list of tensors for several inputs)
+               yb: Tensor | list,  # the target batch
+               loss_func: Callable | None = None,  # without it, return the output and the target
+               opt: OptimWrapper | None = None,  # with it, backpropagate and step
+               cb_handler: CallbackHandler | None = None):  # the callbacks of the running fit
     "The loss of `model` on batch `(xb, yb)`; with `opt`, also backpropagate and step. Without `loss_func`, the output and target."
     if cb_handler is None: cb_handler = CallbackHandler()  # not `ifnone`: it would build one per call
     if not is_listy(xb): xb = [xb]
@@ -65,14 +91,21 @@ def _reduce_mean(total: Tensor, count: float) -> float:
     total, count = distrib_sum(torch.stack([total.double().cpu(), torch.tensor(float(count), dtype=torch.float64)])).tolist()
     return total / count
 
-def validate(model: nn.Module, dl, loss_func=None, cb_handler: CallbackHandler | None = None, pbar=None,
-             average: bool = True, n_batch: int | None = None, silent: bool = False):
+def validate(model: nn.Module,  # the model, put in eval mode
+             dl,  # the loader to evaluate on
+             loss_func: Callable | None = None,  # without it, collect outputs and targets
+             cb_handler: CallbackHandler | None = None,  # the callbacks (and metrics) that see each batch
+             pbar=None,  # the `MasterBar` of a running fit, under which the bar is drawn
+             average: bool = True,  # return the mean loss; else each batch's result
+             n_batch: int | None = None,  # stop after this many batches
+             silent: bool = False) -> float | list:  # no progress bar
     "Evaluate `model` on `dl`: the mean loss, or each batch's result if not `average`; at most `n_batch` batches."
     model.eval()
     if cb_handler is None: cb_handler = CallbackHandler()  # not `ifnone`: it would build one per call
+    cb_handler.set_dl(dl)
     with torch.inference_mode():
         val_losses, nums = [], []
-        for xb, yb in progress_bar(dl, parent=pbar, label='valid', silent=silent):
+        for xb, yb in progress_bar(dl, parent=pbar, label='valid', silent=silent, leave=pbar is not None):
             xb, yb = cb_handler.on_batch_begin(xb, yb, train=False)
             val_losses.append(loss_batch(model, xb, yb, loss_func, cb_handler=cb_handler))
             nums.append(first_el(yb).shape[0])
@@ -84,20 +117,25 @@ def validate(model: nn.Module, dl, loss_func=None, cb_handler: CallbackHandler |
         return _reduce_mean((torch.stack(val_losses).float().cpu() * n).sum(), float(n.sum()))
 
 # %% ../nbs/04_basic_train.ipynb #b25b4b43
-def _check_epochs(epochs):
+def check_epochs(epochs) -> None:
+    "Refuse anything but a whole number of epochs >= 1, with an error naming the value."
     if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 1:
         raise ValueError(f"epochs={epochs!r}: fit needs a whole number of epochs >= 1.")
 
-def fit(epochs: int, learn: Learner, callbacks=None, metrics=None):
+def fit(epochs: int,  # how many epochs
+        learn,  # a `Learner` (or anything with `model`, `data`, `loss_func`, `opt`)
+        callbacks: list | None = None,  # `Callback` instances
+        metrics: list | None = None) -> None:  # functions or metric callbacks, computed on the validation set
     "Train `learn.model` on `learn.data` for `epochs`, calling `callbacks` and computing `metrics` on validation."
-    _check_epochs(epochs)
+    check_epochs(epochs)
     cb_handler = CallbackHandler(callbacks, metrics)
-    pbar = master_bar(range(epochs), silent=learn.silent)
-    exception = False
+    pbar = master_bar(range(epochs), silent=getattr(learn, 'silent', False))
+    exception: BaseException | bool = False
     try:
         cb_handler.on_train_begin(epochs, pbar=pbar, metrics=metrics)
         for epoch in pbar:
             learn.model.train()
+            cb_handler.set_dl(learn.data.train_dl)
             cb_handler.on_epoch_begin()
             for xb, yb in progress_bar(learn.data.train_dl, parent=pbar, label='train'):
                 xb, yb = cb_handler.on_batch_begin(xb, yb)
@@ -110,14 +148,17 @@ def fit(epochs: int, learn: Learner, callbacks=None, metrics=None):
         exception = e
         raise
     finally:
-        cb_handler.on_train_end(exception)
+        try: cb_handler.on_train_end(exception)
+        except Exception as end_error:
+            if exception is False: raise
+            exception.add_note(f"(while cleaning up, on_train_end raised {end_error!r} too)")
 
-# %% ../nbs/04_basic_train.ipynb #abad4c91
-def _loss_name(loss_func) -> str:
-    lf = getattr(loss_func, 'func', loss_func)
-    return getattr(lf, '__name__', lf.__class__.__name__)
+# %% ../nbs/04_basic_train.ipynb #6c6d5db0
+def noop(x):
+    "The identity: no activation."
+    return x
 
-def loss_func2activ(loss_func):
+def loss_func2activ(loss_func: Callable) -> Callable:
     "The activation that turns outputs into predictions for `loss_func`: softmax, sigmoid, exp or none."
     crit = getattr(loss_func, 'crit', None)  # a loss that wraps another (mixup) predicts like it
     if crit is not None: return loss_func2activ(crit)
@@ -127,23 +168,24 @@ def loss_func2activ(loss_func):
     if name in ('nll_loss', 'NLLLoss'): return torch.exp
     return noop
 
-def noop(x):
-    "The identity: no activation."
-    return x
-
-def per_item_loss(loss_func):
+def per_item_loss(loss_func: Callable) -> Callable:
     "A copy of `loss_func` that returns one loss per item (`reduction='none'`)."
     lf = loss_func
     if isinstance(lf, nn.Module) and hasattr(lf, 'reduction'):
         lf = copy.deepcopy(lf).cpu(); lf.reduction = 'none'; return lf
     try:
-        import inspect
         if 'reduction' in inspect.signature(lf).parameters: return partial(lf, reduction='none')
     except (TypeError, ValueError): pass  # no signature to inspect
     raise TypeError(f"Cannot compute per-item losses with {_loss_name(loss_func)}: it has no `reduction` argument.")
 
-def get_preds(model: nn.Module, dl, pbar=None, cb_handler: CallbackHandler | None = None, activ=None,
-              loss_func=None, n_batch: int | None = None, silent: bool = False) -> list:
+def get_preds(model: nn.Module,  # the model, put in eval mode
+              dl,  # the loader to predict on
+              pbar=None,  # the `MasterBar` of a running fit
+              cb_handler: CallbackHandler | None = None,  # callbacks that see each batch
+              activ: Callable | None = None,  # applied to the outputs
+              loss_func: Callable | None = None,  # with it, per-item losses are appended
+              n_batch: int | None = None,  # stop after this many batches
+              silent: bool = False) -> list:  # no progress bar
     "`[predictions, targets]` of `model` on `dl`, on the CPU; `activ` applied; per-item losses appended with `loss_func`."
     res = validate(model, dl, cb_handler=cb_handler, pbar=pbar, average=False, n_batch=n_batch, silent=silent)
     if not res: raise ValueError("The loader yielded no batch: there is nothing to predict.")
@@ -162,127 +204,559 @@ class LearnerCallback(Callback):
         self.exclude, self.not_min = ['_learn'], []
         if self.cb_name: setattr(learn, self.cb_name, self)
 
-    @property
-    def learn(self) -> Learner: return self._learn()
-    @property
-    def cb_name(self) -> str: return camel2snake(self.__class__.__name__)
+    def __getattr__(self, k: str):
+        "fastai v1: an attribute the callback does not have is the Learner's (`self.data`, `self.model`)."
+        if k.startswith('_') or '_learn' not in self.__dict__: raise AttributeError(k)  # unpickling, copying
+        learn = self._learn()
+        if learn is None: raise AttributeError(f"{k}: the Learner of this {self.__class__.__name__} no longer exists.")
+        return getattr(learn, k)
 
-# %% ../nbs/04_basic_train.ipynb #14ab2177
-def _check_model(model):
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}.")
+    @property
+    def learn(self) -> Learner:
+        "The Learner this callback belongs to."
+        return self._learn()
+    @property
+    def cb_name(self) -> str:
+        "The attribute name of this callback on its Learner: the class name in snake case."
+        return camel2snake(self.__class__.__name__)
+
+# %% ../nbs/04_basic_train.ipynb #20671159
+class CheckpointError(RuntimeError):
+    "A checkpoint that cannot be read: missing, incomplete, corrupt, of the wrong kind, or holding objects that could run code."
+
+class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
+    "A checkpoint file that does not exist (also a `FileNotFoundError`)."
+
+def get_model(model: nn.Module) -> nn.Module:
+    "The model itself, unwrapped from `DistributedDataParallel` or `DataParallel`."
+    return model.module if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)) else model
+
+def _is_filelike(f) -> bool: return hasattr(f, 'read') or hasattr(f, 'write')
+
+def _name(source) -> str: return str(source) if isinstance(source, (str, Path)) else f'the file object {source!r}'
+
+def load_checkpoint(source: str | Path | IO[bytes],  # a path, or an open binary file
+                    map_location=None) -> Any:  # where tensors go, as for `torch.load`
+    "Read a checkpoint safely (`weights_only=True`), turning every failure into a `CheckpointError` that names it."
+    if not _is_filelike(source):
+        source = Path(source)
+        if not source.is_file():
+            there = sorted(p.name for p in source.parent.glob('*.pth')) if source.parent.is_dir() else []
+            raise CheckpointNotFoundError(f"No checkpoint at {source}." + (f" Found: {', '.join(there)}." if there else ''))
+    try: return torch.load(source, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        msg = str(e)
+        if 'GLOBAL' in msg or 'global' in msg:  # the weights-only unpickler met a class or function it will not import
+            names = sorted(set(re.findall(r'GLOBAL ([\w.]+)', msg))) or ['an object that is not a tensor']
+            raise CheckpointError(f"Refusing to load {_name(source)}: it holds {', '.join(names)}, which loading would "
+                                  "have to import and run. A checkpoint of fastbook_core holds only tensors and plain "
+                                  "values.") from e
+        raise CheckpointError(f"{_name(source)} is incomplete or corrupt, or not a torch checkpoint (written by plain "
+                              f"pickle, or in torch's legacy format?): {e}") from e
+    except Exception as e:  # torch reports damage as RuntimeError, EOFError, ValueError, KeyError, BadZipFile...
+        raise CheckpointError(f"{_name(source)} is incomplete or corrupt (an interrupted write?): "
+                              f"{type(e).__name__}: {e}") from e
+
+def _check_model_state(model_state, model: nn.Module, source, strict: bool = True) -> None:
+    "Raise a `CheckpointError` unless `model_state` fits `model` (keys, shapes, kinds of dtype); change nothing."
+    if not isinstance(model_state, dict) or not all(isinstance(v, Tensor) for v in model_state.values()):
+        raise CheckpointError(f"{_name(source)} holds a {type(model_state).__name__}, not a model's state dict of "
+                              "tensors: was it written by `Learner.save`?")
+    ours = get_model(model).state_dict()
+    missing, extra = [k for k in ours if k not in model_state], [k for k in model_state if k not in ours]
+    if strict and (missing or extra):
+        raise CheckpointError(f"{_name(source)} does not fit this model: "
+                              + '; '.join(f"{what}: {', '.join(ks[:8])}{' ...' if len(ks) > 8 else ''}"
+                                          for what, ks in (('missing keys', missing), ('unexpected keys', extra)) if ks)
+                              + ". Pass strict=False to load the keys that match.")
+    kind = lambda t: 'complex' if t.is_complex() else 'float' if t.is_floating_point() else 'bool' if t.dtype == torch.bool else 'int'
+    for k, v in model_state.items():
+        if k not in ours: continue
+        if v.shape != ours[k].shape:
+            raise CheckpointError(f"{_name(source)} does not fit this model: {k} has shape {tuple(v.shape)} in the file "
+                                  f"and {tuple(ours[k].shape)} in the model (another head or size?).")
+        if kind(v) != kind(ours[k]):
+            raise CheckpointError(f"{_name(source)} does not fit this model: {k} is {v.dtype} in the file and "
+                                  f"{ours[k].dtype} in the model.")
+
+def _remove_module(state: dict) -> dict:
+    "A state dict without the `module.` prefix that `DistributedDataParallel` adds to every key."
+    return {(k[7:] if k.startswith('module.') else k): v for k, v in state.items()}
+
+# %% ../nbs/04_basic_train.ipynb #1daef312
+_EXPORT_FORMAT, _EXPORT_PARTS = 'fastbook_core.export/1', ('format', 'state_dict', 'objects', 'classes', 'hypers')
+
+def _check_picklable(obj, what: str):
+    try: pickle.dumps(obj)
+    except Exception as e:
+        raise TypeError(f"Cannot export: {what} ({obj!r}) cannot be pickled ({type(e).__name__}: {e}). Define it at "
+                        "module level (not a lambda or a local function), or remove it before exporting.") from None
+
+def _trusted(name: str):
+    "The object named `module.qualname` if fastbook_core may unpickle it without `trust_code`, else None."
+    mod, _, qual = name.rpartition('.')
+    if not (mod == 'functools' and qual == 'partial') and not mod.split('.')[0] in ('torch', 'fastbook_core'): return None
+    try: obj = getattr(importlib.import_module(mod), qual)  # only torch's and our own modules are imported
+    except (ImportError, AttributeError): return None
+    if mod == 'functools': return obj
+    if inspect.isclass(obj) and issubclass(obj, (nn.Module, torch.optim.Optimizer, Callback)): return obj
+    if inspect.isfunction(obj) or inspect.isbuiltin(obj):
+        if mod in ('torch.nn.functional', 'fastbook_core.metrics') or name == 'fastbook_core.basic_train.noop': return obj
+    return None
+
+def _load_objects(blob: bytes, trust_code: bool, source) -> dict:
+    from torch.serialization import get_unsafe_globals_in_checkpoint, safe_globals
+    if trust_code: return torch.load(io.BytesIO(blob), map_location='cpu', weights_only=False)
+    names = get_unsafe_globals_in_checkpoint(io.BytesIO(blob))
+    allowed = {n: _trusted(n) for n in names}
+    refused = sorted(n for n, o in allowed.items() if o is None)
+    if refused:
+        raise CheckpointError(f"Refusing to unpickle {_name(source)}: it names {', '.join(refused)}, which loading would "
+                              "import and run. Pass `model=` (and `loss_func=`) to load only the weights, or "
+                              "`trust_code=True` if you trust this file (it unpickles arbitrary code).")
+    try:
+        with safe_globals(list(allowed.values())):
+            return torch.load(io.BytesIO(blob), map_location='cpu', weights_only=True)
+    except Exception as e:
+        raise CheckpointError(f"The objects stored in {_name(source)} cannot be read: {type(e).__name__}: {e}") from e
+
+def load_learner(path: str | Path,  # the folder of the export (the Learner's `path`)
+                 file: str | Path | IO[bytes] = 'export.pkl',  # the file name in `path`, or an open binary file
+                 test=None,  # a dataset that becomes the test set
+                 model: nn.Module | None = None,  # the model to load the weights into (its class is then not unpickled)
+                 loss_func: Callable | None = None,  # the loss (with `model`, nothing is unpickled)
+                 trust_code: bool = False,  # unpickle whatever classes the file names: only for files you trust
+                 device: torch.device | str | None = None,  # where the model goes
+                 **kwargs) -> Learner:  # more arguments for the `Learner`
+    "A Learner for inference from `path/file` written by `export`; `test` (a dataset) becomes its test set. Safe by default."
+    source = file if _is_filelike(file) else Path(path) / file
+    state = load_checkpoint(source, map_location='cpu')
+    if not isinstance(state, dict) or state.get('format') != _EXPORT_FORMAT:
+        raise CheckpointError(f"{_name(source)} was not written by `Learner.export` (it holds a {type(state).__name__}"
+                              f"{' without the export format tag' if isinstance(state, dict) else ''}).")
+    missing = [k for k in _EXPORT_PARTS if k not in state]
+    if missing: raise CheckpointError(f"{_name(source)} is an incomplete export: it lacks {', '.join(missing)}.")
+    objs = {} if model is not None and loss_func is not None else _load_objects(state['objects'], trust_code, source)
+    model = ifnone(model, objs.get('model'))
+    if not isinstance(model, nn.Module): raise CheckpointError(f"{_name(source)} holds no model: pass `model=`.")
+    _check_model_state(state['state_dict'], model, source)
+    get_model(model).load_state_dict(state['state_dict'])
+    data = DataBunch(None, None, None, device=device, path=path)
+    data.classes = state['classes']
+    if test is not None: data.add_test(test)
+    hypers = {**state['hypers'], **kwargs}
+    learn = Learner(data, model, loss_func=ifnone(loss_func, objs.get('loss_func')),
+                    opt_func=objs.get('opt_func', AdamW), callback_fns=objs.get('callback_fns'), **hypers)
+    learn.model.eval()
+    return learn
+
+# %% ../nbs/04_basic_train.ipynb #1269932d
+defaults.extra_callbacks = getattr(defaults, 'extra_callbacks', None)  # callback instances added to every new Learner
+
+def _check_lr(v, what='lr'):
+    if isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer)) or not np.isfinite(v) or v < 0:
+        raise ValueError(f"{what}={v!r}: a learning rate must be a finite number >= 0.")
+
+def _check_callback_fns(fns) -> list:
+    fns = listify(fns)
+    for f in fns:
+        if isinstance(f, Callback):
+            raise TypeError(f"callback_fns holds {f!r}, a Callback instance: put instances in `callbacks`; `callback_fns` "
+                            "takes functions of the Learner (such as the class of a LearnerCallback).")
+        if not callable(f): raise TypeError(f"callback_fns holds {f!r}, which is not callable: give functions of the Learner.")
+    return fns
+
+class _ResumeCallbackStates(Callback):
+    "Give each callback of a fit its state from the checkpoint that `Learner.load(with_opt=True)` read."
+    _order = 10**9  # after every other on_train_begin, which resets its callback's state
+    def __init__(self, states: dict, callbacks: list): self.states, self.callbacks = states, callbacks
+    def on_train_begin(self, **kwargs):
+        keys = _callback_keys(self.callbacks)
+        for key, cb in keys.items():
+            if key in self.states: cb.load_checkpoint_state(self.states[key])
+        skipped = sorted(set(self.states) - set(keys))
+        if skipped: warnings.warn(f"Not restored from the checkpoint (no such callback in this fit): {', '.join(skipped)}.")
+
+def _callback_keys(callbacks: list) -> dict:
+    "A stable name for each callback of a fit (its class in snake case, numbered when it comes more than once)."
+    res, seen = {}, {}
+    for cb in callbacks:
+        if isinstance(cb, (Recorder, _ResumeCallbackStates)): continue  # the Recorder's history is saved on its own
+        name = camel2snake(cb.__class__.__name__)
+        seen[name] = seen.get(name, 0) + 1
+        res[name if seen[name] == 1 else f'{name}_{seen[name]}'] = cb
+    return res
 
 class Learner:
     "Train `model` on `data` with `opt_func` and `loss_func`, reporting `metrics`."
     def __init__(self,
                  data: DataBunch,  # the training, validation (and test) loaders
                  model: nn.Module,  # any PyTorch module; moved to the data's device
-                 opt_func=partial(torch.optim.Adam, betas=(0.9, 0.99)),  # makes the optimizer from parameter groups
-                 loss_func=None,  # default: the data's, from its targets
-                 metrics=None,  # functions (or metric callbacks) computed on the validation set each epoch
+                 opt_func: Callable = AdamW,  # makes the optimizer from parameter groups
+                 loss_func: Callable | None = None,  # default: the data's, from its targets
+                 metrics: list | None = None,  # functions (or metric callbacks) computed on the validation set each epoch
                  true_wd: bool = True,  # decoupled weight decay (as in AdamW) rather than L2 in the gradient
                  bn_wd: bool = True,  # decay biases and normalization layers too
-                 wd=defaults.wd,  # weight decay: a number, or one per layer group
+                 wd: float | list = defaults.wd,  # weight decay: a number, or one per layer group
                  train_bn: bool = True,  # keep normalization layers trainable in frozen layer groups
-                 path=None,  # where files go; default: the data's path
-                 model_dir='models',  # folder of `path` for checkpoints
-                 callback_fns=None,  # functions of the Learner that make callbacks at each fit (a Recorder is added)
-                 callbacks=None,  # callback instances used by every fit
-                 layer_groups=None,  # modules for discriminative lrs and freezing; default: the whole model
-                 silent: bool = False):  # no progress display and no table
-        _check_model(model)
+                 path: str | Path | None = None,  # where files go; default: the data's path
+                 model_dir: str | Path = 'models',  # folder of `path` for checkpoints
+                 callback_fns: list | None = None,  # functions of the Learner that make callbacks at each fit (a Recorder is added)
+                 callbacks: list | None = None,  # callback instances used by every fit
+                 layer_groups: list | None = None,  # modules for discriminative lrs and freezing; default: the whole model
+                 add_time: bool = True,  # a time column in the table
+                 silent: bool | None = None):  # no progress display and no table; default: `defaults.silent`
+        if not isinstance(model, nn.Module): raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}.")
         if not hasattr(data, 'train_dl'): raise TypeError(f"data must be a DataBunch, got {type(data).__name__}.")
+        if loss_func is not None and not callable(loss_func):
+            raise TypeError(f"loss_func={loss_func!r} is not callable: give a function or a loss module such as nn.MSELoss().")
+        layer_groups = listify(layer_groups)
+        check_wd(wd, len(layer_groups) or 1)
+        callbacks = check_callbacks(callbacks, 'callbacks') + check_callbacks(defaults.extra_callbacks, 'defaults.extra_callbacks')
+        callback_fns = _check_callback_fns(callback_fns)
+        self.metrics = metrics  # checked by the setter
         self.data, self.opt_func, self.true_wd, self.bn_wd, self.wd = data, opt_func, true_wd, bn_wd, wd
-        self.train_bn, self.model_dir, self.silent = train_bn, model_dir, silent
+        self.train_bn, self.model_dir, self.add_time = train_bn, model_dir, add_time
+        self.silent = ifnone(silent, defaults.silent)
         self.model = model.to(data.device)
         self.path = Path(ifnone(path, data.path))
         self.loss_func = loss_func if loss_func is not None else data.loss_func
-        self.metrics = metrics
-        self.layer_groups = listify(layer_groups) or [nn.Sequential(*flatten_model(self.model))]
-        self.callbacks = listify(callbacks)
-        self.callback_fns = [Recorder] + listify(callback_fns)
-        self.opt = None
+        self.layer_groups = layer_groups or [nn.Sequential(*flatten_model(self.model))]
+        self.callbacks = callbacks
+        self.callback_fns = [partial(Recorder, add_time=add_time, silent=self.silent)] + callback_fns
+        self.opt: OptimWrapper | None = None
+        self._fit_callbacks: list = []  # the callbacks of the running (or last) fit, whose state checkpoints keep
+        self._resume_states: dict | None = None  # callback states read by `load(with_opt=True)`, for the next fit
 
     @property
-    def metrics(self) -> list: return self._metrics
+    def metrics(self) -> list:
+        "The metrics computed on the validation set at each epoch (functions or metric callbacks)."
+        return self._metrics
     @metrics.setter
-    def metrics(self, ms): self._metrics = _check_metrics(ms)
+    def metrics(self, ms): self._metrics = check_metrics(ms)
 
     def __repr__(self) -> str:
         return (f'Learner(data={self.data!r}, model={self.model.__class__.__name__}, opt_func='
                 f'{getattr(self.opt_func, "func", self.opt_func).__name__}, loss_func={_loss_name(self.loss_func)}, '
                 f'metrics={[getattr(m, "__name__", m) for m in self.metrics]})')
 
-# %% ../nbs/04_basic_train.ipynb #6c6d5db0
-def _check_lr(v, what='lr'):
-    if isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer)) or not np.isfinite(v) or v < 0:
-        raise ValueError(f"{what}={v!r}: a learning rate must be a finite number >= 0.")
+    def init(self, init: Callable) -> None:
+        "Initialize the weights of the model's layers with `init` (e.g. `nn.init.kaiming_normal_`), biases with 0."
+        for m in flatten_model(self.model):
+            if isinstance(m, norm_types): continue
+            if isinstance(getattr(m, 'weight', None), Tensor) and m.weight.ndim > 1: init(m.weight)
+            if isinstance(getattr(m, 'bias', None), Tensor):
+                with torch.no_grad(): m.bias.fill_(0.)
 
-@patch
-def lr_range(self: Learner, lr):
-    "Per-layer-group learning rates from `lr`: a number, a sequence (one per group) or a `slice`."
-    n = len(self.layer_groups)
-    if isinstance(lr, slice):
-        _check_lr(lr.stop, 'slice stop')
-        if lr.start:
-            _check_lr(lr.start, 'slice start')
-            return even_mults(lr.start, lr.stop, n)
-        return np.array([lr.stop / 10] * (n - 1) + [lr.stop])
-    if is_listy(lr) or isinstance(lr, np.ndarray):
-        lr = list(lr)
-        if len(lr) != n: raise ValueError(f"{len(lr)} learning rates for {n} layer groups: give one per group, or a slice.")
-        for v in lr: _check_lr(v)
-        return np.array(lr, dtype=float)
-    _check_lr(lr)
-    return lr
+    # --- learning rates, optimizer, training -------------------------------------------------------------
+    def lr_range(self, lr: float | Sequence[float] | np.ndarray | slice) -> float | np.ndarray:
+        "Per-layer-group learning rates from `lr`: a number, a sequence (one per group) or a `slice`."
+        n = len(self.layer_groups)
+        if isinstance(lr, slice):
+            _check_lr(lr.stop, 'slice stop')
+            if lr.start:
+                _check_lr(lr.start, 'slice start')
+                return even_mults(lr.start, lr.stop, n)
+            return np.array([lr.stop / 10] * (n - 1) + [lr.stop])
+        if is_listy(lr) or isinstance(lr, np.ndarray):
+            lr = list(lr)
+            if len(lr) != n: raise ValueError(f"{len(lr)} learning rates for {n} layer groups: give one per group, or a slice.")
+            for v in lr: _check_lr(v)
+            return np.array(lr, dtype=float)
+        _check_lr(lr)
+        return lr
 
-# %% ../nbs/04_basic_train.ipynb #84232df5
-@patch
-def create_opt(self: Learner, lr, wd=0.):
-    "Create the `OptimWrapper` over `opt_func` for the trainable parameters of the layer groups."
-    self.opt = OptimWrapper.create(self.opt_func, lr, self.layer_groups, wd=wd, true_wd=self.true_wd, bn_wd=self.bn_wd)
+    def create_opt(self, lr: float | Sequence[float] | np.ndarray, wd: float | list = 0.) -> None:
+        "Create the `OptimWrapper` over `opt_func` for the trainable parameters of the layer groups."
+        self.opt = OptimWrapper.create(self.opt_func, lr, self.layer_groups, wd=wd, true_wd=self.true_wd, bn_wd=self.bn_wd)
 
-@patch
-def fit(self: Learner, epochs: int, lr=defaults.lr, wd=None, callbacks=None):
-    "Fit the model for `epochs` with learning rate `lr` (number, sequence or slice), weight decay `wd` and `callbacks`."
-    _check_epochs(epochs)  # before the callbacks are made: a new Recorder would drop the last fit's history
-    if self.data.train_dl is None:
-        raise ValueError("This Learner has no training data (it was loaded for inference): set `learn.data` first.")
-    lr = self.lr_range(lr)
-    wd = ifnone(wd, self.wd)
-    if self.opt is None: self.create_opt(lr, wd)
-    else: self.opt.lr, self.opt.wd = lr, wd
-    callbacks = [cb(self) for cb in self.callback_fns + listify(defaults.extra_callback_fns)] + listify(callbacks)
-    fit(epochs, self, metrics=self.metrics, callbacks=self.callbacks + callbacks)
+    def _make_callbacks(self) -> list:
+        "The callbacks of `callback_fns` (and `defaults.extra_callback_fns`), made for this fit."
+        fns = _check_callback_fns(self.callback_fns + listify(defaults.extra_callback_fns))
+        cbs = [f(self) for f in fns]
+        for f, cb in zip(fns, cbs):
+            if not isinstance(cb, Callback):
+                raise TypeError(f"callback_fns: {getattr(f, '__name__', f)!r} returned {cb!r}, not a Callback.")
+        return cbs
 
-@patch
-def validate(self: Learner, dl=None, callbacks=None, metrics=None) -> list:
-    "`[valid_loss, *metrics]` of the model on `dl` (default: the validation set)."
-    dl = ifnone(dl, self.data.valid_dl)
-    if dl is None: raise ValueError("There is no validation set: pass a loader, `learn.validate(dl)`.")
-    metrics = _check_metrics(ifnone(metrics, self.metrics))
-    cb_handler = CallbackHandler(listify(callbacks), metrics)
-    cb_handler.on_train_begin(1, None, metrics)
-    cb_handler.on_epoch_begin()
-    val_loss = validate(self.model, dl, self.loss_func, cb_handler, silent=self.silent)
-    cb_handler.on_epoch_end(val_loss)
-    return cb_handler.state_dict['last_metrics']
+    def fit(self,
+            epochs: int,  # how many epochs
+            lr: float | Sequence[float] | np.ndarray | slice = defaults.lr,  # a number, one per layer group, or a slice
+            wd: float | list | None = None,  # weight decay; default: the Learner's
+            callbacks: list | None = None) -> None:  # callbacks for this fit only
+        "Fit the model for `epochs` with learning rate `lr` (number, sequence or slice), weight decay `wd` and `callbacks`."
+        # everything is checked before anything changes: a new Recorder would drop the last fit's history
+        check_epochs(epochs)
+        if self.data.train_dl is None:
+            raise ValueError("This Learner has no training data (it was loaded for inference): set `learn.data` first.")
+        callbacks = check_callbacks(callbacks, 'fit(callbacks=...)')
+        check_callbacks(self.callbacks, 'learn.callbacks')
+        lr, wd = self.lr_range(lr), ifnone(wd, self.wd)
+        check_wd(wd, len(self.layer_groups))
+        if self.opt is None: self.create_opt(lr, wd)
+        else: self.opt.lr, self.opt.wd = lr, wd
+        self.opt.zero_grad()  # gradients left by an interrupted step must not leak into this fit
+        cbs = self.callbacks + self._make_callbacks() + callbacks
+        if self._resume_states:
+            cbs.append(_ResumeCallbackStates(self._resume_states, cbs))
+            self._resume_states = None
+        self._fit_callbacks = cbs
+        fit(epochs, self, metrics=self.metrics, callbacks=cbs)
 
-@patch
-def dl(self: Learner, ds_type: DatasetType = DatasetType.Valid):
-    "The loader of `ds_type`."
-    return self.data.dl(ds_type)
+    def validate(self,
+                 dl=None,  # default: the validation set
+                 callbacks: list | None = None,  # more callbacks
+                 metrics: list | None = None) -> list:  # default: the Learner's
+        "`[valid_loss, *metrics]` of the model on `dl` (default: the validation set)."
+        dl = ifnone(dl, self.data.valid_dl)
+        if dl is None: raise ValueError("There is no validation set: pass a loader, `learn.validate(dl)`.")
+        metrics = check_metrics(ifnone(metrics, self.metrics))
+        cb_handler = CallbackHandler(self.callbacks + check_callbacks(callbacks, 'validate(callbacks=...)'), metrics)
+        cb_handler.on_train_begin(1, None, metrics)
+        cb_handler.on_epoch_begin()
+        val_loss = validate(self.model, dl, self.loss_func, cb_handler, silent=self.silent)
+        cb_handler.on_epoch_end(val_loss)
+        return cb_handler.state_dict['last_metrics']
 
-# %% ../nbs/04_basic_train.ipynb #eaf80b3c
-@patch
-def show_training_loop(self: Learner, callbacks=None):
-    "Print, for each event, the callbacks and metrics that a `fit(callbacks=callbacks)` would call."
-    cbs = [cb(self) for cb in self.callback_fns + listify(defaults.extra_callback_fns)] + self.callbacks + listify(callbacks)
-    CallbackHandler(cbs, self.metrics).show_training_loop()
+    def dl(self, ds_type: DatasetType = DatasetType.Valid):
+        "The loader of `ds_type`."
+        return self.data.dl(ds_type)
 
-# %% ../nbs/04_basic_train.ipynb #88250b73
-def _floats(xs) -> list:
-    "`xs` (numbers and tensors) as a list of Python floats, with one device sync for all the tensors."
+    def show_training_loop(self, callbacks: list | None = None) -> None:
+        "Print, for each event, the callbacks and metrics that a `fit(callbacks=callbacks)` would call."
+        cbs = self.callbacks + self._make_callbacks() + check_callbacks(callbacks)
+        CallbackHandler(cbs, self.metrics).show_training_loop()
+
+    # --- layer groups --------------------------------------------------------------------------------------
+    def split(self, split_on) -> Learner:
+        "Split the model into layer groups at `split_on` (modules, a list of groups, or a function of the model)."
+        if callable(split_on) and not isinstance(split_on, nn.Module): split_on = split_on(self.model)
+        self.layer_groups = split_model(self.model, split_on)
+        self.opt = None  # the next fit builds an optimizer over the new groups
+        return self
+
+    def freeze_to(self, n: int) -> None:
+        "Freeze the layer groups before `n` (normalization layers stay trainable if `train_bn`), unfreeze the rest."
+        for g in self.layer_groups[:n]:
+            for m in g.modules():
+                if self.train_bn and isinstance(m, norm_types): continue
+                for p in m.parameters(recurse=False): p.requires_grad_(False)
+        for g in self.layer_groups[n:]: requires_grad(g, True)
+        self.create_opt(defaults.lr.stop if isinstance(defaults.lr, slice) else defaults.lr, self.wd)
+
+    def freeze(self) -> None:
+        "Freeze every layer group but the last."
+        self.freeze_to(-1)
+
+    def unfreeze(self) -> None:
+        "Make every layer group trainable."
+        self.freeze_to(0)
+
+    # --- predictions -----------------------------------------------------------------------------------------
+    def prediction_callbacks(self) -> list:
+        "The callbacks that apply when predicting: the Learner's own, and those of `callback_fns` but the Recorder."
+        fns = [f for f in self.callback_fns + listify(defaults.extra_callback_fns) if getattr(f, 'func', f) is not Recorder]
+        return [f(self) for f in fns] + self.callbacks
+
+    def get_preds(self,
+                  ds_type: DatasetType = DatasetType.Valid,  # which set
+                  activ: Callable | None = None,  # default: the loss's activation
+                  with_loss: bool = False,  # also return the per-item losses
+                  n_batch: int | None = None,  # at most this many batches
+                  pbar=None) -> list:  # the `MasterBar` of a running fit
+        "`[predictions, targets]` (+ per-item losses if `with_loss`) on `ds_type`; the activation follows the loss."
+        dl = self.dl(ds_type)
+        if dl is None: raise ValueError(f"This Learner's data has no {DatasetType(ds_type).name} set.")
+        if n_batch is not None and (isinstance(n_batch, bool) or not isinstance(n_batch, int) or n_batch < 1):
+            raise ValueError(f"n_batch={n_batch!r}: give a number of batches >= 1, or None for all.")
+        activ = ifnone(activ, loss_func2activ(self.loss_func))
+        lf = self.loss_func if with_loss else None
+        return get_preds(self.model, dl, cb_handler=CallbackHandler(self.prediction_callbacks()), activ=activ,
+                         loss_func=lf, n_batch=n_batch, pbar=pbar, silent=self.silent)
+
+    def pred_batch(self, ds_type: DatasetType = DatasetType.Valid, batch: tuple | None = None,
+                   activ: Callable | None = None, with_dropout: bool = False) -> Tensor:
+        "Predictions for `batch` (default: the first batch of `ds_type`), with the loss's activation; dropout stays on with `with_dropout`."
+        xb, yb = batch if batch is not None else self.data.one_batch(ds_type, detach=False, cpu=False)
+        xb, yb = to_device(xb, self.data.device), to_device(yb, self.data.device)
+        cb_handler = CallbackHandler(self.prediction_callbacks())
+        xb, yb = cb_handler.on_batch_begin(xb, yb, train=False)
+        self.model.eval()
+        if with_dropout: self.model.apply(self.apply_dropout)
+        with torch.no_grad(): out, _ = loss_batch(self.model, xb, yb, cb_handler=cb_handler)
+        return ifnone(activ, loss_func2activ(self.loss_func))(out)
+
+    def predict(self, item, activ: Callable | None = None, with_dropout: bool = False) -> tuple:
+        "Predict one item (an input without its batch dimension): `(prediction, index or value, raw activations)`."
+        xb = [o[None] for o in item] if is_listy(item) else item[None]
+        raw = self.pred_batch(batch=(xb, torch.zeros(1)), activ=activ, with_dropout=with_dropout)[0]
+        if loss_func2activ(self.loss_func) is noop or raw.ndim == 0: return raw, raw, raw
+        idx = raw.argmax()
+        classes = getattr(self.data, 'classes', None)
+        return (classes[idx] if classes is not None else idx), idx, raw
+
+    @staticmethod
+    def apply_dropout(m: nn.Module) -> None:
+        "Put `m` in training mode if it is a dropout layer (for Monte Carlo dropout)."
+        if 'dropout' in m.__class__.__name__.lower(): m.train()
+
+    def predict_with_mc_dropout(self, item, with_dropout: bool = True, n_times: int = 10) -> list:
+        "`n_times` predictions of `item` with dropout on: their spread estimates the model's uncertainty."
+        return [self.predict(item, with_dropout=with_dropout) for _ in range(n_times)]
+
+    def backward(self, item) -> Tensor:
+        "The loss of `item` (an `(x, y)` pair without batch dimension), backpropagated into the model's gradients; no step."
+        x, y = item
+        xb = [o[None] for o in x] if is_listy(x) else x[None]
+        xb, yb = to_device(xb, self.data.device), to_device(torch.as_tensor(y)[None], self.data.device)
+        self.model.eval()
+        return loss_batch(self.model, xb, yb, self.loss_func, opt=FakeOptimizer(), cb_handler=CallbackHandler(self.callbacks))
+
+    # --- files -----------------------------------------------------------------------------------------------
+    def _model_file(self, file) -> Path | IO[bytes]:
+        if _is_filelike(file): return file
+        if not str(file).endswith(('.pth', '.pt')): return self.path / self.model_dir / f'{file}.pth'
+        p = Path(file)
+        return p if p.is_absolute() or p.parent != Path('.') else self.path / self.model_dir / p
+
+    def save(self,
+             file: str | Path | IO[bytes] = 'bestmodel',  # a name in `path/model_dir`, a path, or an open binary file
+             return_path: bool = False,  # return where it was written
+             with_opt: bool = True):  # also the optimizer, training position, random states, history and callback states
+        "Save the model (and, `with_opt`, what an exact resume needs) to `path/model_dir/file.pth`, atomically."
+        target = self._model_file(file)
+        if rank_distrib() != 0: return target if return_path else None  # one writer in a distributed run
+        state: dict = {'model': get_model(self.model).state_dict()}
+        if with_opt:
+            rec = getattr(self, 'recorder', None)
+            if self.opt is not None: state['opt'] = self.opt.state_dict()
+            states = {k: cb.checkpoint_state() for k, cb in _callback_keys(self._fit_callbacks).items()}
+            state.update(rng=get_rng_states(), recorder=rec.checkpoint_state() if rec is not None else None,
+                         epoch=rec.epoch if rec is not None else 0, iteration=rec.iteration if rec is not None else 0,
+                         callbacks={k: s for k, s in states.items() if s})
+        buf = io.BytesIO()
+        torch.save(state, buf)
+        if _is_filelike(target): target.write(buf.getbuffer())
+        else:
+            with atomic_write(target) as f: f.write(buf.getbuffer())
+        return target if return_path else None
+
+    def load(self,
+             file: str | Path | IO[bytes] = 'bestmodel',  # a name in `path/model_dir`, a path, or an open binary file
+             device: torch.device | str | int | None = None,  # where tensors go; default: the data's device
+             strict: bool = True,  # the file's keys must be exactly the model's
+             with_opt: bool | None = None,  # None: the optimizer state if the file has one; True: everything, or refuse
+             purge: bool = False,  # `purge` first, to free memory
+             remove_module: bool = False) -> Learner:  # strip the `module.` prefix of a DDP model's keys
+        "Load `file` safely, all or nothing: the weights, the optimizer state if present (or `with_opt`), and with `with_opt=True` the random states, history and callback states."
+        if isinstance(device, int): device = torch.device('cuda', device)
+        source = self._model_file(file)
+        state = load_checkpoint(source, map_location=ifnone(device, self.data.device))
+        # check the whole file against this Learner before changing anything
+        if not isinstance(state, dict):
+            raise CheckpointError(f"{_name(source)} holds a {type(state).__name__}, not a checkpoint (a dict of the "
+                                  "model's tensors, or what `Learner.save` writes).")
+        saved_by_us = 'model' in state and isinstance(state['model'], dict)
+        model_state = state['model'] if saved_by_us else state
+        if remove_module: model_state = _remove_module(model_state)
+        _check_model_state(model_state, self.model, source, strict=strict)
+        opt_state, opt = state.get('opt') if saved_by_us else None, self.opt
+        if with_opt and opt_state is None:
+            raise CheckpointError(f"{_name(source)} holds no optimizer state (it was saved with with_opt=False): load it "
+                                  "with with_opt=False, or resume from a checkpoint saved with with_opt=True.")
+        if opt_state is not None and with_opt is not False:
+            if opt is None: opt = OptimWrapper.create(self.opt_func, self.lr_range(defaults.lr), self.layer_groups,
+                                                      wd=self.wd, true_wd=self.true_wd, bn_wd=self.bn_wd)
+            try: opt.check_state_dict(opt_state)
+            except ValueError as e:
+                if with_opt: raise CheckpointError(f"The optimizer state in {_name(source)} does not fit this Learner: {e}") from e
+                warnings.warn(f"Loading only the weights of {_name(source)}: its optimizer state does not fit ({e})")
+                opt_state = None
+        cb_states = state.get('callbacks') if with_opt else None
+        if cb_states is not None and not (isinstance(cb_states, dict) and all(isinstance(v, dict) for v in cb_states.values())):
+            raise CheckpointError(f"{_name(source)} has damaged callback states (not a dict of dicts).")
+        # then apply it
+        if purge: self.purge(clear_opt=False)
+        get_model(self.model).load_state_dict(model_state, strict=strict)
+        if opt_state is not None and with_opt is not False:
+            self.opt = opt
+            self.opt.load_state_dict(opt_state)
+        if with_opt:
+            if state.get('rng') is not None: set_rng_states(state['rng'])
+            if state.get('recorder') is not None: Recorder(self).load_checkpoint_state(state['recorder'])
+            self._resume_states = cb_states or None
+        return self
+
+    def export(self,
+               file: str | Path | IO[bytes] = 'export.pkl',  # a name in `path`, or an open binary file
+               destroy: bool = False) -> None:  # `destroy` the Learner afterwards, to free its memory
+        "Save the model, loss, classes and callback functions to `path/file` for `load_learner`, atomically."
+        if rank_distrib() != 0: return
+        fns = [f for f in self.callback_fns if getattr(f, 'func', f) is not Recorder]
+        model = get_model(self.model)
+        _check_picklable(self.loss_func, 'the loss function')
+        for f in fns: _check_picklable(f, f'the callback function {getattr(f, "func", f)!r}')
+        _check_picklable(self.opt_func, 'the optimizer function')
+        _check_picklable(model, f'the model {model.__class__.__name__}')
+        blob = io.BytesIO()
+        torch.save({'model': model, 'loss_func': self.loss_func, 'callback_fns': fns, 'opt_func': self.opt_func}, blob)
+        state = {'format': _EXPORT_FORMAT, 'state_dict': model.state_dict(),
+                 'classes': [str(c) for c in getattr(self.data, 'classes', None) or []] or None,
+                 'objects': blob.getvalue(),
+                 'hypers': {k: getattr(self, k) for k in ('true_wd', 'bn_wd', 'wd', 'train_bn', 'model_dir')}}
+        buf = io.BytesIO(); torch.save(state, buf)
+        if _is_filelike(file): file.write(buf.getbuffer())
+        else:
+            with atomic_write(self.path / file) as f: f.write(buf.getbuffer())
+        if destroy: self.destroy()
+
+    # --- memory ----------------------------------------------------------------------------------------------
+    def purge(self, clear_opt: bool = True) -> Learner:
+        "Free what a Learner keeps between fits (the optimizer state if `clear_opt`, the last fit's callbacks, cached GPU memory)."
+        self._fit_callbacks = []
+        if clear_opt: self.opt = None
+        for k in [k for k, v in vars(self).items() if isinstance(v, LearnerCallback) and not isinstance(v, Recorder)]:
+            delattr(self, k)  # callbacks of past fits that set themselves on the Learner
+        gc.collect()
+        if torch.cuda.is_available(): torch.cuda.empty_cache()
+        return self
+
+    def destroy(self) -> None:
+        "Free everything the Learner holds; any later use raises an error saying it was destroyed."
+        self.__dict__.clear()
+        self.__class__ = DestroyedLearner
+        gc.collect()
+        if torch.cuda.is_available(): torch.cuda.empty_cache()
+        print("this Learner object self-destroyed: it still exists, but is no longer usable")
+
+    # --- methods that later modules add, declared for type checkers ----------------------------------------
+    if TYPE_CHECKING:
+        fit_one_cycle = _train.fit_one_cycle
+        lr_find = _train.lr_find
+        to_fp16 = _train.to_fp16
+        to_fp32 = _train.to_fp32
+        mixup = _train.mixup
+        clip_grad = _train.clip_grad
+        plot_lr = _train.plot_lr
+        TTA = _train.TTA
+        interpret = _train.interpret
+        summary = _hooks.summary
+
+class DestroyedLearner:
+    "What `Learner.destroy` leaves: any use is an error saying so."
+    def __getattr__(self, k: str):
+        raise RuntimeError(f"This Learner was destroyed (`destroy()` or `export(destroy=True)`), so it has no `{k}`: "
+                           "make a new one, or `load_learner` the export.")
+    def __repr__(self) -> str: return 'DestroyedLearner()'
+
+class FakeOptimizer:
+    "An optimizer that does nothing: `Learner.backward` computes gradients without a step."
+    def step(self): pass
+    def zero_grad(self): pass
+
+# %% ../nbs/04_basic_train.ipynb #34e03d3c
+def to_floats(xs) -> list:
+    "`xs` (numbers and tensors) as a list of Python floats (None stays None), with one device sync for all the tensors."
     xs = list(xs)
     idx = [i for i, x in enumerate(xs) if isinstance(x, Tensor)]
     if idx:
@@ -296,6 +770,15 @@ def _format_stat(s) -> str:
     if is_listy(s): return '[' + ', '.join(_format_stat(o) for o in s) + ']'
     return f'{float(s):.6f}'
 
+def _split_list(vals, skip_start: int, skip_end: int) -> list:
+    vals = list(vals)
+    return vals[skip_start:-skip_end] if skip_end > 0 else vals[skip_start:]
+
+def finish_fig(fig, return_fig: bool | None):
+    "`fig` if `return_fig` (default: `defaults.return_fig`), else None: what every plot of the library returns."
+    if ifnone(return_fig, defaults.return_fig): return fig
+    return None
+
 class Recorder(LearnerCallback):
     "Record losses, learning rates, momentums and metrics during training; print each epoch's row; plot them."
     _order = -10
@@ -303,11 +786,12 @@ class Recorder(LearnerCallback):
     def __init__(self, learn: Learner, add_time: bool = True, silent: bool | None = None):
         super().__init__(learn)
         self.add_time, self.silent = add_time, ifnone(silent, learn.silent)
-        self._added_met_names = []
+        self._added_met_names: list = []
         self._reset_history()
         self.names, self.pbar, self.epoch, self.iteration = ['epoch', 'train_loss'], None, 0, 0
+        self.metrics_names: list = []
 
-    def add_metric_names(self, names: list):
+    def add_metric_names(self, names: list) -> None:
         "Add columns for metrics that a callback appends to `last_metrics` (call it before training begins)."
         self._added_met_names = list(names)
 
@@ -344,7 +828,7 @@ class Recorder(LearnerCallback):
             if len(last_metrics) > 1: self.metrics.append(last_metrics[1:])
         self.format_stats([epoch, smooth_loss] + ([] if self.no_val else last_metrics))
 
-    def format_stats(self, stats: list):
+    def format_stats(self, stats: list) -> None:
         "Format `stats` as one row of the table (missing values as `#na#`) and write it."
         n = len(self.names) - (1 if self.add_time else 0)
         stats = (list(stats) + [None] * n)[:n]
@@ -353,309 +837,94 @@ class Recorder(LearnerCallback):
         self.rows.append(row)
         if not self.silent and self.pbar is not None: self.pbar.write(row, table=True)
 
-    def state_dict(self) -> dict:
+    def checkpoint_state(self) -> dict:
         "The history as plain numbers, for checkpoints."
-        return {'names': list(self.names), 'rows': [list(r) for r in self.rows], 'losses': _floats(self.losses),
-                'val_losses': _floats(self.val_losses), 'lrs': _floats(self.lrs), 'moms': _floats(self.moms),
-                'metrics': [_floats(m) for m in self.metrics], 'nb_batches': [int(n) for n in self.nb_batches],
-                'epoch': int(self.epoch), 'iteration': int(self.iteration)}
+        return {'names': list(self.names), 'rows': [list(r) for r in self.rows], 'losses': to_floats(self.losses),
+                'val_losses': to_floats(self.val_losses), 'lrs': to_floats(self.lrs), 'moms': to_floats(self.moms),
+                'metrics': [to_floats(m) for m in self.metrics], 'nb_batches': [int(n) for n in self.nb_batches],
+                'metrics_names': list(self.metrics_names), 'epoch': int(self.epoch), 'iteration': int(self.iteration)}
 
-    def load_state_dict(self, state: dict):
+    def load_checkpoint_state(self, state: dict) -> None:
+        "Restore the history `checkpoint_state` returned."
         for k, v in state.items(): setattr(self, k, v)
 
-# %% ../nbs/04_basic_train.ipynb #1d2e3f44
-def _split_list(vals, skip_start: int, skip_end: int):
-    vals = list(vals)
-    return vals[skip_start:-skip_end] if skip_end > 0 else vals[skip_start:]
+    # --- plots ----------------------------------------------------------------------------------------------
+    def plot(self, skip_start: int = 10, skip_end: int = 5, suggestion: bool = False, return_fig: bool | None = None,
+             show_grid: bool = False, **kwargs):
+        "Plot the loss against the learning rate (log scale), as after `lr_find`; `suggestion` marks the steepest descent."
+        import matplotlib.pyplot as plt
+        lrs = _split_list(to_floats(self.lrs), skip_start, skip_end)
+        losses = _split_list(to_floats(self.losses), skip_start, skip_end)
+        fig, ax = plt.subplots(1, 1)
+        ax.plot(lrs, losses)
+        ax.set_ylabel('Loss'); ax.set_xlabel('Learning Rate'); ax.set_xscale('log')
+        if show_grid: ax.grid(True)
+        if suggestion:
+            if len(losses) < 2:
+                print(f"Cannot suggest a learning rate: only {len(losses)} point(s) after skipping {skip_start} at the "
+                      f"start and {skip_end} at the end. Run lr_find longer or lower skip_start/skip_end.")
+            else:
+                mg = int(np.gradient(np.array(losses)).argmin())
+                print(f'Min numerical gradient: {lrs[mg]:.2E}')
+                ax.plot(lrs[mg], losses[mg], markersize=10, marker='o', color='red')
+                self.min_grad_lr = lrs[mg]
+                ml = int(np.argmin(losses))
+                print(f'Min loss divided by 10: {lrs[ml] / 10:.2E}')
+        return finish_fig(fig, return_fig)
 
-def _finish_fig(fig, return_fig):
-    if ifnone(return_fig, defaults.return_fig): return fig
+    def plot_losses(self, skip_start: int = 0, skip_end: int = 0, return_fig: bool | None = None, show_grid: bool = False):
+        "Plot the training loss per batch and the validation loss per epoch, against the batches processed."
+        import matplotlib.pyplot as plt
+        fig, ax = plt.subplots(1, 1)
+        losses = _split_list(to_floats(self.losses), skip_start, skip_end)
+        iterations = _split_list(range(len(self.losses)), skip_start, skip_end)
+        ax.plot(iterations, losses, label='Train')
+        val_iter = np.cumsum(self.nb_batches)[:len(self.val_losses)]
+        if len(self.val_losses):
+            keep = [(i, v) for i, v in zip(val_iter, to_floats(self.val_losses)) if i > skip_start]
+            if keep: ax.plot(*zip(*keep), label='Validation')
+        ax.set_ylabel('Loss'); ax.set_xlabel('Batches processed'); ax.legend()
+        if show_grid: ax.grid(True)
+        return finish_fig(fig, return_fig)
 
-@patch
-def plot(self: Recorder, skip_start: int = 10, skip_end: int = 5, suggestion: bool = False, return_fig=None, **kwargs):
-    "Plot the loss against the learning rate (log scale), as after `lr_find`; `suggestion` marks the steepest descent."
-    import matplotlib.pyplot as plt
-    lrs = _split_list(_floats(self.lrs), skip_start, skip_end)
-    losses = _split_list(_floats(self.losses), skip_start, skip_end)
-    fig, ax = plt.subplots(1, 1)
-    ax.plot(lrs, losses)
-    ax.set_ylabel('Loss'); ax.set_xlabel('Learning Rate'); ax.set_xscale('log')
-    if suggestion:
-        if len(losses) < 2:
-            print(f"Cannot suggest a learning rate: only {len(losses)} point(s) after skipping {skip_start} at the start "
-                  f"and {skip_end} at the end. Run lr_find longer or lower skip_start/skip_end.")
+    def plot_lr(self, show_moms: bool = False, skip_start: int = 0, skip_end: int = 0, return_fig: bool | None = None):
+        "Plot the learning rate per iteration; with `show_moms`, the momentum beside it."
+        import matplotlib.pyplot as plt
+        lrs = _split_list(to_floats(self.lrs), skip_start, skip_end)
+        iterations = _split_list(range(len(self.lrs)), skip_start, skip_end)
+        if show_moms:
+            moms = _split_list(to_floats(self.moms), skip_start, skip_end)
+            fig, axs = plt.subplots(1, 2, figsize=(12, 4))
+            axs[0].plot(iterations, lrs); axs[0].set_xlabel('Iterations'); axs[0].set_ylabel('Learning Rate')
+            axs[1].plot(iterations, moms); axs[1].set_xlabel('Iterations'); axs[1].set_ylabel('Momentum')
         else:
-            mg = int(np.gradient(np.array(losses)).argmin())
-            print(f'Min numerical gradient: {lrs[mg]:.2E}')
-            ax.plot(lrs[mg], losses[mg], markersize=10, marker='o', color='red')
-            self.min_grad_lr = lrs[mg]
-            ml = int(np.argmin(losses))
-            print(f'Min loss divided by 10: {lrs[ml] / 10:.2E}')
-    return _finish_fig(fig, return_fig)
+            fig, ax = plt.subplots()
+            ax.plot(iterations, lrs); ax.set_xlabel('Iterations'); ax.set_ylabel('Learning Rate')
+        return finish_fig(fig, return_fig)
 
-@patch
-def plot_losses(self: Recorder, skip_start: int = 0, skip_end: int = 0, return_fig=None):
-    "Plot the training loss per batch and the validation loss per epoch, against the batches processed."
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(1, 1)
-    losses = _split_list(_floats(self.losses), skip_start, skip_end)
-    iterations = _split_list(range(len(self.losses)), skip_start, skip_end)
-    ax.plot(iterations, losses, label='Train')
-    val_iter = np.cumsum(self.nb_batches)[:len(self.val_losses)]
-    if len(self.val_losses):
-        val = _floats(self.val_losses)
-        keep = [(i, v) for i, v in zip(val_iter, val) if i > skip_start]
-        if keep: ax.plot(*zip(*keep), label='Validation')
-    ax.set_ylabel('Loss'); ax.set_xlabel('Batches processed'); ax.legend()
-    return _finish_fig(fig, return_fig)
+    def plot_metrics(self, skip_start: int = 0, skip_end: int = 0, return_fig: bool | None = None, show_grid: bool = False):
+        "Plot each metric per epoch against the batches processed (metrics are computed once per epoch)."
+        import matplotlib.pyplot as plt
+        if not self.metrics:
+            warnings.warn("There are no metrics to plot: pass metrics to the Learner (`learn.metrics = [accuracy]`) and "
+                          "make sure there is a validation set.")
+            return None
+        if len(self.metrics) < 2:
+            warnings.warn(f"Metrics are collected once per epoch and only {len(self.metrics)} epoch was recorded: "
+                          "train for at least two epochs to plot them.")
+            return None
+        n = len(self.metrics[0])
+        fig, axes = plt.subplots(n, 1, figsize=(6, 4 * n), squeeze=False)
+        val_iter = _split_list(np.cumsum(self.nb_batches)[:len(self.metrics)], skip_start, skip_end)
+        for i, ax in enumerate(axes.flatten()):
+            vals = _split_list(to_floats([m[i] for m in self.metrics]), skip_start, skip_end)
+            ax.plot(val_iter, vals, marker='o')
+            ax.set_ylabel(str(self.metrics_names[i]) if i < len(self.metrics_names) else f'metric {i}')
+            ax.set_xlabel('Batches processed')
+            if show_grid: ax.grid(True)
+        return finish_fig(fig, return_fig)
 
-@patch
-def plot_lr(self: Recorder, show_moms: bool = False, skip_start: int = 0, skip_end: int = 0, return_fig=None):
-    "Plot the learning rate per iteration; with `show_moms`, the momentum beside it."
-    import matplotlib.pyplot as plt
-    lrs = _split_list(_floats(self.lrs), skip_start, skip_end)
-    iterations = _split_list(range(len(self.lrs)), skip_start, skip_end)
-    if show_moms:
-        moms = _split_list(_floats(self.moms), skip_start, skip_end)
-        fig, axs = plt.subplots(1, 2, figsize=(12, 4))
-        axs[0].plot(iterations, lrs); axs[0].set_xlabel('Iterations'); axs[0].set_ylabel('Learning Rate')
-        axs[1].plot(iterations, moms); axs[1].set_xlabel('Iterations'); axs[1].set_ylabel('Momentum')
-    else:
-        fig, ax = plt.subplots()
-        ax.plot(iterations, lrs); ax.set_xlabel('Iterations'); ax.set_ylabel('Learning Rate')
-    return _finish_fig(fig, return_fig)
-
-@patch
-def plot_metrics(self: Recorder, skip_start: int = 0, skip_end: int = 0, return_fig=None):
-    "Plot each metric per epoch against the batches processed (metrics are computed once per epoch)."
-    import matplotlib.pyplot as plt
-    if not self.metrics:
-        warnings.warn("There are no metrics to plot: pass metrics to the Learner (`learn.metrics = [accuracy]`) and "
-                      "make sure there is a validation set.")
-        return None
-    if len(self.metrics) < 2:
-        warnings.warn(f"Metrics are collected once per epoch and only {len(self.metrics)} epoch was recorded: "
-                      "train for at least two epochs to plot them.")
-        return None
-    n = len(self.metrics[0])
-    fig, axes = plt.subplots(n, 1, figsize=(6, 4 * n), squeeze=False)
-    val_iter = _split_list(np.cumsum(self.nb_batches)[:len(self.metrics)], skip_start, skip_end)
-    for i, ax in enumerate(axes.flatten()):
-        vals = _split_list(_floats([m[i] for m in self.metrics]), skip_start, skip_end)
-        ax.plot(val_iter, vals, marker='o')
-        ax.set_ylabel(str(self.metrics_names[i]) if i < len(self.metrics_names) else f'metric {i}')
-        ax.set_xlabel('Batches processed')
-    return _finish_fig(fig, return_fig)
-
-# %% ../nbs/04_basic_train.ipynb #c116bcaa
-@patch
-def split(self: Learner, split_on):
-    "Split the model into layer groups at `split_on` (modules, a list of groups, or a function of the model)."
-    if callable(split_on) and not isinstance(split_on, nn.Module): split_on = split_on(self.model)
-    self.layer_groups = split_model(self.model, split_on)
-    self.opt = None  # the next fit builds an optimizer over the new groups
-    return self
-
-@patch
-def freeze_to(self: Learner, n: int):
-    "Freeze the layer groups before `n` (normalization layers stay trainable if `train_bn`), unfreeze the rest."
-    for g in self.layer_groups[:n]:
-        for m in g.modules():
-            if self.train_bn and isinstance(m, norm_types): continue
-            for p in m.parameters(recurse=False): p.requires_grad_(False)
-    for g in self.layer_groups[n:]: requires_grad(g, True)
-    self.create_opt(defaults.lr.stop if isinstance(defaults.lr, slice) else defaults.lr, self.wd)
-
-@patch
-def freeze(self: Learner):
-    "Freeze every layer group but the last."
-    self.freeze_to(-1)
-
-@patch
-def unfreeze(self: Learner):
-    "Make every layer group trainable."
-    self.freeze_to(0)
-
-# %% ../nbs/04_basic_train.ipynb #afc64a76
-def _predict_callbacks(self: Learner) -> list:
-    "The callbacks that apply when predicting: the Learner's own, and those of `callback_fns` except the Recorder."
-    fns = [f for f in self.callback_fns + listify(defaults.extra_callback_fns) if getattr(f, 'func', f) is not Recorder]
-    return [f(self) for f in fns] + self.callbacks
-
-@patch
-def get_preds(self: Learner, ds_type: DatasetType = DatasetType.Valid, activ=None, with_loss: bool = False,
-               n_batch: int | None = None, pbar=None) -> list:
-    "`[predictions, targets]` (+ per-item losses if `with_loss`) on `ds_type`; the activation follows the loss."
-    dl = self.dl(ds_type)
-    if dl is None: raise ValueError(f"This Learner's data has no {DatasetType(ds_type).name} set.")
-    if n_batch is not None and (isinstance(n_batch, bool) or not isinstance(n_batch, int) or n_batch < 1):
-        raise ValueError(f"n_batch={n_batch!r}: give a number of batches >= 1, or None for all.")
-    activ = ifnone(activ, loss_func2activ(self.loss_func))
-    lf = self.loss_func if with_loss else None
-    return get_preds(self.model, dl, cb_handler=CallbackHandler(_predict_callbacks(self)), activ=activ,
-                     loss_func=lf, n_batch=n_batch, pbar=pbar, silent=self.silent)
-
-@patch
-def pred_batch(self: Learner, ds_type: DatasetType = DatasetType.Valid, batch=None, activ=None):
-    "Predictions for `batch` (default: the first batch of `ds_type`), with the loss's activation."
-    xb, yb = batch if batch is not None else self.data.one_batch(ds_type, detach=False, cpu=False)
-    xb, yb = to_device(xb, self.data.device), to_device(yb, self.data.device)
-    cb_handler = CallbackHandler(_predict_callbacks(self))
-    xb, yb = cb_handler.on_batch_begin(xb, yb, train=False)
-    self.model.eval()
-    with torch.no_grad(): out, _ = loss_batch(self.model, xb, yb, cb_handler=cb_handler)
-    return ifnone(activ, loss_func2activ(self.loss_func))(out)
-
-@patch
-def predict(self: Learner, item, activ=None):
-    "Predict one item (an input without its batch dimension): `(prediction, index or value, raw activations)`."
-    xb = [o[None] for o in item] if is_listy(item) else item[None]
-    raw = self.pred_batch(batch=(xb, torch.zeros(1)), activ=activ)[0]
-    if loss_func2activ(self.loss_func) is noop or raw.ndim == 0: return raw, raw, raw
-    idx = raw.argmax()
-    classes = getattr(self.data, 'classes', None)
-    return (classes[idx] if classes is not None else idx), idx, raw
-
-# %% ../nbs/04_basic_train.ipynb #f95f0256
-class CheckpointError(RuntimeError):
-    "A checkpoint that cannot be read: missing, incomplete, corrupt, or holding objects that could run code."
-
-def get_model(model: nn.Module) -> nn.Module:
-    "The model itself, unwrapped from `DistributedDataParallel` or `DataParallel`."
-    return model.module if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)) else model
-
-def _model_file(self: Learner, file) -> Path:
-    if isinstance(file, (str, Path)) and not str(file).endswith(('.pth', '.pt')):
-        return self.path / self.model_dir / f'{file}.pth'
-    p = Path(file)
-    return p if p.is_absolute() or p.parent != Path('.') else self.path / self.model_dir / p
-
-def load_checkpoint(path: Path, map_location=None):
-    "Read a checkpoint safely (`weights_only=True`), turning every failure into a `CheckpointError` that names it."
-    path = Path(path)
-    if not path.is_file():
-        there = sorted(p.name for p in path.parent.glob('*.pth')) if path.parent.is_dir() else []
-        raise CheckpointError(f"No checkpoint at {path}." + (f" Found: {', '.join(there)}." if there else ''))
-    try: return torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as e:
-        msg = str(e)
-        if 'GLOBAL' in msg:  # the weights-only unpickler met a class or function it will not import
-            names = sorted(set(re.findall(r'GLOBAL ([\w.]+)', msg))) or ['an object that is not a tensor']
-            raise CheckpointError(f"Refusing to load {path}: it holds {', '.join(names)}, which loading would have to "
-                                  "import and run. A checkpoint of fastbook_core holds only tensors and plain values.") from e
-        raise CheckpointError(f"{path} is incomplete or corrupt: {e}") from e
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
-        raise CheckpointError(f"{path} is incomplete or corrupt (an interrupted write?): {e}") from e
-
-# %% ../nbs/04_basic_train.ipynb #7b1f7088
-@patch
-def save(self: Learner, file='bestmodel', return_path: bool = False, with_opt: bool = True):
-    "Save the model (and, `with_opt`, the optimizer, training position, random states and history) to `path/model_dir/file.pth`, atomically."
-    target = _model_file(self, file)
-    if rank_distrib() != 0: return target if return_path else None  # one writer in a distributed run
-    state = {'model': get_model(self.model).state_dict()}
-    if with_opt:
-        rec = getattr(self, 'recorder', None)
-        if self.opt is not None: state['opt'] = self.opt.state_dict()
-        state.update(rng=get_rng_states(), recorder=rec.state_dict() if rec is not None else None,
-                     epoch=rec.epoch if rec is not None else 0, iteration=rec.iteration if rec is not None else 0)
-    buf = io.BytesIO()
-    torch.save(state, buf)
-    with atomic_write(target) as f: f.write(buf.getbuffer())
-    return target if return_path else None
-
-# %% ../nbs/04_basic_train.ipynb #e8d3b9f8
-@patch
-def load(self: Learner, file='bestmodel', device=None, strict: bool = True, with_opt: bool | None = None):
-    "Load `path/model_dir/file.pth` safely: the weights, the optimizer state if present (or `with_opt`), and with `with_opt=True` the random states and history."
-    source = _model_file(self, file)
-    state = load_checkpoint(source, map_location=ifnone(device, self.data.device))
-    model_state = state['model'] if isinstance(state, dict) and 'model' in state else state
-    try: get_model(self.model).load_state_dict(model_state, strict=strict)
-    except RuntimeError as e: raise CheckpointError(f"{source} does not fit this model: {e}") from e
-    if with_opt is not False and 'opt' in state:
-        if self.opt is None: self.create_opt(self.lr_range(defaults.lr), self.wd)
-        try: self.opt.load_state_dict(state['opt'])
-        except (ValueError, KeyError) as e:
-            if with_opt: raise CheckpointError(f"The optimizer state in {source} does not fit this Learner: {e}") from e
-            warnings.warn(f"Loaded the weights of {source} but not its optimizer state ({e}).")
-    elif with_opt: raise CheckpointError(f"{source} holds no optimizer state: it was saved with with_opt=False.")
-    if with_opt:
-        if state.get('rng') is not None: set_rng_states(state['rng'])
-        if state.get('recorder') is not None:
-            Recorder(self).load_state_dict(state['recorder'])
-    return self
-
-# %% ../nbs/04_basic_train.ipynb #d8c50ac2
-import importlib, inspect
-
-def _check_picklable(obj, what: str):
-    try: pickle.dumps(obj)
-    except Exception as e:
-        raise TypeError(f"Cannot export: {what} ({obj!r}) cannot be pickled ({type(e).__name__}: {e}). Define it at "
-                        "module level (not a lambda or a local function), or remove it before exporting.") from None
-
-def _trusted(name: str):
-    "The object named `module.qualname` if fastbook_core may unpickle it without `trust_code`, else None."
-    mod, _, qual = name.rpartition('.')
-    if not (mod == 'functools' and qual == 'partial') and not mod.split('.')[0] in ('torch', 'fastbook_core'): return None
-    try: obj = getattr(importlib.import_module(mod), qual)  # only torch's and our own modules are imported
-    except (ImportError, AttributeError): return None
-    if mod == 'functools': return obj
-    if inspect.isclass(obj) and issubclass(obj, (nn.Module, torch.optim.Optimizer, Callback)): return obj
-    if inspect.isfunction(obj) or inspect.isbuiltin(obj):
-        if mod in ('torch.nn.functional', 'fastbook_core.metrics') or name == 'fastbook_core.basic_train.noop': return obj
-    return None
-
-def _load_objects(blob: bytes, trust_code: bool, source) -> dict:
-    from torch.serialization import get_unsafe_globals_in_checkpoint, safe_globals
-    if trust_code: return torch.load(io.BytesIO(blob), map_location='cpu', weights_only=False)
-    names = get_unsafe_globals_in_checkpoint(io.BytesIO(blob))
-    allowed = {n: _trusted(n) for n in names}
-    refused = sorted(n for n, o in allowed.items() if o is None)
-    if refused:
-        raise CheckpointError(f"Refusing to unpickle {source}: it names {', '.join(refused)}, which loading would import "
-                              "and run. Pass `model=` (and `loss_func=`) to load only the weights, or `trust_code=True` "
-                              "if you trust this file (it unpickles arbitrary code).")
-    with safe_globals(list(allowed.values())):
-        return torch.load(io.BytesIO(blob), map_location='cpu', weights_only=True)
-
-def load_learner(path, file='export.pkl', test=None, model: nn.Module | None = None, loss_func=None,
-                 trust_code: bool = False, device=None, **kwargs) -> Learner:
-    "A Learner for inference from `path/file` written by `export`; `test` (a dataset) becomes its test set. Safe by default."
-    source = Path(path) / file
-    state = load_checkpoint(source, map_location='cpu')
-    if not isinstance(state, dict) or state.get('format') != 'fastbook_core.export/1':
-        raise CheckpointError(f"{source} was not written by `Learner.export`.")
-    objs = {} if model is not None and loss_func is not None else _load_objects(state['objects'], trust_code, source)
-    model = ifnone(model, objs.get('model'))
-    get_model(model).load_state_dict(state['state_dict'])
-    data = DataBunch(None, None, None, device=device, path=path)
-    data.classes = state['classes']
-    if test is not None: data.add_test(test)
-    hypers = {**state['hypers'], **kwargs}
-    learn = Learner(data, model, loss_func=ifnone(loss_func, objs.get('loss_func')),
-                    opt_func=objs.get('opt_func', partial(torch.optim.Adam, betas=(0.9, 0.99))),
-                    callback_fns=objs.get('callback_fns'), **hypers)
-    learn.model.eval()
-    return learn
-
-# %% ../nbs/04_basic_train.ipynb #73d04a96
-@patch
-def export(self: Learner, file='export.pkl'):
-    "Save the model, loss, classes and callback functions to `path/file` for `load_learner`, atomically."
-    if rank_distrib() != 0: return
-    fns = [f for f in self.callback_fns if getattr(f, 'func', f) is not Recorder]
-    objs = {'model': get_model(self.model), 'loss_func': self.loss_func, 'callback_fns': fns,
-            'opt_func': self.opt_func}
-    _check_picklable(self.loss_func, 'the loss function')
-    for f in fns: _check_picklable(f, f'the callback function {getattr(f, "func", f)!r}')
-    _check_picklable(self.opt_func, 'the optimizer function')
-    _check_picklable(get_model(self.model), f'the model {get_model(self.model).__class__.__name__}')
-    blob = io.BytesIO(); torch.save(objs, blob)
-    state = {'format': 'fastbook_core.export/1', 'state_dict': get_model(self.model).state_dict(),
-             'classes': [str(c) for c in getattr(self.data, 'classes', None) or []] or None,
-             'objects': blob.getvalue(),
-             'hypers': {k: getattr(self, k) for k in ('true_wd', 'bn_wd', 'wd', 'train_bn', 'model_dir')}}
-    buf = io.BytesIO(); torch.save(state, buf)
-    with atomic_write(self.path / file) as f: f.write(buf.getbuffer())
+# %% ../nbs/04_basic_train.ipynb #d3f38eb0
+# TEMPORARY aliases while train/show_graph move to the public names (removed before this change lands)
+def _predict_callbacks(learn): return learn.prediction_callbacks()
+_finish_fig, _floats = finish_fig, to_floats

@@ -12,11 +12,12 @@ from torch import Tensor
 from .torch_core import camel2snake, distrib_sum, first_el, ifnone, is_listy, listify, split_no_wd_params
 
 # %% auto #0
-__all__ = ['Callback', 'SmoothenValue', 'annealing_no', 'annealing_linear', 'annealing_exp', 'annealing_cos', 'do_annealing_poly',
-           'annealing_poly', 'Scheduler', 'OptimWrapper', 'add_metrics', 'AverageMetric', 'CallbackHandler']
+__all__ = ['callback_events', 'Callback', 'SmoothenValue', 'annealing_no', 'annealing_linear', 'annealing_exp', 'annealing_cos',
+           'do_annealing_poly', 'annealing_poly', 'Scheduler', 'check_wd', 'OptimWrapper', 'AdamW', 'add_metrics',
+           'AverageMetric', 'check_metrics', 'check_callbacks', 'CallbackHandler']
 
 # %% ../nbs/03_callback.ipynb #dc82d3a9
-_events = ('train_begin', 'epoch_begin', 'batch_begin', 'loss_begin', 'backward_begin', 'backward_end',
+callback_events = ('train_begin', 'epoch_begin', 'batch_begin', 'loss_begin', 'backward_begin', 'backward_end',
            'step_end', 'batch_end', 'epoch_end', 'train_end')
 
 class Callback:
@@ -34,10 +35,10 @@ class Callback:
     def on_train_end(self, **kwargs): "At the end of training, whatever happened (`exception` says what)."
     def jump_to_epoch(self, epoch: int): "Skip ahead to `epoch` when a fit resumes."
 
-    def state_dict(self) -> dict:
-        "What an exact resume needs of this callback (saved with the checkpoint); nothing by default."
+    def checkpoint_state(self) -> dict:
+        "What an exact resume needs of this callback, saved in checkpoints by `Learner.save`; nothing by default."
         return {}
-    def load_state_dict(self, state: dict): "Restore what `state_dict` returned."
+    def load_checkpoint_state(self, state: dict): "Restore what `checkpoint_state` returned (when a resumed fit begins)."
 
     def get_state(self, minimal: bool = True) -> dict:
         "The callback's attributes, without those named in `exclude` (and `not_min` when `minimal`)."
@@ -101,16 +102,35 @@ def _py(v):
     "A numpy scalar as the Python number it holds."
     return v.item() if isinstance(v, np.generic) else v
 
+def check_wd(wd, n_groups: int | None = None) -> list:
+    "`wd` (a number, or one per layer group) as a list, each a finite number >= 0; else a `ValueError` naming it."
+    vals = listify(wd)
+    if n_groups is not None and len(vals) not in (1, n_groups):
+        raise ValueError(f"wd={wd!r}: {len(vals)} values for {n_groups} layer groups; give one number, or one per group.")
+    for v in vals:
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or not math.isfinite(v) or v < 0:
+            raise ValueError(f"wd={wd!r}: weight decay must be a finite number >= 0 (or one per layer group).")
+    return vals
+
 class OptimWrapper:
     "Wrap torch optimizer `opt`: per-layer-group `lr`, `mom`, `beta`, `wd`, and true (decoupled) weight decay."
-    def __init__(self, opt: torch.optim.Optimizer, wd: float = 0., true_wd: bool = False, bn_wd: bool = True):
+    def __init__(self,
+                 opt: torch.optim.Optimizer,  # two parameter groups per layer group: with and without weight decay
+                 wd: float | list = 0.,  # weight decay, one value or one per layer group
+                 true_wd: bool = False,  # decoupled weight decay (as in AdamW) instead of L2 in the gradient
+                 bn_wd: bool = True):  # decay the second group (biases, normalization layers) too
+        if isinstance(opt, OptimWrapper): raise TypeError("opt is already an OptimWrapper: wrap the torch optimizer.")
         self.opt, self.true_wd, self.bn_wd = opt, true_wd, bn_wd
         self.opt_keys = [k for k in self.opt.param_groups[0] if k != 'params']
-        self._read_defaults()
+        self.read_defaults()
         self.wd = wd
 
     @classmethod
-    def create(cls, opt_func, lr, layer_groups, wd: float = 0., true_wd: bool = False, bn_wd: bool = True) -> OptimWrapper:
+    def create(cls,
+               opt_func,  # makes the torch optimizer from a list of parameter groups
+               lr: float | list | np.ndarray,  # one learning rate, or one per layer group
+               layer_groups: list,  # the modules of each layer group
+               wd: float | list = 0., true_wd: bool = False, bn_wd: bool = True) -> OptimWrapper:
         "An `OptimWrapper` over `opt_func` for `layer_groups`, two parameter groups per layer group."
         split = split_no_wd_params(layer_groups)
         if not any(split):
@@ -119,12 +139,40 @@ class OptimWrapper:
         opt.lr, opt.opt_func = listify(lr, layer_groups), opt_func
         return opt
 
+    def new(self, layer_groups: list, split_no_wd: bool = True) -> OptimWrapper:
+        "A new `OptimWrapper` over other `layer_groups` with the same optimizer function and hyper-parameters."
+        res = self.create(getattr(self, 'opt_func', self.opt.__class__), self.lr, layer_groups, wd=self.wd,
+                          true_wd=self.true_wd, bn_wd=self.bn_wd)
+        res.mom, res.beta = self.mom, self.beta
+        return res
+
+    def new_with_params(self, param_groups: list) -> OptimWrapper:
+        "A new `OptimWrapper` over explicit `param_groups` (two per layer group) with the same hyper-parameters."
+        opt_func = getattr(self, 'opt_func', self.opt.__class__)
+        res = self.__class__(opt_func([{'params': ps, 'lr': 0.} for ps in param_groups]), wd=self.wd,
+                             true_wd=self.true_wd, bn_wd=self.bn_wd)
+        res.lr, res.opt_func, res.mom, res.beta = self.lr, opt_func, self.mom, self.beta
+        return res
+
     def __repr__(self) -> str: return f'OptimWrapper over {self.opt!r}.\nTrue weight decay: {self.true_wd}'
 
+    def __getattr__(self, k: str):
+        "Anything else is the torch optimizer's (`defaults`, `add_param_group`...), as in fastai v1."
+        if k.startswith('_') or k == 'opt': raise AttributeError(k)  # never recurse while unpickling
+        return getattr(self.opt, k)
+
     @property
-    def param_groups(self) -> list: return self.opt.param_groups
+    def param_groups(self) -> list:
+        "The torch optimizer's parameter groups (two per layer group)."
+        return self.opt.param_groups
     @property
-    def state(self): return self.opt.state
+    def state(self) -> dict:
+        "The torch optimizer's per-parameter state (Adam's moments...)."
+        return self.opt.state
+    @property
+    def n_params(self) -> int:
+        "How many parameters the optimizer updates."
+        return sum(len(pg['params']) for pg in self.opt.param_groups)
 
     def step(self):
         "Apply true weight decay if asked, then the optimizer's step."
@@ -138,23 +186,65 @@ class OptimWrapper:
                         if ps: torch._foreach_mul_(ps, 1 - lr * wd)
         self.opt.step()
 
-    def zero_grad(self): self.opt.zero_grad(set_to_none=True)
-    def state_dict(self) -> dict: return self.opt.state_dict()
+    def zero_grad(self):
+        "Clear the gradients (set them to None)."
+        self.opt.zero_grad(set_to_none=True)
+    def state_dict(self) -> dict:
+        "The torch optimizer's state dict."
+        return self.opt.state_dict()
+
+    def check_state_dict(self, sd) -> None:
+        "Raise a `ValueError` saying why `sd` cannot be loaded into this optimizer (another split, another model), changing nothing."
+        if not isinstance(sd, dict) or not isinstance(sd.get('param_groups'), list) or not isinstance(sd.get('state'), dict):
+            raise ValueError(f"not an optimizer state dict (a {type(sd).__name__} without 'state' and 'param_groups').")
+        ours, theirs = [len(pg['params']) for pg in self.opt.param_groups], [len(pg.get('params', ())) for pg in sd['param_groups']]
+        if ours != theirs:
+            raise ValueError(f"it has {len(theirs)} parameter groups of sizes {theirs}, this optimizer {len(ours)} of sizes "
+                             f"{ours} (another model, another layer-group split, or frozen layers?).")
+        params = [p for pg in self.opt.param_groups for p in pg['params']]
+        ids = [i for pg in sd['param_groups'] for i in pg['params']]
+        for p, i in zip(params, ids):
+            for k, v in sd['state'].get(i, {}).items():
+                if isinstance(v, Tensor) and v.ndim and v.shape != p.shape:
+                    raise ValueError(f"its state {k!r} has shape {tuple(v.shape)} where the parameter has {tuple(p.shape)}.")
+
     def load_state_dict(self, sd: dict):
+        "Load the torch optimizer's state (moments); the hyper-parameters stay this wrapper's, as in fastai v1."
+        self.check_state_dict(sd)
         self.opt.load_state_dict(sd)
-        self._read_defaults()
+        # the loaded groups carry the saved lr/mom/wd (and 0 for wd under true_wd): give them ours again
+        self.lr, self.mom, self.beta, self.wd = self._lr, self._mom, self._beta, self._wd
+
     def clear(self):
         "Forget the optimizer's state (moments), keeping its hyper-parameters."
         self.opt.state.clear()
 
+    def get_state(self) -> dict:
+        "The optimizer's state and hyper-parameters without its parameters: what `load_with_state_and_layer_group` needs."
+        return {'opt_state': self.opt.state_dict(), 'lr': self._lr, 'wd': self._wd, 'beta': self._beta, 'mom': self._mom,
+                'opt_func': getattr(self, 'opt_func', self.opt.__class__), 'true_wd': self.true_wd, 'bn_wd': self.bn_wd}
+
+    @classmethod
+    def load_with_state_and_layer_group(cls, state: dict, layer_groups: list) -> OptimWrapper:
+        "An `OptimWrapper` over `layer_groups` from what `get_state` returned."
+        res = cls.create(state['opt_func'], state['lr'], layer_groups, wd=state['wd'], true_wd=state['true_wd'],
+                         bn_wd=state['bn_wd'])
+        res.load_state_dict(state['opt_state'])
+        res.mom, res.beta = state['mom'], state['beta']
+        return res
+
     # hyper-parameters, one value per layer group; reading gives the last group's
     @property
-    def lr(self) -> float: return self._lr[-1]
+    def lr(self) -> float:
+        "The learning rate (of the last layer group); set one value or one per layer group."
+        return self._lr[-1]
     @lr.setter
     def lr(self, val): self._lr = self.set_val('lr', listify(val, self._lr))
 
     @property
-    def mom(self) -> float: return self._mom[-1]
+    def mom(self) -> float | None:
+        "The momentum (SGD's `momentum`, Adam's first beta) of the last layer group."
+        return self._mom[-1]
     @mom.setter
     def mom(self, val):
         if 'momentum' in self.opt_keys: self.set_val('momentum', listify(val, self._mom))
@@ -162,7 +252,9 @@ class OptimWrapper:
         self._mom = listify(val, self._mom)
 
     @property
-    def beta(self): return None if self._beta is None else self._beta[-1]
+    def beta(self) -> float | None:
+        "Adam's second beta or RMSprop's alpha (of the last layer group); None for other optimizers."
+        return None if self._beta is None else self._beta[-1]
     @beta.setter
     def beta(self, val):
         if val is None: return
@@ -171,10 +263,12 @@ class OptimWrapper:
         self._beta = listify(val, self._beta)
 
     @property
-    def wd(self) -> float: return self._wd[-1]
+    def wd(self) -> float:
+        "The weight decay of the last layer group (applied in `step` with `true_wd`, by the optimizer otherwise)."
+        return self._wd[-1]
     @wd.setter
     def wd(self, val):
-        self._wd = listify(val, self._lr)
+        self._wd = listify(check_wd(val, len(self._lr)), self._lr)
         if 'weight_decay' not in self.opt_keys: return
         if self.true_wd: self.set_val('weight_decay', listify(0, self._wd))  # decay is applied in `step`
         else:  # classic L2 through the optimizer; the no-wd groups get none unless `bn_wd`
@@ -182,7 +276,20 @@ class OptimWrapper:
             if not self.bn_wd:
                 for pg in self.opt.param_groups[1::2]: pg['weight_decay'] = 0
 
-    def _read_defaults(self):
+    def get_stat(self, name: str):
+        "The value of hyper-parameter `name` for the last layer group: `lr`, `mom`, `beta`, `wd` or the optimizer's own (`eps`...)."
+        if name in ('lr', 'mom', 'beta', 'wd'): return getattr(self, name)
+        return self._stats[name][-1]
+
+    def set_stat(self, name: str, value):
+        "Set hyper-parameter `name` (one value or one per layer group)."
+        if name in ('lr', 'mom', 'beta', 'wd'): return setattr(self, name, value)
+        if name not in self._stats: raise KeyError(f"{name!r} is not a hyper-parameter of {self.opt.__class__.__name__}: "
+                                                   f"use one of lr, mom, beta, wd, {', '.join(self._stats)}.")
+        self._stats[name] = self.set_val(name, listify(value, self._stats[name]))
+
+    def read_defaults(self):
+        "Read the hyper-parameters from the optimizer's parameter groups."
         self._beta = None
         if 'lr' in self.opt_keys: self._lr = self.read_val('lr')
         if 'momentum' in self.opt_keys: self._mom = self.read_val('momentum')
@@ -190,14 +297,18 @@ class OptimWrapper:
         if 'betas' in self.opt_keys: self._mom, self._beta = self.read_val('betas')
         if 'weight_decay' in self.opt_keys: self._wd = self.read_val('weight_decay')
         if not hasattr(self, '_mom'): self._mom = [None] * len(self._lr)
+        if not hasattr(self, '_wd'): self._wd = [0.] * len(self._lr)
+        reserved = ('lr', 'momentum', 'alpha', 'betas', 'weight_decay')
+        self._stats = {k: self.read_val(k) for k in self.opt_keys
+                       if k not in reserved and isinstance(self.opt.param_groups[0][k], (int, float))}
 
-    def read_val(self, key: str):
+    def read_val(self, key: str) -> list | tuple:
         "The values of hyper-parameter `key`, one per layer group (a pair of lists for tuples such as `betas`)."
         val = [pg[key] for pg in self.opt.param_groups[::2]]
         if isinstance(val[0], tuple): val = [o[0] for o in val], [o[1] for o in val]
         return val
 
-    def set_val(self, key: str, val, bn_groups: bool = True):
+    def set_val(self, key: str, val, bn_groups: bool = True) -> list:
         "Set hyper-parameter `key` to `val` (one per layer group) in both parameter groups of each layer group."
         if isinstance(val, tuple): val = [(_py(v1), _py(v2)) for v1, v2 in zip(*val)]
         else: val = [_py(v) for v in val]  # plain floats: checkpoints must load with weights_only=True
@@ -206,14 +317,23 @@ class OptimWrapper:
             if bn_groups: pg2[key] = v
         return val
 
+# %% ../nbs/03_callback.ipynb #250123b0
+class AdamW(torch.optim.Adam):
+    "Adam with fastai v1's betas `(0.9, 0.99)`: a Learner's default; its weight decay is decoupled by `true_wd`."
+    def __init__(self, params, lr: float = 1e-3, betas: tuple = (0.9, 0.99), **kwargs):
+        super().__init__(params, lr=lr, betas=betas, **kwargs)
+
 # %% ../nbs/03_callback.ipynb #41fa712e
 def add_metrics(last_metrics: list, mets) -> dict:
     "The state update that appends `mets` to `last_metrics`: what a metric callback returns at `on_epoch_end`."
     return {'last_metrics': last_metrics + listify(mets)}
 
 def _metric_name(func) -> str:
-    f = getattr(func, 'func', func)
-    return getattr(f, '__name__', f.__class__.__name__)
+    "The column name of metric `func`: its `__name__` (a partial given one keeps it), its function's, or its class's."
+    for f in (func, getattr(func, 'func', None)):
+        name = getattr(f, '__name__', None)
+        if isinstance(name, str): return name
+    return func.__class__.__name__
 
 class AverageMetric(Callback):
     "Wrap metric `func` into a callback: its batch-size-weighted mean over the validation set."
@@ -242,27 +362,50 @@ def _defines(cb, event: str) -> bool:
     meth = getattr(cb, f'on_{event}', None)
     return meth is not None and getattr(meth, '__func__', meth) is not getattr(Callback, f'on_{event}')
 
-def _check_metrics(metrics) -> list:
-    "`metrics` as a list, each checked to be a function or a metric Callback."
+def check_metrics(metrics) -> list:
+    "`metrics` as a list, each checked to be a function or a metric Callback instance."
     metrics = listify(metrics)
     for m in metrics:
+        if isinstance(m, type):
+            raise TypeError(f"Metric {m.__name__} is a class: pass an instance, `{m.__name__}()`, or a function such as "
+                            "`accuracy`.")
         if not callable(m) and not isinstance(m, Callback):
             raise TypeError(f"Metric {m!r} is not callable: pass functions such as `accuracy`, or metric Callbacks.")
     return metrics
 
+def check_callbacks(callbacks, what: str = 'callbacks') -> list:
+    "`callbacks` as a list, each checked to be a `Callback` instance; `what` names the argument in the error."
+    callbacks = listify(callbacks)
+    for cb in callbacks:
+        if isinstance(cb, Callback): continue
+        if isinstance(cb, type) and issubclass(cb, Callback):
+            hint = (f"a class: pass an instance, or put it in `callback_fns`, which the Learner calls with itself at "
+                    f"each fit (`callback_fns=[{cb.__name__}]`)")
+        elif is_listy(cb): hint = "a list inside the list: pass the callbacks themselves, not nested"
+        else: hint = f"a {type(cb).__name__}, not a Callback"
+        raise TypeError(f"{what} holds {cb!r}, {hint}.")
+    return callbacks
+
 class CallbackHandler:
     "Call `callbacks` (sorted by `_order`) and `metrics` (functions or callbacks) at each event, through one state dict."
     def __init__(self, callbacks=None, metrics=None, beta: float = 0.98):
-        self.callbacks = sorted(listify(callbacks), key=lambda o: getattr(o, '_order', 0))
-        self.metrics = [m if isinstance(m, Callback) else AverageMetric(m) for m in _check_metrics(metrics)]
+        self.callbacks = sorted(check_callbacks(callbacks), key=lambda o: o._order)
+        self.metrics = [m if isinstance(m, Callback) else AverageMetric(m) for m in check_metrics(metrics)]
         self.beta, self.smoothener = beta, SmoothenValue(beta)
-        self.state_dict = {}
+        self.state_dict = self._initial_state()
         self._build_dispatch()
+
+    @staticmethod
+    def _initial_state(epochs: int = 0, pbar=None, metrics=None) -> dict:
+        return dict(epoch=0, iteration=0, num_batch=0, skip_validate=False, n_epochs=epochs, pbar=pbar,
+                    metrics=metrics, last_input=None, last_target=None, train=True, last_output=None,
+                    last_loss=None, smooth_loss=None, last_metrics=None, stop_epoch=False,
+                    stop_training=False, skip_step=False, skip_zero=False, skip_bwd=False)
 
     def _build_dispatch(self):
         "For each event, the bound methods of the callbacks that define it (metrics first): built once per handler."
         self._dispatch = {}
-        for e in _events:
+        for e in callback_events:
             cbs = [(cb, getattr(cb, f'on_{e}')) for cb in self.callbacks if _defines(cb, e)]
             mets = [] if e in _no_metric_events else [(m, getattr(m, f'on_{e}')) for m in self.metrics if _defines(m, e)]
             self._dispatch[e] = (mets + cbs, cbs)
@@ -286,10 +429,7 @@ class CallbackHandler:
     def on_train_begin(self, epochs: int, pbar, metrics):
         "Set the initial state and call `on_train_begin`; a callback may return `epoch` to resume a schedule."
         self.smoothener = SmoothenValue(self.beta)
-        self.state_dict = dict(epoch=0, iteration=0, num_batch=0, skip_validate=False, n_epochs=epochs, pbar=pbar,
-                               metrics=metrics, last_input=None, last_target=None, train=True, last_output=None,
-                               last_loss=None, smooth_loss=None, last_metrics=None, stop_epoch=False,
-                               stop_training=False, skip_step=False, skip_zero=False, skip_bwd=False)
+        self.state_dict = self._initial_state(epochs, pbar, metrics)
         names = [getattr(m, 'name', camel2snake(m.__class__.__name__)) for m in self.metrics]
         self('train_begin', metrics_names=names)
         start = self.state_dict['epoch']
@@ -298,7 +438,17 @@ class CallbackHandler:
             if hasattr(pbar, 'skip'): pbar.skip(start)
             for cb in self.callbacks: cb.jump_to_epoch(start)
 
+    def set_dl(self, dl):
+        "As in fastai v1: a dataset that is itself a `Callback` takes part in the events while its loader runs."
+        ds = getattr(dl, 'dataset', None)
+        if getattr(self, 'cb_dl', None) is ds: return
+        if getattr(self, 'cb_dl', None) is not None: self.callbacks.remove(self.cb_dl)
+        self.cb_dl = ds if isinstance(ds, Callback) else None
+        if self.cb_dl is not None: self.callbacks.append(self.cb_dl)
+        self._build_dispatch()
+
     def on_epoch_begin(self):
+        "Reset `num_batch` and `stop_training`, then call `on_epoch_begin`."
         self.state_dict['num_batch'], self.state_dict['stop_training'] = 0, False
         self('epoch_begin')
 
@@ -353,15 +503,21 @@ class CallbackHandler:
         return self.state_dict['stop_training']
 
     def on_train_end(self, exception):
-        "Call `on_train_end` with `exception` (False when training ended normally)."
-        self('train_end', exception=exception)
+        "Call every `on_train_end` with `exception` (False when training ended normally), even if one raises; then raise the first error."
+        first = None
+        for cb, meth in self._dispatch['train_end'][0]:
+            try: self._call_and_update(cb, meth, 'train_end', {'exception': exception})
+            except Exception as e:  # the others must still clean up (restore weights, close files, remove hooks)
+                if first is None: first = e
+                else: first.add_note(f"(then {cb.__class__.__name__}.on_train_end raised {e!r} too)")
+        if first is not None: raise first
 
     @property
     def skip_validate(self) -> bool: return self.state_dict['skip_validate']
 
     def show_training_loop(self):
         "Print, for each event, the callbacks that run at it (metrics first)."
-        for e in _events:
+        for e in callback_events:
             names = [c.__class__.__name__ if not isinstance(c, AverageMetric) else f'AverageMetric({c.name})'
                      for c, _ in self._dispatch[e][0]]
             print(f'on_{e:<15}: {", ".join(names) or "-"}')

@@ -11,7 +11,7 @@ from torch.utils.data import TensorDataset
 from .torch_core import set_seed
 from .basic_data import DataBunch
 from .basic_train import Learner
-from .callback import Callback, _events
+from .callback import Callback, callback_events
 
 # %% auto #0
 __all__ = ['synth_data', 'synth_classif_data', 'RegModel', 'synth_learner', 'classif_learner', 'EventLogger']
@@ -71,4 +71,4 @@ def _make_logger(event):
     _log.__name__ = f'on_{event}'
     return _log
 
-for _e in _events: setattr(EventLogger, f'on_{_e}', _make_logger(_e))
+for _e in callback_events: setattr(EventLogger, f'on_{_e}', _make_logger(_e))

@@ -43,7 +43,7 @@ def test_get_preds_with_loss_and_n_batch(trained):
     preds, targs, losses = trained.get_preds(with_loss=True)
     assert losses.shape == (80,)
     assert abs(losses.mean().item() - trained.validate()[0]) < 1e-5
-    assert trained.get_preds(n_batch=1)[0].shape[0] == 32
+    assert trained.get_preds(n_batch=1)[0].shape[0] == trained.data.valid_dl.batch_size == 16  # v1: val_bs defaults to bs
     with pytest.raises(ValueError, match='no Test set'): classif_learner().get_preds(DatasetType.Test)
 
 

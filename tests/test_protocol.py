@@ -12,7 +12,7 @@ def events(log, train=None):
 
 
 def test_event_order_train_and_validation():
-    learn = synth_learner(n_train=32, n_valid=32, bs=16)  # 2 train batches, 1 valid batch (val_bs=32)
+    learn = synth_learner(n_train=32, n_valid=16, bs=16)  # 2 train batches, 1 valid batch (val_bs=bs, as in v1)
     log = EventLogger()
     learn.fit(1, callbacks=log)
     train_batch = ['batch_begin', 'loss_begin', 'backward_begin', 'backward_end', 'step_end', 'batch_end']
@@ -187,7 +187,7 @@ def test_metric_not_callable():
 def test_input_shape_mismatch_names_both_shapes():
     learn = synth_learner(model=nn.Linear(5, 1))
     with pytest.raises(RuntimeError) as e: learn.fit(1)
-    msg = str(e.value)
+    msg = str(e.value) + ' '.join(getattr(e.value, '__notes__', []))  # torch's message, and our note naming the shape
     assert 'input shape (16, 1)' in msg and '5' in msg
     assert learn.recorder.losses == []
 
