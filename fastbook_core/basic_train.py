@@ -740,7 +740,7 @@ class Learner:
         plot_lr = _train.plot_lr
         TTA = _train.TTA
         interpret = _train.interpret
-        summary = _hooks.summary
+        summary = _hooks.model_summary
 
 class DestroyedLearner:
     "What `Learner.destroy` leaves: any use is an error saying so."

@@ -133,7 +133,7 @@ def test_validation_has_its_own_bar(monkeypatch):
 
 def test_fp16_overflow_skips_step_and_lowers_scale():
     learn = synth_learner()
-    mp = MixedPrecision(learn, dtype=torch.float16, init_scale=2. ** 8)
+    mp = MixedPrecision(learn, dtype=torch.float16, loss_scale=2. ** 8)
     snapshots = []
     class InfLoss(Callback):
         _order = 998  # after the others, before the scaler

@@ -5,6 +5,7 @@
 # %% ../../nbs/06g_callbacks.fp16.ipynb #e22e057b
 from __future__ import annotations
 import torch
+from ..torch_core import ifnone
 from ..basic_train import Learner, LearnerCallback
 
 # %% auto #0
@@ -12,24 +13,40 @@ __all__ = ['MixedPrecision']
 
 # %% ../../nbs/06g_callbacks.fp16.ipynb #9144a15b
 class MixedPrecision(LearnerCallback):
-    "Train in mixed precision with `torch.amp`: bf16 autocast on CPU; fp16 with a `GradScaler` on CUDA (or as `dtype` says)."
+    "Train in mixed precision with `torch.amp`: bf16 autocast on CPU; fp16 with dynamic loss scaling on CUDA (or as `dtype` says)."
     _order = 999
-    def __init__(self, learn: Learner, dtype: torch.dtype | None = None, init_scale: float = 2. ** 16,
-                 growth_factor: float = 2., backoff_factor: float = 0.5, growth_interval: int = 2000, clip: float | None = None):
+    def __init__(self,
+                 learn: Learner,
+                 loss_scale: float | None = None,  # the first loss scale; default 2**16 (512 when not `dynamic`), as in v1
+                 max_noskip: int = 1000,  # steps without overflow before the scale doubles
+                 dynamic: bool = True,  # halve the scale on overflow and grow it back; else keep it fixed
+                 clip: float | None = None,  # clip the norm of the (unscaled) gradients to this
+                 flat_master: bool = False,  # fastai v1's option; without effect here: the fp32 master weights are the model's own
+                 max_scale: float = 2. ** 24,  # the scale never grows above this
+                 loss_fp32: bool = True,  # compute the loss in float32 (always, with `torch.amp`; False is refused)
+                 dtype: torch.dtype | None = None):  # the 16-bit type; default float16 on CUDA, bfloat16 elsewhere
         super().__init__(learn)
+        if not loss_fp32: raise ValueError("loss_fp32=False: the loss is always computed in float32 with torch.amp.")
+        if max_noskip < 1: raise ValueError(f"max_noskip={max_noskip}: must be at least 1.")
         self.device_type = learn.data.device.type
         self.dtype = dtype if dtype is not None else (torch.float16 if self.device_type == 'cuda' else torch.bfloat16)
-        self.clip, self.autocast, self.in_autocast = clip, None, False
-        self.scaler = torch.amp.GradScaler(self.device_type, init_scale=init_scale, growth_factor=growth_factor,
-                                           backoff_factor=backoff_factor, growth_interval=growth_interval,
+        self.clip, self.dynamic, self.max_scale, self.flat_master = clip, dynamic, max_scale, flat_master
+        self.init_scale = float(ifnone(loss_scale, 2. ** 16 if dynamic else 512.))
+        self.autocast, self.in_autocast = None, False
+        self.scaler = torch.amp.GradScaler(self.device_type, init_scale=self.init_scale, growth_interval=max_noskip,
                                            enabled=self.dtype == torch.float16)
+        self.max_noskip, self.noskip = max_noskip, 0
 
     # GradScaler.step(optimizer) unscales `optimizer.param_groups` and calls `optimizer.step()` only when every
     # gradient is finite. We hand it this callback as the "optimizer": `step` only records that the step may happen,
     # and the training loop's own step (with true weight decay) runs unless we return `skip_step`.
     @property
-    def param_groups(self) -> list: return self.learn.opt.param_groups
-    def step(self, *args, **kwargs): self.skipped = False
+    def param_groups(self) -> list:
+        "The parameter groups of the Learner's optimizer (what `GradScaler` unscales)."
+        return self.learn.opt.param_groups
+    def step(self, *args, **kwargs):
+        "Called by `GradScaler.step` when every gradient is finite: the loop's own step may run."
+        self.skipped = False
 
     def on_train_begin(self, **kwargs):
         self.autocast = torch.autocast(self.device_type, dtype=self.dtype)
@@ -47,23 +64,31 @@ class MixedPrecision(LearnerCallback):
         "Scale the loss (float16 only)."
         if self.scaler.is_enabled(): return {'last_loss': self.scaler.scale(last_loss)}
 
-    def unscale_grads(self):
+    def unscale_grads(self) -> None:
         "Divide the gradients by the loss scale, once per step (for callbacks that read gradients)."
         if self.scaler.is_enabled() and not self.unscaled:
             self.scaler.unscale_(self)
             self.unscaled = True
 
-    def on_backward_end(self, **kwargs):
+    def on_backward_end(self, skip_bwd: bool, **kwargs):
         "Unscale, clip if asked, and skip the step when a gradient overflowed; update the scale."
+        if skip_bwd: return  # no backward pass (a callback refused the loss): no gradients to unscale
         if self.clip is not None:
             self.unscale_grads()
             torch.nn.utils.clip_grad_norm_([p for pg in self.param_groups for p in pg['params']], self.clip)
         if not self.scaler.is_enabled(): return
         self.skipped = True
-        self.scaler.step(self)   # calls self.step() only if every gradient is finite
-        self.scaler.update()
+        self.scaler.step(self)   # calls self.step() only if every gradient is finite (GradScaler syncs here)
+        self._update_scale()
         if self.skipped: self.learn.opt.zero_grad()
         return {'skip_step': self.skipped}
+
+    def _update_scale(self):
+        if not self.dynamic: return self.scaler.update(new_scale=self.init_scale)  # fixed scale; overflows still skip
+        self.noskip = 0 if self.skipped else self.noskip + 1
+        self.scaler.update()
+        if self.noskip and self.noskip % self.max_noskip == 0 and self.scaler.get_scale() > self.max_scale:
+            self.scaler.update(new_scale=float(self.max_scale))  # the scale just grew: cap it, as fastai v1 did
 
     def on_batch_end(self, **kwargs): self._exit_autocast()  # validation batches have no on_loss_begin without a loss
     def on_train_end(self, **kwargs): self._exit_autocast()

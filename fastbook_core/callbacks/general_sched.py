@@ -22,7 +22,7 @@ class TrainingPhase:
         self.scheds[name] = Scheduler(vals, self.length, anneal)
         return self
 
-# %% ../../nbs/06b_callbacks.general_sched.ipynb #9886fb67
+# %% ../../nbs/06b_callbacks.general_sched.ipynb #22a758cd
 class GeneralScheduler(LearnerCallback):
     "Set the hyper-parameters of the optimizer at each training batch following `phases`; stop after the last."
     def __init__(self, learn: Learner, phases: list, start_epoch: int | None = None):
@@ -44,13 +44,9 @@ class GeneralScheduler(LearnerCallback):
         for _ in range(len(self.learn.data.train_dl) * epoch): self.on_batch_end(True)
 
     def on_batch_end(self, train: bool, **kwargs):
-        "Step the current phase's schedules; move to the next phase when it ends; stop after the last."
+        "Step the current phase's schedules and move to the next phase when it ends; after the last, stop training."
         if not train: return
         if self.idx_s >= len(self.phases): return {'stop_training': True, 'stop_epoch': True}
         scheds = self.phases[self.idx_s].scheds
         for k, s in scheds.items(): setattr(self.opt, k, s.step())
-        if next(iter(scheds.values())).is_done:
-            self.idx_s += 1
-            if self.idx_s >= len(self.phases): return {'stop_training': True, 'stop_epoch': True}
-
-    def state_dict(self) -> dict: return {'idx_s': self.idx_s, 'n': [next(iter(p.scheds.values())).n for p in self.phases]}
+        if next(iter(scheds.values())).is_done: self.idx_s += 1

@@ -4,7 +4,6 @@
 
 # %% ../../nbs/06a_callbacks.hooks.ipynb #8b89034c
 from __future__ import annotations
-from fastcore.basics import patch
 import torch
 from torch import nn, Tensor
 from ..torch_core import flatten_model, is_listy, to_detach
@@ -13,7 +12,7 @@ from ..basic_train import Learner, LearnerCallback, get_model
 
 # %% auto #0
 __all__ = ['Hook', 'Hooks', 'hook_output', 'hook_outputs', 'dummy_batch', 'dummy_eval', 'model_sizes', 'num_features_model',
-           'HookCallback', 'ActivationStats', 'PrettyString']
+           'HookCallback', 'ActivationStats', 'PrettyString', 'model_summary']
 
 # %% ../../nbs/06a_callbacks.hooks.ipynb #60c77bed
 class Hook:
@@ -146,7 +145,14 @@ def _layer_info(learn: Learner) -> list:
         params = sum(p.numel() for p in m.parameters(recurse=False))
         trainable = any(p.requires_grad for p in m.parameters(recurse=False)) if params else None
         return m.__class__.__name__, shape, params, trainable
-    xb, _ = learn.data.one_batch(DatasetType.Train if learn.data.train_dl is not None else DatasetType.Test, cpu=False)
+    data = learn.data
+    ds_type = next((t for t, dl in ((DatasetType.Train, data.train_dl), (DatasetType.Valid, data.valid_dl),
+                                    (DatasetType.Test, data.test_dl)) if dl is not None), None)
+    if ds_type is None:
+        raise ValueError("This is an empty Learner (no training, validation or test set, as `load_learner` makes one "
+                         "without `test=`): `summary` needs a batch to pass through the model. Give it data, e.g. "
+                         "`learn.data.add_test(dataset)`, or `load_learner(path, test=dataset)`.")
+    xb, _ = data.one_batch(ds_type, cpu=False)
     with Hooks(leaves, record) as hooks:
         was_training = model.training
         model.eval()
@@ -156,23 +162,27 @@ def _layer_info(learn: Learner) -> list:
         return [h.stored for h in hooks if h.stored is not None]
 
 # %% ../../nbs/06a_callbacks.hooks.ipynb #a0aca115
-@patch
-def summary(self: Learner, n: int = 80) -> PrettyString:
-    "A table of the model's layers (type, output shape, parameters, trainable), totals, optimizer and loss."
-    rows = _layer_info(self)
-    model = get_model(self.model)
+def _opt_name(opt_func) -> str:
+    f = getattr(opt_func, 'func', opt_func)
+    kw = ', '.join(f'{k}={v}' for k, v in getattr(opt_func, 'keywords', {}).items())
+    return f"'{f.__module__}.{f.__name__}'" + (f', {kw}' if kw else '')
+
+def model_summary(learn: Learner, n: int = 70) -> PrettyString:
+    "A table of the model's layers (type, output shape, parameters, trainable), totals, optimizer and loss; `learn.summary()`."
+    rows = _layer_info(learn)
+    model = get_model(learn.model)
     header = f"{'Layer (type)':<22}{'Output Shape':<24}{'Param #':<12}{'Trainable':<10}"
     lines = [model.__class__.__name__, '=' * n, header, '=' * n]
     for name, shape, params, trainable in rows:
         lines += [f"{name:<22}{str(shape):<24}{params:<12,}{'' if trainable is None else str(trainable):<10}", '_' * n]
     total = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    opt = getattr(self.opt_func, 'func', self.opt_func)
-    kw = ', '.join(f'{k}={v}' for k, v in getattr(self.opt_func, 'keywords', {}).items())
     lines += ['', f'Total params: {total:,}', f'Total trainable params: {trainable:,}',
               f'Total non-trainable params: {total - trainable:,}', '',
-              f"Optimized with '{opt.__module__}.{opt.__name__}'" + (f', {kw}' if kw else ''),
-              'Using true weight decay (decoupled, as in AdamW)' if self.true_wd else 'Using L2 weight decay',
-              f'Loss function : {getattr(self.loss_func, "__name__", self.loss_func.__class__.__name__)}', '=' * n,
-              'Callbacks functions applied', *[f'    {getattr(f, "func", f).__name__}' for f in self.callback_fns]]
+              f"Optimized with {_opt_name(learn.opt_func)}",
+              'Using true weight decay (decoupled, as in AdamW)' if learn.true_wd else 'Using L2 weight decay',
+              f'Loss function : {getattr(learn.loss_func, "__name__", learn.loss_func.__class__.__name__)}', '=' * n,
+              'Callbacks functions applied', *[f'    {getattr(f, "func", f).__name__}' for f in learn.callback_fns]]
     return PrettyString('\n'.join(lines))
+
+Learner.summary = model_summary

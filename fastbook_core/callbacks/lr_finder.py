@@ -16,6 +16,7 @@ __all__ = ['LRFinder']
 # %% ../../nbs/06d_callbacks.lr_finder.ipynb #4a806b0e
 class LRFinder(LearnerCallback):
     "Sweep the lr exponentially from `start_lr` to `end_lr` over `num_it` batches; restore everything afterwards."
+    _order = -11  # before the Recorder, which must not print a table for the sweep
     def __init__(self, learn: Learner, start_lr: float = 1e-7, end_lr: float = 10, num_it: int = 100, stop_div: bool = True):
         super().__init__(learn)
         if num_it < 1: raise ValueError(f"num_it={num_it}: the sweep needs at least one iteration.")
@@ -29,6 +30,8 @@ class LRFinder(LearnerCallback):
         self.opt = self.learn.opt
         self.opt.lr = self.sched.start
         self.stop, self.best_loss = False, 0.
+        rec = getattr(self.learn, 'recorder', None)
+        if rec is not None: rec.silent = True  # the sweep's table would hold only #na#: the bar shows progress
         return {'skip_validate': True}
 
     def on_batch_end(self, iteration: int, smooth_loss, **kwargs):
@@ -46,4 +49,4 @@ class LRFinder(LearnerCallback):
         self.learn.opt.load_state_dict(self.snapshot['opt'])
         set_rng_states(self.snapshot['rng'])
         self.snapshot = None
-        if not self.learn.silent: print('LR Finder is complete, type {learner_name}.recorder.plot() to see the graph.')
+        if not self.learn.silent: print('LR Finder is complete: `learn.recorder.plot()` shows the loss against the lr.')

@@ -36,7 +36,9 @@ class MixUpLoss(nn.Module):
         else: d = self._per_item(output, target)
         return d.mean() if self.reduction == 'mean' else d.sum() if self.reduction == 'sum' else d
 
-    def get_old(self): return self.crit
+    def get_old(self) -> nn.Module:
+        "The loss this one wraps (fastai v1's name)."
+        return self.crit
 
 # %% ../../nbs/06h_callbacks.mixup.ipynb #a96bad5a
 class MixUpCallback(LearnerCallback):

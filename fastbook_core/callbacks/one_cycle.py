@@ -4,6 +4,8 @@
 
 # %% ../../nbs/06c_callbacks.one_cycle.ipynb #c593dc99
 from __future__ import annotations
+import math
+import numpy as np
 from ..torch_core import ifnone
 from ..callback import annealing_cos
 from ..basic_train import Learner
@@ -14,16 +16,27 @@ __all__ = ['OneCycleScheduler']
 
 # %% ../../nbs/06c_callbacks.one_cycle.ipynb #e88ab144
 class OneCycleScheduler(GeneralScheduler):
-    "Train with the 1cycle policy: cosine warm-up to `lr_max` for `pct_start` of the iterations, then cosine annealing."
-    def __init__(self, learn: Learner, lr_max, moms=(0.95, 0.85), div_factor: float = 25., pct_start: float = 0.3,
-                 final_div: float | None = None, tot_epochs: int | None = None, start_epoch: int | None = None):
+    "Train with the 1cycle policy: cosine warm-up from `lr_max/div_factor` to `lr_max` for `pct_start` of the iterations, then cosine annealing to `lr_max/final_div`."
+    def __init__(self,
+                 learn: Learner,
+                 lr_max: float | np.ndarray,  # the peak lr (one per layer group, from `Learner.lr_range`)
+                 moms: tuple = (0.95, 0.85),  # momentum at the ends and at the peak
+                 div_factor: float = 25.,  # the cycle starts at lr_max/div_factor
+                 pct_start: float = 0.3,  # the part of the iterations spent warming up
+                 final_div: float | None = None,  # the cycle ends at lr_max/final_div; default div_factor*1e4
+                 tot_epochs: int | None = None,  # the whole cycle's length, when this fit is only part of it
+                 start_epoch: int | None = None):  # resume the cycle at this epoch
         if not 0 <= pct_start <= 1: raise ValueError(f"pct_start={pct_start}: must be between 0 and 1.")
+        for name, v in (('div_factor', div_factor), ('final_div', final_div)):
+            if v is not None and not (isinstance(v, (int, float, np.integer, np.floating)) and math.isfinite(v) and v > 0):
+                raise ValueError(f"{name}={v!r}: must be a finite number > 0 (the lr is divided by it).")
+        if len(moms) != 2: raise ValueError(f"moms={moms!r}: give two momentums, (at the ends, at the peak).")
         super().__init__(learn, [], start_epoch)
         self.lr_max, self.moms, self.div_factor, self.pct_start = lr_max, moms, div_factor, pct_start
         self.final_div, self.tot_epochs = ifnone(final_div, div_factor * 1e4), tot_epochs
 
     def on_train_begin(self, n_epochs: int, epoch: int, **kwargs):
-        "Build the two phases for the whole cycle (`tot_epochs`, default: this fit's epochs plus `start_epoch`)."
+        "Build the two phases for the whole cycle: `tot_epochs`, by default this fit's epochs (a resumed fit counts the ones it skips)."
         tot = ifnone(self.tot_epochs, n_epochs)
         n = len(self.learn.data.train_dl) * tot
         a1 = int(n * self.pct_start)

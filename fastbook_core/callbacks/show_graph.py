@@ -5,7 +5,7 @@
 # %% ../../nbs/06j_callbacks.show_graph.ipynb #55311553
 from __future__ import annotations
 import numpy as np
-from ..basic_train import Learner, LearnerCallback, _floats
+from ..basic_train import Learner, LearnerCallback, to_floats
 from ..progress import progress_mode
 
 # %% auto #0
@@ -21,17 +21,17 @@ class ShowGraph(LearnerCallback):
             import ipywidgets as w
             from IPython.display import display
             self.out = w.Output()
-            display(self.out)
+            self.handle = display(self.out, display_id=True)
 
     def draw(self):
         "Draw the losses so far into a new figure (`self.fig`)."
         import matplotlib.pyplot as plt
         rec = self.learn.recorder
-        losses = _floats(rec.losses)
+        losses = to_floats(rec.losses)
         fig, ax = plt.subplots(figsize=(6, 4))
         ax.plot(range(len(losses)), losses, label='train')
         if rec.val_losses:
-            ax.plot(np.cumsum(rec.nb_batches)[:len(rec.val_losses)], _floats(rec.val_losses), marker='o', label='valid')
+            ax.plot(np.cumsum(rec.nb_batches)[:len(rec.val_losses)], to_floats(rec.val_losses), marker='o', label='valid')
         ax.set_xlim(0, max(1, len(self.learn.data.train_dl) * self.n_epochs))
         ax.set_xlabel('Batches processed'); ax.set_ylabel('Loss'); ax.legend()
         plt.close(fig)  # shown through the Output widget, not by the inline backend at the end of the cell
@@ -46,3 +46,11 @@ class ShowGraph(LearnerCallback):
         self.draw().savefig(buf, format='png', bbox_inches='tight')  # a PNG, whatever matplotlib backend is active
         self.out.clear_output(wait=True)
         with self.out: display(Image(buf.getvalue()))
+        self.png = buf.getvalue()
+
+    def on_train_end(self, **kwargs):
+        "Leave a static image of the last drawing in place of the widget."
+        if not (self.live and getattr(self, 'png', None)): return
+        from IPython.display import Image
+        self.handle.update(Image(self.png))
+        self.out.close()

@@ -8,7 +8,7 @@ import math, warnings
 import numpy as np
 import torch
 from ..callback import Callback
-from ..basic_train import Learner, LearnerCallback
+from ..basic_train import CheckpointError, Learner, LearnerCallback
 
 # %% auto #0
 __all__ = ['TrackerCallback', 'EarlyStoppingCallback', 'SaveModelCallback', 'ReduceLROnPlateauCallback', 'TerminateOnNaNCallback']
@@ -45,9 +45,19 @@ class TrackerCallback(LearnerCallback):
         if self.monitor == 'valid_loss': return float(rec.val_losses[-1])
         return float(rec.metrics[-1][rec.metrics_names.index(self.monitor)])
 
+    _resume_keys = ('best',)  # what a resumed fit needs to make the same decisions
+    def checkpoint_state(self) -> dict:
+        "The values a resumed fit needs (the best value seen; counters for subclasses), saved in checkpoints."
+        return {k: getattr(self, k) for k in self._resume_keys if hasattr(self, k)}
+    def load_checkpoint_state(self, state: dict) -> None:
+        "Take back the values `checkpoint_state` saved, when a resumed fit begins."
+        for k in self._resume_keys:
+            if k in state: setattr(self, k, state[k])
+
 # %% ../../nbs/06e_callbacks.tracker.ipynb #1c201765
 class EarlyStoppingCallback(TrackerCallback):
     "Stop training when `monitor` has not improved by more than `min_delta` for `patience` epochs."
+    _resume_keys = ('best', 'wait')
     def __init__(self, learn: Learner, monitor: str = 'valid_loss', mode: str = 'auto', min_delta: float = 0.,
                  patience: int = 0):
         super().__init__(learn, monitor=monitor, mode=mode)
@@ -71,6 +81,8 @@ class EarlyStoppingCallback(TrackerCallback):
 # %% ../../nbs/06e_callbacks.tracker.ipynb #97247279
 class SaveModelCallback(TrackerCallback):
     "Save the model when `monitor` improves (or every epoch), and load the best one back at the end of training."
+    _order = 10  # after the other callbacks of the epoch, so that their state in the checkpoint is up to date
+    _resume_keys = ('best', 'saved')
     def __init__(self, learn: Learner, monitor: str = 'valid_loss', mode: str = 'auto', every: str = 'improvement',
                  name: str = 'bestmodel'):
         super().__init__(learn, monitor=monitor, mode=mode)
@@ -82,8 +94,10 @@ class SaveModelCallback(TrackerCallback):
         self.saved = False
 
     def jump_to_epoch(self, epoch: int):
+        "With `every='epoch'`, start a resumed fit from the weights saved after the epoch before `epoch` (as fastai v1)."
+        if self.every != 'epoch': return  # only `every='epoch'` writes numbered files
         try: self.learn.load(f'{self.name}_{epoch - 1}', with_opt=False)
-        except Exception: warnings.warn(f"Could not load {self.name}_{epoch - 1} to resume from it.")
+        except CheckpointError as e: warnings.warn(f"Could not load {self.name}_{epoch - 1} to resume from it: {e}")
 
     def on_epoch_end(self, epoch: int, **kwargs):
         if self.every == 'epoch': return self.learn.save(f'{self.name}_{epoch}')
@@ -101,6 +115,7 @@ class SaveModelCallback(TrackerCallback):
 # %% ../../nbs/06e_callbacks.tracker.ipynb #a5c2a3be
 class ReduceLROnPlateauCallback(TrackerCallback):
     "Multiply the lr by `factor` when `monitor` has not improved by `min_delta` for `patience` epochs, while lr > `min_lr`."
+    _resume_keys = ('best', 'wait')
     def __init__(self, learn: Learner, monitor: str = 'valid_loss', mode: str = 'auto', patience: int = 0,
                  factor: float = 0.2, min_delta: float = 0, min_lr: float = 0.001):
         super().__init__(learn, monitor=monitor, mode=mode)
@@ -124,12 +139,17 @@ class ReduceLROnPlateauCallback(TrackerCallback):
 
 # %% ../../nbs/06e_callbacks.tracker.ipynb #9c00d00a
 class TerminateOnNaNCallback(Callback):
-    "Stop training at the first batch whose loss is NaN or infinite."
+    "Stop training at the first batch whose loss is NaN or infinite, before its backward pass and step."
     def __init__(self): self.stop = False
 
-    def on_batch_end(self, last_loss, epoch: int, num_batch: int, train: bool, **kwargs):
-        if not train: return
+    def on_train_begin(self, **kwargs): self.stop = False
+
+    def on_backward_begin(self, last_loss, epoch: int, num_batch: int, **kwargs):
+        "Check the loss before it is backpropagated: skip the backward pass and stop when it is not finite."
         if not torch.isfinite(last_loss).all():
             print(f'Epoch/Batch ({epoch}/{num_batch}): Invalid loss, terminating training.')
             self.stop = True
-            return {'stop_epoch': True, 'stop_training': True, 'skip_validate': True}
+            return {'skip_bwd': True, 'stop_epoch': True, 'stop_training': True, 'skip_validate': True}
+
+    def on_backward_end(self, **kwargs):
+        if self.stop: return {'skip_step': True}
