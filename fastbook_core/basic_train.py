@@ -204,12 +204,13 @@ class LearnerCallback(Callback):
         self.exclude, self.not_min = ['_learn'], []
         if self.cb_name: setattr(learn, self.cb_name, self)
 
-    def __getattr__(self, k: str):
-        "fastai v1: an attribute the callback does not have is the Learner's (`self.data`, `self.model`)."
-        if k.startswith('_') or '_learn' not in self.__dict__: raise AttributeError(k)  # unpickling, copying
-        learn = self._learn()
-        if learn is None: raise AttributeError(f"{k}: the Learner of this {self.__class__.__name__} no longer exists.")
-        return getattr(learn, k)
+    if not TYPE_CHECKING:  # hidden from type checkers, which would otherwise accept any attribute of a callback
+        def __getattr__(self, k: str):
+            "fastai v1: an attribute the callback does not have is the Learner's (`self.data`, `self.model`)."
+            if k.startswith('_') or '_learn' not in self.__dict__: raise AttributeError(k)  # unpickling, copying
+            learn = self._learn()
+            if learn is None: raise AttributeError(f"{k}: the Learner of this {self.__class__.__name__} no longer exists.")
+            return getattr(learn, k)
 
     @property
     def learn(self) -> Learner:
@@ -389,6 +390,8 @@ def _callback_keys(callbacks: list) -> dict:
 
 class Learner:
     "Train `model` on `data` with `opt_func` and `loss_func`, reporting `metrics`."
+    recorder: Recorder  # set by the Recorder that each fit makes (a LearnerCallback sets itself on its Learner)
+
     def __init__(self,
                  data: DataBunch,  # the training, validation (and test) loaders
                  model: nn.Module,  # any PyTorch module; moved to the data's device
