@@ -4,17 +4,22 @@
 
 # %% ../nbs/02_basic_data.ipynb #3b03b005
 from __future__ import annotations
+import io, os, warnings
+from collections.abc import Callable, Sequence
 from enum import IntEnum
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO
 import numpy as np
 import torch
-from torch import nn
-from torch.utils.data import (BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler, TensorDataset,
-                              default_collate)
-from .torch_core import defaults, first_el, ifnone, is_listy, to_device
+from torch import nn, Tensor
+from torch.utils.data import (BatchSampler, DataLoader, Dataset, IterableDataset, RandomSampler, SequentialSampler,
+                              TensorDataset, default_collate)
+from .torch_core import (CheckpointError, CheckpointNotFoundError, atomic_write, defaults, ifnone,
+                                      is_listy, listify, load_checkpoint, rank_distrib, to_detach, to_device,
+                                      unpickle_blob)
 
 # %% auto #0
-__all__ = ['DatasetType', 'make_loader', 'DeviceDataLoader', 'DataBunch']
+__all__ = ['DatasetType', 'make_loader', 'intercept_args', 'DeviceDataLoader', 'DataBunch', 'load_data']
 
 # %% ../nbs/02_basic_data.ipynb #f4fb9ef4
 class DatasetType(IntEnum):
@@ -22,62 +27,217 @@ class DatasetType(IntEnum):
     Train, Valid, Test, Single, Fix = 1, 2, 3, 4, 5
 
 # %% ../nbs/02_basic_data.ipynb #3436ae1e
+_DL_DEFAULTS = dict(batch_size=1, shuffle=False, sampler=None, batch_sampler=None, num_workers=0, collate_fn=None,
+                    pin_memory=False, drop_last=False, timeout=0, worker_init_fn=None)
+
 def _batch_indexable(ds) -> bool:
     "Whether `ds` can be indexed by a list of indices in one call (torch's batched-fetch protocol)."
     return isinstance(ds, TensorDataset)
 
-def make_loader(ds, bs: int, shuffle: bool, drop_last: bool, num_workers: int = 0, collate_fn=None,
-                batched_fetch: bool | None = None, **kwargs) -> DataLoader:
+def make_loader(ds: Dataset,  # the dataset to load
+                bs: int,  # the batch size
+                shuffle: bool,  # draw a new random order each epoch
+                drop_last: bool,  # drop the last incomplete batch
+                num_workers: int = 0,  # worker processes (0: load in the main process)
+                collate_fn: Callable | None = None,  # how samples make a batch; default: torch's
+                batched_fetch: bool | None = None,  # fetch whole batches at once; default: when `ds` allows it
+                generator: torch.Generator | None = None,  # the random generator of the shuffling
+                **kwargs) -> DataLoader:  # passed to the `DataLoader`
     "A `DataLoader` over `ds`; whole-batch fetching when `ds` supports it (default) unless `batched_fetch=False`."
-    if batched_fetch is None: batched_fetch = _batch_indexable(ds) and collate_fn is None
-    if batched_fetch:
-        sampler = BatchSampler(RandomSampler(ds) if shuffle else SequentialSampler(ds), bs, drop_last)
-        return DataLoader(ds, batch_size=None, sampler=sampler, num_workers=num_workers, **kwargs)
-    return DataLoader(ds, batch_size=bs, shuffle=shuffle, drop_last=drop_last, num_workers=num_workers,
-                      collate_fn=ifnone(collate_fn, default_collate), **kwargs)
+    fetch = _batch_indexable(ds) and collate_fn is None if batched_fetch is None else batched_fetch
+    extra = {'generator': generator} if generator is not None else {}
+    if fetch:
+        sampler = RandomSampler(ds, generator=generator) if shuffle else SequentialSampler(ds)
+        dl = DataLoader(ds, batch_size=None, sampler=BatchSampler(sampler, bs, drop_last), num_workers=num_workers,
+                        **extra, **kwargs)
+    else:
+        dl = DataLoader(ds, batch_size=bs, shuffle=shuffle, drop_last=drop_last, num_workers=num_workers,
+                        collate_fn=ifnone(collate_fn, default_collate), **extra, **kwargs)
+    # the arguments as fastai v1 recorded them, so that `DeviceDataLoader.new` rebuilds this loader faithfully
+    dl.init_kwargs = {**_DL_DEFAULTS, 'batch_size': bs, 'shuffle': shuffle, 'drop_last': drop_last,
+                      'num_workers': num_workers, 'collate_fn': collate_fn, **extra, **kwargs}
+    dl._fb_batched_fetch = batched_fetch
+    return dl
 
 # %% ../nbs/02_basic_data.ipynb #4dcd4ccb
+def _derived_init_kwargs(dl: DataLoader) -> dict:
+    "The keyword arguments that rebuild `dl` over the same dataset, read from its attributes."
+    kw = {**_DL_DEFAULTS, 'num_workers': dl.num_workers, 'collate_fn': dl.collate_fn, 'pin_memory': dl.pin_memory,
+          'timeout': dl.timeout, 'worker_init_fn': dl.worker_init_fn}
+    for k in ('generator', 'multiprocessing_context', 'prefetch_factor'):
+        if getattr(dl, k, None) is not None: kw[k] = getattr(dl, k)
+    if getattr(dl, 'persistent_workers', False): kw['persistent_workers'] = True
+    bsamp, samp = dl.batch_sampler, dl.sampler
+    if dl.batch_size is None and bsamp is None: return {**kw, 'batch_size': None, 'sampler': samp}
+    if type(bsamp) is BatchSampler and bsamp.sampler is samp:  # the batching torch made from batch_size
+        kw.update(batch_size=dl.batch_size, drop_last=dl.drop_last)
+        own = getattr(samp, 'data_source', None) is dl.dataset
+        if own and type(samp) is RandomSampler and not samp.replacement and samp._num_samples is None: kw['shuffle'] = True
+        elif not (own and type(samp) is SequentialSampler): kw['sampler'] = samp
+        return kw
+    return {**kw, 'batch_sampler': bsamp}
+
+def _get_init_kwargs(self: DataLoader) -> dict:
+    "The keyword arguments this loader was created with (fastai v1's `DataLoader.init_kwargs`)."
+    rec = self.__dict__.get('_recorded_init_kwargs')
+    return dict(rec) if rec is not None else _derived_init_kwargs(self)
+
+def _set_init_kwargs(self: DataLoader, v: dict): self.__dict__['_recorded_init_kwargs'] = dict(v)
+
+DataLoader.init_kwargs = property(_get_init_kwargs, _set_init_kwargs)
+
+def intercept_args(self: DataLoader, dataset: Dataset, batch_size: int | None = 1, shuffle: bool | None = False,
+                   sampler: Any | None = None, batch_sampler: Any | None = None, num_workers: int = 0,
+                   collate_fn: Callable | None = None, pin_memory: bool = False, drop_last: bool = False,
+                   timeout: float = 0, worker_init_fn: Callable | None = None, **kwargs):
+    "Initialize `DataLoader` `self` and record its arguments in `self.init_kwargs` (fastai v1's recording `__init__`)."
+    self.init_kwargs = {'batch_size': batch_size, 'shuffle': shuffle, 'sampler': sampler, 'batch_sampler': batch_sampler,
+                        'num_workers': num_workers, 'collate_fn': collate_fn, 'pin_memory': pin_memory,
+                        'drop_last': drop_last, 'timeout': timeout, 'worker_init_fn': worker_init_fn, **kwargs}
+    DataLoader.__init__(self, dataset, **self.init_kwargs)
+
+# %% ../nbs/02_basic_data.ipynb #97ec2e97
+def _new_loader(dl: DataLoader, **kwargs) -> DataLoader:
+    "A loader like `dl` over the same dataset, with `kwargs` changed."
+    kw = {**dl.init_kwargs, **kwargs}
+    if '_fb_batched_fetch' in dl.__dict__ and kw.get('sampler') is None and kw.get('batch_sampler') is None:
+        kw.pop('sampler', None); kw.pop('batch_sampler', None)
+        return make_loader(dl.dataset, kw.pop('batch_size'), bool(kw.pop('shuffle')), kw.pop('drop_last'),
+                           batched_fetch=dl._fb_batched_fetch if 'collate_fn' not in kwargs else None, **kw)
+    return dl.__class__(dl.dataset, **kw)
+
 class DeviceDataLoader:
-    "Wrap `dl` so that every batch it yields is on `device`."
-    def __init__(self, dl: DataLoader, device: torch.device | str | None = None):
-        self.dl, self.device = dl, torch.device(ifnone(device, defaults.device))
+    "Bind `dl` to `device`: every batch it yields is on `device`, then passed through `tfms`."
+    def __init__(self, dl: DataLoader,  # the loader to wrap
+                 device: torch.device | str | None = None,  # default: `defaults.device`
+                 tfms: Callable | Sequence[Callable] | None = None,  # functions applied to each batch, in order
+                 collate_fn: Callable | None = None):  # replaces the loader's (it is then rebuilt to fetch per sample)
+        self.dl, self.device, self.tfms = dl, torch.device(ifnone(device, defaults.device)), listify(tfms)
+        if collate_fn is not None: self.collate_fn = collate_fn
 
     def __len__(self) -> int: return len(self.dl)
+    def __getattr__(self, k: str) -> Any:
+        if k == 'dl' or k.startswith('__'): raise AttributeError(k)  # no loader yet (copy, unpickling)
+        for o in (self.dl, self.dl.dataset):  # as in v1: the loader's attributes, then the dataset's (`c`, `classes`)
+            try: return getattr(o, k)
+            except AttributeError: pass
+        raise AttributeError(f"'DeviceDataLoader' object has no attribute {k!r} (nor have its DataLoader and dataset).")
+    def __setstate__(self, data: dict): self.__dict__.update(data)
+
     @property
-    def dataset(self): return self.dl.dataset
+    def dataset(self) -> Dataset:
+        "The dataset of the loader."
+        return self.dl.dataset
+
     @property
-    def batch_size(self) -> int:
+    def batch_size(self) -> int | None:
+        "The batch size (whole-batch fetching included); setting it rebuilds the loader."
         bs = self.dl.batch_size
-        return bs if bs is not None else self.dl.sampler.batch_size
+        if bs is not None: return bs
+        return getattr(self.dl.batch_sampler or self.dl.sampler, 'batch_size', None)
+    @batch_size.setter
+    def batch_size(self, v: int):
+        self.dl = _new_loader(self.dl, batch_size=v)
+        if hasattr(self.dl.dataset, 'bs'): self.dl.dataset.bs = v
+
+    @property
+    def num_workers(self) -> int:
+        "The loader's worker processes."
+        return self.dl.num_workers
+    @num_workers.setter
+    def num_workers(self, v: int): self.dl.num_workers = v
+
+    @property
+    def collate_fn(self) -> Callable:
+        "How the loader makes a batch of samples; setting it rebuilds the loader to fetch sample by sample."
+        return self.dl.collate_fn
+    @collate_fn.setter
+    def collate_fn(self, v: Callable): self.dl = _new_loader(self.dl, collate_fn=v)
+
+    def add_tfm(self, tfm: Callable):
+        "Add `tfm` to the functions applied to each batch."
+        self.tfms.append(tfm)
+
+    def remove_tfm(self, tfm: Callable):
+        "Remove `tfm` from the functions applied to each batch (nothing happens if it is not there)."
+        if tfm in self.tfms: self.tfms.remove(tfm)
+
+    def new(self, **kwargs) -> DeviceDataLoader:
+        "A copy of this loader (same device and `tfms`) with the `DataLoader` arguments in `kwargs` changed."
+        return DeviceDataLoader(_new_loader(self.dl, **kwargs), self.device, list(self.tfms))
+
+    def proc_batch(self, b: Any) -> Any:
+        "Batch `b` moved to the device and passed through the `tfms`."
+        b = to_device(b, self.device, non_blocking=self.device.type == 'cuda')
+        for f in self.tfms: b = f(b)
+        return b
 
     def __iter__(self):
-        device = self.device
-        if device.type == 'cpu':  # CPU tensors stay where they are: no copy, no per-batch walk
+        "The batches of the loader, on the device, after the `tfms`."
+        if self.device.type == 'cpu' and not self.tfms:  # CPU tensors stay where they are: no copy, no per-batch walk
             yield from self.dl
             return
-        for b in self.dl: yield to_device(b, device, non_blocking=True)
+        for b in self.dl: yield self.proc_batch(b)
+
+    @classmethod
+    def create(cls, dataset: Dataset,  # the dataset to load
+               bs: int = 64,  # the batch size
+               shuffle: bool = False,  # draw a new random order each epoch
+               device: torch.device | str | None = None,  # default: `defaults.device`
+               tfms: Callable | Sequence[Callable] | None = None,  # functions applied to each batch
+               num_workers: int = 0,  # worker processes (0: load in the main process)
+               collate_fn: Callable | None = None,  # how samples make a batch; default: torch's
+               **kwargs) -> DeviceDataLoader:  # passed to `make_loader` (`drop_last`, `generator`, ...)
+        "A `DeviceDataLoader` over `dataset` with batch size `bs`, shuffled if `shuffle`."
+        drop_last = kwargs.pop('drop_last', False)
+        return cls(make_loader(dataset, bs, shuffle, drop_last, num_workers, collate_fn, **kwargs), device=device, tfms=tfms)
 
     def __repr__(self) -> str: return f'DeviceDataLoader({len(self)} batches of {self.batch_size}, device={self.device})'
 
-# %% ../nbs/02_basic_data.ipynb #e0afef89
+# %% ../nbs/02_basic_data.ipynb #08fe47b0
 def _len_or_none(ds):
     try: return len(ds)
     except TypeError: return None
 
+def _check_pos_int(name: str, v):
+    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+        raise ValueError(f"{name}={v!r}: the batch size must be a positive integer.")
+
+def _as_batch_of_one(item):
+    if is_listy(item): return [_as_batch_of_one(o) for o in item]
+    return torch.as_tensor(item)[None]
+
 class _NoLoader: batch_size = 64
 
 class DataBunch:
-    "The training, validation and (optional) test loaders of a Learner, on `device`."
-    def __init__(self, train_dl: DataLoader | None, valid_dl: DataLoader | None = None, test_dl: DataLoader | None = None,
-                 device: torch.device | str | None = None, path: str | Path = '.', classes: list | None = None):
+    "The training, validation, fix, single and (optional) test loaders of a Learner, on `device`."
+    def __init__(self, train_dl: DataLoader | None,  # the training loader; None for an inference-only DataBunch
+                 valid_dl: DataLoader | None = None,  # the validation loader
+                 fix_dl: DataLoader | None = None,  # the training set in order; default: made from `train_dl`
+                 test_dl: DataLoader | None = None,  # an unlabelled set for predictions
+                 device: torch.device | str | None = None,  # default: `defaults.device`
+                 dl_tfms: Callable | Sequence[Callable] | None = None,  # functions applied to every batch on the device
+                 path: str | Path = '.',  # where a Learner writes its files
+                 collate_fn: Callable | None = None,  # replaces the loaders' (default: keep theirs)
+                 no_check: bool = False,  # skip `sanity_check`
+                 classes: list | None = None):  # names of the classes, for predictions and interpretation
+        self.dl_tfms = listify(dl_tfms)
         self.device = torch.device(ifnone(device, defaults.device))
-        wrap = lambda dl: None if dl is None else dl if isinstance(dl, DeviceDataLoader) else DeviceDataLoader(dl, self.device)
-        self.train_dl, self.valid_dl, self.test_dl = wrap(train_dl), wrap(valid_dl), wrap(test_dl)
-        self.path, self.classes = Path(path), classes
+        def wrap(dl):
+            if dl is None or isinstance(dl, DeviceDataLoader): return dl
+            return DeviceDataLoader(dl, self.device, list(self.dl_tfms), collate_fn)
+        self.train_dl, self.valid_dl, self.fix_dl, self.test_dl = map(wrap, (train_dl, valid_dl, fix_dl, test_dl))
         # no training loader at all is an inference-only DataBunch (`load_learner`); an empty one is a mistake
         if self.train_dl is not None and len(self.train_dl) == 0:
             raise ValueError(f"The training loader yields no batch ({_len_or_none(self.train_ds)} items, batch size "
                              f"{self.train_dl.batch_size}, last incomplete batch dropped): use more items or a smaller bs.")
+        if self.fix_dl is None and self.train_dl is not None:
+            self.fix_dl = self.train_dl.new(shuffle=False, drop_last=False, sampler=None, batch_sampler=None,
+                                            batch_size=self.train_dl.batch_size, generator=None)
+        src = self.valid_dl if self.valid_dl is not None else self.train_dl
+        self.single_dl = None if src is None else wrap(make_loader(src.dataset, 1, shuffle=False, drop_last=False))
+        self.path, self.classes = Path(path), classes
+        if not no_check: self.sanity_check()
 
     @classmethod
     def create(cls,
@@ -86,74 +246,144 @@ class DataBunch:
                test_ds: Dataset | None = None,  # an unlabelled set for predictions
                path: str | Path = '.',  # where a Learner writes its files
                bs: int = 64,  # training batch size
-               val_bs: int | None = None,  # validation/test batch size; default 2*bs
+               val_bs: int | None = None,  # validation/fix/test batch size; default `bs`
                num_workers: int = 0,  # loader worker processes (0: load in the main process)
+               dl_tfms: Callable | Sequence[Callable] | None = None,  # functions applied to every batch on the device
                device: torch.device | str | None = None,  # default: `defaults.device`
-               collate_fn=None,  # how samples make a batch; default: torch's
+               collate_fn: Callable | None = None,  # how samples make a batch; default: torch's
+               no_check: bool = False,  # skip `sanity_check`
                batched_fetch: bool | None = None,  # fetch whole batches at once; default: when the dataset allows
                classes: list | None = None,  # names of the classes, for predictions and interpretation
-               **dl_kwargs) -> DataBunch:  # passed to every `DataLoader`
+               **dl_kwargs) -> DataBunch:  # passed to every `DataLoader` (`generator`, `pin_memory`, ...)
         "Create a `DataBunch` from datasets: train shuffled with its last incomplete batch dropped, valid/test in order."
-        if not isinstance(bs, int) or isinstance(bs, bool) or bs < 1:
-            raise ValueError(f"bs={bs!r}: the batch size must be a positive integer.")
-        val_bs = ifnone(val_bs, bs * 2)
-        if not isinstance(val_bs, int) or val_bs < 1: raise ValueError(f"val_bs={val_bs!r}: must be a positive integer.")
-        if not isinstance(num_workers, int) or num_workers < 0:
+        _check_pos_int('bs', bs)
+        val_bs = ifnone(val_bs, bs)
+        _check_pos_int('val_bs', val_bs)
+        if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
             raise ValueError(f"num_workers={num_workers!r}: must be an integer >= 0.")
         n_train = _len_or_none(train_ds)
         if n_train == 0: raise ValueError("The training set is empty: a DataBunch needs at least one training item.")
         if n_train is not None and n_train < bs:
             raise ValueError(f"The training set has {n_train} items, fewer than one batch (bs={bs}), and the training "
                              f"loader drops incomplete batches: use bs <= {n_train}.")
+        generator = dl_kwargs.pop('generator', None)  # the training order only: reading other sets draws nothing from it
         dl = lambda ds, b, shuffle: None if ds is None else make_loader(
             ds, b, shuffle=shuffle, drop_last=shuffle, num_workers=num_workers, collate_fn=collate_fn,
-            batched_fetch=batched_fetch, **dl_kwargs)
+            batched_fetch=batched_fetch, generator=generator if shuffle else None, **dl_kwargs)
         if valid_ds is not None and _len_or_none(valid_ds) == 0: valid_ds = None
-        return cls(dl(train_ds, bs, True), dl(valid_ds, val_bs, False), dl(test_ds, val_bs, False),
-                   device=device, path=path, classes=classes)
+        return cls(dl(train_ds, bs, True), dl(valid_ds, val_bs, False), dl(train_ds, val_bs, False),
+                   dl(test_ds, val_bs, False), device=device, dl_tfms=dl_tfms, path=path, no_check=no_check,
+                   classes=classes)
+
+    if not TYPE_CHECKING:  # type checkers keep reporting misspelt attributes
+        def __getattr__(self, k: str) -> Any:
+            train_dl = self.__dict__.get('train_dl')
+            if k.startswith('__') or train_dl is None: raise AttributeError(k)
+            try: return getattr(train_dl, k)  # as in v1: `data.c` is the training dataset's `c`
+            except AttributeError: pass
+            raise AttributeError(f"'{type(self).__name__}' object has no attribute {k!r} (nor have its training loader "
+                                 "and dataset).")
+    def __setstate__(self, data: dict): self.__dict__.update(data)
 
     @property
-    def train_ds(self): return None if self.train_dl is None else self.train_dl.dataset
+    def batch_size(self) -> int:
+        "The training batch size (of the first loader there is); setting it sets the training, validation and test ones."
+        return (self.train_dl or self.valid_dl or self.test_dl or _NoLoader).batch_size
+    @batch_size.setter
+    def batch_size(self, v: int):
+        _check_pos_int('batch_size', v)
+        for d in (self.train_dl, self.valid_dl, self.test_dl):
+            if d is not None: d.batch_size = v
+
+    def dl(self, ds_type: DatasetType = DatasetType.Valid) -> DeviceDataLoader | None:
+        "The loader of `ds_type` (None if this DataBunch has no such set)."
+        return {DatasetType.Train: self.train_dl, DatasetType.Valid: self.valid_dl, DatasetType.Test: self.test_dl,
+                DatasetType.Single: self.single_dl, DatasetType.Fix: self.fix_dl}[DatasetType(ds_type)]
+
     @property
-    def valid_ds(self): return None if self.valid_dl is None else self.valid_dl.dataset
+    def dls(self) -> list:
+        "The loaders that exist, in fastai v1's order: train, valid, fix, single, test."
+        return [d for d in (self.train_dl, self.valid_dl, self.fix_dl, self.single_dl, self.test_dl) if d is not None]
+
     @property
-    def test_ds(self): return None if self.test_dl is None else self.test_dl.dataset
+    def train_ds(self) -> Dataset | None:
+        "The training set."
+        return None if self.train_dl is None else self.train_dl.dataset
+
+    @property
+    def valid_ds(self) -> Dataset | None:
+        "The validation set."
+        return None if self.valid_dl is None else self.valid_dl.dataset
+
+    @property
+    def test_ds(self) -> Dataset | None:
+        "The test set."
+        return None if self.test_dl is None else self.test_dl.dataset
+
+    @property
+    def fix_ds(self) -> Dataset | None:
+        "The dataset of `fix_dl`: the training set."
+        return None if self.fix_dl is None else self.fix_dl.dataset
+
+    @property
+    def single_ds(self) -> Dataset | None:
+        "The dataset of `single_dl`: the validation set (the training set when there is none)."
+        return None if self.single_dl is None else self.single_dl.dataset
+
     @property
     def empty_val(self) -> bool:
         "True when there is no validation data (fit then skips validation)."
         return self.valid_dl is None or len(self.valid_dl) == 0
-    @property
-    def batch_size(self) -> int: return (self.train_dl or self.valid_dl or self.test_dl or _NoLoader).batch_size
 
-    def dl(self, ds_type: DatasetType = DatasetType.Valid) -> DeviceDataLoader | None:
-        "The loader of `ds_type`; `Fix` is the training set in order and complete."
-        if ds_type == DatasetType.Train: return self.train_dl
-        if ds_type == DatasetType.Valid: return self.valid_dl
-        if ds_type == DatasetType.Test: return self.test_dl
-        if ds_type == DatasetType.Fix:
-            return DeviceDataLoader(make_loader(self.train_ds, self.batch_size, shuffle=False, drop_last=False), self.device)
-        raise ValueError(f"{ds_type!r} has no loader of its own: use Train, Valid, Test or Fix.")
-
-    @property
-    def dls(self) -> list:
-        "The loaders that exist: train, then valid and test when present."
-        return [dl for dl in (self.train_dl, self.valid_dl, self.test_dl) if dl is not None]
-
-    def one_batch(self, ds_type: DatasetType = DatasetType.Train, detach: bool = True, cpu: bool = True):
-        "The first batch `(x, y)` of `ds_type`, on the CPU unless `cpu=False`."
+    def one_batch(self, ds_type: DatasetType = DatasetType.Train, detach: bool = True, denorm: bool = True,
+                  cpu: bool = True) -> tuple:
+        "The first batch `(x, y)` of `ds_type`, detached and on the CPU unless `detach=False`/`cpu=False`."
         dl = self.dl(ds_type)
-        if dl is None: raise ValueError(f"This DataBunch has no {ds_type.name} set.")
-        x, y = next(iter(dl))
-        if cpu: x, y = to_device(x, 'cpu'), to_device(y, 'cpu')
-        if detach: x, y = [o.detach() if isinstance(o, torch.Tensor) else o for o in (x, y)]
+        if dl is None: raise ValueError(f"This DataBunch has no {DatasetType(ds_type).name} set.")
+        w = dl.num_workers
+        dl.num_workers = 0  # one batch: starting worker processes would cost more than it saves
+        try: x, y = next(iter(dl))
+        finally: dl.num_workers = w
+        if detach: x, y = to_detach(x, cpu=cpu), to_detach(y, cpu=cpu)
+        elif cpu: x, y = to_device(x, 'cpu'), to_device(y, 'cpu')
+        norm, dn = self.__dict__.get('norm'), self.__dict__.get('denorm')  # set on the DataBunch by v1's `normalize`
+        if denorm and norm is not None and dn is not None:
+            x = dn(x)
+            if getattr(norm, 'keywords', {}).get('do_y', False): y = dn(y, do_x=True)
+        return x, y
+
+    def one_item(self, item: Any, detach: bool = False, denorm: bool = False, cpu: bool = False) -> tuple:
+        "`item` (one input, without batch dimension) as a batch `(x, y)` of one, on the device, with a dummy target 0."
+        ds = self.single_ds
+        if hasattr(ds, 'set_item'):
+            with ds.set_item(item): return self.one_batch(DatasetType.Single, detach, denorm, cpu)
+        b = (_as_batch_of_one(item), torch.zeros(1, dtype=torch.long))
+        sdl = self.single_dl
+        x, y = sdl.proc_batch(b) if sdl is not None else to_device(b, self.device)
+        if detach: x, y = to_detach(x, cpu=cpu), to_detach(y, cpu=cpu)
+        elif cpu: x, y = to_device(x, 'cpu'), to_device(y, 'cpu')
         return x, y
 
     def add_test(self, test_ds: Dataset, bs: int | None = None):
-        "Add (or replace) the test set."
-        self.test_dl = DeviceDataLoader(make_loader(test_ds, ifnone(bs, self.batch_size * 2), False, False), self.device)
+        "Add (or replace) the test set, loaded in order with the validation batch size (or `bs`)."
+        like = self.valid_dl if self.valid_dl is not None else self.train_dl
+        bs = ifnone(bs, self.batch_size if like is None else like.batch_size)
+        nw = 0 if like is None else like.num_workers
+        self.test_dl = DeviceDataLoader(make_loader(test_ds, bs, False, False, num_workers=nw), self.device,
+                                        list(self.dl_tfms) if like is None else list(like.tfms))
+
+    def add_tfm(self, tfm: Callable):
+        "Add `tfm` to the transforms of every loader."
+        for d in self.dls: d.add_tfm(tfm)
+        self.dl_tfms.append(tfm)
+
+    def remove_tfm(self, tfm: Callable):
+        "Remove `tfm` from the transforms of every loader."
+        for d in self.dls: d.remove_tfm(tfm)
+        if tfm in self.dl_tfms: self.dl_tfms.remove(tfm)
 
     @property
-    def loss_func(self):
+    def loss_func(self) -> Callable:
         "The default loss: the dataset's `loss_func`, else cross-entropy for integer targets and MSE for float ones."
         if self.train_ds is None: raise ValueError("This DataBunch has no training set to infer a loss from: give one.")
         if hasattr(self.train_ds, 'loss_func'): return self.train_ds.loss_func
@@ -162,7 +392,128 @@ class DataBunch:
             return nn.CrossEntropyLoss()
         return nn.MSELoss()
 
+    def sanity_check(self):
+        "Warn if the first items of the training set cannot be fetched or collated into a batch."
+        hint = "You can deactivate this warning by passing `no_check=True`."
+        d = self.train_dl
+        if d is None or isinstance(d.dataset, IterableDataset): return
+        ds, n = d.dataset, _len_or_none(d.dataset)
+        if not n: return
+        idx = list(range(min(d.batch_size or 1, n)))
+        samples, fails = [], []
+        for i in idx:
+            try: samples.append(ds[i])
+            except Exception as e: fails.append((i, e))  # any failure of a user's dataset becomes the warning
+        if fails:
+            what = "any item" if len(fails) == len(idx) else f"items {[i for i, _ in fails][:10]}"
+            warnings.warn(f"There seems to be something wrong with your dataset: the first batch cannot fetch {what} of "
+                          f"the training set ({type(fails[0][1]).__name__}: {fails[0][1]}). {hint}")
+            return
+        collate = default_collate if d.dl.batch_size is None else d.dl.collate_fn
+        try: collate(samples)
+        except Exception as e:  # the collate function is the user's too
+            shapes = [[tuple(getattr(o, 'shape', ())) for o in s] if is_listy(s) else tuple(getattr(s, 'shape', ())) for s in samples[:4]]
+            warnings.warn(f"It's not possible to collate samples of your dataset together in a batch "
+                          f"({type(e).__name__}: {e}). Shapes of the first samples: {shapes}. {hint}")
+
+    def save(self, file: str | Path | BinaryIO = 'data_save.pkl'):
+        "Save the datasets and classes to `self.path/file` (or file object `file`) for `load_data`."
+        if rank_distrib(): return  # one writer in a distributed run
+        state = {'format': _DATA_FORMAT, 'classes': _pack_classes(self.classes),
+                 **{k: _pack_dataset(getattr(self, f'{k}_ds'), f'{k} set') for k in ('train', 'valid', 'test')}}
+        buf = io.BytesIO()
+        torch.save(state, buf)
+        if hasattr(file, 'write'): file.write(buf.getbuffer())
+        else:
+            with atomic_write(self.path / file) as f: f.write(buf.getbuffer())
+
     def __repr__(self) -> str:
         n = lambda dl: 'none' if dl is None else f'{_len_or_none(dl.dataset)} items'
         return (f'{self.__class__.__name__}(train: {n(self.train_dl)}, valid: {n(self.valid_dl)}, test: '
                 f'{n(self.test_dl)}; bs={self.batch_size}, device={self.device})')
+
+# %% ../nbs/02_basic_data.ipynb #ce8f4d21
+_DATA_FORMAT = 'fastbook_core.databunch/1'
+_PLAIN = (str, int, float, bool, type(None))
+
+def _is_plain(o) -> bool:
+    if isinstance(o, (list, tuple)): return all(map(_is_plain, o))
+    return isinstance(o, _PLAIN)
+
+def _pickled(o, what: str) -> dict:
+    buf = io.BytesIO()
+    try: torch.save(o, buf)
+    except Exception as e:  # pickling fails in many ways (a lambda, an open file, a lock): all mean the same here
+        e.add_note(f"DataBunch.save: the {what} is a {type(o).__name__}, which has to be pickled, and cannot be. "
+                   "A TensorDataset is saved as its tensors.")
+        raise
+    return {'pickled': buf.getvalue(), 'type': f'{type(o).__module__}.{type(o).__qualname__}'}
+
+def _pack_dataset(ds, what: str):
+    if ds is None: return None
+    if type(ds) is TensorDataset: return {'tensors': [t.detach().cpu() for t in ds.tensors]}
+    return _pickled(ds, what)
+
+def _pack_classes(classes):
+    if classes is None: return None
+    cs = [c.item() if isinstance(c, np.generic) else c for c in (classes.tolist() if isinstance(classes, np.ndarray) else classes)]
+    return {'plain': cs} if _is_plain(cs) else _pickled(classes, 'classes')
+
+# %% ../nbs/02_basic_data.ipynb #c9f1e3d5
+def _unpickle(blob, what: str, name: str, trust_code: bool):
+    "Pickled content of a saved DataBunch: only with `trust_code` (a `TensorDataset` is saved as tensors, needing none)."
+    return unpickle_blob(blob, name, f'the {what}', trust_code)
+
+def _unpack_dataset(s, what: str, name: str, trust_code: bool):
+    if s is None: return None
+    if isinstance(s, dict) and set(s) == {'tensors'}:
+        ts = s['tensors']
+        if not (isinstance(ts, (list, tuple)) and ts and all(isinstance(t, Tensor) and t.ndim >= 1 for t in ts)):
+            raise CheckpointError(f"{name}: the {what} should be a non-empty list of tensors of 1 or more dimensions.")
+        if len({t.shape[0] for t in ts}) != 1:
+            raise CheckpointError(f"{name}: the tensors of the {what} have different lengths {[t.shape[0] for t in ts]}.")
+        return TensorDataset(*ts)
+    if isinstance(s, dict) and isinstance(s.get('pickled'), bytes):
+        ds = _unpickle(s['pickled'], what, name, trust_code)
+        if not (isinstance(ds, IterableDataset) or hasattr(ds, '__getitem__')):
+            raise CheckpointError(f"{name}: the {what} unpickles to a {type(ds).__name__}, not a dataset.")
+        return ds
+    raise CheckpointError(f"{name}: the {what} is neither tensors nor a pickled dataset.")
+
+def load_data(path: str | Path,  # the folder of the file (and the `path` of the new DataBunch)
+              file: str | Path | BinaryIO = 'data_save.pkl',  # file name in `path`, or a file object
+              bs: int = 64,  # training batch size
+              val_bs: int | None = None,  # validation/test batch size; default `bs`
+              num_workers: int = 0,  # loader worker processes
+              dl_tfms: Callable | Sequence[Callable] | None = None,  # functions applied to every batch on the device
+              device: torch.device | str | None = None,  # default: `defaults.device`
+              collate_fn: Callable | None = None,  # how samples make a batch; default: torch's
+              no_check: bool = False,  # skip `sanity_check`
+              trust_code: bool = False,  # allow unpickling datasets that are not `TensorDataset`s (runs their code)
+              **kwargs) -> DataBunch:  # passed to `DataBunch.create`
+    "Load a `DataBunch` saved by `DataBunch.save` from `path/file` (or file object `file`); safe unless `trust_code`."
+    if hasattr(file, 'read'): source, name = file, f'the file object {file!r}'
+    elif not isinstance(file, (str, os.PathLike)):
+        raise TypeError(f"file={file!r}: give a file name (in `path`) or an open binary file.")
+    else:
+        source = Path(path) / file
+        name = str(source)
+        if not source.is_file():
+            there = sorted(p.name for p in source.parent.glob('*.pkl')) if source.parent.is_dir() else []
+            raise CheckpointNotFoundError(f"No saved DataBunch at {source}." + (f" Found: {', '.join(there)}." if there else ''))
+    state = load_checkpoint(source, map_location='cpu', trust_code=trust_code)
+    if not isinstance(state, dict) or state.get('format') != _DATA_FORMAT:
+        raise CheckpointError(f"{name} was not written by `DataBunch.save` (it holds a {type(state).__name__} without "
+                              f"the '{_DATA_FORMAT}' marker).")
+    missing = [k for k in ('train', 'valid', 'test', 'classes') if k not in state]
+    if missing: raise CheckpointError(f"{name} is incomplete: it has no {', '.join(missing)}.")
+    sets = {k: _unpack_dataset(state[k], f'{k} set', name, trust_code) for k in ('train', 'valid', 'test')}
+    if sets['train'] is None: raise CheckpointError(f"{name} holds no training set, which a DataBunch needs.")
+    cl = state['classes']
+    if cl is None: classes = None
+    elif isinstance(cl, dict) and set(cl) == {'plain'} and isinstance(cl['plain'], list): classes = cl['plain']
+    elif isinstance(cl, dict) and isinstance(cl.get('pickled'), bytes): classes = _unpickle(cl['pickled'], 'classes', name, trust_code)
+    else: raise CheckpointError(f"{name}: the classes are neither a list of plain values nor pickled.")
+    return DataBunch.create(sets['train'], sets['valid'], sets['test'], path=path, bs=bs, val_bs=val_bs,
+                            num_workers=num_workers, dl_tfms=dl_tfms, device=device, collate_fn=collate_fn,
+                            no_check=no_check, classes=classes, **kwargs)

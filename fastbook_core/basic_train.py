@@ -13,9 +13,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
-from .torch_core import (atomic_write, camel2snake, defaults, distrib_sum, even_mults, first_el,
-                                      flatten_model, get_rng_states, ifnone, is_listy, listify, norm_types,
-                                      rank_distrib, requires_grad, set_rng_states, split_model, to_detach, to_device)
+from .torch_core import (CheckpointError, CheckpointNotFoundError, atomic_write, camel2snake, defaults,
+                                      distrib_sum, even_mults, first_el, flatten_model, get_model, get_rng_states,
+                                      ifnone, is_listy, listify, load_checkpoint, norm_types, rank_distrib,
+                                      requires_grad, set_rng_states, split_model, to_detach, to_device, unpickle_blob)
 from .basic_data import DataBunch, DatasetType
 from .callback import (AdamW, Callback, CallbackHandler, OptimWrapper, callback_events, check_callbacks,
                                     check_metrics, check_wd)
@@ -26,8 +27,8 @@ if TYPE_CHECKING:  # the modules that add methods to Learner, imported for type 
 
 # %% auto #0
 __all__ = ['loss_batch', 'validate', 'check_epochs', 'fit', 'noop', 'loss_func2activ', 'per_item_loss', 'get_preds',
-           'LearnerCallback', 'CheckpointError', 'CheckpointNotFoundError', 'get_model', 'load_checkpoint',
-           'load_learner', 'Learner', 'DestroyedLearner', 'FakeOptimizer', 'to_floats', 'finish_fig', 'Recorder']
+           'LearnerCallback', 'load_learner', 'Learner', 'DestroyedLearner', 'FakeOptimizer', 'to_floats', 'finish_fig',
+           'Recorder', 'CheckpointError', 'CheckpointNotFoundError', 'get_model']
 
 # %% ../nbs/04_basic_train.ipynb #619177b0
 def _shapes(b) -> str:
@@ -222,41 +223,9 @@ class LearnerCallback(Callback):
         return camel2snake(self.__class__.__name__)
 
 # %% ../nbs/04_basic_train.ipynb #20671159
-class CheckpointError(RuntimeError):
-    "A checkpoint that cannot be read: missing, incomplete, corrupt, of the wrong kind, or holding objects that could run code."
-
-class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
-    "A checkpoint file that does not exist (also a `FileNotFoundError`)."
-
-def get_model(model: nn.Module) -> nn.Module:
-    "The model itself, unwrapped from `DistributedDataParallel` or `DataParallel`."
-    return model.module if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)) else model
-
 def _is_filelike(f) -> bool: return hasattr(f, 'read') or hasattr(f, 'write')
 
 def _name(source) -> str: return str(source) if isinstance(source, (str, Path)) else f'the file object {source!r}'
-
-def load_checkpoint(source: str | Path | IO[bytes],  # a path, or an open binary file
-                    map_location=None) -> Any:  # where tensors go, as for `torch.load`
-    "Read a checkpoint safely (`weights_only=True`), turning every failure into a `CheckpointError` that names it."
-    if not _is_filelike(source):
-        source = Path(source)
-        if not source.is_file():
-            there = sorted(p.name for p in source.parent.glob('*.pth')) if source.parent.is_dir() else []
-            raise CheckpointNotFoundError(f"No checkpoint at {source}." + (f" Found: {', '.join(there)}." if there else ''))
-    try: return torch.load(source, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as e:
-        msg = str(e)
-        if 'GLOBAL' in msg or 'global' in msg:  # the weights-only unpickler met a class or function it will not import
-            names = sorted(set(re.findall(r'GLOBAL ([\w.]+)', msg))) or ['an object that is not a tensor']
-            raise CheckpointError(f"Refusing to load {_name(source)}: it holds {', '.join(names)}, which loading would "
-                                  "have to import and run. A checkpoint of fastbook_core holds only tensors and plain "
-                                  "values.") from e
-        raise CheckpointError(f"{_name(source)} is incomplete or corrupt, or not a torch checkpoint (written by plain "
-                              f"pickle, or in torch's legacy format?): {e}") from e
-    except Exception as e:  # torch reports damage as RuntimeError, EOFError, ValueError, KeyError, BadZipFile...
-        raise CheckpointError(f"{_name(source)} is incomplete or corrupt (an interrupted write?): "
-                              f"{type(e).__name__}: {e}") from e
 
 def _check_model_state(model_state, model: nn.Module, source, strict: bool = True) -> None:
     "Raise a `CheckpointError` unless `model_state` fits `model` (keys, shapes, kinds of dtype); change nothing."
@@ -285,6 +254,7 @@ def _remove_module(state: dict) -> dict:
     return {(k[7:] if k.startswith('module.') else k): v for k, v in state.items()}
 
 # %% ../nbs/04_basic_train.ipynb #1daef312
+_all_ = ['CheckpointError', 'CheckpointNotFoundError', 'get_model']  # basic_train's names in fastai v1, defined in torch_core
 _EXPORT_FORMAT, _EXPORT_PARTS = 'fastbook_core.export/1', ('format', 'state_dict', 'objects', 'classes', 'hypers')
 
 def _check_picklable(obj, what: str):
@@ -305,22 +275,6 @@ def _trusted(name: str):
         if mod in ('torch.nn.functional', 'fastbook_core.metrics') or name == 'fastbook_core.basic_train.noop': return obj
     return None
 
-def _load_objects(blob: bytes, trust_code: bool, source) -> dict:
-    from torch.serialization import get_unsafe_globals_in_checkpoint, safe_globals
-    if trust_code: return torch.load(io.BytesIO(blob), map_location='cpu', weights_only=False)
-    names = get_unsafe_globals_in_checkpoint(io.BytesIO(blob))
-    allowed = {n: _trusted(n) for n in names}
-    refused = sorted(n for n, o in allowed.items() if o is None)
-    if refused:
-        raise CheckpointError(f"Refusing to unpickle {_name(source)}: it names {', '.join(refused)}, which loading would "
-                              "import and run. Pass `model=` (and `loss_func=`) to load only the weights, or "
-                              "`trust_code=True` if you trust this file (it unpickles arbitrary code).")
-    try:
-        with safe_globals(list(allowed.values())):
-            return torch.load(io.BytesIO(blob), map_location='cpu', weights_only=True)
-    except Exception as e:
-        raise CheckpointError(f"The objects stored in {_name(source)} cannot be read: {type(e).__name__}: {e}") from e
-
 def load_learner(path: str | Path,  # the folder of the export (the Learner's `path`)
                  file: str | Path | IO[bytes] = 'export.pkl',  # the file name in `path`, or an open binary file
                  test=None,  # a dataset that becomes the test set
@@ -337,7 +291,8 @@ def load_learner(path: str | Path,  # the folder of the export (the Learner's `p
                               f"{' without the export format tag' if isinstance(state, dict) else ''}).")
     missing = [k for k in _EXPORT_PARTS if k not in state]
     if missing: raise CheckpointError(f"{_name(source)} is an incomplete export: it lacks {', '.join(missing)}.")
-    objs = {} if model is not None and loss_func is not None else _load_objects(state['objects'], trust_code, source)
+    objs = ({} if model is not None and loss_func is not None else
+            unpickle_blob(state['objects'], source, 'the model, loss and callbacks', trust_code, allow=_trusted))
     model = ifnone(model, objs.get('model'))
     if not isinstance(model, nn.Module): raise CheckpointError(f"{_name(source)} holds no model: pass `model=`.")
     _check_model_state(state['state_dict'], model, source)

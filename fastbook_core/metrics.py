@@ -4,36 +4,47 @@
 
 # %% ../nbs/05_metrics.ipynb #7d51395e
 from __future__ import annotations
+import warnings
 import torch
+import torch.nn.functional as F
 from torch import Tensor
-from .torch_core import num_distrib
+from .torch_core import distrib_sum, flatten_check, listify, num_distrib
 from .callback import Callback, add_metrics
 
 # %% auto #0
-__all__ = ['accuracy', 'error_rate', 'accuracy_thresh', 'top_k_accuracy', 'fbeta', 'dice', 'mean_absolute_error',
-           'mean_squared_error', 'root_mean_squared_error', 'mean_squared_logarithmic_error', 'exp_rmspe',
-           'explained_variance', 'r2_score', 'CMScores', 'Precision', 'Recall', 'FBeta']
+__all__ = ['mse', 'mae', 'msle', 'rmse', 'accuracy', 'error_rate', 'top_k_accuracy', 'accuracy_thresh', 'foreground_acc', 'fbeta',
+           'dice', 'mean_absolute_error', 'mean_squared_error', 'root_mean_squared_error',
+           'mean_squared_logarithmic_error', 'exp_rmspe', 'explained_variance', 'r2_score', 'RegMetrics', 'R2Score',
+           'ExplainedVariance', 'RMSE', 'ExpRMSPE', 'ConfusionMatrix', 'CMScores', 'Precision', 'Recall', 'FBeta',
+           'KappaScore', 'MatthewsCorreff', 'roc_curve', 'auc_roc_score', 'AUROC', 'Perplexity', 'MultiLabelFbeta']
 
 # %% ../nbs/05_metrics.ipynb #e6b50472
 def accuracy(input: Tensor, targs: Tensor) -> Tensor:
     "The fraction of items whose highest-scoring class is the target."
     n = targs.shape[0]
-    return (input.argmax(dim=-1).view(n, -1) == targs.view(n, -1)).float().mean()
+    return (input.argmax(dim=-1).reshape(n, -1) == targs.reshape(n, -1)).float().mean()
 
 def error_rate(input: Tensor, targs: Tensor) -> Tensor:
     "1 - `accuracy`."
     return 1 - accuracy(input, targs)
+
+def top_k_accuracy(input: Tensor, targs: Tensor, k: int = 5) -> Tensor:
+    "The fraction of items whose target is among the `k` highest-scoring classes (classes on the last dimension)."
+    topk = input.topk(k=k, dim=-1)[1]
+    return (topk == targs.unsqueeze(-1)).any(dim=-1).float().mean()
 
 def accuracy_thresh(y_pred: Tensor, y_true: Tensor, thresh: float = 0.5, sigmoid: bool = True) -> Tensor:
     "Multi-label accuracy: predictions above `thresh` (after a sigmoid if `sigmoid`) compared with the 0/1 targets."
     if sigmoid: y_pred = y_pred.sigmoid()
     return ((y_pred > thresh) == y_true.bool()).float().mean()
 
-def top_k_accuracy(input: Tensor, targs: Tensor, k: int = 5) -> Tensor:
-    "The fraction of items whose target is among the `k` highest-scoring classes."
-    topk = input.topk(k=k, dim=-1)[1]
-    return (topk == targs.view(-1, 1)).any(dim=-1).float().mean()
+def foreground_acc(input: Tensor, target: Tensor, void_code: int) -> Tensor:
+    "Accuracy of a segmentation (classes on dim 1) over the pixels whose target is not `void_code`."
+    target = target.squeeze(1)
+    mask = target != void_code
+    return (input.argmax(dim=1)[mask] == target[mask]).float().mean()
 
+# %% ../nbs/05_metrics.ipynb #293735b3
 def fbeta(y_pred: Tensor, y_true: Tensor, thresh: float = 0.2, beta: float = 2, eps: float = 1e-9,
           sigmoid: bool = True) -> Tensor:
     "Multi-label F-beta per item, averaged: predictions above `thresh` against the 0/1 targets."
@@ -47,18 +58,20 @@ def fbeta(y_pred: Tensor, y_true: Tensor, thresh: float = 0.2, beta: float = 2, 
     return ((1 + beta2) * prec * rec / (prec * beta2 + rec + eps)).mean()
 
 def dice(input: Tensor, targs: Tensor, iou: bool = False, eps: float = 1e-8) -> Tensor:
-    "Dice coefficient (or IoU with `iou`) of a binary segmentation: `input` has 2 channels on dim 1."
+    "Dice coefficient (or IoU with `iou`) of a binary segmentation (2 channels on dim 1), per item then averaged."
     n = targs.shape[0]
-    input = input.argmax(dim=1).view(n, -1)
-    targs = targs.view(n, -1)
-    intersect = (input * targs).sum().float()
-    union = (input + targs).sum().float()
-    if not iou: return 2. * intersect / union if union > 0 else union.new_tensor(1.)
-    return intersect / (union - intersect + eps) if union > 0 else union.new_tensor(1.)
+    input = input.argmax(dim=1).reshape(n, -1)
+    targs = targs.reshape(n, -1)
+    intersect = (input * targs).sum(dim=1).float()
+    union = (input + targs).sum(dim=1).float()
+    res = 2. * intersect / union if not iou else intersect / (union - intersect + eps)
+    res[union == 0.] = 1.  # an empty prediction of an empty target is perfect
+    return res.mean()
 
-# %% ../nbs/05_metrics.ipynb #4d54377b
+# %% ../nbs/05_metrics.ipynb #5fc801f8
 def _flat(pred: Tensor, targ: Tensor):
-    return pred.contiguous().view(-1).float(), targ.contiguous().view(-1).float()
+    pred, targ = flatten_check(pred, targ)
+    return pred.float(), targ.float()
 
 def mean_absolute_error(pred: Tensor, targ: Tensor) -> Tensor:
     "Mean of |pred - targ|."
@@ -71,7 +84,7 @@ def mean_squared_error(pred: Tensor, targ: Tensor) -> Tensor:
     return ((pred - targ) ** 2).mean()
 
 def root_mean_squared_error(pred: Tensor, targ: Tensor) -> Tensor:
-    "Square root of the mean squared error (of each batch: the epoch value is the weighted mean of those)."
+    "Square root of the mean squared error (of each batch: use `RMSE` for the value over the whole set)."
     return mean_squared_error(pred, targ).sqrt()
 
 def mean_squared_logarithmic_error(pred: Tensor, targ: Tensor) -> Tensor:
@@ -97,25 +110,88 @@ def r2_score(pred: Tensor, targ: Tensor) -> Tensor:
     d = ((targ - targ.mean()) ** 2).sum()
     return 1 - u / d
 
-# %% ../nbs/05_metrics.ipynb #d8ae72dc
-class CMScores(Callback):
-    "Base for metrics computed from the epoch's confusion matrix."
+mse, mae, msle, rmse = mean_squared_error, mean_absolute_error, mean_squared_logarithmic_error, root_mean_squared_error
+
+# %% ../nbs/05_metrics.ipynb #c908a5b0
+def _cat_all(t: Tensor) -> Tensor:
+    "`t` of every process, concatenated (on the CPU); `t` itself when not distributed."
+    import torch.distributed as dist
+    if num_distrib() <= 1 or not (dist.is_available() and dist.is_initialized()): return t
+    parts = [None] * dist.get_world_size()
+    dist.all_gather_object(parts, t.cpu())  # each process may hold a different number of items
+    return torch.cat(parts)
+
+class RegMetrics(Callback):
+    "Keep the predictions and targets of the validation set (`self.preds`, `self.targs`) to score them at its end."
+    _order = -20  # run before the Recorder reads `last_metrics`
+    def on_epoch_begin(self, **kwargs): self.preds, self.targs = torch.empty(0), torch.empty(0)
+
+    def on_batch_end(self, last_output: Tensor, last_target: Tensor, **kwargs):
+        "Add the batch's predictions and targets (flattened, on the CPU)."
+        out, targ = flatten_check(last_output.detach(), last_target.detach())
+        self.preds = torch.cat((self.preds, out.float().cpu()))
+        self.targs = torch.cat((self.targs, targ.float().cpu()))
+
+    def _score(self, f):
+        preds, targs = _cat_all(self.preds), _cat_all(self.targs)
+        return [None] if len(targs) == 0 else f(preds, targs)
+
+class R2Score(RegMetrics):
+    "R² (coefficient of determination) over the validation set."
+    def on_epoch_end(self, last_metrics, **kwargs): return add_metrics(last_metrics, self._score(r2_score))
+
+class ExplainedVariance(RegMetrics):
+    "Explained variance over the validation set."
+    def on_epoch_end(self, last_metrics, **kwargs): return add_metrics(last_metrics, self._score(explained_variance))
+
+class RMSE(RegMetrics):
+    "Root mean squared error over the validation set."
+    def on_epoch_end(self, last_metrics, **kwargs): return add_metrics(last_metrics, self._score(root_mean_squared_error))
+
+class ExpRMSPE(RegMetrics):
+    "`exp_rmspe` over the validation set."
+    def on_epoch_end(self, last_metrics, **kwargs): return add_metrics(last_metrics, self._score(exp_rmspe))
+
+# %% ../nbs/05_metrics.ipynb #3d8cbb66
+def _common_size(n: int | None) -> int | None:
+    "The size every process agrees on (a process that saw no batch has none): summed over processes, then averaged."
+    tot = distrib_sum(torch.tensor([float(n or 0), float(n is not None)], dtype=torch.float64))
+    return int(round(float(tot[0]) / float(tot[1]))) if tot[1] else None
+
+class ConfusionMatrix(Callback):
+    "The confusion matrix of the validation set (rows: targets, columns: predictions), in `self.metric` after each epoch."
     _order = -20  # run before the Recorder reads `last_metrics`
 
-    def __init__(self, average: str | None = 'binary', pos_label: int = 1, eps: float = 1e-9):
-        if average not in ('binary', 'micro', 'macro', 'weighted', None):
-            raise ValueError(f"average={average!r}: use 'binary', 'micro', 'macro', 'weighted' or None.")
-        self.average, self.pos_label, self.eps = average, pos_label, eps
-        self.n_classes, self.cm = 0, None
-
+    def on_train_begin(self, **kwargs): self.n_classes = 0
     def on_epoch_begin(self, **kwargs): self.cm = None
 
     def on_batch_end(self, last_output: Tensor, last_target: Tensor, **kwargs):
         "Add the batch's (target, prediction) pairs to the confusion matrix."
-        preds, targs = last_output.argmax(-1).view(-1).cpu(), last_target.view(-1).cpu()
+        preds, targs = last_output.argmax(-1).reshape(-1).cpu(), last_target.reshape(-1).cpu().long()
         n = max(last_output.shape[-1], 2)
-        if self.cm is None: self.cm = torch.zeros(n, n, dtype=torch.long)
+        if self.cm is None: self.n_classes, self.cm = n, torch.zeros(n, n, dtype=torch.long)
         self.cm += torch.bincount(targs * n + preds, minlength=n * n).view(n, n)
+
+    def _all_reduce(self):
+        "Sum the confusion matrices of all processes, so that every process scores the whole validation set."
+        n = _common_size(None if self.cm is None else self.cm.shape[0])
+        if n is None: return
+        self.cm = distrib_sum(self.cm if self.cm is not None else torch.zeros(n, n, dtype=torch.long))
+        self.n_classes = n
+
+    def on_epoch_end(self, **kwargs):
+        "Combine the processes' matrices (distributed) and keep the result in `self.metric`."
+        if num_distrib() > 1: self._all_reduce()
+        self.metric = self.cm
+
+class CMScores(ConfusionMatrix):
+    "Base for metrics computed from the epoch's confusion matrix."
+    def __init__(self, average: str | None = 'binary', pos_label: int = 1, eps: float = 1e-9):
+        if average not in ('binary', 'micro', 'macro', 'weighted', None):
+            raise ValueError(f"average={average!r}: use 'binary', 'micro', 'macro', 'weighted' or None.")
+        if pos_label not in (0, 1): raise ValueError(f"pos_label={pos_label!r}: the positive class of a binary problem is 0 or 1.")
+        self.average, self.pos_label, self.eps = average, pos_label, eps
+        self.n_classes, self.cm, self._warned = 0, None, False
 
     def _precision(self): return torch.diag(self.cm).float() / (self.cm.sum(dim=0).float() + self.eps)
     def _recall(self): return torch.diag(self.cm).float() / (self.cm.sum(dim=1).float() + self.eps)
@@ -129,24 +205,22 @@ class CMScores(Callback):
     def _reduce(self, scores: Tensor, micro: float):
         if self.average is None: return scores.tolist()
         if self.average == 'micro': return micro
-        return float((scores * self._weights(self.average)).sum())
+        avg = self.average
+        if avg == 'binary' and self.cm.shape[0] != 2:
+            if not self._warned:
+                warnings.warn(f"average='binary' was selected for a non binary case ({self.cm.shape[0]} classes): "
+                              "the score is averaged 'macro' instead. Pass average='macro' (or another) to say so.")
+                self._warned = True
+            avg = 'macro'
+        return float((scores * self._weights(avg)).sum())
 
     def _micro(self): return float(torch.diag(self.cm).sum()) / float(self.cm.sum())
 
     def on_epoch_end(self, last_metrics, **kwargs):
-        if num_distrib() > 1: self._all_reduce()
-        if self.cm is None: return add_metrics(last_metrics, None)
+        "Append the score of the epoch to `last_metrics` (None when there was no validation batch)."
+        super().on_epoch_end()
+        if self.cm is None: return add_metrics(last_metrics, [None])
         return add_metrics(last_metrics, [self._metric()])  # a per-class list stays one column
-
-    def _all_reduce(self):
-        "Sum the confusion matrices of all processes, so that every process scores the whole validation set."
-        import torch.distributed as dist
-        n = torch.tensor([0 if self.cm is None else self.cm.shape[0]])
-        dist.all_reduce(n, op=dist.ReduceOp.MAX)  # a process that saw no batch still takes part
-        cm = torch.zeros(int(n), int(n), dtype=torch.long) if self.cm is None else self.cm
-        if dist.get_backend() == 'nccl': cm = cm.cuda()
-        dist.all_reduce(cm)
-        self.cm = cm.cpu() if int(n) else None
 
 class Precision(CMScores):
     "Precision over the validation set: true positives / predicted positives."
@@ -160,9 +234,130 @@ class FBeta(CMScores):
     "F-beta over the validation set (beta=2 weighs recall more; beta=1 is F1)."
     def __init__(self, average: str | None = 'binary', pos_label: int = 1, eps: float = 1e-9, beta: float = 2):
         super().__init__(average, pos_label, eps)
-        self.beta2 = beta ** 2
+        self.beta, self.beta2 = beta, beta ** 2
 
     def _metric(self):
         prec, rec = self._precision(), self._recall()
         f = (1 + self.beta2) * prec * rec / (prec * self.beta2 + rec + self.eps)
         return self._reduce(f, self._micro())
+
+class KappaScore(ConfusionMatrix):
+    "Cohen's kappa over the validation set; `weights` None, `'linear'` or `'quadratic'` (for ordered classes)."
+    def __init__(self, weights: str | None = None):
+        if weights not in (None, 'linear', 'quadratic'):
+            raise ValueError(f'weights={weights!r}: expected None, "linear", or "quadratic".')
+        self.weights = weights
+
+    def on_epoch_end(self, last_metrics, **kwargs):
+        "Append the kappa of the epoch to `last_metrics`."
+        super().on_epoch_end()
+        if self.cm is None: return add_metrics(last_metrics, [None])
+        cm, n = self.cm.double(), self.cm.shape[0]
+        expected = torch.outer(cm.sum(dim=1), cm.sum(dim=0)) / cm.sum()
+        i = torch.arange(n, dtype=torch.float64)
+        w = (1. - torch.eye(n, dtype=torch.float64) if self.weights is None else
+             (i[:, None] - i[None]).abs() if self.weights == 'linear' else (i[:, None] - i[None]) ** 2)
+        return add_metrics(last_metrics, float(1 - (w * cm).sum() / (w * expected).sum()))
+
+class MatthewsCorreff(ConfusionMatrix):
+    "The Matthews correlation coefficient over the validation set (multi-class)."
+    def on_epoch_end(self, last_metrics, **kwargs):
+        "Append the coefficient of the epoch to `last_metrics`."
+        super().on_epoch_end()
+        if self.cm is None: return add_metrics(last_metrics, [None])
+        cm = self.cm.double()
+        t_sum, p_sum = cm.sum(dim=1), cm.sum(dim=0)
+        correct, n = torch.trace(cm), cm.sum()
+        cov_tp = correct * n - torch.dot(t_sum, p_sum)
+        cov_pp, cov_tt = n ** 2 - torch.dot(p_sum, p_sum), n ** 2 - torch.dot(t_sum, t_sum)
+        return add_metrics(last_metrics, float(cov_tp / torch.sqrt(cov_tt * cov_pp)))
+
+# %% ../nbs/05_metrics.ipynb #da433dd3
+def roc_curve(input: Tensor, targ: Tensor) -> tuple[Tensor, Tensor]:
+    "False and true positive rates of scores `input` against binary `targ`, at each distinct threshold (high to low)."
+    targ = (targ == 1)
+    order = torch.flip(input.argsort(-1), [-1])
+    input, targ = input[order], targ[order]
+    distinct = torch.nonzero(input[1:] - input[:-1]).transpose(0, 1)[0]
+    thresholds = torch.cat((distinct, torch.tensor([len(targ) - 1], device=targ.device)))
+    tps = torch.cumsum(targ.long(), dim=-1)[thresholds]
+    fps = 1 + thresholds - tps
+    if tps[0] != 0 or fps[0] != 0:
+        zero = fps.new_zeros(1)
+        fps, tps = torch.cat((zero, fps)), torch.cat((zero, tps))
+    return fps.float() / fps[-1], tps.float() / tps[-1]
+
+def auc_roc_score(input: Tensor, targ: Tensor) -> Tensor:
+    "Area under the ROC curve of scores `input` against binary `targ` (trapezoid rule)."
+    fpr, tpr = roc_curve(input, targ)
+    return ((fpr[1:] - fpr[:-1]) * (tpr[1:] + tpr[:-1]) / 2.).sum(-1)
+
+class AUROC(Callback):
+    "Area under the ROC curve over the validation set, for binary classification (score: softmax of the last class)."
+    _order = -20
+    def on_epoch_begin(self, **kwargs): self.targs, self.preds = torch.empty(0, dtype=torch.long), torch.empty(0)
+
+    def on_batch_end(self, last_output: Tensor, last_target: Tensor, **kwargs):
+        "Add the batch's scores and targets."
+        self.preds = torch.cat((self.preds, F.softmax(last_output.detach().float(), dim=1)[:, -1].cpu()))
+        self.targs = torch.cat((self.targs, last_target.detach().cpu().long()))
+
+    def on_epoch_end(self, last_metrics, **kwargs):
+        "Append the AUC of the epoch to `last_metrics`."
+        preds, targs = _cat_all(self.preds), _cat_all(self.targs)
+        return add_metrics(last_metrics, [None] if len(targs) == 0 else auc_roc_score(preds, targs))
+
+class Perplexity(Callback):
+    "Perplexity of a language model over the validation set: exp of the mean cross-entropy, batches weighted by length."
+    _order = -20
+    def on_epoch_begin(self, **kwargs): self.loss, self.len = 0., 0
+
+    def on_batch_end(self, last_output: Tensor, last_target: Tensor, **kwargs):
+        "Add the batch's cross-entropy, weighted by its sequence length."
+        ce = F.cross_entropy(last_output.detach().float().reshape(-1, last_output.shape[-1]), last_target.reshape(-1))
+        self.loss += last_target.size(1) * ce.cpu()
+        self.len += last_target.size(1)
+
+    def on_epoch_end(self, last_metrics, **kwargs):
+        "Append the perplexity of the epoch to `last_metrics`."
+        loss, n = distrib_sum(torch.tensor([float(self.loss), float(self.len)], dtype=torch.float64)).tolist()
+        return add_metrics(last_metrics, torch.exp(torch.tensor(loss / n)) if n else [None])
+
+class MultiLabelFbeta(Callback):
+    "F-beta of multi-label predictions over the validation set; `average` 'micro', 'macro', 'weighted' or 'none'."
+    _order = -20
+    def __init__(self, beta: float = 2, eps: float = 1e-15, thresh: float = 0.3, sigmoid: bool = True,
+                 average: str = 'micro'):
+        if average not in ('micro', 'macro', 'weighted', 'none'):
+            raise ValueError(f"average={average!r}: choose one of the average types: [micro, macro, weighted, none].")
+        self.eps, self.thresh, self.sigmoid, self.average, self.beta = eps, thresh, sigmoid, average, beta
+
+    def on_epoch_begin(self, **kwargs): self.tp, self.total_pred, self.total_targ = 0, 0, 0
+
+    def on_batch_end(self, last_output: Tensor, last_target: Tensor, **kwargs):
+        "Add the batch's true positives, predicted and actual positives, per label."
+        pred = ((last_output.sigmoid() if self.sigmoid else last_output) > self.thresh).float().cpu()
+        targ = last_target.float().cpu()
+        self.tp += (pred * targ).sum(0)
+        self.total_pred += pred.sum(0)
+        self.total_targ += targ.sum(0)
+
+    def fbeta_score(self, precision: Tensor, recall: Tensor) -> Tensor:
+        "F-beta from `precision` and `recall`."
+        beta2 = self.beta ** 2
+        return (1 + beta2) * (precision * recall) / ((beta2 * precision + recall) + self.eps)
+
+    def on_epoch_end(self, last_metrics, **kwargs):
+        "Append the F-beta of the epoch to `last_metrics`."
+        n = _common_size(None if isinstance(self.tp, int) else len(self.tp)) if num_distrib() > 1 else (
+            None if isinstance(self.tp, int) else len(self.tp))
+        if n is None: return add_metrics(last_metrics, [None])
+        stats = torch.stack([torch.zeros(n) + v for v in (self.tp, self.total_pred, self.total_targ)])
+        tp, total_pred, total_targ = distrib_sum(stats)
+        total_pred, total_targ = total_pred + self.eps, total_targ + self.eps
+        if self.average == 'micro': res = self.fbeta_score(tp.sum() / total_pred.sum(), tp.sum() / total_targ.sum())
+        else:
+            scores = self.fbeta_score(tp / total_pred, tp / total_targ)
+            res = (scores.mean() if self.average == 'macro' else
+                   (scores * total_targ).sum() / total_targ.sum() if self.average == 'weighted' else [scores.tolist()])
+        return add_metrics(last_metrics, res)

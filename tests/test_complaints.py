@@ -98,7 +98,7 @@ def test_tracker_without_validation_set_says_so(cb):
 def test_csv_logger_without_validation():
     learn = synth_learner(n_valid=0)
     learn.fit(2, callbacks=[CSVLogger(learn)])
-    assert list(learn.csv_logger.read_logged_file()[0]) == ['epoch', 'train_loss', 'time']
+    assert list(learn.csv_logger.read_logged_file().columns) == ['epoch', 'train_loss', 'time']
 
 
 def test_tta_with_loss_and_after_load_learner():

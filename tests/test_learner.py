@@ -127,7 +127,7 @@ def test_save_load_roundtrip_and_paths(trained, tmp_path):
 
 
 def test_load_errors_name_the_file(trained):
-    with pytest.raises(CheckpointError, match=r'No checkpoint at .*missing\.pth'): trained.load('missing')
+    with pytest.raises(CheckpointError, match=r'No file at .*missing\.pth'): trained.load('missing')
     p = trained.save('trunc', return_path=True)
     p.write_bytes(p.read_bytes()[: p.stat().st_size // 2])
     with pytest.raises(CheckpointError, match=r'trunc\.pth is incomplete or corrupt'): trained.load('trunc')

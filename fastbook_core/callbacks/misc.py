@@ -6,12 +6,14 @@
 from __future__ import annotations
 import torch
 from torch import nn
-from ..torch_core import bn_types
+from ..torch_core import set_bn_eval
 from ..callback import Callback
 from ..basic_train import Learner, LearnerCallback
 
+_all_ = ['set_bn_eval']  # defined in torch_core (as in fastai v1), still importable from here
+
 # %% auto #0
-__all__ = ['GradientClipping', 'AccumulateScheduler', 'set_bn_eval', 'BnFreeze', 'StopAfterNBatches']
+__all__ = ['GradientClipping', 'AccumulateScheduler', 'BnFreeze', 'StopAfterNBatches', 'set_bn_eval']
 
 # %% ../../nbs/06i_callbacks.misc.ipynb #f5c2532d
 class GradientClipping(LearnerCallback):
@@ -50,11 +52,6 @@ class AccumulateScheduler(LearnerCallback):
             self.learn.opt.zero_grad()
 
 # %% ../../nbs/06i_callbacks.misc.ipynb #6b00f4c4
-def set_bn_eval(m: nn.Module):
-    "Put the BatchNorm layers of `m` whose parameters are frozen in eval mode."
-    for l in m.modules():
-        if isinstance(l, bn_types) and not next(l.parameters()).requires_grad: l.eval()
-
 class BnFreeze(LearnerCallback):
     "Keep the statistics of frozen BatchNorm layers: put them in eval mode at each epoch."
     def on_epoch_begin(self, **kwargs): set_bn_eval(self.learn.model)
