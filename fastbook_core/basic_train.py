@@ -22,13 +22,13 @@ from .callback import (AdamW, Callback, CallbackHandler, OptimWrapper, callback_
                                     check_metrics, check_wd)
 from .progress import format_time, master_bar, progress_bar
 if TYPE_CHECKING:  # the modules that add methods to Learner, imported for type checkers only (see `Learner`)
-    from fastbook_core import train as _train
-    from fastbook_core.callbacks import hooks as _hooks
+    from fastbook_core import train as _train, distributed as _distributed
+    from fastbook_core.callbacks import hooks as _hooks, flat_cos_anneal as _flat_cos_anneal
 
 # %% auto #0
-__all__ = ['loss_batch', 'validate', 'check_epochs', 'fit', 'noop', 'loss_func2activ', 'per_item_loss', 'get_preds',
-           'LearnerCallback', 'load_learner', 'Learner', 'DestroyedLearner', 'FakeOptimizer', 'to_floats', 'finish_fig',
-           'Recorder', 'CheckpointError', 'CheckpointNotFoundError', 'get_model']
+__all__ = ['loss_batch', 'validate', 'check_epochs', 'fit', 'train_epoch', 'noop', 'loss_func2activ', 'per_item_loss',
+           'get_preds', 'LearnerCallback', 'load_learner', 'Learner', 'DestroyedLearner', 'FakeOptimizer', 'to_floats',
+           'finish_fig', 'Recorder', 'RecordOnCPU', 'CheckpointError', 'CheckpointNotFoundError', 'get_model']
 
 # %% ../nbs/04_basic_train.ipynb #619177b0
 def _shapes(b) -> str:
@@ -153,6 +153,16 @@ def fit(epochs: int,  # how many epochs
         except Exception as end_error:
             if exception is False: raise
             exception.add_note(f"(while cleaning up, on_train_end raised {end_error!r} too)")
+
+# %% ../nbs/04_basic_train.ipynb #bbb1cf54
+def train_epoch(model: nn.Module, dl, opt, loss_func: Callable) -> None:
+    "One epoch of `model` on `dl` with optimizer `opt` and `loss_func`: no callbacks, no validation."
+    model.train()
+    for xb, yb in dl:
+        loss = loss_func(model(xb), yb)
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
 
 # %% ../nbs/04_basic_train.ipynb #6c6d5db0
 def noop(x):
@@ -698,7 +708,11 @@ class Learner:
         plot_lr = _train.plot_lr
         TTA = _train.TTA
         interpret = _train.interpret
+        find_lr = _train.lr_find
         summary = _hooks.model_summary
+        fit_fc = _flat_cos_anneal.fit_fc
+        to_distributed = _distributed.to_distributed
+        to_parallel = _distributed.to_parallel
 
 class DestroyedLearner:
     "What `Learner.destroy` leaves: any use is an error saying so."
@@ -886,3 +900,9 @@ class Recorder(LearnerCallback):
 # TEMPORARY aliases while train/show_graph move to the public names (removed before this change lands)
 def _predict_callbacks(learn): return learn.prediction_callbacks()
 _finish_fig, _floats = finish_fig, to_floats
+
+# %% ../nbs/04_basic_train.ipynb #b91f726b
+class RecordOnCPU(Callback):
+    "Keep the input and target of the last batch on the CPU, in `self.input` and `self.target`."
+    def on_batch_begin(self, last_input, last_target, **kwargs):
+        self.input, self.target = to_detach(last_input), to_detach(last_target)

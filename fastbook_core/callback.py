@@ -12,9 +12,9 @@ from torch import Tensor
 from .torch_core import camel2snake, distrib_sum, first_el, ifnone, is_listy, listify, split_no_wd_params
 
 # %% auto #0
-__all__ = ['callback_events', 'Callback', 'SmoothenValue', 'annealing_no', 'annealing_linear', 'annealing_exp', 'annealing_cos',
-           'do_annealing_poly', 'annealing_poly', 'Scheduler', 'check_wd', 'OptimWrapper', 'AdamW', 'add_metrics',
-           'AverageMetric', 'check_metrics', 'check_callbacks', 'CallbackHandler']
+__all__ = ['callback_events', 'CallbackList', 'Callback', 'SmoothenValue', 'annealing_no', 'annealing_linear', 'annealing_exp',
+           'annealing_cos', 'do_annealing_poly', 'annealing_poly', 'Scheduler', 'check_wd', 'OptimWrapper', 'AdamW',
+           'add_metrics', 'AverageMetric', 'check_metrics', 'check_callbacks', 'CallbackHandler']
 
 # %% ../nbs/03_callback.ipynb #dc82d3a9
 callback_events = ('train_begin', 'epoch_begin', 'batch_begin', 'loss_begin', 'backward_begin', 'backward_end',
@@ -49,6 +49,9 @@ class Callback:
     def __repr__(self) -> str:
         attrs = ', '.join(f'{k}={v!r}' for k, v in self.get_state().items() if isinstance(v, (int, float, str, bool, tuple)))
         return f'{self.__class__.__name__}({attrs})'
+
+# %% ../nbs/03_callback.ipynb #7333f136
+CallbackList = list  # fastai v1's name for the type of a list of callbacks, kept for v1 code's annotations
 
 # %% ../nbs/03_callback.ipynb #f2aff374
 class SmoothenValue:

@@ -4,18 +4,18 @@
 
 # %% ../nbs/08_distributed.ipynb #711ef95d
 from __future__ import annotations
-from fastcore.basics import patch
-import atexit, os
+import atexit, os, warnings
 import torch
 import torch.distributed as dist
-from torch.nn.parallel import DistributedDataParallel
+from torch.nn.parallel import DataParallel, DistributedDataParallel
 from torch.utils.data import DistributedSampler, Sampler
 from .torch_core import ifnone
 from .basic_data import DeviceDataLoader, make_loader
 from .basic_train import Learner, LearnerCallback, get_model
 
 # %% auto #0
-__all__ = ['setup_distrib', 'teardown_distrib', 'ShardSampler', 'DistributedTrainer']
+__all__ = ['setup_distrib', 'teardown_distrib', 'ShardSampler', 'DistributedTrainer', 'to_distributed', 'ParallelTrainer',
+           'to_parallel']
 
 # %% ../nbs/08_distributed.ipynb #342a29b7
 _ENV = ('RANK', 'WORLD_SIZE', 'LOCAL_RANK', 'MASTER_ADDR', 'MASTER_PORT')
@@ -80,8 +80,20 @@ def _loader(ds, bs, sampler, drop_last, like):
                       collate_fn=like.collate_fn)
 
 # %% ../nbs/08_distributed.ipynb #1ffa056c
-@patch
-def to_distributed(learn: Learner, backend: str | None = None, find_unused_parameters: bool = False) -> Learner:
+class _DDP(DistributedDataParallel):
+    "DDP whose unused-parameter error says how to fix it with `to_distributed`."
+    def forward(self, *args, **kwargs):
+        try: return super().forward(*args, **kwargs)
+        except RuntimeError as e:
+            if 'find_unused_parameters' in str(e) or 'did not receive grad' in str(e):
+                e.add_note("Some parameters of the model got no gradient in the last step, which DDP cannot handle by "
+                           "default: use `learn.to_distributed(find_unused_parameters=True)` (slower), or make every "
+                           "parameter take part in the loss.")
+            raise
+
+def to_distributed(learn: Learner,
+                   backend: str | None = None,  # 'gloo' or 'nccl'; default: nccl on CUDA, gloo on CPU
+                   find_unused_parameters: bool = False) -> Learner:  # for models whose parameters do not all take part in each loss
     "Train `learn` with DistributedDataParallel in a `torchrun` launch (gloo on CPU, nccl on CUDA, or `backend`)."
     device = setup_distrib(backend)
     learn.data.device = device
@@ -92,13 +104,22 @@ def to_distributed(learn: Learner, backend: str | None = None, find_unused_param
     learn.opt = None  # rebuilt over the model on its device at the next fit
     learn.callback_fns = [f for f in learn.callback_fns if f is not DistributedTrainer] + [DistributedTrainer]
     return learn
-class _DDP(DistributedDataParallel):
-    "DDP whose unused-parameter error says how to fix it with `to_distributed`."
-    def forward(self, *args, **kwargs):
-        try: return super().forward(*args, **kwargs)
-        except RuntimeError as e:
-            if 'find_unused_parameters' in str(e) or 'did not receive grad' in str(e):
-                raise RuntimeError("Some parameters of the model got no gradient in the last step, which DDP cannot "
-                                   "handle by default: use `learn.to_distributed(find_unused_parameters=True)` (slower), "
-                                   f"or make every parameter take part in the loss.\n{e}") from e
-            raise
+
+Learner.to_distributed = to_distributed
+
+# %% ../nbs/08_distributed.ipynb #3268606a
+class ParallelTrainer(LearnerCallback):
+    "Wrap the model in `nn.DataParallel` while training, and unwrap it when training ends."
+    _order = -20
+    def on_train_begin(self, **kwargs): self.learn.model = DataParallel(self.learn.model)
+    def on_train_end(self, **kwargs):
+        if isinstance(self.learn.model, DataParallel): self.learn.model = self.learn.model.module
+
+def to_parallel(learn: Learner) -> Learner:
+    "Train `learn` on every visible GPU of this process with `nn.DataParallel` (fastai v1's `to_parallel`)."
+    if not torch.cuda.is_available():
+        warnings.warn('CUDA is not available: training continues on the CPU, in one piece.', ResourceWarning)
+    if not any(isinstance(cb, ParallelTrainer) for cb in learn.callbacks): learn.callbacks.append(ParallelTrainer(learn))
+    return learn
+
+Learner.to_parallel = to_parallel

@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 import numpy as np
 from ..torch_core import ifnone
-from ..callback import annealing_cos
+from ..callback import Scheduler, annealing_cos
 from ..basic_train import Learner
 from .general_sched import GeneralScheduler, TrainingPhase
 
@@ -34,6 +34,10 @@ class OneCycleScheduler(GeneralScheduler):
         super().__init__(learn, [], start_epoch)
         self.lr_max, self.moms, self.div_factor, self.pct_start = lr_max, moms, div_factor, pct_start
         self.final_div, self.tot_epochs = ifnone(final_div, div_factor * 1e4), tot_epochs
+
+    def steps(self, *steps_cfg) -> list:
+        "fastai v1's helper: a `Scheduler` per `(start, end)` in `steps_cfg`, over the iterations of each phase of `self.phases`."
+        return [Scheduler(step, p.length, func=next(iter(p.scheds.values())).func) for step, p in zip(steps_cfg, self.phases)]
 
     def on_train_begin(self, n_epochs: int, epoch: int, **kwargs):
         "Build the two phases for the whole cycle: `tot_epochs`, by default this fit's epochs (a resumed fit counts the ones it skips)."

@@ -8,10 +8,12 @@ import math, warnings
 import numpy as np
 import torch
 from ..callback import Callback
+from ..torch_core import atomic_write
 from ..basic_train import CheckpointError, Learner, LearnerCallback
 
 # %% auto #0
-__all__ = ['TrackerCallback', 'EarlyStoppingCallback', 'SaveModelCallback', 'ReduceLROnPlateauCallback', 'TerminateOnNaNCallback']
+__all__ = ['TrackerCallback', 'EarlyStoppingCallback', 'SaveModelCallback', 'ReduceLROnPlateauCallback', 'TerminateOnNaNCallback',
+           'TrackEpochCallback']
 
 # %% ../../nbs/06e_callbacks.tracker.ipynb #56b0b3ca
 class TrackerCallback(LearnerCallback):
@@ -153,3 +155,28 @@ class TerminateOnNaNCallback(Callback):
 
     def on_backward_end(self, **kwargs):
         if self.stop: return {'skip_step': True}
+
+# %% ../../nbs/06e_callbacks.tracker.ipynb #c772017b
+class TrackEpochCallback(LearnerCallback):
+    "Store the number of the last completed epoch in `learn.path/model_dir/name`; a new fit starts after it."
+    _order = -20  # before the schedules, which read where to start
+    def __init__(self, learn: Learner, name: str = 'epoch', epoch_offset: int | None = None):
+        super().__init__(learn)
+        self.path = learn.path / learn.model_dir / name
+        self.start_epoch = epoch_offset if epoch_offset is not None else self._read()
+
+    def _read(self) -> int:
+        if not self.path.is_file(): return 0
+        try: return int(self.path.read_text()) + 1
+        except ValueError: return 0  # a damaged file: start from the beginning, as v1 did
+
+    def on_train_begin(self, **kwargs):
+        if self.start_epoch: return {'epoch': self.start_epoch}
+
+    def on_epoch_end(self, epoch: int, **kwargs):
+        with atomic_write(self.path, 'w') as f: f.write(f'{epoch}')
+
+    def restart(self) -> None:
+        "Forget the epochs completed: the next fit starts from the beginning."
+        self.path.unlink(missing_ok=True)
+        self.start_epoch = 0

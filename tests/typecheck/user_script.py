@@ -10,6 +10,8 @@ data = DataBunch.create(TensorDataset(x[:48], y[:48]), TensorDataset(x[48:], y[4
 learn = Learner(data, nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3)), metrics=[accuracy], silent=True)
 learn.fit(1, 1e-2)
 learn.fit_one_cycle(1, 1e-2)
+learn.fit_fc(1, 1e-2)
+learn.to_parallel()
 learn.lr_find(num_it=5)
 preds, targets = learn.get_preds()
 metrics: list = learn.validate()
