@@ -4,9 +4,9 @@
 
 # %% ../nbs/07_train.ipynb #8dd2f3ed
 from __future__ import annotations
-from fastcore.basics import patch
-import itertools
+import itertools, math
 from functools import partial
+from typing import Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -14,21 +14,27 @@ from torch import Tensor
 from .torch_core import defaults, ifnone, listify
 from .basic_data import DatasetType
 from .callback import Callback, CallbackHandler
-from .basic_train import (Learner, _predict_callbacks, get_preds, loss_func2activ, noop, per_item_loss,
-                                       _finish_fig)
+from .basic_train import Learner, finish_fig, get_preds, loss_func2activ, noop, per_item_loss
+from .callbacks import *  # every callback, reachable as `train.BnFreeze`... as in fastai v1
 from .callbacks.one_cycle import OneCycleScheduler
+from .callbacks.flat_cos_anneal import fit_fc  # attaches Learner.fit_fc
 from .callbacks.lr_finder import LRFinder
 from .callbacks.fp16 import MixedPrecision
 from .callbacks.mixup import MixUpCallback
-from .callbacks.misc import GradientClipping
+from .callbacks.misc import AccumulateScheduler, BnFreeze, GradientClipping
 from .callbacks.show_graph import ShowGraph
 from .callbacks import hooks as _hooks  # attaches Learner.summary
 
 # %% auto #0
-__all__ = ['flip_lr', 'ClassificationInterpretation']
+__all__ = ['fit_one_cycle', 'one_cycle_scheduler', 'lr_find', 'to_fp16', 'to_fp32', 'mixup', 'clip_grad', 'flip_lr',
+           'Interpretation', 'ClassificationInterpretation', 'MultiLabelClassificationInterpretation', 'BnFreeze',
+           'GradientClipping', 'ShowGraph', 'AccumulateScheduler', 'fit_fc']
+
+# %% ../nbs/07_train.ipynb #e0cf0302
+# fastai v1's `train.__all__` also named these callbacks, defined in `callbacks`
+_all_ = ['BnFreeze', 'GradientClipping', 'ShowGraph', 'AccumulateScheduler', 'fit_fc']
 
 # %% ../nbs/07_train.ipynb #059be4da
-@patch
 def fit_one_cycle(learn: Learner,
                   cyc_len: int,  # epochs of the cycle
                   max_lr=defaults.lr,  # the peak lr: a number, one per layer group, or a slice
@@ -36,8 +42,8 @@ def fit_one_cycle(learn: Learner,
                   div_factor: float = 25.,  # the cycle starts at max_lr/div_factor
                   pct_start: float = 0.3,  # the part of the iterations spent warming up
                   final_div: float | None = None,  # the cycle ends at max_lr/final_div; default div_factor*1e4
-                  wd=None,  # weight decay; default: the Learner's
-                  callbacks=None,  # more callbacks for this fit
+                  wd: float | None = None,  # weight decay; default: the Learner's
+                  callbacks: list | None = None,  # more callbacks for this fit
                   tot_epochs: int | None = None,  # the whole cycle's length, when this fit is part of it
                   start_epoch: int | None = None):  # resume the cycle at this epoch
     "Fit `learn` for `cyc_len` epochs with the 1cycle policy peaking at `max_lr`."
@@ -47,58 +53,77 @@ def fit_one_cycle(learn: Learner,
                                                         tot_epochs=tot_epochs, start_epoch=start_epoch)]
     learn.fit(cyc_len, max_lr, wd=wd, callbacks=callbacks)
 
+Learner.fit_one_cycle = fit_one_cycle
+
+# %% ../nbs/07_train.ipynb #325a351e
+def one_cycle_scheduler(lr_max: float,  # the peak lr
+                        **kwargs):  # the other arguments of `OneCycleScheduler` (moms, div_factor, pct_start...)
+    "A function of the Learner that makes a `OneCycleScheduler` with `lr_max`, for `callback_fns`."
+    return partial(OneCycleScheduler, lr_max=lr_max, **kwargs)
+
 # %% ../nbs/07_train.ipynb #7b0182bd
-@patch
 def lr_find(learn: Learner,
             start_lr=1e-7,  # the first lr (or one per layer group, or a slice)
             end_lr=10,  # the last lr
             num_it: int = 100,  # iterations of the sweep
             stop_div: bool = True,  # stop when the loss diverges
-            wd=None):  # weight decay; default: the Learner's
+            wd: float | None = None):  # weight decay; default: the Learner's
     "Explore learning rates from `start_lr` to `end_lr` over `num_it` iterations; `learn.recorder.plot()` shows the result."
     start_lr, end_lr = learn.lr_range(start_lr), learn.lr_range(end_lr)
     cb = LRFinder(learn, start_lr, end_lr, num_it, stop_div)
     epochs = int(np.ceil(num_it / len(learn.data.train_dl)))
     learn.fit(epochs, start_lr, callbacks=[cb], wd=wd)
-Learner.find_lr = Learner.lr_find  # the fastai book's name for it
+
+Learner.lr_find = lr_find
+Learner.find_lr = lr_find  # the fastai book's name for it
 
 # %% ../nbs/07_train.ipynb #8957815a
 def _without(learn: Learner, cls):
     learn.callback_fns = [f for f in learn.callback_fns if getattr(f, 'func', f) is not cls]
 
-@patch
-def to_fp16(learn: Learner, dtype=None, clip: float | None = None, **kwargs) -> Learner:
+def to_fp16(learn: Learner,
+            dtype: torch.dtype | None = None,  # default: bfloat16 on CPU, float16 on CUDA
+            clip: float | None = None,  # clip the gradient norm to this
+            **kwargs) -> Learner:  # more arguments of `MixedPrecision`
     "Train in mixed precision (bf16 on CPU, fp16 with loss scaling on CUDA; see `callbacks.fp16`)."
     _without(learn, MixedPrecision)
     learn.callback_fns.append(partial(MixedPrecision, dtype=dtype, clip=clip, **kwargs))
     return learn
 
-@patch
 def to_fp32(learn: Learner) -> Learner:
     "Go back to full precision."
     _without(learn, MixedPrecision)
     if hasattr(learn, 'mixed_precision'): del learn.mixed_precision
     return learn
 
-@patch
-def mixup(learn: Learner, alpha: float = 0.4, stack_x: bool = False, stack_y: bool = True) -> Learner:
+def mixup(learn: Learner,
+          alpha: float = 0.4,  # the Beta(alpha, alpha) distribution of the mixing weights
+          stack_x: bool = False,  # stack the inputs and their weights instead of mixing them
+          stack_y: bool = True) -> Learner:  # stack the targets and their weights, for `MixUpLoss`
     "Train with mixup (see `callbacks.mixup`)."
     _without(learn, MixUpCallback)
     learn.callback_fns.append(partial(MixUpCallback, alpha=alpha, stack_x=stack_x, stack_y=stack_y))
     return learn
 
-@patch
-def clip_grad(learn: Learner, clip: float = 0.1) -> Learner:
+def clip_grad(learn: Learner,
+              clip: float = 0.1) -> Learner:  # the largest norm of the gradients
     "Clip the gradient norm to `clip` at each step."
     _without(learn, GradientClipping)
     learn.callback_fns.append(partial(GradientClipping, clip=clip))
     return learn
 
+Learner.to_fp16, Learner.to_fp32, Learner.mixup, Learner.clip_grad = to_fp16, to_fp32, mixup, clip_grad
+
 # %% ../nbs/07_train.ipynb #2b4a60a1
-@patch
-def plot_lr(learn: Learner, show_moms: bool = False, skip_start: int = 0, skip_end: int = 0, return_fig=None):
+def plot_lr(learn: Learner,
+            show_moms: bool = False,  # plot the momentum beside the lr
+            skip_start: int = 0,  # iterations to leave out at the start
+            skip_end: int = 0,  # iterations to leave out at the end
+            return_fig: bool | None = None):  # return the figure; default: `defaults.return_fig`
     "Plot the learning rate (and, with `show_moms`, the momentum) of the last fit: `learn.recorder.plot_lr`."
     return learn.recorder.plot_lr(show_moms=show_moms, skip_start=skip_start, skip_end=skip_end, return_fig=return_fig)
+
+Learner.plot_lr = plot_lr
 
 # %% ../nbs/07_train.ipynb #cd269975
 class _AugmentInputs(Callback):
@@ -121,65 +146,166 @@ def _loss_on_preds(loss_func, preds: Tensor, targs: Tensor) -> Tensor:
     return F.nll_loss(torch.log(preds.clamp_min(1e-12)), targs, reduction='none')
 
 # %% ../nbs/07_train.ipynb #ddb606ca
-@patch
-def TTA(learn: Learner, ds_type: DatasetType = DatasetType.Valid, augment=None, n: int = 4, beta: float = 0.4,
-        with_loss: bool = False, activ=None) -> list:
+def TTA(learn: Learner,
+        ds_type: DatasetType = DatasetType.Valid,  # the set to predict
+        augment: Callable | None = None,  # a function of a batch of inputs; default: `flip_lr`
+        n: int = 4,  # augmented passes
+        beta: float = 0.4,  # the weight of the plain predictions
+        with_loss: bool = False,  # add the per-item losses
+        activ: Callable | None = None) -> list:  # default: the activation implied by the loss
     "`[predictions, targets]` (+ losses) mixing plain and `n` augmented predictions, `beta` weighing the plain ones."
     if n < 1: raise ValueError(f"n={n}: TTA needs at least one augmented pass.")
     augment = ifnone(augment, flip_lr)
     dl = learn.dl(ds_type)
     if dl is None: raise ValueError(f"This Learner's data has no {DatasetType(ds_type).name} set.")
     activ = ifnone(activ, loss_func2activ(learn.loss_func))
-    preds, y = get_preds(learn.model, dl, cb_handler=CallbackHandler(_predict_callbacks(learn)), activ=activ,
+    preds, y = get_preds(learn.model, dl, cb_handler=CallbackHandler(learn.prediction_callbacks()), activ=activ,
                          silent=learn.silent)
-    aug = [get_preds(learn.model, dl, cb_handler=CallbackHandler(_predict_callbacks(learn) + [_AugmentInputs(augment)]),
+    aug = [get_preds(learn.model, dl, cb_handler=CallbackHandler(learn.prediction_callbacks() + [_AugmentInputs(augment)]),
                      activ=activ, silent=learn.silent)[0] for _ in range(n)]
     final = beta * preds + (1 - beta) * torch.stack(aug).mean(0)
     if with_loss: return [final, y, _loss_on_preds(learn.loss_func, final, y)]
     return [final, y]
 
+Learner.TTA = TTA
+
 # %% ../nbs/07_train.ipynb #15838cf7
-class ClassificationInterpretation:
+def _drawable(x) -> bool:
+    "Whether `_show_array` can draw `x`: a vector, or an image (2-D, or 3-D with 1, 3 or 4 channels first or last)."
+    return isinstance(x, (Tensor, np.ndarray)) and x.ndim in (1, 2, 3) and (
+        x.ndim < 3 or x.shape[0] in (1, 3, 4) or x.shape[-1] in (1, 3, 4))
+
+def _check_drawable(x):
+    if _drawable(x): return
+    what = f'a tensor of shape {tuple(x.shape)}' if hasattr(x, 'shape') else f'a {type(x).__name__}'
+    raise TypeError(f"plot_top_losses cannot draw {what}: it draws images (2-D, or 3-D with 1, 3 or 4 channels) and "
+                    "vectors. Pass `show_item=`, a function (item, ax) that draws one item on a matplotlib Axes.")
+
+def _show_array(x, ax):
+    "Draw an image (2-D, or 3-D with 1, 3 or 4 channels first or last) or a vector on `ax`."
+    _check_drawable(x)
+    a = np.asarray(x.detach().cpu().float() if isinstance(x, Tensor) else x, dtype=float)
+    if a.ndim == 1:
+        if len(a) <= 32: ax.bar(range(len(a)), a)
+        else: ax.plot(a)
+        return
+    if a.ndim == 3:
+        if a.shape[0] in (1, 3, 4) and a.shape[-1] not in (1, 3, 4): a = a.transpose(1, 2, 0)  # channels last
+        if a.shape[-1] == 1: a = a[..., 0]
+        else: a = (a - a.min()) / max(a.max() - a.min(), 1e-12)  # colours in [0, 1]
+    ax.imshow(a, cmap='gray' if a.ndim == 2 else None)
+    ax.axis('off')
+
+def _fmt(v) -> str:
+    v = v.item() if isinstance(v, Tensor) else v
+    return f'{v:.2f}' if isinstance(v, float) else str(v)
+
+class Interpretation:
+    "Predictions, targets and per-item losses of `learn` on `ds_type`, for any task: which items have the highest losses."
+    def __init__(self, learn: Learner,
+                 preds: Tensor,  # the predictions, after the activation
+                 y_true: Tensor,  # the targets
+                 losses: Tensor,  # the losses, one per item (or several, averaged per item)
+                 ds_type: DatasetType = DatasetType.Valid):  # the set they come from
+        if losses.ndim > 1: losses = losses.reshape(len(losses), -1).float().mean(1)
+        self.data, self.preds, self.y_true, self.losses, self.ds_type, self.learn = \
+            learn.data, preds, y_true, losses, ds_type, learn
+
+    @classmethod
+    def from_learner(cls, learn: Learner,
+                     ds_type: DatasetType = DatasetType.Valid,  # the set to interpret
+                     activ: Callable | None = None,  # default: the activation implied by the loss
+                     **kwargs):  # more arguments of the class (`thresh`...)
+        "Gather predictions, targets and per-item losses of `learn` on `ds_type`."
+        preds, y, losses = learn.get_preds(ds_type=ds_type, activ=activ, with_loss=True)
+        return cls(learn, preds, y, losses, ds_type=ds_type, **kwargs)
+
+    @property
+    def ds(self):
+        "The dataset of `ds_type`, None where the data has none (a Learner from `load_learner`)."
+        dl = self.data.dl(self.ds_type) if self.ds_type != DatasetType.Single else None
+        return None if dl is None else dl.dataset
+
+    def top_losses(self, k: int | None = None, largest: bool = True):
+        "The `k` largest (or smallest) losses and the indices of their items, sorted; default: all of them."
+        return self.losses.topk(ifnone(k, len(self.losses)), largest=largest)
+
+    def _title(self, i: int) -> str:
+        p, y, loss = self.preds[i], self.y_true[i], f'{float(self.losses[i]):.2f}'
+        if p.numel() == 1 and y.numel() == 1: return f'{_fmt(p.reshape(()))}/{_fmt(y.reshape(()))} / {loss}'
+        return loss
+
+    def plot_top_losses(self, k: int = 9,  # how many items
+                        largest: bool = True,  # the largest losses (else the smallest)
+                        figsize: tuple | None = None,  # default: 3 inches per item, 4 items a row at most
+                        show_item: Callable | None = None,  # draws one item: `show_item(item, ax)`
+                        return_fig: bool | None = None):  # return the figure; default: `defaults.return_fig`
+        "Draw the items with the `k` largest (or smallest) losses, titled prediction/actual/loss."
+        import matplotlib.pyplot as plt
+        if self.ds_type == DatasetType.Train:
+            raise ValueError("The training loader shuffles, so predictions on it are not in the order of its items: "
+                             "interpret `DatasetType.Fix` (the training set in order) to see training items.")
+        ds = self.ds
+        if ds is None: raise ValueError(f"This Learner's data has no {DatasetType(self.ds_type).name} set to take items from.")
+        _, idxs = self.top_losses(min(k, len(self.losses)), largest=largest)
+        items = [ds[int(i)][0] for i in idxs]
+        if show_item is None:
+            for x in items: _check_drawable(x)  # before a figure is made
+        draw = ifnone(show_item, _show_array)
+        cols = min(4, len(items)); rows = math.ceil(len(items) / cols)
+        fig, axes = plt.subplots(rows, cols, figsize=ifnone(figsize, (3 * cols, 3 * rows)), squeeze=False)
+        try:
+            for ax, i, x in zip(axes.flat, idxs, items):
+                draw(x, ax)
+                ax.set_title(self._title(int(i)), fontsize=9)
+        except BaseException:
+            plt.close(fig)
+            raise
+        for ax in list(axes.flat)[len(items):]: ax.axis('off')
+        fig.suptitle(self._suptitle())
+        fig.tight_layout()
+        return finish_fig(fig, return_fig)
+
+    def _suptitle(self) -> str: return 'prediction/actual/loss'
+
+# %% ../nbs/07_train.ipynb #71a144ca
+class ClassificationInterpretation(Interpretation):
     "Predictions, targets and losses of a classifier on `ds_type`, with the confusion matrix and top losses."
     def __init__(self, learn: Learner, preds: Tensor, y_true: Tensor, losses: Tensor,
                  ds_type: DatasetType = DatasetType.Valid):
-        self.learn, self.preds, self.y_true, self.losses, self.ds_type = learn, preds, y_true, losses, ds_type
+        super().__init__(learn, preds, y_true, losses, ds_type)
         self.pred_class = preds.argmax(dim=1)
-
-    @classmethod
-    def from_learner(cls, learn: Learner, ds_type: DatasetType = DatasetType.Valid, activ=None):
-        "Gather predictions, targets and per-item losses of `learn` on `ds_type`."
-        preds, y, losses = learn.get_preds(ds_type=ds_type, activ=activ, with_loss=True)
-        return cls(learn, preds, y, losses, ds_type)
 
     @property
     def classes(self) -> list:
-        return list(getattr(self.learn.data, 'classes', None) or range(self.preds.shape[1]))
+        "The names of the classes: the data's `classes`, else their indices."
+        return list(getattr(self.data, 'classes', None) or range(self.preds.shape[1]))
 
-    def top_losses(self, k: int | None = None, largest: bool = True):
-        "The `k` largest (or smallest) losses and the indices of their items, sorted."
-        return self.losses.topk(ifnone(k, len(self.losses)), largest=largest)
-
-    def confusion_matrix(self) -> np.ndarray:
+    def confusion_matrix(self, slice_size: int | None = 1) -> np.ndarray:
         "Counts of (actual, predicted) pairs: rows are actual classes, columns predicted ones."
         n = self.preds.shape[1]
         return torch.bincount(self.y_true.long() * n + self.pred_class, minlength=n * n).view(n, n).numpy()
 
-    def most_confused(self, min_val: int = 1) -> list:
+    def most_confused(self, min_val: int = 1, slice_size: int | None = 1) -> list:
         "`(actual, predicted, count)` for the off-diagonal pairs seen at least `min_val` times, most frequent first."
         cm, c = self.confusion_matrix(), self.classes
         res = [(c[i], c[j], int(cm[i, j])) for i, j in itertools.product(range(len(c)), repeat=2)
                if i != j and cm[i, j] >= min_val]
         return sorted(res, key=lambda o: o[2], reverse=True)
 
-    def plot_confusion_matrix(self, normalize: bool = False, title: str = 'Confusion matrix', cmap: str = 'Blues',
-                              norm_dec: int = 2, plot_txt: bool = True, return_fig=None, **kwargs):
+    def plot_confusion_matrix(self, normalize: bool = False,  # proportions of each actual class instead of counts
+                              title: str = 'Confusion matrix', cmap: str = 'Blues',
+                              slice_size: int | None = 1,  # fastai v1's; unused
+                              norm_dec: int = 2,  # decimals of the proportions
+                              plot_txt: bool = True,  # write the values in the cells
+                              return_fig: bool | None = None,  # return the figure; default: `defaults.return_fig`
+                              **kwargs):  # passed to `plt.subplots` (`figsize`...)
         "Plot the confusion matrix, counts (or proportions of each actual class with `normalize`) in the cells."
         import matplotlib.pyplot as plt
         cm = self.confusion_matrix()
         if normalize: cm = cm.astype('float') / np.maximum(cm.sum(axis=1)[:, np.newaxis], 1)
         fig, ax = plt.subplots(**kwargs)
-        im = ax.imshow(cm, interpolation='nearest', cmap=cmap)
+        ax.imshow(cm, interpolation='nearest', cmap=cmap)
         ax.set_title(title)
         ticks = np.arange(len(self.classes))
         ax.set_xticks(ticks); ax.set_xticklabels(self.classes, rotation=90)
@@ -192,10 +318,47 @@ class ClassificationInterpretation:
                         color='white' if cm[i, j] > thresh else 'black')
         ax.set_ylabel('Actual'); ax.set_xlabel('Predicted'); ax.grid(False)
         fig.tight_layout()
-        return _finish_fig(fig, return_fig)
+        return finish_fig(fig, return_fig)
 
-# %% ../nbs/07_train.ipynb #196807ec
-@patch
-def interpret(learn: Learner, ds_type: DatasetType = DatasetType.Valid, activ=None) -> ClassificationInterpretation:
+    def _title(self, i: int) -> str:
+        c, p, y = self.classes, int(self.pred_class[i]), int(self.y_true[i])
+        return f'{c[p]}/{c[y]} / {float(self.losses[i]):.2f} / {float(self.preds[i][y]):.2f}'
+
+    def _suptitle(self) -> str: return 'prediction/actual/loss/probability'
+
+# %% ../nbs/07_train.ipynb #523e4d74
+def interpret(learn: Learner,
+              ds_type: DatasetType = DatasetType.Valid,  # the set to interpret
+              activ: Callable | None = None) -> ClassificationInterpretation:  # default: the loss's activation
     "A `ClassificationInterpretation` of `learn` on `ds_type`."
     return ClassificationInterpretation.from_learner(learn, ds_type=ds_type, activ=activ)
+
+Learner.interpret = interpret
+
+# %% ../nbs/07_train.ipynb #c874ce8e
+class MultiLabelClassificationInterpretation(Interpretation):
+    "Predictions, targets and losses of a multi-label classifier: labels present above `thresh`, a confusion matrix per label."
+    def __init__(self, learn: Learner, preds: Tensor, y_true: Tensor, losses: Tensor,
+                 ds_type: DatasetType = DatasetType.Valid,
+                 sigmoid: bool | None = None,  # apply a sigmoid to `preds` first; default: when they are not in [0, 1]
+                 thresh: float = 0.3):  # the probability above which a label is present
+        super().__init__(learn, preds, y_true, losses, ds_type)
+        if sigmoid is None: sigmoid = bool((preds < 0).any() or (preds > 1).any())
+        self.probs = preds.sigmoid() if sigmoid else preds
+        self.thresh, self.pred_class = thresh, self.probs > thresh
+
+    @property
+    def classes(self) -> list:
+        "The names of the labels: the data's `classes`, else their indices."
+        return list(getattr(self.data, 'classes', None) or range(self.preds.shape[1]))
+
+    def confusion_matrix(self) -> np.ndarray:
+        "One `[[tn, fp], [fn, tp]]` matrix per label: shape `(n_labels, 2, 2)`."
+        y, p = self.y_true.bool(), self.pred_class
+        return torch.stack([torch.stack([(~y & ~p).sum(0), (~y & p).sum(0)], -1),
+                            torch.stack([(y & ~p).sum(0), (y & p).sum(0)], -1)], 1).numpy()
+
+    def _title(self, i: int) -> str:
+        c = self.classes
+        names = lambda m: ';'.join(str(c[j]) for j in torch.nonzero(m).flatten().tolist()) or '-'
+        return f'{names(self.pred_class[i])}/{names(self.y_true[i].bool())} / {float(self.losses[i]):.2f}'

@@ -1,0 +1,115 @@
+"train: the extension methods as v1's module-level functions, v1's names, and the interpretations' edge cases."
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import TensorDataset
+
+import fastbook_core.train as train
+from fastbook_core.basic_data import DataBunch, DatasetType
+from fastbook_core.basic_train import Learner
+from fastbook_core.callback import annealing_cos
+from fastbook_core.metrics import accuracy
+from fastbook_core.test_utils import classif_learner, synth_learner
+from fastbook_core.train import (ClassificationInterpretation, Interpretation, MultiLabelClassificationInterpretation,
+                                 fit_one_cycle, lr_find, one_cycle_scheduler)
+
+
+def test_v1_train_all_and_callbacks_reachable():
+    v1_all = ['BnFreeze', 'GradientClipping', 'ShowGraph', 'Interpretation', 'ClassificationInterpretation',
+              'MultiLabelClassificationInterpretation', 'fit_one_cycle', 'lr_find', 'one_cycle_scheduler', 'to_fp16',
+              'to_fp32', 'mixup', 'AccumulateScheduler', 'fit_fc']
+    assert set(v1_all) <= set(train.__all__)
+    import fastbook_core.callbacks as cbs
+    for name in cbs.__all__: assert getattr(train, name) is getattr(cbs, name), name
+
+
+def test_extension_methods_are_the_module_functions():
+    for name in ['fit_one_cycle', 'lr_find', 'to_fp16', 'to_fp32', 'mixup', 'clip_grad', 'fit_fc', 'TTA', 'interpret',
+                 'plot_lr']:
+        assert getattr(Learner, name) is getattr(train, name), name
+    assert Learner.find_lr is train.lr_find
+
+
+def test_module_function_and_method_give_the_same_fit():
+    from fastbook_core.torch_core import set_seed
+    a, b = synth_learner(), synth_learner()
+    set_seed(1); fit_one_cycle(a, 2, 0.1)
+    set_seed(1); b.fit_one_cycle(2, 0.1)
+    np.testing.assert_allclose(a.recorder.lrs, b.recorder.lrs)
+    np.testing.assert_allclose(a.recorder.val_losses, b.recorder.val_losses)
+
+
+def test_one_cycle_scheduler_kwargs_and_every_fit():
+    learn = synth_learner(callback_fns=[one_cycle_scheduler(0.1, div_factor=10., final_div=100.)])
+    for _ in range(2):  # each fit is a whole cycle
+        learn.fit(1)
+        n = len(learn.data.train_dl); a2 = n - int(n * 0.3)
+        np.testing.assert_allclose(learn.recorder.lrs[0], 0.01)
+        np.testing.assert_allclose(learn.recorder.lrs[-1], annealing_cos(0.1, 0.001, (a2 - 1) / a2))
+
+
+def test_interpretation_reduces_per_label_losses_and_keeps_ds_type():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(96, 4, generator=g); y = (x[:, :3] > 0).float()
+    data = DataBunch.create(TensorDataset(x[:64], y[:64]), TensorDataset(x[64:], y[64:]), bs=16, device='cpu')
+    learn = Learner(data, nn.Linear(4, 3), loss_func=nn.BCEWithLogitsLoss(), silent=True)
+    learn.fit(1, 0.05)
+    interp = MultiLabelClassificationInterpretation.from_learner(learn, ds_type=DatasetType.Fix)
+    assert interp.ds_type == DatasetType.Fix and interp.losses.shape == (64,)
+    _, _, per_label = learn.get_preds(DatasetType.Fix, with_loss=True)
+    torch.testing.assert_close(interp.losses, per_label.mean(1))
+    assert interp.ds is not None and len(interp.ds) == 64
+
+
+def test_multilabel_sigmoid_auto_and_explicit():
+    learn = synth_learner()
+    logits = torch.tensor([[-2., 0.5, 3.], [1., -1., 0.]])
+    y = torch.tensor([[0., 1., 1.], [1., 0., 0.]])
+    losses = torch.zeros(2)
+    auto = MultiLabelClassificationInterpretation(learn, logits, y, losses, thresh=0.5)  # logits: a sigmoid is applied
+    torch.testing.assert_close(auto.probs, logits.sigmoid())
+    assert auto.pred_class.tolist() == [[False, True, True], [True, False, False]]
+    probs = logits.sigmoid()
+    same = MultiLabelClassificationInterpretation(learn, probs, y, losses, thresh=0.5)  # probabilities: none
+    assert torch.equal(same.pred_class, auto.pred_class)
+    forced = MultiLabelClassificationInterpretation(learn, probs, y, losses, sigmoid=True, thresh=0.5)
+    assert forced.pred_class.all()  # a second sigmoid: every probability above 0.5, as fastai v1's default would do
+    cm = auto.confusion_matrix()
+    assert cm.shape == (3, 2, 2) and cm.sum() == 6 and np.trace(cm, axis1=1, axis2=2).tolist() == [2, 2, 2]
+
+
+def test_top_losses_smallest_and_plot_more_than_there_are():
+    learn = synth_learner(n_valid=6); learn.fit(1)
+    interp = Interpretation.from_learner(learn)
+    vals, idxs = interp.top_losses(3, largest=False)
+    assert (vals[:-1] <= vals[1:]).all() and vals[0] == interp.losses.min()
+    fig = interp.plot_top_losses(1000, return_fig=True)  # more than the 6 validation items: all of them
+    assert sum(ax.has_data() for ax in fig.axes) == 6
+
+
+def test_plot_top_losses_refuses_before_drawing():
+    learn = synth_learner(); learn.fit(1)
+    n = len(plt.get_fignums())
+    with pytest.raises(ValueError, match='DatasetType.Fix'): Interpretation.from_learner(learn, DatasetType.Train).plot_top_losses()
+    data = DataBunch.create(TensorDataset(torch.randn(32, 2, 2, 2, 2), torch.randint(0, 2, (32,))),
+                            TensorDataset(torch.randn(16, 2, 2, 2, 2), torch.randint(0, 2, (16,))), bs=8, device='cpu')
+    clearn = Learner(data, nn.Sequential(nn.Flatten(), nn.Linear(16, 2)), silent=True)
+    with pytest.raises(TypeError, match='show_item='): clearn.interpret().plot_top_losses(3)
+    assert len(plt.get_fignums()) == n  # no figure left behind
+
+
+def test_classification_interpretation_v1_arguments():
+    "fastai v1's `slice_size` is accepted (and changes nothing)."
+    learn = classif_learner(); learn.fit(1, 1e-2)
+    interp = ClassificationInterpretation.from_learner(learn)
+    assert (interp.confusion_matrix(slice_size=10) == interp.confusion_matrix()).all()
+    assert interp.most_confused(slice_size=10) == interp.most_confused()
+    interp.plot_confusion_matrix(slice_size=10)
+
+
+def test_lr_find_module_function():
+    learn = classif_learner()
+    lr_find(learn, num_it=12)
+    assert len(learn.recorder.lrs) <= 12
