@@ -226,7 +226,10 @@ class LearnerCallback(Callback):
     @property
     def learn(self) -> Learner:
         "The Learner this callback belongs to."
-        return self._learn()
+        learn = self._learn()
+        if learn is None: raise RuntimeError(f"The Learner of this {self.__class__.__name__} no longer exists (it was "
+                                             "deleted): a LearnerCallback only works with its Learner.")
+        return learn
     @property
     def cb_name(self) -> str:
         "The attribute name of this callback on its Learner: the class name in snake case."
@@ -764,8 +767,8 @@ class Recorder(LearnerCallback):
         self.metrics_names: list = []
 
     def add_metric_names(self, names: list) -> None:
-        "Add columns for metrics that a callback appends to `last_metrics` (call it before training begins)."
-        self._added_met_names = list(names)
+        "Add columns for metrics that a callback appends to `last_metrics` (call it before the Recorder's `on_train_begin`)."
+        self._added_met_names += list(names)  # v1 replaced them, so a second metric callback erased the first's columns
 
     def on_train_begin(self, pbar, metrics_names: list, **kwargs):
         self.pbar, self.opt = pbar, self.learn.opt

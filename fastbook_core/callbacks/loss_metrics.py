@@ -29,7 +29,7 @@ class LossMetrics(LearnerCallback):
             warnings.warn("LossMetrics was asked for, but the loss function has no `metric_names`: give it a list of "
                           "names and store each value in `loss_func.metrics` (a dict) at every call.")
         rec = self.learn.recorder
-        rec.add_metric_names(list(getattr(rec, '_added_met_names', [])) + self.names)  # keep other callbacks' columns
+        rec.add_metric_names(self.names)  # added after the columns of other callbacks
 
     def on_epoch_begin(self, **kwargs):
         "Reset the sums of this epoch."

@@ -93,7 +93,7 @@ class PeakMemMetric(LearnerCallback):
     def on_train_begin(self, **kwargs):
         "Add the columns to the Recorder's."
         rec = self.learn.recorder
-        rec.add_metric_names(list(getattr(rec, '_added_met_names', [])) + self.names)  # keep other callbacks' columns
+        rec.add_metric_names(self.names)  # added after the columns of other callbacks
 
     def on_epoch_begin(self, **kwargs):
         "Take the memory at the beginning of the epoch and reset the peaks."
