@@ -9,7 +9,7 @@ from .torch_core import defaults, rank_distrib
 
 # %% auto #0
 __all__ = ['PROGRESS_ENV', 'in_notebook', 'progress_mode', 'format_time', 'text_table', 'html_table', 'NullView', 'TextView',
-           'WidgetView', 'ProgressBar', 'MasterBar', 'master_bar', 'progress_bar']
+           'html_bars', 'WidgetView', 'ProgressBar', 'MasterBar', 'master_bar', 'progress_bar']
 
 # %% ../nbs/01_progress.ipynb #c2e317e5
 PROGRESS_ENV = 'FASTBOOK_PROGRESS'
@@ -54,17 +54,19 @@ def _bar_text(bar, width: int = 0) -> str:
     "One bar as text: label, percentage, optional glyph bar of `width`, count, times and comment."
     n, total = bar.n, bar.total
     pct = 100 * n / total if total else 100
-    elapsed = time.perf_counter() - bar.start_t if bar.start_t else 0.
-    remaining = elapsed / n * (total - n) if n else 0.
+    start, end_t = bar.start_t, getattr(bar, 'end_t', 0.)
+    elapsed = (end_t or time.perf_counter()) - start if start else 0.
+    remaining = elapsed / n * (total - n) if n and not bar.done else 0.
     glyphs = ''
     if width:
-        filled = int(width * n / total) if total else width
+        filled = min(int(width * n / total), width) if total else width
         glyphs = '|' + '█' * filled + ' ' * (width - filled) + '| '
     end = ' stopped early' if bar.done and n < total else ''
     comment = _fmt_comment(bar.comment)
     return (f'{bar.label} {pct:3.0f}% {glyphs}{n}/{total} [{format_time(elapsed)}<{format_time(remaining)}'
             f'{", " + comment if comment else ""}]{end}').strip()
 
+# %% ../nbs/01_progress.ipynb #bc0d264c
 def text_table(names: list, rows: list) -> list:
     "The metrics table as aligned lines of text: a header, then one line per row."
     widths = [max(len(n), 8) + 2 for n in names]
@@ -80,14 +82,18 @@ def html_table(names: list, rows: list) -> str:
 
 # %% ../nbs/01_progress.ipynb #ebba6c3d
 class NullView:
-    "Draws nothing: the view of silent bars."
+    "Draws nothing: the view of silent bars, and the calls every view answers."
     interval = float('inf')
-    def refresh(self, final: bool = False): pass
-    def table(self, names: list, rows: list): pass
-    def line(self, text: str): pass
-    def close(self): pass
+    def refresh(self, final: bool = False):
+        "Redraw the bars; `final` marks the last drawing, once the bar is done."
+    def table(self, names: list, rows: list):
+        "Show the metrics table: `names` is its header, `rows` one list of strings per epoch."
+    def line(self, text: str):
+        "Show one line of text below the bars."
+    def close(self):
+        "Leave the final state on display (nothing, for a bar with `leave=False`)."
 
-# %% ../nbs/01_progress.ipynb #45874c35
+# %% ../nbs/01_progress.ipynb #cfcf0322
 class TextView(NullView):
     "Bars as self-overwriting lines on a terminal's standard error; plain lines every `log_every` s when not a terminal."
     width, log_every = 25, 30.
@@ -106,6 +112,7 @@ class TextView(NullView):
             self.nlines = 0
 
     def refresh(self, final: bool = False):
+        "Redraw the bars in place on a terminal; on a log, a plain line when `log_every` seconds have passed."
         bars = self._bars()
         if self.tty:
             self._erase()
@@ -117,6 +124,7 @@ class TextView(NullView):
             self.last_log, self.logged = time.perf_counter(), True
 
     def table(self, names: list, rows: list):
+        "Print the header once, then each new row, on standard output."
         lines = text_table(names, rows)
         self._erase()
         print('\n'.join(lines if not self.printed_header else lines[-1:]), flush=True)
@@ -124,52 +132,86 @@ class TextView(NullView):
         self.refresh()
 
     def line(self, text: str):
+        "Print `text` on standard output, above the bars."
         self._erase(); print(text, flush=True); self.refresh()
 
     def close(self):
+        "Leave the final bars on screen (a terminal) or in the log (a long run); erase them if `leave=False`."
+        if not getattr(self.master, 'leave', True):
+            self._erase(); sys.stderr.flush()
+            return
         self.refresh(final=True)
         if self.tty:  # keep the final drawing on screen and move below it
             sys.stderr.write('\n'); self.nlines = 0
         sys.stderr.flush()
 
 # %% ../nbs/01_progress.ipynb #e1f75f42
+def html_bars(bars: list) -> str:
+    "`bars` as static HTML: a `<progress>` element and the bar's text for each, the state a saved notebook keeps."
+    rows = ''.join(f'<div><progress value="{min(b.n, max(b.total, 1))}" max="{max(b.total, 1)}" '
+                   f'style="width:40%;vertical-align:middle"></progress> <code>{html.escape(_bar_text(b))}</code></div>'
+                   for b in bars)
+    return f'<div class="fastbook-progress">{rows}</div>'
+
+# %% ../nbs/01_progress.ipynb #bfba6a8b
 class WidgetView(NullView):
-    "Bars as ipywidgets in a Jupyter kernel; the metrics table as an HTML display below them."
-    interval = 0.1
+    "Bars as ipywidgets in a Jupyter kernel, left as static HTML when done; the metrics table as an HTML display."
+    interval, show_after = 0.1, 0.5
 
     def __init__(self, master):
+        self.master, self.table_handle, self.handle = master, None, None
+        if getattr(master, 'leave', True): self._show()
+
+    def _show(self):
         import ipywidgets as w
         from IPython.display import display
-        self.master, self.table_handle = master, None
         self.rows = [(w.IntProgress(min=0, max=1, layout=w.Layout(width='40%')), w.HTML()) for _ in range(2)]
         self.box = w.VBox([w.HBox(list(r)) for r in self.rows])
         self.handle = display(self._bundle(), raw=True, display_id=True)
 
-    def _bundle(self) -> dict:
-        bars = [b for b in (self.master, getattr(self.master, 'child', None)) if b is not None]
-        return {'text/plain': '\n'.join(_bar_text(b, 25) for b in bars) or 'progress',
-                'application/vnd.jupyter.widget-view+json': {'version_major': 2, 'version_minor': 0,
-                                                             'model_id': self.box.model_id}}
+    def _bars(self): return [b for b in (self.master, getattr(self.master, 'child', None)) if b is not None]
+
+    def _bundle(self, live: bool = True) -> dict:
+        bars = self._bars()
+        res = {'text/plain': '\n'.join(_bar_text(b, 25) for b in bars) or 'progress'}
+        if live: res['application/vnd.jupyter.widget-view+json'] = {
+            'version_major': 2, 'version_minor': 0, 'model_id': self.box.model_id}
+        else: res['text/html'] = html_bars(bars)
+        return res
 
     def refresh(self, final: bool = False):
+        "Update the widgets (showing them first, for a `leave=False` bar that has run `show_after` seconds)."
+        if self.handle is None:
+            if final or time.perf_counter() - self.master.start_t < self.show_after: return
+            self._show()
         bars = [self.master, getattr(self.master, 'child', None)]
         for (pb, lbl), b in zip(self.rows, bars):
             pb.layout.visibility = 'hidden' if b is None else 'visible'
             if b is None: continue
             if pb.max != max(b.total, 1): pb.max = max(b.total, 1)
-            pb.value, pb.bar_style = b.n, ('success' if b.done and b.n >= b.total else '')
+            pb.value, pb.bar_style = min(b.n, pb.max), ('success' if b.done and b.n >= b.total else '')
             lbl.value = html.escape(_bar_text(b))
 
     def table(self, names: list, rows: list):
-        from IPython.display import display, HTML
-        if self.table_handle is None: self.table_handle = display(HTML(html_table(names, rows)), display_id=True)
-        else: self.table_handle.update(HTML(html_table(names, rows)))
+        "Show the table as HTML (with its text form as `text/plain`), updated in place as rows arrive."
+        from IPython.display import display
+        bundle = {'text/html': html_table(names, rows), 'text/plain': '\n'.join(text_table(names, rows))}
+        if self.table_handle is None: self.table_handle = display(bundle, raw=True, display_id=True)
+        else: self.table_handle.update(bundle, raw=True)
 
-    def line(self, text: str): print(text)
+    def line(self, text: str):
+        "Print `text` in the cell's output."
+        print(text)
 
     def close(self):
+        "Replace the widgets by their static HTML copy (or by nothing, if `leave=False`) and close them."
+        if self.handle is None: return  # a leave=False bar that ended before it was shown
         self.refresh(final=True)
-        self.handle.update(self._bundle(), raw=True)
+        leave = getattr(self.master, 'leave', True)
+        self.handle.update(self._bundle(live=False) if leave else {'text/plain': ''}, raw=True)
+        for pb, lbl in self.rows: pb.close(); lbl.close()
+        for row in self.box.children: row.close()
+        self.box.close()
 
 _VIEWS = {'none': NullView, 'text': TextView, 'widget': WidgetView}
 
@@ -177,12 +219,12 @@ _VIEWS = {'none': NullView, 'text': TextView, 'widget': WidgetView}
 _active_masters = []
 
 class ProgressBar:
-    "A bar over `gen`; drawn under `parent` (a `MasterBar`) or on its own."
+    "A bar over `gen`; drawn under `parent` (a `MasterBar`) or on its own, then removed when done if not `leave`."
     def __init__(self, gen, total: int | None = None, parent: MasterBar | None = None, label: str = '',
-                 comment='', mode: str | None = None):
-        self.gen, self.parent, self.label, self.comment = gen, parent, label, comment
+                 comment='', mode: str | None = None, leave: bool = True):
+        self.gen, self.parent, self.label, self.comment, self.leave = gen, parent, label, comment, leave
         self.total = len(gen) if total is None else total
-        self.n, self.start_t, self.done = 0, 0., False
+        self.n, self.start_t, self.end_t, self.done = 0, 0., 0., False
         if parent is not None:
             self.view = parent.view
             parent.child = self
@@ -202,18 +244,26 @@ class ProgressBar:
 
     def _iterate(self):
         view, interval = self.view, self.view.interval
-        self.n, self.done, self.start_t = 0, False, time.perf_counter()
+        self.n, self.done, self.start_t, self.end_t = 0, False, time.perf_counter(), 0.
         view.refresh()
         next_t = self.start_t + interval
+        taken, exhausted = 0, False
         try:
             for o in self.gen:
+                taken += 1
                 yield o
-                self.n += 1
+                self.n = taken
                 if time.perf_counter() >= next_t:
                     view.refresh(); next_t = time.perf_counter() + interval
+            exhausted = True
         finally:
-            self.done = True
+            # the consumer is done with every item it took, the one it stopped on included, unless it left that
+            # item unfinished (an epoch whose batches stopped early)
+            self.n = taken if exhausted or not self._cut_short() else taken - 1
+            self.done, self.end_t = True, time.perf_counter()
             self._finish()
+
+    def _cut_short(self) -> bool: return False
 
     def _finish(self):
         if self.parent is None: self.view.close()
@@ -233,6 +283,10 @@ class MasterBar(ProgressBar):
 
     def _finish(self): self.view.close()
 
+    def _cut_short(self) -> bool:  # the loop stopped in an epoch whose batches stopped early
+        c = self.child
+        return c is not None and c.done and c.n < c.total
+
     def skip(self, n: int):
         "Start `n` items later: a fit resumed at epoch `n` runs only the epochs left."
         self.gen, self.total = list(self.gen)[n:], self.total - n
@@ -249,6 +303,6 @@ def master_bar(gen, total: int | None = None, silent: bool = False) -> MasterBar
     return MasterBar(gen, total, mode='none' if silent else None)
 
 def progress_bar(gen, parent: MasterBar | None = None, total: int | None = None, label: str = '',
-                 silent: bool = False) -> ProgressBar:
-    "A `ProgressBar` over `gen` (the batches), drawn under `parent` when given."
-    return ProgressBar(gen, total, parent=parent, label=label, mode='none' if silent else None)
+                 silent: bool = False, leave: bool = True) -> ProgressBar:
+    "A `ProgressBar` over `gen` (the batches), drawn under `parent` when given; `leave=False` removes it when done."
+    return ProgressBar(gen, total, parent=parent, label=label, mode='none' if silent else None, leave=leave)

@@ -4,7 +4,7 @@ import pytest
 import nbformat
 from nbformat.v4 import new_code_cell, new_notebook
 from fastbook_core.basics import *
-from fastbook_core.progress import MasterBar, ProgressBar, progress_mode, PROGRESS_ENV
+from fastbook_core.progress import MasterBar, ProgressBar, progress_bar, progress_mode, PROGRESS_ENV
 from fastbook_core.test_utils import synth_learner
 
 
@@ -58,8 +58,103 @@ def test_early_stop_shows_final_state(monkeypatch):
     mb = MasterBar(range(5), mode='text')
     for i in mb:
         if i == 2: break
-    assert mb.done and mb.n == 2
-    assert '2/5' in err.getvalue().split('\x1b[J')[-1] and 'stopped early' in err.getvalue()
+    assert mb.done and mb.n == 3  # the items the loop took, the one it stopped on included
+    final = err.getvalue().split('\x1b[J')[-1]
+    assert '3/5' in final and 'stopped early' in final
+
+
+def test_break_on_last_item_is_complete(monkeypatch):
+    err = FakeTTY()
+    monkeypatch.setattr(sys, 'stderr', err)
+    mb = MasterBar(range(3), mode='text')
+    for epoch in mb:
+        pb = ProgressBar(range(4), parent=mb, label='train')
+        for i in pb:
+            if i == 3: break                 # a scheduler ending the training on the last batch
+        if epoch == 2: break                 # ... and the epoch loop on the last epoch
+    assert (mb.n, mb.done, pb.n, pb.done) == (3, True, 4, True)
+    final = err.getvalue().split('\x1b[J')[-1]
+    assert 'stopped early' not in err.getvalue(), final
+    assert 'epoch 100%' in final and '3/3' in final and 'train 100%' in final and '4/4' in final
+
+
+def _final_drawing(learn_fit, monkeypatch):
+    err = FakeTTY()
+    monkeypatch.setattr(sys, 'stderr', err)
+    learn_fit()
+    return err.getvalue(), err.getvalue().split('\x1b[J')[-1]
+
+
+@pytest.mark.parametrize('how', ['fit', 'fit_one_cycle'])
+def test_a_full_fit_ends_complete(how, monkeypatch, capsys):
+    learn = synth_learner(silent=False)
+    nv = len(learn.data.valid_dl)
+    text, final = _final_drawing(lambda: getattr(learn, how)(3), monkeypatch)
+    assert 'stopped early' not in text, final
+    assert re.fullmatch(rf'epoch 100% \|█+\| 3/3 \[[\d:]+<00:00\]\nvalid 100% \|█+\| {nv}/{nv} \[[\d:]+<00:00\]\n', final), final
+    assert len(capsys.readouterr().out.splitlines()) == 4   # the table: header and three rows
+
+
+def test_a_stopped_fit_says_so(monkeypatch, capsys):
+    learn = synth_learner(silent=False)
+    class StopAfter12(Callback):
+        def on_batch_end(self, iteration, **kw): return {'stop_training': iteration >= 11}
+    _, final = _final_drawing(lambda: learn.fit(3, callbacks=StopAfter12()), monkeypatch)
+    # stopped in the 2nd epoch, which still validates (as in v1): two epochs taken of three
+    assert final.startswith('epoch  67% ') and '2/3' in final and final.count('stopped early') == 1, final
+    assert len(capsys.readouterr().out.splitlines()) == 3   # the table: header and two rows
+
+
+def test_an_epoch_cut_short_is_not_counted(monkeypatch):
+    err = FakeTTY()
+    monkeypatch.setattr(sys, 'stderr', err)
+    mb = MasterBar(range(3), mode='text')
+    for epoch in mb:                          # lr_find: no validation, stops mid-epoch in the last epoch
+        for i in ProgressBar(range(10), parent=mb, label='train'):
+            if epoch == 2 and i == 4: break
+        if epoch == 2: break
+    final = err.getvalue().split('\x1b[J')[-1]
+    assert final.startswith('epoch  67% ') and '2/3' in final and 'train  50% ' in final and '5/10' in final, final
+    assert final.count('stopped early') == 2, final
+
+
+def test_epochs_whose_batches_stop_early_still_complete_the_fit(monkeypatch, capsys):
+    learn = synth_learner(silent=False)
+    class TwoBatchesAnEpoch(Callback):
+        def on_batch_end(self, num_batch, train, **kw): return {'stop_epoch': train and num_batch >= 1}
+    text, final = _final_drawing(lambda: learn.fit(3, callbacks=TwoBatchesAnEpoch()), monkeypatch)
+    assert final.startswith('epoch 100% ') and 'stopped early' not in final, final   # validation ran in full
+
+
+def test_leave_false_on_a_terminal_erases_the_bar(monkeypatch):
+    err = FakeTTY()
+    monkeypatch.setattr(sys, 'stderr', err)
+    for _ in progress_bar(range(3), label='valid', leave=False): pass
+    assert 'valid' in err.getvalue() and err.getvalue().endswith('\x1b[J')   # drawn, then erased
+    err2 = FakeTTY()
+    monkeypatch.setattr(sys, 'stderr', err2)
+    for _ in progress_bar(range(3), label='valid'): pass        # leave=True (the default) keeps it
+    assert err2.getvalue().endswith('\n') and 'valid 100%' in err2.getvalue().split('\x1b[J')[-1]
+
+
+def test_leave_false_in_a_log_prints_nothing(monkeypatch):
+    import fastbook_core.progress as progress
+    err = io.StringIO()
+    monkeypatch.setattr(sys, 'stderr', err)
+    for _ in progress_bar(range(3), label='valid', leave=False): pass
+    assert err.getvalue() == ''
+    monkeypatch.setattr(progress.TextView, 'log_every', 0.)    # a long run logs lines as it goes, but no final one
+    for _ in progress_bar(range(3), label='valid', leave=False): pass
+    assert err.getvalue().startswith('valid   0%') and '100%' not in err.getvalue()  # its start, not its end
+    assert '\r' not in err.getvalue()
+
+
+def test_get_preds_and_validate_leave_no_line(monkeypatch, capsys):
+    err = FakeTTY()
+    monkeypatch.setattr(sys, 'stderr', err)
+    learn = synth_learner(silent=False)
+    learn.get_preds(); learn.validate()
+    assert err.getvalue().endswith('\x1b[J') and capsys.readouterr().out == ''
 
 
 def test_plain_ipython_is_not_a_notebook():
@@ -81,12 +176,20 @@ WIDGET_NB = '''
 import os
 os.environ.pop('FASTBOOK_PROGRESS', None)
 from fastbook_core.test_utils import synth_learner
-from fastbook_core.progress import progress_mode
+from fastbook_core.progress import progress_mode, progress_bar
 from fastbook_core.callbacks.show_graph import ShowGraph
 learn = synth_learner(silent=False)
 learn.callback_fns.append(ShowGraph)
 learn.fit(3)
 print(progress_mode(), learn.recorder.nb_batches)
+'''
+STANDALONE_NB = '''
+for _ in progress_bar(range(4), label='kept'): pass
+for _ in progress_bar(range(4), label='gone', leave=False): pass
+'''
+SLOW_NB = '''
+import time
+for _ in progress_bar(range(4), label='slow', leave=False): time.sleep(0.2)
 '''
 
 
@@ -97,24 +200,44 @@ def _kernel_available():
     except ImportError: return False
 
 
+WIDGET_MIME = 'application/vnd.jupyter.widget-view+json'
+
+
 @pytest.mark.skipif(not _kernel_available(), reason='needs ipykernel and nbclient')
-def test_widgets_in_a_real_kernel():
+def test_widgets_in_a_real_kernel(tmp_path):
     from nbclient import NotebookClient
-    nb = new_notebook(cells=[new_code_cell(WIDGET_NB)])
-    NotebookClient(nb, timeout=180, kernel_name='python3', store_widget_state=True).execute()
+    seen = []
+    class Client(NotebookClient):  # records what the frontend is shown while the cell runs
+        def output(self, outs, msg, display_id, cell_index):
+            seen.append(set(msg['content'].get('data', {})))
+            return super().output(outs, msg, display_id, cell_index)
+    nb = new_notebook(cells=[new_code_cell(WIDGET_NB), new_code_cell(STANDALONE_NB), new_code_cell(SLOW_NB)])
+    Client(nb, timeout=180, kernel_name='python3', store_widget_state=True).execute()
+    assert any(WIDGET_MIME in keys for keys in seen), seen        # live widgets while training
+    # a saved notebook keeps the final state as HTML and text, which renders without a kernel
+    path = tmp_path / 'saved.ipynb'
+    nbformat.write(nb, path)
+    nb = nbformat.read(path, as_version=4)
     outs = nb.cells[0].outputs
-    views = [o for o in outs if o.output_type == 'display_data' and 'application/vnd.jupyter.widget-view+json' in o.data]
-    assert views, [o.output_type for o in outs]
-    assert 'epoch' in views[0].data['text/plain']                   # a meaningful text/plain, not HBox(children=...)
-    tables = [o for o in outs if o.output_type == 'display_data' and 'text/html' in o.data]
-    assert tables and tables[-1].data['text/html'].count('<tr>') == 3   # header row excluded: three epochs
+    assert not [o for o in outs if WIDGET_MIME in o.get('data', {}) and 'Output' not in o.data.get('text/plain', '')]
+    displays = [o for o in outs if o.output_type == 'display_data' and 'text/html' in o.data]
+    bars, table = displays[0], displays[1]
+    values = re.findall(r'<progress value="(\d+)" max="(\d+)"', bars.data['text/html'])
+    nv = str(len(synth_learner().data.valid_dl))
+    assert values == [('3', '3'), (nv, nv)], values                  # epochs and the last validation, complete
+    assert 'epoch 100%' in bars.data['text/plain'] and 'valid 100%' in bars.data['text/plain']
+    assert 'stopped early' not in bars.data['text/plain'] and 'HBox' not in bars.data['text/plain']
+    assert table.data['text/html'].count('<tr>') == 3                 # header row excluded: three epochs
+    assert re.match(r'epoch\s+train_loss\s+valid_loss\s+time\n0 ', table.data['text/plain'])
     stdout = ''.join(o.get('text', '') for o in outs if o.output_type == 'stream')
     assert stdout.startswith('widget')
-    state = nb.metadata['widgets']['application/vnd.jupyter.widget-state+json']['state']
-    bars = [m['state'] for m in state.values() if m['model_name'] == 'IntProgressModel']
-    assert len(bars) == 2
-    assert all(b['value'] == b['max'] for b in bars), bars          # both bars finished at their totals
-    assert sorted(b['max'] for b in bars)[1] == 3                     # the epoch bar
-    graphs = [m['state'] for m in state.values() if m['model_name'] == 'OutputModel']
-    assert len(graphs) == 1                                            # ShowGraph's live plot, redrawn in place
-    assert any('image/png' in o.get('data', {}) for o in graphs[0]['outputs'])
+    # ShowGraph's plot is kept as a PNG, in a display of its own or in its Output widget's saved state
+    state = nb.metadata.get('widgets', {}).get('application/vnd.jupyter.widget-state+json', {}).get('state', {})
+    widget_outs = [o for m in state.values() if m['model_name'] == 'OutputModel' for o in m['state']['outputs']]
+    assert any('image/png' in o.get('data', {}) for o in outs + widget_outs)
+    # standalone bars: one left as static HTML, the `leave=False` one never shown (it ran under `show_after`)
+    outs = nb.cells[1].outputs
+    assert len(outs) == 1 and WIDGET_MIME not in outs[0].data, outs
+    assert 'kept 100%' in outs[0].data['text/plain'] and '<progress value="4" max="4"' in outs[0].data['text/html']
+    # a `leave=False` bar that ran long enough to be shown is emptied at the end
+    assert [dict(o.data) for o in nb.cells[2].outputs] == [{'text/plain': ''}], nb.cells[2].outputs
