@@ -4,7 +4,7 @@
 
 # %% ../nbs/04_basic_train.ipynb #65b50cf7
 from __future__ import annotations
-import copy, gc, importlib, inspect, io, pickle, re, time, warnings, weakref
+import contextlib, copy, gc, importlib, inspect, io, pickle, re, sys, time, warnings, weakref
 from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
@@ -13,9 +13,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
-from .torch_core import (CheckpointError, CheckpointNotFoundError, atomic_write, camel2snake, defaults,
+from .torch_core import (CheckpointError, CheckpointNotFoundError, add_note, atomic_write, camel2snake, defaults,
                                       distrib_sum, even_mults, first_el, flatten_model, get_model, get_rng_states,
-                                      ifnone, is_listy, listify, load_checkpoint, norm_types, rank_distrib,
+                                      ifnone, is_listy, listify, load_checkpoint, bn_types, norm_types, rank_distrib,
                                       requires_grad, set_rng_states, split_model, to_detach, to_device, unpickle_blob)
 from .basic_data import DataBunch, DatasetType
 from .callback import (AdamW, Callback, CallbackHandler, OptimWrapper, callback_events, check_callbacks,
@@ -44,8 +44,8 @@ def _is_shape_error(e: BaseException) -> bool:
 def _forward(model: nn.Module, xb: list):
     try: return model(*xb)
     except (RuntimeError, ValueError) as e:
-        if _is_shape_error(e): e.add_note(f"The model could not process a batch of input shape {_shapes(xb)}: check "
-                                          "that the model's first layer matches the data.")
+        if _is_shape_error(e): add_note(e, f"The model could not process a batch of input shape {_shapes(xb)}: check "
+                                           "that the model's first layer matches the data.")
         raise
 
 def _loss_name(loss_func) -> str:
@@ -55,8 +55,8 @@ def _loss_name(loss_func) -> str:
 def _loss(loss_func: Callable, out, yb: list) -> Tensor:
     try: loss = loss_func(out, *yb)
     except (RuntimeError, ValueError, IndexError) as e:
-        if _is_shape_error(e): e.add_note(f"The loss function could not compare the output of shape {_shapes(out)} "
-                                          f"with the target of shape {_shapes(yb)}.")
+        if _is_shape_error(e): add_note(e, f"The loss function could not compare the output of shape {_shapes(out)} "
+                                           f"with the target of shape {_shapes(yb)}.")
         raise
     if not isinstance(loss, Tensor):
         raise TypeError(f"The loss function {_loss_name(loss_func)} returned a {type(loss).__name__}, not a tensor: "
@@ -87,10 +87,16 @@ def loss_batch(model: nn.Module,  # the model
     return loss.detach()
 
 # %% ../nbs/04_basic_train.ipynb #0f9edfb2
-def _reduce_mean(total: Tensor, count: float) -> float:
+def _reduce_mean(total: Tensor, count: float) -> np.float32:
     "`total / count` over every process of a distributed run."
     total, count = distrib_sum(torch.stack([total.double().cpu(), torch.tensor(float(count), dtype=torch.float64)])).tolist()
-    return total / count
+    return np.float32(total / count)
+
+def _xy(b) -> tuple:
+    "A batch as `(inputs, targets)`; a batch of inputs only (an unlabelled test set) gets zeros as targets."
+    if is_listy(b) and len(b) == 1: b = b[0]
+    if isinstance(b, Tensor): return b, torch.zeros(len(b), device=b.device)
+    return b
 
 def validate(model: nn.Module,  # the model, put in eval mode
              dl,  # the loader to evaluate on
@@ -99,15 +105,15 @@ def validate(model: nn.Module,  # the model, put in eval mode
              pbar=None,  # the `MasterBar` of a running fit, under which the bar is drawn
              average: bool = True,  # return the mean loss; else each batch's result
              n_batch: int | None = None,  # stop after this many batches
-             silent: bool = False) -> float | list:  # no progress bar
+             silent: bool = False) -> np.float32 | list:  # no progress bar
     "Evaluate `model` on `dl`: the mean loss, or each batch's result if not `average`; at most `n_batch` batches."
     model.eval()
     if cb_handler is None: cb_handler = CallbackHandler()  # not `ifnone`: it would build one per call
     cb_handler.set_dl(dl)
-    with torch.inference_mode():
+    with torch.no_grad():
         val_losses, nums = [], []
-        for xb, yb in progress_bar(dl, parent=pbar, label='valid', silent=silent, leave=pbar is not None):
-            xb, yb = cb_handler.on_batch_begin(xb, yb, train=False)
+        for b in progress_bar(dl, parent=pbar, label='valid', silent=silent, leave=pbar is not None):
+            xb, yb = cb_handler.on_batch_begin(*_xy(b), train=False)
             val_losses.append(loss_batch(model, xb, yb, loss_func, cb_handler=cb_handler))
             nums.append(first_el(yb).shape[0])
             if cb_handler.on_batch_end(val_losses[-1]): break
@@ -150,9 +156,9 @@ def fit(epochs: int,  # how many epochs
         raise
     finally:
         try: cb_handler.on_train_end(exception)
-        except Exception as end_error:
+        except BaseException as end_error:
             if exception is False: raise
-            exception.add_note(f"(while cleaning up, on_train_end raised {end_error!r} too)")
+            add_note(exception, f"(while cleaning up, on_train_end raised {end_error!r} too)")
 
 # %% ../nbs/04_basic_train.ipynb #bbb1cf54
 def train_epoch(model: nn.Module, dl, opt, loss_func: Callable) -> None:
@@ -170,13 +176,16 @@ def noop(x):
     return x
 
 def loss_func2activ(loss_func: Callable) -> Callable:
-    "The activation that turns outputs into predictions for `loss_func`: softmax, sigmoid, exp or none."
+    "The activation that turns outputs into predictions for `loss_func`: softmax (over dim 1), sigmoid, exp or none."
     crit = getattr(loss_func, 'crit', None)  # a loss that wraps another (mixup) predicts like it
     if crit is not None: return loss_func2activ(crit)
     name = _loss_name(loss_func)
     if name in ('cross_entropy', 'CrossEntropyLoss'): return partial(F.softmax, dim=1)
     if name in ('binary_cross_entropy_with_logits', 'BCEWithLogitsLoss'): return torch.sigmoid
-    if name in ('nll_loss', 'NLLLoss'): return torch.exp
+    if name in ('nll_loss', 'NLLLoss', 'kl_div', 'KLDivLoss'): return torch.exp
+    if name in ('poisson_nll_loss', 'PoissonNLLLoss'):  # log rates, unless the loss was told its inputs are rates
+        log_input = getattr(loss_func, 'log_input', getattr(loss_func, 'keywords', {}).get('log_input', True))
+        return torch.exp if log_input else noop
     return noop
 
 def per_item_loss(loss_func: Callable) -> Callable:
@@ -230,6 +239,8 @@ class LearnerCallback(Callback):
         if learn is None: raise RuntimeError(f"The Learner of this {self.__class__.__name__} no longer exists (it was "
                                              "deleted): a LearnerCallback only works with its Learner.")
         return learn
+    @learn.setter
+    def learn(self, learn: Learner): self._learn = weakref.ref(learn)
     @property
     def cb_name(self) -> str:
         "The attribute name of this callback on its Learner: the class name in snake case."
@@ -237,6 +248,17 @@ class LearnerCallback(Callback):
 
 # %% ../nbs/04_basic_train.ipynb #20671159
 def _is_filelike(f) -> bool: return hasattr(f, 'read') or hasattr(f, 'write')
+
+def _check_device(device) -> torch.device | None:
+    "`device` as a `torch.device` that this machine has, or None; else a `ValueError` naming it (not a damaged file)."
+    if device is None: return None
+    if isinstance(device, int) and not isinstance(device, bool): device = torch.device('cuda', device)
+    try: device = torch.device(device)
+    except (RuntimeError, TypeError) as e: raise ValueError(f"device={device!r} is not a device torch knows: {e}") from None
+    if device.type == 'cuda' and not torch.cuda.is_available():
+        raise ValueError(f"device={str(device)!r}: this machine has no CUDA device; load with device='cpu'.")
+    if device.type == 'meta': raise ValueError("device='meta' holds no values: load onto 'cpu' or a GPU.")
+    return device
 
 def _name(source) -> str: return str(source) if isinstance(source, (str, Path)) else f'the file object {source!r}'
 
@@ -262,6 +284,12 @@ def _check_model_state(model_state, model: nn.Module, source, strict: bool = Tru
             raise CheckpointError(f"{_name(source)} does not fit this model: {k} is {v.dtype} in the file and "
                                   f"{ours[k].dtype} in the model.")
 
+def _plain_state(v) -> bool:
+    "Whether `v` holds only what a callback's checkpoint state may: numbers, strings, bools, None, tensors, and containers of them."
+    if isinstance(v, dict): return all(isinstance(k, str) and _plain_state(o) for k, o in v.items())
+    if isinstance(v, (list, tuple)): return all(_plain_state(o) for o in v)
+    return v is None or isinstance(v, (bool, int, float, str, Tensor))
+
 def _remove_module(state: dict) -> dict:
     "A state dict without the `module.` prefix that `DistributedDataParallel` adds to every key."
     return {(k[7:] if k.startswith('module.') else k): v for k, v in state.items()}
@@ -276,27 +304,75 @@ def _check_picklable(obj, what: str):
         raise TypeError(f"Cannot export: {what} ({obj!r}) cannot be pickled ({type(e).__name__}: {e}). Define it at "
                         "module level (not a lambda or a local function), or remove it before exporting.") from None
 
+_TRUSTED_MODULES = ('torch.nn', 'torch.optim', 'fastbook_core')
+
 def _trusted(name: str):
     "The object named `module.qualname` if fastbook_core may unpickle it without `trust_code`, else None."
     mod, _, qual = name.rpartition('.')
-    if not (mod == 'functools' and qual == 'partial') and not mod.split('.')[0] in ('torch', 'fastbook_core'): return None
-    try: obj = getattr(importlib.import_module(mod), qual)  # only torch's and our own modules are imported
+    if mod == 'functools' and qual == 'partial': return partial
+    if not any(mod == m or mod.startswith(m + '.') for m in _TRUSTED_MODULES) or mod.endswith('__main__'): return None
+    if mod not in sys.modules and not mod.startswith('fastbook_core.'): return None  # never import a module to decide
+    try: obj = getattr(importlib.import_module(mod), qual)  # a module of torch already loaded, or one of ours
     except (ImportError, AttributeError): return None
-    if mod == 'functools': return obj
     if inspect.isclass(obj) and issubclass(obj, (nn.Module, torch.optim.Optimizer, Callback)): return obj
     if inspect.isfunction(obj) or inspect.isbuiltin(obj):
         if mod in ('torch.nn.functional', 'fastbook_core.metrics') or name == 'fastbook_core.basic_train.noop': return obj
     return None
 
+def _plain(v) -> bool:
+    "A value a file may give as an argument without `trust_code`: numbers, bools, None, dtypes, and tuples of them (no strings: paths, addresses)."
+    if isinstance(v, (list, tuple)): return all(_plain(o) for o in v)
+    return v is None or isinstance(v, (bool, int, float, torch.dtype))
+
+def _init_args(cb: Callback) -> dict:
+    "The arguments that would make `cb` again: its attributes named like the parameters of its class, when plain values."
+    params = [k for k in inspect.signature(type(cb).__init__).parameters if k not in ('self', 'learn', 'args', 'kwargs')]
+    return {k: getattr(cb, k) for k in params if k in vars(cb) and _plain(getattr(cb, k))}
+
+def _check_export_objects(objs, hypers, classes, source) -> None:
+    "Raise a `CheckpointError` unless the unpickled parts of an export have the shapes `export` writes (checked before anything is built)."
+    def bad(what): raise CheckpointError(f"{_name(source)} is not a valid export: {what}.")
+    if not isinstance(objs, dict): bad(f"its objects are a {type(objs).__name__}, not a dict")
+    fns = objs.get('callback_fns') or []
+    if not isinstance(fns, list): bad("callback_fns is not a list")
+    for f in fns:
+        if isinstance(f, partial):
+            if not (_plain(f.args) and all(_plain(v) for v in f.keywords.values())):
+                bad(f"the callback function {f.func.__name__} comes with arguments that are not plain numbers (a file "
+                    "name or an address, say): only `trust_code=True` accepts those")
+            f = f.func
+        if not (inspect.isclass(f) and issubclass(f, Callback)): bad(f"callback_fns holds {f!r}, not a callback class")
+    cbs = objs.get('callbacks') or []
+    if not (isinstance(cbs, list) and all(isinstance(o, tuple) and len(o) == 2 and inspect.isclass(o[0])
+                                           and issubclass(o[0], Callback) and isinstance(o[1], dict)
+                                           and all(isinstance(k, str) and _plain(v) for k, v in o[1].items()) for o in cbs)):
+        bad("its callbacks are not callback classes with plain settings")
+    if not isinstance(objs.get('metrics') or [], list): bad("its metrics are not a list")
+    opt = objs.get('opt_func', AdamW)
+    if not (inspect.isclass(getattr(opt, 'func', opt)) and issubclass(getattr(opt, 'func', opt), torch.optim.Optimizer)):
+        bad(f"opt_func is {opt!r}, not an optimizer")
+    if not isinstance(hypers, dict) or not set(hypers) <= {'true_wd', 'bn_wd', 'wd', 'train_bn', 'model_dir'}:
+        bad(f"its hyper-parameters are {hypers!r}")
+    if not all(isinstance(hypers.get(k, True), bool) for k in ('true_wd', 'bn_wd', 'train_bn')): bad("a flag is not a bool")
+    md = hypers.get('model_dir', 'models')
+    if not isinstance(md, str) or Path(md).is_absolute() or '..' in Path(md).parts:
+        bad(f"model_dir={md!r} is not a folder inside the Learner's path (a file may not choose where saves go)")
+    try: check_wd(hypers.get('wd', 0.))
+    except ValueError as e: bad(str(e))
+    if classes is not None and not (isinstance(classes, list) and all(isinstance(c, (str, int, float)) for c in classes)):
+        bad(f"its classes are {type(classes).__name__}, not a list of names")
+
 def load_learner(path: str | Path,  # the folder of the export (the Learner's `path`)
                  file: str | Path | IO[bytes] = 'export.pkl',  # the file name in `path`, or an open binary file
                  test=None,  # a dataset that becomes the test set
+                 tfm_y=None,  # fastai v1's transforms of the targets, a data-block feature this library does not have
                  model: nn.Module | None = None,  # the model to load the weights into (its class is then not unpickled)
                  loss_func: Callable | None = None,  # the loss (with `model`, nothing is unpickled)
                  trust_code: bool = False,  # unpickle whatever classes the file names: only for files you trust
                  device: torch.device | str | None = None,  # where the model goes
                  **kwargs) -> Learner:  # more arguments for the `Learner`
     "A Learner for inference from `path/file` written by `export`; `test` (a dataset) becomes its test set. Safe by default."
+    if tfm_y is not None: raise ValueError("tfm_y belongs to fastai v1's data block API, which this library does not have.")
     source = file if _is_filelike(file) else Path(path) / file
     state = load_checkpoint(source, map_location='cpu')
     if not isinstance(state, dict) or state.get('format') != _EXPORT_FORMAT:
@@ -304,18 +380,23 @@ def load_learner(path: str | Path,  # the folder of the export (the Learner's `p
                               f"{' without the export format tag' if isinstance(state, dict) else ''}).")
     missing = [k for k in _EXPORT_PARTS if k not in state]
     if missing: raise CheckpointError(f"{_name(source)} is an incomplete export: it lacks {', '.join(missing)}.")
+    device = _check_device(device)
     objs = ({} if model is not None and loss_func is not None else
             unpickle_blob(state['objects'], source, 'the model, loss and callbacks', trust_code, allow=_trusted))
+    if not trust_code: _check_export_objects(objs, state['hypers'], state['classes'], source)
     model = ifnone(model, objs.get('model'))
     if not isinstance(model, nn.Module): raise CheckpointError(f"{_name(source)} holds no model: pass `model=`.")
     _check_model_state(state['state_dict'], model, source)
-    get_model(model).load_state_dict(state['state_dict'])
     data = DataBunch(None, None, None, device=device, path=path)
     data.classes = state['classes']
     if test is not None: data.add_test(test)
-    hypers = {**state['hypers'], **kwargs}
     learn = Learner(data, model, loss_func=ifnone(loss_func, objs.get('loss_func')),
-                    opt_func=objs.get('opt_func', AdamW), callback_fns=objs.get('callback_fns'), **hypers)
+                    opt_func=objs.get('opt_func', AdamW), callback_fns=objs.get('callback_fns'),
+                    metrics=objs.get('metrics'), **{**state['hypers'], **kwargs})
+    for cls, args in objs.get('callbacks') or []:
+        try: learn.callbacks.append(cls(learn, **args) if issubclass(cls, LearnerCallback) else cls(**args))
+        except Exception as e: raise CheckpointError(f"{_name(source)}: its callback {cls.__name__} cannot be made again: {e}") from e
+    get_model(learn.model).load_state_dict(state['state_dict'])  # last: a refused file leaves your `model` as it was
     learn.model.eval()
     return learn
 
@@ -336,15 +417,21 @@ def _check_callback_fns(fns) -> list:
     return fns
 
 class _ResumeCallbackStates(Callback):
-    "Give each callback of a fit its state from the checkpoint that `Learner.load(with_opt=True)` read."
+    "Give the callbacks of a fit their states from the checkpoint that `Learner.load(with_opt=True)` read."
     _order = 10**9  # after every other on_train_begin, which resets its callback's state
-    def __init__(self, states: dict, callbacks: list): self.states, self.callbacks = states, callbacks
-    def on_train_begin(self, **kwargs):
-        keys = _callback_keys(self.callbacks)
+    def __init__(self, learn: Learner, callbacks: list): self.learn, self.callbacks = learn, callbacks
+    def on_train_begin(self, epoch: int, **kwargs):
+        states, keys = self.learn._resume_states, _callback_keys(self.callbacks)
+        if not set(states) & set(keys): return  # a fit of other callbacks (an lr_find): the states wait for the resume
         for key, cb in keys.items():
-            if key in self.states: cb.load_checkpoint_state(self.states[key])
-        skipped = sorted(set(self.states) - set(keys))
+            if key in states: cb.load_checkpoint_state(states[key])
+        self.learn._resume_states = None
+        skipped = sorted(set(states) - set(keys))
         if skipped: warnings.warn(f"Not restored from the checkpoint (no such callback in this fit): {', '.join(skipped)}.")
+        start = getattr(self.learn, '_resume_epoch', None)
+        if start is not None and epoch != start:
+            warnings.warn(f"The checkpoint was saved after {start} epochs, and this fit starts at epoch {epoch}: to resume "
+                          f"where it stopped, pass start_epoch={start} (fit_one_cycle) or use TrackEpochCallback.")
 
 def _callback_keys(callbacks: list) -> dict:
     "A stable name for each callback of a fit (its class in snake case, numbered when it comes more than once)."
@@ -398,6 +485,7 @@ class Learner:
         self.opt: OptimWrapper | None = None
         self._fit_callbacks: list = []  # the callbacks of the running (or last) fit, whose state checkpoints keep
         self._resume_states: dict | None = None  # callback states read by `load(with_opt=True)`, for the next fit
+        self._resume_epoch: int | None = None  # and the epochs that checkpoint had completed
 
     @property
     def metrics(self) -> list:
@@ -456,7 +544,7 @@ class Learner:
             wd: float | list | None = None,  # weight decay; default: the Learner's
             callbacks: list | None = None) -> None:  # callbacks for this fit only
         "Fit the model for `epochs` with learning rate `lr` (number, sequence or slice), weight decay `wd` and `callbacks`."
-        # everything is checked before anything changes: a new Recorder would drop the last fit's history
+        # the arguments are checked before anything changes: a new Recorder would drop the last fit's history
         check_epochs(epochs)
         if self.data.train_dl is None:
             raise ValueError("This Learner has no training data (it was loaded for inference): set `learn.data` first.")
@@ -464,15 +552,29 @@ class Learner:
         check_callbacks(self.callbacks, 'learn.callbacks')
         lr, wd = self.lr_range(lr), ifnone(wd, self.wd)
         check_wd(wd, len(self.layer_groups))
-        if self.opt is None: self.create_opt(lr, wd)
-        else: self.opt.lr, self.opt.wd = lr, wd
-        self.opt.zero_grad()  # gradients left by an interrupted step must not leak into this fit
-        cbs = self.callbacks + self._make_callbacks() + callbacks
-        if self._resume_states:
-            cbs.append(_ResumeCallbackStates(self._resume_states, cbs))
-            self._resume_states = None
-        self._fit_callbacks = cbs
-        fit(epochs, self, metrics=self.metrics, callbacks=cbs)
+        with self._unchanged_if_refused():
+            if self.opt is None: self.create_opt(lr, wd)
+            else: self.opt.lr, self.opt.wd = lr, wd
+            self.opt.zero_grad()  # gradients left by an interrupted step must not leak into this fit
+            cbs = self.callbacks + self._make_callbacks() + callbacks
+            if self._resume_states: cbs.append(_ResumeCallbackStates(self, cbs))
+            self._fit_callbacks = cbs
+            fit(epochs, self, metrics=self.metrics, callbacks=cbs)
+
+    @contextlib.contextmanager
+    def _unchanged_if_refused(self):
+        "Put the Learner back as it was if the fit stops before its first loss (a callback or the loss refused it)."
+        before, buffers = dict(vars(self)), {k: b.detach().clone() for k, b in self.model.named_buffers()}
+        hypers = None if self.opt is None else (self.opt._lr, self.opt._mom, self.opt._beta, self.opt._wd)
+        try: yield
+        except BaseException:
+            rec = getattr(self, 'recorder', None)
+            if rec is not before.get('recorder') and not getattr(rec, 'losses', None):  # nothing was trained
+                vars(self).clear(); vars(self).update(before)
+                with torch.no_grad():
+                    for k, b in self.model.named_buffers(): b.copy_(buffers[k])  # BatchNorm statistics of a forward pass
+                if hypers is not None: self.opt.lr, self.opt.mom, self.opt.beta, self.opt.wd = hypers
+            raise
 
     def validate(self,
                  dl=None,  # default: the validation set
@@ -507,16 +609,19 @@ class Learner:
         return self
 
     def freeze_to(self, n: int) -> None:
-        "Freeze the layer groups before `n` (normalization layers stay trainable if `train_bn`), unfreeze the rest."
+        "Freeze the layer groups before `n` (BatchNorm layers stay trainable if `train_bn`), unfreeze the rest."
         for g in self.layer_groups[:n]:
             for m in g.modules():
-                if self.train_bn and isinstance(m, norm_types): continue
+                if self.train_bn and isinstance(m, bn_types): continue
                 for p in m.parameters(recurse=False): p.requires_grad_(False)
         for g in self.layer_groups[n:]: requires_grad(g, True)
         self.create_opt(defaults.lr.stop if isinstance(defaults.lr, slice) else defaults.lr, self.wd)
 
     def freeze(self) -> None:
         "Freeze every layer group but the last."
+        if len(self.layer_groups) < 2:
+            raise ValueError("freeze() leaves the last layer group trainable, and this Learner has only one: split the "
+                             "model first (`learn.split(...)`, or `layer_groups=` when making the Learner).")
         self.freeze_to(-1)
 
     def unfreeze(self) -> None:
@@ -545,10 +650,16 @@ class Learner:
         return get_preds(self.model, dl, cb_handler=CallbackHandler(self.prediction_callbacks()), activ=activ,
                          loss_func=lf, n_batch=n_batch, pbar=pbar, silent=self.silent)
 
-    def pred_batch(self, ds_type: DatasetType = DatasetType.Valid, batch: tuple | None = None,
-                   activ: Callable | None = None, with_dropout: bool = False) -> Tensor:
+    def pred_batch(self,
+                   ds_type: DatasetType = DatasetType.Valid,  # the set whose first batch is used when `batch` is None
+                   batch: tuple | None = None,  # `(inputs, targets)`
+                   reconstruct: bool = False,  # fastai v1's: needs its data block API, which is not part of this library
+                   with_dropout: bool = False,  # keep dropout on (Monte Carlo dropout)
+                   activ: Callable | None = None) -> Tensor:  # default: the loss's activation
         "Predictions for `batch` (default: the first batch of `ds_type`), with the loss's activation; dropout stays on with `with_dropout`."
-        xb, yb = batch if batch is not None else self.data.one_batch(ds_type, detach=False, cpu=False)
+        if reconstruct: raise ValueError("reconstruct=True turns predictions into fastai v1 data-block items, which this "
+                                         "library does not have: use the tensors it returns.")
+        xb, yb = _xy(batch) if batch is not None else self.data.one_batch(ds_type, detach=False, cpu=False)
         xb, yb = to_device(xb, self.data.device), to_device(yb, self.data.device)
         cb_handler = CallbackHandler(self.prediction_callbacks())
         xb, yb = cb_handler.on_batch_begin(xb, yb, train=False)
@@ -557,14 +668,21 @@ class Learner:
         with torch.no_grad(): out, _ = loss_batch(self.model, xb, yb, cb_handler=cb_handler)
         return ifnone(activ, loss_func2activ(self.loss_func))(out)
 
-    def predict(self, item, activ: Callable | None = None, with_dropout: bool = False) -> tuple:
-        "Predict one item (an input without its batch dimension): `(prediction, index or value, raw activations)`."
+    def predict(self,
+                item,  # one input, without its batch dimension (a tensor, or a list of tensors)
+                return_x: bool = False,  # also return the input, first
+                batch_first: bool = True,  # fastai v1's; items here always have the batch first
+                with_dropout: bool = False,  # keep dropout on (Monte Carlo dropout)
+                activ: Callable | None = None) -> tuple:  # default: the loss's activation
+        "Predict one item: `(prediction, index or value, raw activations)`, with the input first if `return_x`."
         xb = [o[None] for o in item] if is_listy(item) else item[None]
-        raw = self.pred_batch(batch=(xb, torch.zeros(1)), activ=activ, with_dropout=with_dropout)[0]
-        if loss_func2activ(self.loss_func) is noop or raw.ndim == 0: return raw, raw, raw
-        idx = raw.argmax()
-        classes = getattr(self.data, 'classes', None)
-        return (classes[idx] if classes is not None else idx), idx, raw
+        raw = self.pred_batch(batch=(xb, torch.zeros(1)), with_dropout=with_dropout, activ=activ)[0]
+        if loss_func2activ(self.loss_func) is noop or raw.ndim == 0: res = (raw, raw, raw)
+        else:
+            idx = raw.argmax()
+            classes = getattr(self.data, 'classes', None)
+            res = ((classes[idx] if classes is not None else idx), idx, raw)
+        return (item, *res) if return_x else res
 
     @staticmethod
     def apply_dropout(m: nn.Module) -> None:
@@ -585,10 +703,13 @@ class Learner:
 
     # --- files -----------------------------------------------------------------------------------------------
     def _model_file(self, file) -> Path | IO[bytes]:
+        "Where `file` is: an open file as it is; an absolute path as it is; any other name in `path/model_dir`, `.pth` added."
         if _is_filelike(file): return file
-        if not str(file).endswith(('.pth', '.pt')): return self.path / self.model_dir / f'{file}.pth'
+        if not isinstance(file, (str, Path)) or not str(file).strip():
+            raise ValueError(f"file={file!r}: give a name (saved in path/model_dir), a path, or an open binary file.")
         p = Path(file)
-        return p if p.is_absolute() or p.parent != Path('.') else self.path / self.model_dir / p
+        if p.suffix not in ('.pth', '.pt'): p = p.with_name(p.name + '.pth')
+        return p if p.is_absolute() else self.path / self.model_dir / p
 
     def save(self,
              file: str | Path | IO[bytes] = 'bestmodel',  # a name in `path/model_dir`, a path, or an open binary file
@@ -602,7 +723,10 @@ class Learner:
             rec = getattr(self, 'recorder', None)
             if self.opt is not None: state['opt'] = self.opt.state_dict()
             states = {k: cb.checkpoint_state() for k, cb in _callback_keys(self._fit_callbacks).items()}
-            state.update(rng=get_rng_states(), recorder=rec.checkpoint_state() if rec is not None else None,
+            rng = get_rng_states()
+            gen = self._shuffle_generator()
+            if gen is not None: rng['train_dl'] = gen.get_state()  # the order of the next epochs, when `generator=` was given
+            state.update(rng=rng, recorder=rec.checkpoint_state() if rec is not None else None,
                          epoch=rec.epoch if rec is not None else 0, iteration=rec.iteration if rec is not None else 0,
                          callbacks={k: s for k, s in states.items() if s})
         buf = io.BytesIO()
@@ -620,7 +744,7 @@ class Learner:
              purge: bool = False,  # `purge` first, to free memory
              remove_module: bool = False) -> Learner:  # strip the `module.` prefix of a DDP model's keys
         "Load `file` safely, all or nothing: the weights, the optimizer state if present (or `with_opt`), and with `with_opt=True` the random states, history and callback states."
-        if isinstance(device, int): device = torch.device('cuda', device)
+        device = _check_device(device)
         source = self._model_file(file)
         state = load_checkpoint(source, map_location=ifnone(device, self.data.device))
         # check the whole file against this Learner before changing anything
@@ -643,25 +767,43 @@ class Learner:
                 if with_opt: raise CheckpointError(f"The optimizer state in {_name(source)} does not fit this Learner: {e}") from e
                 warnings.warn(f"Loading only the weights of {_name(source)}: its optimizer state does not fit ({e})")
                 opt_state = None
-        cb_states = state.get('callbacks') if with_opt else None
-        if cb_states is not None and not (isinstance(cb_states, dict) and all(isinstance(v, dict) for v in cb_states.values())):
-            raise CheckpointError(f"{_name(source)} has damaged callback states (not a dict of dicts).")
-        # then apply it
+        cb_states, rec_state = (state.get('callbacks'), state.get('recorder')) if with_opt else (None, None)
+        if cb_states is not None and not (isinstance(cb_states, dict) and all(isinstance(v, dict) and _plain_state(v)
+                                                                               for v in cb_states.values())):
+            raise CheckpointError(f"{_name(source)} has damaged callback states (not a dict of plain values per callback).")
+        if rec_state is not None:
+            try: Recorder.check_checkpoint_state(rec_state)
+            except ValueError as e: raise CheckpointError(f"{_name(source)} has a damaged Recorder history: {e}") from e
+        # then apply it: the random states first, put back as they were if the file's cannot be set
+        if with_opt and state.get('rng') is not None:
+            old_rng, gen = get_rng_states(), self._shuffle_generator()
+            old_gen = None if gen is None else gen.get_state()
+            try:
+                set_rng_states(state['rng'])
+                if gen is not None and 'train_dl' in state['rng']: gen.set_state(state['rng']['train_dl'].cpu())
+            except Exception as e:
+                set_rng_states(old_rng)
+                if gen is not None: gen.set_state(old_gen)
+                raise CheckpointError(f"{_name(source)} has damaged random states: {type(e).__name__}: {e}") from e
         if purge: self.purge(clear_opt=False)
         get_model(self.model).load_state_dict(model_state, strict=strict)
         if opt_state is not None and with_opt is not False:
             self.opt = opt
             self.opt.load_state_dict(opt_state)
         if with_opt:
-            if state.get('rng') is not None: set_rng_states(state['rng'])
-            if state.get('recorder') is not None: Recorder(self).load_checkpoint_state(state['recorder'])
+            if rec_state is not None: Recorder(self).load_checkpoint_state(rec_state)
             self._resume_states = cb_states or None
+            self._resume_epoch = state.get('epoch') if isinstance(state.get('epoch'), int) else None
         return self
+
+    def _shuffle_generator(self) -> torch.Generator | None:
+        "The random generator that shuffles the training set, when `DataBunch.create` was given one."
+        return getattr(getattr(self.data.train_dl, 'dl', None), 'generator', None)
 
     def export(self,
                file: str | Path | IO[bytes] = 'export.pkl',  # a name in `path`, or an open binary file
                destroy: bool = False) -> None:  # `destroy` the Learner afterwards, to free its memory
-        "Save the model, loss, classes and callback functions to `path/file` for `load_learner`, atomically."
+        "Save the model, loss, metrics, classes, callbacks and callback functions to `path/file` for `load_learner`, atomically."
         if rank_distrib() != 0: return
         fns = [f for f in self.callback_fns if getattr(f, 'func', f) is not Recorder]
         model = get_model(self.model)
@@ -669,8 +811,11 @@ class Learner:
         for f in fns: _check_picklable(f, f'the callback function {getattr(f, "func", f)!r}')
         _check_picklable(self.opt_func, 'the optimizer function')
         _check_picklable(model, f'the model {model.__class__.__name__}')
+        for m in self.metrics: _check_picklable(m, f'the metric {getattr(m, "__name__", m)!r}')
+        cbs = [(type(cb), _init_args(cb)) for cb in self.callbacks]  # as fastai v1: each callback's class and settings
         blob = io.BytesIO()
-        torch.save({'model': model, 'loss_func': self.loss_func, 'callback_fns': fns, 'opt_func': self.opt_func}, blob)
+        torch.save({'model': model, 'loss_func': self.loss_func, 'callback_fns': fns, 'opt_func': self.opt_func,
+                    'metrics': self.metrics, 'callbacks': cbs}, blob)
         state = {'format': _EXPORT_FORMAT, 'state_dict': model.state_dict(),
                  'classes': [str(c) for c in getattr(self.data, 'classes', None) or []] or None,
                  'objects': blob.getvalue(),
@@ -768,7 +913,7 @@ class Recorder(LearnerCallback):
 
     def add_metric_names(self, names: list) -> None:
         "Add columns for metrics that a callback appends to `last_metrics` (call it before the Recorder's `on_train_begin`)."
-        self._added_met_names += list(names)  # v1 replaced them, so a second metric callback erased the first's columns
+        self._added_met_names += list(names)
 
     def on_train_begin(self, pbar, metrics_names: list, **kwargs):
         self.pbar, self.opt = pbar, self.learn.opt
@@ -819,8 +964,22 @@ class Recorder(LearnerCallback):
                 'metrics': [to_floats(m) for m in self.metrics], 'nb_batches': [int(n) for n in self.nb_batches],
                 'metrics_names': list(self.metrics_names), 'epoch': int(self.epoch), 'iteration': int(self.iteration)}
 
+    _state_types = {'names': list, 'rows': list, 'losses': list, 'val_losses': list, 'lrs': list, 'moms': list,
+                    'metrics': list, 'nb_batches': list, 'metrics_names': list, 'epoch': int, 'iteration': int}
+
+    @classmethod
+    def check_checkpoint_state(cls, state) -> None:
+        "Raise a `ValueError` unless `state` is a history `checkpoint_state` could have written."
+        if not isinstance(state, dict): raise ValueError(f"a {type(state).__name__}, not a dict")
+        for k, v in state.items():
+            if k not in cls._state_types: raise ValueError(f"an unknown entry {k!r}")
+            if not isinstance(v, cls._state_types[k]) or isinstance(v, bool): raise ValueError(f"{k} is a {type(v).__name__}")
+        for k in ('losses', 'val_losses', 'lrs', 'moms'):
+            if not all(o is None or isinstance(o, (int, float)) for o in state.get(k, [])): raise ValueError(f"{k} holds non-numbers")
+
     def load_checkpoint_state(self, state: dict) -> None:
-        "Restore the history `checkpoint_state` returned."
+        "Restore the history `checkpoint_state` returned (checked first)."
+        self.check_checkpoint_state(state)
         for k, v in state.items(): setattr(self, k, v)
 
     # --- plots ----------------------------------------------------------------------------------------------
@@ -898,11 +1057,6 @@ class Recorder(LearnerCallback):
             ax.set_xlabel('Batches processed')
             if show_grid: ax.grid(True)
         return finish_fig(fig, return_fig)
-
-# %% ../nbs/04_basic_train.ipynb #d3f38eb0
-# TEMPORARY aliases while train/show_graph move to the public names (removed before this change lands)
-def _predict_callbacks(learn): return learn.prediction_callbacks()
-_finish_fig, _floats = finish_fig, to_floats
 
 # %% ../nbs/04_basic_train.ipynb #b91f726b
 class RecordOnCPU(Callback):

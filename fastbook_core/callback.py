@@ -9,7 +9,7 @@ from functools import partial
 import numpy as np
 import torch
 from torch import Tensor
-from .torch_core import camel2snake, distrib_sum, first_el, ifnone, is_listy, listify, split_no_wd_params
+from .torch_core import add_note, camel2snake, distrib_sum, first_el, ifnone, is_listy, listify, split_no_wd_params
 
 # %% auto #0
 __all__ = ['callback_events', 'CallbackList', 'Callback', 'SmoothenValue', 'annealing_no', 'annealing_linear', 'annealing_exp',
@@ -196,19 +196,33 @@ class OptimWrapper:
         "The torch optimizer's state dict."
         return self.opt.state_dict()
 
+    _tolerated_keys = {'maximize', 'foreach', 'capturable', 'differentiable', 'fused', 'amsgrad', 'decoupled_weight_decay',
+                       'nesterov', 'initial_lr'}  # keys torch fills in itself for states of other versions
+
     def check_state_dict(self, sd) -> None:
-        "Raise a `ValueError` saying why `sd` cannot be loaded into this optimizer (another split, another model), changing nothing."
+        "Raise a `ValueError` saying why `sd` cannot be loaded into this optimizer (another split, another model, another optimizer), changing nothing."
         if not isinstance(sd, dict) or not isinstance(sd.get('param_groups'), list) or not isinstance(sd.get('state'), dict):
             raise ValueError(f"not an optimizer state dict (a {type(sd).__name__} without 'state' and 'param_groups').")
-        ours, theirs = [len(pg['params']) for pg in self.opt.param_groups], [len(pg.get('params', ())) for pg in sd['param_groups']]
+        if not all(isinstance(pg, dict) and isinstance(pg.get('params'), list) for pg in sd['param_groups']):
+            raise ValueError("its parameter groups are not dicts holding a list of 'params'.")
+        ours, theirs = [len(pg['params']) for pg in self.opt.param_groups], [len(pg['params']) for pg in sd['param_groups']]
         if ours != theirs:
             raise ValueError(f"it has {len(theirs)} parameter groups of sizes {theirs}, this optimizer {len(ours)} of sizes "
                              f"{ours} (another model, another layer-group split, or frozen layers?).")
+        our_keys = set(self.opt.param_groups[0]) - {'params'}
+        for pg in sd['param_groups']:
+            extra, missing = set(pg) - our_keys - {'params'}, our_keys - set(pg) - self._tolerated_keys
+            if extra or missing:
+                raise ValueError(f"it was saved by another optimizer than {self.opt.__class__.__name__} (its groups have "
+                                 f"{', '.join(sorted(extra)) or 'no'} extra and {', '.join(sorted(missing)) or 'no'} missing "
+                                 "hyper-parameters): make the Learner with the same `opt_func`.")
         params = [p for pg in self.opt.param_groups for p in pg['params']]
         ids = [i for pg in sd['param_groups'] for i in pg['params']]
         for p, i in zip(params, ids):
-            for k, v in sd['state'].get(i, {}).items():
-                if isinstance(v, Tensor) and v.ndim and v.shape != p.shape:
+            st = sd['state'].get(i, {})
+            if not isinstance(st, dict): raise ValueError(f"the state of parameter {i} is a {type(st).__name__}, not a dict.")
+            for k, v in st.items():
+                if isinstance(v, Tensor) and (v.ndim or k not in ('step', 'eta', 'mu')) and v.shape != p.shape:
                     raise ValueError(f"its state {k!r} has shape {tuple(v.shape)} where the parameter has {tuple(p.shape)}.")
 
     def load_state_dict(self, sd: dict):
@@ -356,7 +370,7 @@ class AverageMetric(Callback):
         "Append the mean (over every process in a distributed run) to `last_metrics`."
         val, count = distrib_sum(torch.stack([torch.as_tensor(self.val, dtype=torch.float64).cpu(),
                                               torch.tensor(float(self.count), dtype=torch.float64)])).tolist()
-        return add_metrics(last_metrics, val / count if count else None)
+        return add_metrics(last_metrics, torch.tensor(val / count) if count else None)  # a tensor, as in fastai v1
 
 # %% ../nbs/03_callback.ipynb #091c8c6f
 _no_metric_events = {'loss_begin', 'backward_begin', 'backward_end', 'step_end'}
@@ -417,11 +431,12 @@ class CallbackHandler:
         sd = self.state_dict
         try: new = meth(**sd, **kwargs) if kwargs else meth(**sd)
         except Exception as e:
-            e.add_note(f"(raised in {cb.__class__.__name__} when calling on_{event})")
+            add_note(e, f"(raised in {cb.__class__.__name__} when calling on_{event})")
             raise
         if new:
             for k, v in new.items():
-                if k not in sd: raise Exception(f"{k} isn't a valid key in the state of the callbacks.")
+                if k not in sd: raise Exception(f"{k} isn't a valid key in the state of the callbacks (returned by "
+                                                f"{cb.__class__.__name__}.on_{event}).")
                 sd[k] = v
 
     def __call__(self, event: str, call_mets: bool = True, **kwargs):
@@ -472,9 +487,12 @@ class CallbackHandler:
     def on_backward_begin(self, loss):
         "Smooth the loss, call `on_backward_begin`; return the loss to backpropagate and `skip_bwd`."
         val = loss.detach()
-        self.smoothener.add_value(val.item() if val.is_cpu else val.float())  # no device sync on GPU
+        if val.is_cpu:  # Python arithmetic is 20x cheaper than tensor ops for one number; v1 gave callbacks a tensor
+            self.smoothener.add_value(val.item())
+            smooth = torch.tensor(self.smoothener.smooth)
+        else: self.smoothener.add_value(val.float()); smooth = self.smoothener.smooth  # stays on the GPU: no sync
         sd = self.state_dict
-        sd['last_loss'], sd['smooth_loss'] = loss, self.smoothener.smooth
+        sd['last_loss'], sd['smooth_loss'] = loss, smooth
         self('backward_begin', call_mets=False)
         return sd['last_loss'], sd['skip_bwd']
 
@@ -510,9 +528,9 @@ class CallbackHandler:
         first = None
         for cb, meth in self._dispatch['train_end'][0]:
             try: self._call_and_update(cb, meth, 'train_end', {'exception': exception})
-            except Exception as e:  # the others must still clean up (restore weights, close files, remove hooks)
+            except BaseException as e:  # even Ctrl-C: the others must still clean up (restore weights, close files)
                 if first is None: first = e
-                else: first.add_note(f"(then {cb.__class__.__name__}.on_train_end raised {e!r} too)")
+                else: add_note(first, f"(then {cb.__class__.__name__}.on_train_end raised {e!r} too)")
         if first is not None: raise first
 
     @property

@@ -9,7 +9,7 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DataParallel, DistributedDataParallel
 from torch.utils.data import DistributedSampler, Sampler
-from .torch_core import ifnone
+from .torch_core import add_note, ifnone
 from .basic_data import DeviceDataLoader, make_loader
 from .basic_train import Learner, LearnerCallback, get_model
 
@@ -86,7 +86,7 @@ class _DDP(DistributedDataParallel):
         try: return super().forward(*args, **kwargs)
         except RuntimeError as e:
             if 'find_unused_parameters' in str(e) or 'did not receive grad' in str(e):
-                e.add_note("Some parameters of the model got no gradient in the last step, which DDP cannot handle by "
+                add_note(e, "Some parameters of the model got no gradient in the last step, which DDP cannot handle by "
                            "default: use `learn.to_distributed(find_unused_parameters=True)` (slower), or make every "
                            "parameter take part in the loss.")
             raise

@@ -25,7 +25,7 @@ __all__ = ['defaults', 'bn_types', 'norm_types', 'bias_types', 'no_wd_types', 'd
            'requires_grad', 'trainable_params', 'split_model_idx', 'split_model', 'split_no_wd_params', 'even_mults',
            'set_bn_eval', 'apply_leaf', 'init_default', 'cond_init', 'apply_init', 'NoneReduceOnCPU', 'ModelOnCPU',
            'rank_distrib', 'num_distrib', 'distrib_sum', 'atomic_write', 'remove_stale_temps', 'CheckpointError',
-           'CheckpointNotFoundError', 'load_checkpoint', 'unpickle_blob']
+           'CheckpointNotFoundError', 'load_checkpoint', 'unpickle_blob', 'add_note']
 
 # %% ../nbs/00_torch_core.ipynb #163b573c
 def default_device() -> torch.device:
@@ -52,7 +52,7 @@ def listify(p: Any | None = None,  # a value, an iterable of values, or None (an
     "Make `p` a list; if `q` is given, repeat a single `p` to the length of `q`."
     if p is None: p = []
     elif isinstance(p, str) or not isinstance(p, Iterable): p = [p]
-    elif isinstance(p, (np.ndarray, Tensor)) and p.ndim == 0: p = [p.item()]
+    elif isinstance(p, (np.ndarray, Tensor)) and p.ndim == 0: p = [p]  # iterable, but without a length
     else: p = list(p)
     n = q if isinstance(q, int) else (len(p) if q is None else len(q))
     if len(p) == 1 and n != 1: p = p * n
@@ -516,7 +516,8 @@ def load_checkpoint(source: str | os.PathLike | io.IOBase,  # a path, or an open
     if not hasattr(source, 'read'):
         source = Path(source)
         if not source.is_file():
-            there = sorted(p.name for p in source.parent.glob(f'*{source.suffix}')) if source.parent.is_dir() and source.suffix else []
+            sfx = ('.pth', '.pt') if source.suffix in ('.pth', '.pt') else (source.suffix,)
+            there = sorted(p.name for x in sfx if x and source.parent.is_dir() for p in source.parent.glob(f'*{x}'))
             raise CheckpointNotFoundError(f"No file at {source}." + (f" Found: {', '.join(there)}." if there else ''))
     if trust_code:
         try: return torch.load(source, map_location=map_location, weights_only=False)  # the caller trusts this file
@@ -556,3 +557,10 @@ def unpickle_blob(blob: bytes,  # pickled bytes kept inside a file (torch.save f
         with safe_globals(list(allowed.values())): return torch.load(io.BytesIO(blob), map_location='cpu', weights_only=True)
     except Exception as e:
         raise CheckpointError(f"{name}: {what} is incomplete or corrupt ({type(e).__name__}: {e}).") from e
+
+# %% ../nbs/00_torch_core.ipynb #20300f58
+def add_note(e: BaseException, note: str) -> BaseException:
+    "Attach `note` to exception `e`, when it accepts one (a frozen dataclass does not); return `e`."
+    try: e.add_note(note)
+    except Exception: pass  # the exception itself matters more than our note
+    return e

@@ -82,18 +82,27 @@ def _without(learn: Learner, cls):
     learn.callback_fns = [f for f in learn.callback_fns if getattr(f, 'func', f) is not cls]
 
 def to_fp16(learn: Learner,
-            dtype: torch.dtype | None = None,  # default: bfloat16 on CPU, float16 on CUDA
+            loss_scale: float | None = None,  # the first loss scale; default 2**16 (512 when not `dynamic`)
+            max_noskip: int = 1000,  # steps without overflow before the scale doubles
+            dynamic: bool = True,  # adapt the scale to overflows
             clip: float | None = None,  # clip the gradient norm to this
-            **kwargs) -> Learner:  # more arguments of `MixedPrecision`
-    "Train in mixed precision (bf16 on CPU, fp16 with loss scaling on CUDA; see `callbacks.fp16`)."
-    _without(learn, MixedPrecision)
-    learn.callback_fns.append(partial(MixedPrecision, dtype=dtype, clip=clip, **kwargs))
+            flat_master: bool = False,  # fastai v1's option, without effect with torch.amp
+            max_scale: float = 2. ** 24,  # the scale never grows above this
+            loss_fp32: bool = True,  # the loss in float32 (always)
+            dtype: torch.dtype | None = None) -> Learner:  # default: bfloat16 on CPU, float16 on CUDA
+    "Train in mixed precision (bf16 on CPU, fp16 with loss scaling on CUDA; see `callbacks.fp16`): `learn.mp_cb`, as in v1."
+    to_fp32(learn)
+    learn.mp_cb = MixedPrecision(learn, loss_scale=loss_scale, max_noskip=max_noskip, dynamic=dynamic, clip=clip,
+                                 flat_master=flat_master, max_scale=max_scale, loss_fp32=loss_fp32, dtype=dtype)
+    learn.callbacks.append(learn.mp_cb)  # one instance for every fit: the loss scale carries on, as in v1
     return learn
 
 def to_fp32(learn: Learner) -> Learner:
     "Go back to full precision."
     _without(learn, MixedPrecision)
-    if hasattr(learn, 'mixed_precision'): del learn.mixed_precision
+    learn.callbacks = [cb for cb in learn.callbacks if not isinstance(cb, MixedPrecision)]
+    for k in ('mp_cb', 'mixed_precision'):
+        if hasattr(learn, k): delattr(learn, k)
     return learn
 
 def mixup(learn: Learner,

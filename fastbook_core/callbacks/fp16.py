@@ -32,7 +32,7 @@ class MixedPrecision(LearnerCallback):
         self.dtype = dtype if dtype is not None else (torch.float16 if self.device_type == 'cuda' else torch.bfloat16)
         self.clip, self.dynamic, self.max_scale, self.flat_master = clip, dynamic, max_scale, flat_master
         self.init_scale = float(ifnone(loss_scale, 2. ** 16 if dynamic else 512.))
-        self.autocast, self.in_autocast = None, False
+        self.autocast, self.in_autocast = torch.autocast(self.device_type, dtype=self.dtype), False
         self.scaler = torch.amp.GradScaler(self.device_type, init_scale=self.init_scale, growth_interval=max_noskip,
                                            enabled=self.dtype == torch.float16)
         self.max_noskip, self.noskip = max_noskip, 0
@@ -47,9 +47,6 @@ class MixedPrecision(LearnerCallback):
     def step(self, *args, **kwargs):
         "Called by `GradScaler.step` when every gradient is finite: the loop's own step may run."
         self.skipped = False
-
-    def on_train_begin(self, **kwargs):
-        self.autocast = torch.autocast(self.device_type, dtype=self.dtype)
 
     def on_batch_begin(self, **kwargs):
         self.autocast.__enter__(); self.in_autocast = True
@@ -96,6 +93,14 @@ class MixedPrecision(LearnerCallback):
     def _exit_autocast(self):
         if self.in_autocast:
             self.autocast.__exit__(None, None, None); self.in_autocast = False
+
+    def checkpoint_state(self) -> dict:
+        "The loss scale and its counters, so that a resumed fit scales as the uninterrupted one would."
+        return {'scaler': self.scaler.state_dict(), 'noskip': self.noskip} if self.scaler.is_enabled() else {}
+    def load_checkpoint_state(self, state: dict) -> None:
+        "Take back the scale and counters `checkpoint_state` saved."
+        if 'scaler' in state: self.scaler.load_state_dict(state['scaler'])
+        self.noskip = int(state.get('noskip', 0))
 
     @property
     def loss_scale(self) -> float:

@@ -35,7 +35,7 @@ class GeneralScheduler(LearnerCallback):
         self.opt = self.learn.opt
         for phase in self.phases:
             for s in phase.scheds.values(): s.restart()
-        for k, s in self.phases[0].scheds.items(): setattr(self.opt, k, s.start)
+        for k, s in self.phases[0].scheds.items(): self.opt.set_stat(k, s.start)
         self.idx_s = 0
         return res
 
@@ -48,5 +48,5 @@ class GeneralScheduler(LearnerCallback):
         if not train: return
         if self.idx_s >= len(self.phases): return {'stop_training': True, 'stop_epoch': True}
         scheds = self.phases[self.idx_s].scheds
-        for k, s in scheds.items(): setattr(self.opt, k, s.step())
+        for k, s in scheds.items(): self.opt.set_stat(k, s.step())
         if next(iter(scheds.values())).is_done: self.idx_s += 1

@@ -5,6 +5,7 @@
 # %% ../../nbs/06d_callbacks.lr_finder.ipynb #a67e3c77
 from __future__ import annotations
 import copy, math
+import numpy as np
 import torch
 from ..torch_core import get_rng_states, set_rng_states
 from ..callback import Scheduler, annealing_exp
@@ -15,11 +16,16 @@ __all__ = ['LRFinder']
 
 # %% ../../nbs/06d_callbacks.lr_finder.ipynb #4a806b0e
 class LRFinder(LearnerCallback):
-    "Sweep the lr exponentially from `start_lr` to `end_lr` over `num_it` batches; restore everything afterwards."
+    "Sweep the lr exponentially from `start_lr` to `end_lr` over `num_it` batches; then restore the weights, the optimizer's state and the random generators."
     _order = -11  # before the Recorder, which must not print a table for the sweep
     def __init__(self, learn: Learner, start_lr: float = 1e-7, end_lr: float = 10, num_it: int = 100, stop_div: bool = True):
         super().__init__(learn)
-        if num_it < 1: raise ValueError(f"num_it={num_it}: the sweep needs at least one iteration.")
+        if isinstance(num_it, bool) or not isinstance(num_it, int) or num_it < 1:
+            raise ValueError(f"num_it={num_it!r}: the sweep needs a whole number of iterations >= 1.")
+        lo, hi = np.asarray(start_lr, dtype=float), np.asarray(end_lr, dtype=float)
+        if not (np.isfinite(lo).all() and np.isfinite(hi).all() and (lo > 0).all() and (hi > lo).all()):
+            raise ValueError(f"start_lr={start_lr!r}, end_lr={end_lr!r}: the sweep grows the lr exponentially, so it needs "
+                             "0 < start_lr < end_lr.")
         self.stop_div, self.sched = stop_div, Scheduler((start_lr, end_lr), num_it, annealing_exp)
         self.snapshot = None
 

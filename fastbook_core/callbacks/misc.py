@@ -6,7 +6,7 @@
 from __future__ import annotations
 import torch
 from torch import nn
-from ..torch_core import set_bn_eval
+from ..torch_core import first_el, set_bn_eval
 from ..callback import Callback
 from ..basic_train import Learner, LearnerCallback
 
@@ -30,25 +30,43 @@ class GradientClipping(LearnerCallback):
 
 # %% ../../nbs/06i_callbacks.misc.ipynb #cc395b2f
 class AccumulateScheduler(LearnerCallback):
-    "Step the optimizer every `n_step` batches, on the gradients accumulated over them."
+    "Step the optimizer every `n_step` batches, on the gradients accumulated over them (averaged per item)."
     def __init__(self, learn: Learner, n_step: int = 1, drop_last: bool = False):
         super().__init__(learn)
-        if n_step < 1: raise ValueError(f"n_step={n_step}: accumulate over at least one batch.")
+        if isinstance(n_step, bool) or not isinstance(n_step, int) or n_step < 1:
+            raise ValueError(f"n_step={n_step!r}: accumulate over a whole number of batches >= 1.")
         self.n_step, self.drop_last = n_step, drop_last
 
-    def on_epoch_begin(self, **kwargs): self.acc_batches = 0
+    def on_train_begin(self, **kwargs):
+        lf = self.learn.loss_func
+        self.summed = getattr(lf, 'reduction', getattr(lf, 'keywords', {}).get('reduction')) == 'sum'
 
-    def on_backward_begin(self, last_loss, train: bool, **kwargs):
-        if train: return {'last_loss': last_loss / self.n_step}
+    def on_epoch_begin(self, **kwargs): self.acc_batches, self.acc_samples = 0, 0
+
+    def on_backward_begin(self, last_loss, last_input, train: bool, **kwargs):
+        "Count the items; a mean loss is divided by `n_step`, so the accumulated gradient is a mean over them too."
+        if not train: return
+        self.acc_samples += first_el(last_input).shape[0]
+        if not self.summed: return {'last_loss': last_loss / self.n_step}
 
     def on_backward_end(self, **kwargs):
+        "Skip the step (and keep the gradients) until `n_step` batches are in."
         self.acc_batches += 1
         if self.acc_batches % self.n_step: return {'skip_step': True, 'skip_zero': True}
+        self._average()
+
+    def _average(self):
+        if self.summed and self.acc_samples:  # fastai v1: a summed loss's gradients, divided by the items seen
+            for p in self.learn.model.parameters():
+                if p.grad is not None: p.grad.div_(self.acc_samples)
+        self.acc_samples = 0
 
     def on_epoch_end(self, **kwargs):
         "Use (or drop) the gradients left over from an incomplete group."
         if self.acc_batches % self.n_step:
-            if not self.drop_last: self.learn.opt.step()
+            if not self.drop_last:
+                self._average()
+                self.learn.opt.step()
             self.learn.opt.zero_grad()
 
 # %% ../../nbs/06i_callbacks.misc.ipynb #6b00f4c4

@@ -4,6 +4,7 @@
 
 # %% ../../nbs/06n_callbacks.oversampling.ipynb #c0ff4a10
 from __future__ import annotations
+import copy
 import numpy as np
 import torch
 from torch import Tensor
@@ -79,7 +80,9 @@ class _SamplingCallback(LearnerCallback):
         # all checked: now change the Learner
         self.labels, self.label_counts = labels, counts
         self.old_dl = dl
-        self.learn.data.train_dl = DeviceDataLoader(new, dl.device) if isinstance(dl, DeviceDataLoader) else new
+        if isinstance(dl, DeviceDataLoader):  # the same device, transforms and options: only the sampling changes
+            res = copy.copy(dl); res.dl = new; new = res
+        self.learn.data.train_dl = new
 
     def on_train_end(self, **kwargs):
         "Put the original training loader back."

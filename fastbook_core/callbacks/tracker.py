@@ -8,8 +8,9 @@ import math, warnings
 import numpy as np
 import torch
 from ..callback import Callback
-from ..torch_core import atomic_write
-from ..basic_train import CheckpointError, Learner, LearnerCallback
+import uuid
+from ..torch_core import CheckpointError, atomic_write, load_checkpoint
+from ..basic_train import Learner, LearnerCallback
 
 # %% auto #0
 __all__ = ['TrackerCallback', 'EarlyStoppingCallback', 'SaveModelCallback', 'ReduceLROnPlateauCallback', 'TerminateOnNaNCallback',
@@ -48,11 +49,15 @@ class TrackerCallback(LearnerCallback):
         return float(rec.metrics[-1][rec.metrics_names.index(self.monitor)])
 
     _resume_keys = ('best',)  # what a resumed fit needs to make the same decisions
+    _resume_types = {'best': (int, float), 'wait': int, 'reductions': int, 'run': str}
     def checkpoint_state(self) -> dict:
         "The values a resumed fit needs (the best value seen; counters for subclasses), saved in checkpoints."
         return {k: getattr(self, k) for k in self._resume_keys if hasattr(self, k)}
     def load_checkpoint_state(self, state: dict) -> None:
-        "Take back the values `checkpoint_state` saved, when a resumed fit begins."
+        "Take back the values `checkpoint_state` saved, when a resumed fit begins (each checked first)."
+        for k in self._resume_keys:
+            if k in state and (isinstance(state[k], bool) or not isinstance(state[k], self._resume_types[k])):
+                raise ValueError(f"{self.__class__.__name__}: the checkpoint's {k}={state[k]!r} is not a {k}: a damaged file?")
         for k in self._resume_keys:
             if k in state: setattr(self, k, state[k])
 
@@ -84,16 +89,16 @@ class EarlyStoppingCallback(TrackerCallback):
 class SaveModelCallback(TrackerCallback):
     "Save the model when `monitor` improves (or every epoch), and load the best one back at the end of training."
     _order = 10  # after the other callbacks of the epoch, so that their state in the checkpoint is up to date
-    _resume_keys = ('best', 'saved')
+    _resume_keys = ('best', 'run')
     def __init__(self, learn: Learner, monitor: str = 'valid_loss', mode: str = 'auto', every: str = 'improvement',
                  name: str = 'bestmodel'):
         super().__init__(learn, monitor=monitor, mode=mode)
         if every not in ('improvement', 'epoch'): raise ValueError(f"every={every!r}: use 'improvement' or 'epoch'.")
-        self.every, self.name = every, name
+        self.every, self.name, self.run, self.saved = every, name, None, False
 
     def on_train_begin(self, **kwargs):
+        self.saved, self.run = False, uuid.uuid4().hex  # this run's mark, in the files it writes (resumed: the original run's)
         super().on_train_begin(**kwargs)
-        self.saved = False
 
     def jump_to_epoch(self, epoch: int):
         "With `every='epoch'`, start a resumed fit from the weights saved after the epoch before `epoch` (as fastai v1)."
@@ -107,17 +112,24 @@ class SaveModelCallback(TrackerCallback):
         if current is not None and self.operator(current, self.best):
             print(f'Better model found at epoch {epoch} with {self.monitor} value: {current}.')
             self.best = current
-            self.learn.save(self.name)
+            self.learn.save(self.name)  # holds this callback's state, and so its run's mark
             self.saved = True
 
     def on_train_end(self, **kwargs):
-        "Load the best model saved during this fit."
-        if self.every == 'improvement' and getattr(self, 'saved', False): self.learn.load(self.name, with_opt=False)
+        "Load the best model saved by this run (never a stale file of another run), then forget the run."
+        run, saved, self.run, self.saved = self.run, self.saved, None, False
+        if self.every != 'improvement' or run is None: return
+        file = self.learn.path / self.learn.model_dir / f'{self.name}.pth'
+        if not saved and file.is_file():  # a resumed run: the file is ours if an earlier part of this run wrote it
+            try: saved = any(isinstance(st, dict) and st.get('run') == run
+                             for st in load_checkpoint(file, 'cpu').get('callbacks', {}).values())
+            except (CheckpointError, AttributeError): saved = False
+        if saved: self.learn.load(self.name)  # the weights, and the optimizer state saved with them (as v1)
 
 # %% ../../nbs/06e_callbacks.tracker.ipynb #a5c2a3be
 class ReduceLROnPlateauCallback(TrackerCallback):
     "Multiply the lr by `factor` when `monitor` has not improved by `min_delta` for `patience` epochs, while lr > `min_lr`."
-    _resume_keys = ('best', 'wait')
+    _resume_keys = ('best', 'wait', 'reductions')
     def __init__(self, learn: Learner, monitor: str = 'valid_loss', mode: str = 'auto', patience: int = 0,
                  factor: float = 0.2, min_delta: float = 0, min_lr: float = 0.001):
         super().__init__(learn, monitor=monitor, mode=mode)
@@ -126,7 +138,12 @@ class ReduceLROnPlateauCallback(TrackerCallback):
 
     def on_train_begin(self, **kwargs):
         super().on_train_begin(**kwargs)
-        self.wait, self.opt = 0, self.learn.opt
+        self.wait, self.opt, self.reductions = 0, self.learn.opt, 0
+
+    def load_checkpoint_state(self, state: dict) -> None:
+        "Take back the values saved, and divide this fit's lr as many times as the run had before its checkpoint."
+        super().load_checkpoint_state(state)
+        if self.reductions: self.opt.lr = [lr * self.factor ** self.reductions for lr in self.opt.read_val('lr')]
 
     def on_epoch_end(self, epoch: int, **kwargs):
         current = self.get_monitor_value()
@@ -136,7 +153,7 @@ class ReduceLROnPlateauCallback(TrackerCallback):
             self.wait += 1
             if self.wait > self.patience:
                 self.opt.lr = [lr * self.factor for lr in self.opt.read_val('lr')]
-                self.wait = 0
+                self.wait, self.reductions = 0, self.reductions + 1
                 print(f'Epoch {epoch}: reducing lr to {self.opt.lr}')
 
 # %% ../../nbs/06e_callbacks.tracker.ipynb #9c00d00a
