@@ -6,8 +6,9 @@
 __all__ = []
 
 # %% ../nbs/09b_main.ipynb #dc00696b
+import sys
 from .cli import main
 
 # %% ../nbs/09b_main.ipynb #41509e0c
 #| eval: false
-if __name__ == '__main__': main()
+if __name__ == '__main__': sys.exit(main(prog='python -m fastbook_core'))

@@ -30,3 +30,92 @@ def test_settings_pin_nbdev_2():
     cfg = (ROOT / 'settings.ini').read_text()
     assert 'nbdev==2.4.14' in cfg and 'fastcore>=1.12.27,<2' in cfg and 'execnb<0.2' in cfg and 'ghapi<2' in cfg
     assert 'lib_name = %(repo)s' in cfg and 'repo = fastbook_core' in cfg
+
+
+# The package's metadata, as setup.py gives it to setuptools (read by running setup.py with `setup` captured).
+def _setup_kwargs() -> dict:
+    import os, runpy, setuptools
+    from unittest import mock
+    captured, cwd = {}, os.getcwd()
+    os.chdir(ROOT)  # find_packages looks in the current folder, as pip runs setup.py
+    try:
+        with mock.patch.object(setuptools, 'setup', lambda **kw: captured.update(kw)):
+            runpy.run_path(str(ROOT / 'setup.py'), run_name='__main__')
+    finally: os.chdir(cwd)
+    return captured
+
+
+def _names(reqs) -> dict:
+    from packaging.requirements import Requirement
+    return {Requirement(r).name: Requirement(r) for r in reqs}
+
+
+def test_runtime_requirements_install_beside_fastai_and_lightning():
+    "No development tool at run time, and no cap on fastcore: fastai 2.8 needs fastcore>=2.2, nbdev 2 fastcore<2."
+    reqs = _names(_setup_kwargs()['install_requires'])
+    assert sorted(reqs) == ['fastcore', 'ipywidgets', 'matplotlib', 'numpy', 'torch']
+    assert reqs['fastcore'].specifier.contains('2.2.41') and reqs['fastcore'].specifier.contains('1.14.5')
+    assert not any(s.operator in ('<', '<=', '==', '~=') for s in reqs['fastcore'].specifier)
+
+
+def test_torch_range_is_what_ci_tests():
+    "The range starts at the release CI installs (torch==2.13.0 CPU, in the README's commands and .ci/run)."
+    torch_req = _names(_setup_kwargs()['install_requires'])['torch']
+    assert str(torch_req.specifier) in ('<3,>=2.13', '>=2.13,<3')
+    assert torch_req.specifier.contains('2.13.0') and not torch_req.specifier.contains('2.12.1')
+    assert 'PyTorch 2.13 or later (below 3)' in (ROOT / 'README.md').read_text()
+    assert all('torch==2.13.0' in c for c in _readme_commands())
+
+
+def test_extras():
+    extras = _setup_kwargs()['extras_require']
+    assert sorted(extras) == ['all', 'datasets', 'dev', 'mlflow', 'pandas', 'tensorboard']
+    assert [list(_names(extras[k])) for k in ('datasets', 'pandas', 'tensorboard', 'mlflow')] == [
+        ['scikit-learn'], ['pandas'], ['tensorboard'], ['mlflow-skinny']]
+    assert extras['all'] == extras['datasets'] + extras['pandas'] + extras['tensorboard'] + extras['mlflow']
+    dev = _names(extras['dev'])
+    assert set(_names(extras['all'])) <= set(dev)  # the README's test command installs what every test needs
+    for tool in ('nbdev', 'fastcore', 'execnb', 'ghapi', 'pytest', 'hypothesis', 'nbclient', 'ipykernel', 'nbconvert',
+                 'nbformat', 'psutil', 'mypy', 'jupytext', 'build'):
+        assert tool in dev, tool
+    readme = (ROOT / 'README.md').read_text()
+    for extra in extras: assert f'| `{extra}` |' in readme, f'README does not say what the {extra} extra adds'
+
+
+def test_python_version_is_3_11_everywhere():
+    "The code uses BaseException.add_note (3.11); settings.ini, the package metadata and the README agree."
+    kw = _setup_kwargs()
+    assert kw['python_requires'] == '>=3.11'
+    versions = [c.rsplit(' ', 1)[1] for c in kw['classifiers'] if c.startswith('Programming Language :: Python :: ')]
+    assert versions[0] == '3.11' and '3.10' not in versions
+    assert 'min_python = 3.11' in (ROOT / 'settings.ini').read_text()
+    readme = (ROOT / 'README.md').read_text()
+    assert 'Python 3.11 or later' in readme and 'Python 3.10' not in readme
+
+
+def test_status_classifier_is_the_settings_status():
+    kw = _setup_kwargs()
+    assert 'Development Status :: 3 - Alpha' in kw['classifiers']
+
+
+def test_package_data_ships_every_data_file():
+    "Every file of the package that is not Python source or a cache is package data (so in the sdist and the wheel)."
+    data = set(_setup_kwargs()['package_data']['fastbook_core'])
+    on_disk = {str(p.relative_to(ROOT / 'fastbook_core')) for p in (ROOT / 'fastbook_core').rglob('*')
+               if p.is_file() and p.suffix not in ('.py', '.pyc') and '__pycache__' not in p.parts}
+    assert data == on_disk
+    if (ROOT / 'fastbook_core' / 'py.typed').exists(): assert 'py.typed' in data
+
+
+def test_tst_flags_are_space_separated():
+    "nbdev 2 splits tst_flags on spaces: `notest|slow` would be one flag that no cell has."
+    from configparser import ConfigParser
+    cfg = ConfigParser(delimiters=['=']); cfg.read(ROOT / 'settings.ini')
+    assert cfg['DEFAULT']['tst_flags'].split() == ['notest', 'slow']
+
+
+def test_ci_tests_the_wheel_before_the_readme_test_command():
+    ci = (ROOT / '.ci' / 'run').read_text()
+    test_cmd = next(c for c in _readme_commands() if 'pytest' in c)
+    assert (ROOT / 'tools' / 'test_wheel.py').exists()
+    assert ci.index('\npython tools/test_wheel.py\n') < ci.rindex(test_cmd)
