@@ -4,7 +4,7 @@
 
 # %% ../nbs/04_basic_train.ipynb #65b50cf7
 from __future__ import annotations
-import contextlib, copy, gc, importlib, inspect, io, pickle, re, sys, time, warnings, weakref
+import copy, gc, importlib, inspect, io, pickle, re, sys, time, warnings, weakref
 from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
@@ -552,7 +552,8 @@ class Learner:
         check_callbacks(self.callbacks, 'learn.callbacks')
         lr, wd = self.lr_range(lr), ifnone(wd, self.wd)
         check_wd(wd, len(self.layer_groups))
-        with self._unchanged_if_refused():
+        before = self._before_fit()
+        try:
             if self.opt is None: self.create_opt(lr, wd)
             else: self.opt.lr, self.opt.wd = lr, wd
             self.opt.zero_grad()  # gradients left by an interrupted step must not leak into this fit
@@ -560,21 +561,24 @@ class Learner:
             if self._resume_states: cbs.append(_ResumeCallbackStates(self, cbs))
             self._fit_callbacks = cbs
             fit(epochs, self, metrics=self.metrics, callbacks=cbs)
-
-    @contextlib.contextmanager
-    def _unchanged_if_refused(self):
-        "Put the Learner back as it was if the fit stops before its first loss (a callback or the loss refused it)."
-        before, buffers = dict(vars(self)), {k: b.detach().clone() for k, b in self.model.named_buffers()}
-        hypers = None if self.opt is None else (self.opt._lr, self.opt._mom, self.opt._beta, self.opt._wd)
-        try: yield
         except BaseException:
-            rec = getattr(self, 'recorder', None)
-            if rec is not before.get('recorder') and not getattr(rec, 'losses', None):  # nothing was trained
-                vars(self).clear(); vars(self).update(before)
-                with torch.no_grad():
-                    for k, b in self.model.named_buffers(): b.copy_(buffers[k])  # BatchNorm statistics of a forward pass
-                if hypers is not None: self.opt.lr, self.opt.mom, self.opt.beta, self.opt.wd = hypers
+            self._undo_if_refused(before)
             raise
+
+    def _before_fit(self) -> tuple:
+        "What `_undo_if_refused` puts back: the attributes, the model's buffers and the optimizer's hyper-parameters."
+        hypers = None if self.opt is None else (self.opt._lr, self.opt._mom, self.opt._beta, self.opt._wd)
+        return dict(vars(self)), {k: b.detach().clone() for k, b in self.model.named_buffers()}, hypers
+
+    def _undo_if_refused(self, before: tuple) -> None:
+        "Put the Learner back as it was if the fit stopped before its first loss (a callback or the loss refused it)."
+        attrs, buffers, hypers = before
+        rec = getattr(self, 'recorder', None)
+        if rec is attrs.get('recorder') or getattr(rec, 'losses', None): return  # it trained: keep what it did
+        vars(self).clear(); vars(self).update(attrs)
+        with torch.no_grad():
+            for k, b in self.model.named_buffers(): b.copy_(buffers[k])  # the BatchNorm statistics of a forward pass
+        if hypers is not None: self.opt.lr, self.opt.mom, self.opt.beta, self.opt.wd = hypers
 
     def validate(self,
                  dl=None,  # default: the validation set

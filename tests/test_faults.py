@@ -5,7 +5,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 from fastbook_core.basics import *
-from fastbook_core.callbacks.tracker import EarlyStoppingCallback, SaveModelCallback, TerminateOnNaNCallback
+from fastbook_core.callbacks.tracker import EarlyStoppingCallback, SaveModelCallback, TerminateOnNaNCallback, TrackEpochCallback
 from fastbook_core.callbacks.lr_finder import LRFinder
 from fastbook_core.metrics import Precision
 from fastbook_core.test_utils import classif_learner, synth_learner
@@ -284,3 +284,111 @@ def test_export_from_cuda_loads_in_a_cpu_only_process(tmp_path):
         l = load_learner({str(tmp_path)!r}); print(l.predict(torch.zeros(4))[0])''')
     r = subprocess.run([sys.executable, '-c', code], env={'CUDA_VISIBLE_DEVICES': '', 'PATH': ''}, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+
+
+# Found by the adversarial review ----------------------------------------------------------------------------------
+def _export_with(learn, tmp_path, name, **objs):
+    "An export of `learn` whose pickled objects are replaced by `objs` (what a crafted file could hold)."
+    learn.export(tmp_path / 'good.pkl')
+    state = torch.load(tmp_path / 'good.pkl', weights_only=True)
+    blob = io.BytesIO(); torch.save({**torch.load(io.BytesIO(state['objects']), weights_only=False), **objs}, blob)
+    state['objects'] = blob.getvalue()
+    torch.save(state, tmp_path / name)
+
+def test_a_safe_export_imports_no_module_to_decide():
+    import sys
+    from fastbook_core.basic_train import _trusted
+    mod = 'torch.utils.model_dump.__main__'   # importing it would run a program and exit
+    assert mod not in sys.modules
+    assert _trusted(f'{mod}.Sneaky') is None and _trusted('torch.nn.modules.nothing_here.X') is None
+    assert mod not in sys.modules
+    assert _trusted('torch.nn.modules.linear.Linear') is nn.Linear
+
+def test_exported_callbacks_cannot_choose_files(learn, tmp_path):
+    from functools import partial as P
+    from fastbook_core.callbacks.csv_logger import CSVLogger
+    _export_with(learn, tmp_path, 'evil.pkl', callback_fns=[P(CSVLogger, filename=str(tmp_path / 'overwritten'))])
+    with pytest.raises(CheckpointError, match='only `trust_code=True` accepts those'): load_learner(tmp_path, 'evil.pkl')
+    state = torch.load(tmp_path / 'good.pkl', weights_only=True)
+    state['hypers']['model_dir'] = '/etc'
+    torch.save(state, tmp_path / 'dir.pkl')
+    with pytest.raises(CheckpointError, match='not a folder inside'): load_learner(tmp_path, 'dir.pkl')
+
+def test_an_optimizer_state_of_another_kind_is_refused_before_anything_changes(learn):
+    sgd = classif_learner(opt_func=partial(torch.optim.SGD, momentum=0.9)); sgd.path = learn.path; sgd.fit(1); sgd.save('sgd')
+    before = snapshot(learn)
+    with pytest.raises(CheckpointError, match='another optimizer'): learn.load('sgd', with_opt=True)
+    assert_same(before, snapshot(learn))
+    with pytest.warns(UserWarning, match='another optimizer'): learn.load('sgd')   # weights only, by default
+
+@pytest.mark.parametrize('key, value, msg', [('rng', {'torch': torch.ones(3)}, 'damaged random states'),
+                                             ('recorder', 'junk', 'damaged Recorder history'),
+                                             ('callbacks', {'early_stopping_callback': [1, 2]}, 'damaged callback states')])
+def test_damaged_parts_of_a_checkpoint_are_refused_before_anything_changes(learn, key, value, msg):
+    learn.save('ok')
+    state = torch.load(learn.path / 'models' / 'ok.pth', weights_only=True)
+    state[key] = value
+    torch.save(state, learn.path / 'models' / 'bad.pth')
+    before, rng = snapshot(learn), torch.get_rng_state()
+    with pytest.raises(CheckpointError, match=msg): learn.load('bad', with_opt=True)
+    assert_same(before, snapshot(learn))
+    assert torch.equal(rng, torch.get_rng_state())
+
+def test_a_device_this_machine_lacks_is_not_a_damaged_file(learn):
+    learn.save('ok')
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match='no CUDA device'): learn.load('ok', device='cuda')
+    with pytest.raises(ValueError, match='meta'): learn.load('ok', device='meta')
+
+def test_a_fit_refused_by_a_callback_or_the_loss_changes_nothing():
+    learn = classif_learner(); learn.fit(1, 1e-2)
+    losses, lrs = list(learn.recorder.losses), learn.opt.read_val('lr')
+    stats = {k: b.clone() for k, b in learn.model.named_buffers()}
+    with pytest.raises(ValueError, match='acuracy'):
+        learn.fit(1, 0.5, callbacks=[EarlyStoppingCallback(learn, monitor='acuracy')])
+    learn.loss_func = partial(F.cross_entropy, reduction='none')
+    with pytest.raises(ValueError, match="reduction='mean'"): learn.fit(1, 0.5)
+    assert learn.recorder.losses == losses and learn.opt.read_val('lr') == lrs
+    assert all(torch.equal(b, stats[k]) for k, b in learn.model.named_buffers())   # the BatchNorm statistics too
+
+def test_save_model_callback_never_loads_a_stale_file(tmp_path):
+    learn = synth_learner(); smc = SaveModelCallback(learn)
+    learn.fit(2, 0.5, callbacks=[smc])            # writes bestmodel.pth
+    learn.fit(2, 0.05)                            # better weights, not saved
+    w = [p.detach().clone() for p in learn.model.parameters()]
+    with pytest.raises(ValueError):               # a fit that fails before smc's own on_train_begin
+        learn.fit(1, callbacks=[EarlyStoppingCallback(learn, monitor='acuracy'), smc])
+    assert all(torch.equal(a, b.detach()) for a, b in zip(w, learn.model.parameters()))
+
+def test_resume_keeps_the_shuffling_generator_lr_reductions_and_loss_scale(tmp_path):
+    from fastbook_core.callbacks.tracker import ReduceLROnPlateauCallback
+    from fastbook_core.test_utils import synth_data, RegModel
+    def make():
+        set_seed(0)
+        data = synth_data(generator=torch.Generator().manual_seed(3))
+        l = Learner(data, RegModel(), path=tmp_path, silent=True)
+        return l.to_fp16(dtype=torch.float16, loss_scale=2. ** 10, max_noskip=3)
+    def cbs(l): return [ReduceLROnPlateauCallback(l, patience=0, min_delta=10., min_lr=0.), SaveModelCallback(l, every='epoch', name='ck')]
+    whole = make(); whole.fit(4, 0.05, callbacks=cbs(whole))
+    resumed = make(); resumed.load('ck_1', with_opt=True)
+    resumed.fit(4, 0.05, callbacks=cbs(resumed) + [TrackEpochCallback(resumed, epoch_offset=2)])
+    assert resumed.recorder.lrs == whole.recorder.lrs[len(resumed.data.train_dl) * 2:]
+    assert resumed.mixed_precision.loss_scale == whole.mixed_precision.loss_scale
+    assert all(torch.equal(a.detach(), b.detach()) for a, b in zip(resumed.model.parameters(), whole.model.parameters()))
+
+def test_exceptions_that_refuse_notes_keep_their_identity():
+    from dataclasses import dataclass
+    @dataclass(frozen=True)
+    class Frozen(Exception): code: int
+    class Raise(Callback):
+        def on_batch_end(self, **kwargs): raise Frozen(7)
+    with pytest.raises(Frozen): synth_learner().fit(1, callbacks=[Raise()])
+
+def test_ctrl_c_in_one_on_train_end_does_not_skip_the_others():
+    class CtrlCAtEnd(Callback):
+        _order = -20
+        def on_train_end(self, **kwargs): raise KeyboardInterrupt
+    learn = synth_learner()
+    w0 = {k: v.clone() for k, v in learn.model.state_dict().items()}
+    with pytest.raises(KeyboardInterrupt): learn.fit(2, 1e-7, callbacks=[CtrlCAtEnd(), LRFinder(learn, num_it=10, end_lr=10)])
+    assert all(torch.equal(v, w0[k]) for k, v in learn.model.state_dict().items())
