@@ -5,7 +5,7 @@
 # %% ../nbs/04_basic_train.ipynb #65b50cf7
 from __future__ import annotations
 import copy, gc, importlib, inspect, io, pickle, re, sys, time, warnings, weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from functools import partial
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -13,6 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
+from torch.utils.data import Dataset
 from .torch_core import (CheckpointError, CheckpointNotFoundError, add_note, atomic_write, camel2snake, defaults,
                                       distrib_sum, even_mults, first_el, flatten_model, get_model, get_rng_states,
                                       ifnone, is_listy, listify, load_checkpoint, bn_types, norm_types, rank_distrib,
@@ -20,7 +21,7 @@ from .torch_core import (CheckpointError, CheckpointNotFoundError, add_note, ato
 from .basic_data import DataBunch, DatasetType
 from .callback import (AdamW, Callback, CallbackHandler, OptimWrapper, callback_events, check_callbacks,
                                     check_metrics, check_wd)
-from .progress import format_time, master_bar, progress_bar
+from .progress import MasterBar, format_time, master_bar, progress_bar
 if TYPE_CHECKING:  # the modules that add methods to Learner, imported for type checkers only (see `Learner`)
     from fastbook_core import train as _train, distributed as _distributed
     from fastbook_core.callbacks import hooks as _hooks, flat_cos_anneal as _flat_cos_anneal
@@ -99,10 +100,10 @@ def _xy(b) -> tuple:
     return b
 
 def validate(model: nn.Module,  # the model, put in eval mode
-             dl,  # the loader to evaluate on
+             dl: Iterable,  # the loader to evaluate on
              loss_func: Callable | None = None,  # without it, collect outputs and targets
              cb_handler: CallbackHandler | None = None,  # the callbacks (and metrics) that see each batch
-             pbar=None,  # the `MasterBar` of a running fit, under which the bar is drawn
+             pbar: MasterBar | None = None,  # the `MasterBar` of a running fit, under which the bar is drawn
              average: bool = True,  # return the mean loss; else each batch's result
              n_batch: int | None = None,  # stop after this many batches
              silent: bool = False) -> np.float32 | list:  # no progress bar
@@ -124,15 +125,15 @@ def validate(model: nn.Module,  # the model, put in eval mode
         return _reduce_mean((torch.stack(val_losses).float().cpu() * n).sum(), float(n.sum()))
 
 # %% ../nbs/04_basic_train.ipynb #b25b4b43
-def check_epochs(epochs) -> None:
+def check_epochs(epochs: int) -> None:
     "Refuse anything but a whole number of epochs >= 1, with an error naming the value."
     if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 1:
         raise ValueError(f"epochs={epochs!r}: fit needs a whole number of epochs >= 1.")
 
 def fit(epochs: int,  # how many epochs
-        learn,  # a `Learner` (or anything with `model`, `data`, `loss_func`, `opt`)
-        callbacks: list | None = None,  # `Callback` instances
-        metrics: list | None = None) -> None:  # functions or metric callbacks, computed on the validation set
+        learn: Learner,  # a `Learner` (or anything with `model`, `data`, `loss_func`, `opt`)
+        callbacks: Callback | list | None = None,  # `Callback` instances
+        metrics: Callable | list | None = None) -> None:  # functions or metric callbacks, computed on the validation set
     "Train `learn.model` on `learn.data` for `epochs`, calling `callbacks` and computing `metrics` on validation."
     check_epochs(epochs)
     cb_handler = CallbackHandler(callbacks, metrics)
@@ -161,7 +162,7 @@ def fit(epochs: int,  # how many epochs
             add_note(exception, f"(while cleaning up, on_train_end raised {end_error!r} too)")
 
 # %% ../nbs/04_basic_train.ipynb #bbb1cf54
-def train_epoch(model: nn.Module, dl, opt, loss_func: Callable) -> None:
+def train_epoch(model: nn.Module, dl: Iterable, opt: torch.optim.Optimizer | OptimWrapper, loss_func: Callable) -> None:
     "One epoch of `model` on `dl` with optimizer `opt` and `loss_func`: no callbacks, no validation."
     model.train()
     for xb, yb in dl:
@@ -171,7 +172,7 @@ def train_epoch(model: nn.Module, dl, opt, loss_func: Callable) -> None:
         opt.zero_grad()
 
 # %% ../nbs/04_basic_train.ipynb #6c6d5db0
-def noop(x):
+def noop(x: Any) -> Any:
     "The identity: no activation."
     return x
 
@@ -199,8 +200,8 @@ def per_item_loss(loss_func: Callable) -> Callable:
     raise TypeError(f"Cannot compute per-item losses with {_loss_name(loss_func)}: it has no `reduction` argument.")
 
 def get_preds(model: nn.Module,  # the model, put in eval mode
-              dl,  # the loader to predict on
-              pbar=None,  # the `MasterBar` of a running fit
+              dl: Iterable,  # the loader to predict on
+              pbar: MasterBar | None = None,  # the `MasterBar` of a running fit
               cb_handler: CallbackHandler | None = None,  # callbacks that see each batch
               activ: Callable | None = None,  # applied to the outputs
               loss_func: Callable | None = None,  # with it, per-item losses are appended
@@ -364,8 +365,8 @@ def _check_export_objects(objs, hypers, classes, source) -> None:
 
 def load_learner(path: str | Path,  # the folder of the export (the Learner's `path`)
                  file: str | Path | IO[bytes] = 'export.pkl',  # the file name in `path`, or an open binary file
-                 test=None,  # a dataset that becomes the test set
-                 tfm_y=None,  # fastai v1's transforms of the targets, a data-block feature this library does not have
+                 test: Dataset | None = None,  # a dataset that becomes the test set
+                 tfm_y: Any = None,  # fastai v1's transforms of the targets, a data-block feature this library does not have
                  model: nn.Module | None = None,  # the model to load the weights into (its class is then not unpickled)
                  loss_func: Callable | None = None,  # the loss (with `model`, nothing is unpickled)
                  trust_code: bool = False,  # unpickle whatever classes the file names: only for files you trust
@@ -452,7 +453,7 @@ class Learner:
                  model: nn.Module,  # any PyTorch module; moved to the data's device
                  opt_func: Callable = AdamW,  # makes the optimizer from parameter groups
                  loss_func: Callable | None = None,  # default: the data's, from its targets
-                 metrics: list | None = None,  # functions (or metric callbacks) computed on the validation set each epoch
+                 metrics: Callable | list | None = None,  # functions (or metric callbacks) computed on the validation set each epoch
                  true_wd: bool = True,  # decoupled weight decay (as in AdamW) rather than L2 in the gradient
                  bn_wd: bool = True,  # decay biases and normalization layers too
                  wd: float | list = defaults.wd,  # weight decay: a number, or one per layer group
@@ -460,7 +461,7 @@ class Learner:
                  path: str | Path | None = None,  # where files go; default: the data's path
                  model_dir: str | Path = 'models',  # folder of `path` for checkpoints
                  callback_fns: list | None = None,  # functions of the Learner that make callbacks at each fit (a Recorder is added)
-                 callbacks: list | None = None,  # callback instances used by every fit
+                 callbacks: Callback | list | None = None,  # callback instances used by every fit
                  layer_groups: list | None = None,  # modules for discriminative lrs and freezing; default: the whole model
                  add_time: bool = True,  # a time column in the table
                  silent: bool | None = None):  # no progress display and no table; default: `defaults.silent`
@@ -542,7 +543,7 @@ class Learner:
             epochs: int,  # how many epochs
             lr: float | Sequence[float] | np.ndarray | slice = defaults.lr,  # a number, one per layer group, or a slice
             wd: float | list | None = None,  # weight decay; default: the Learner's
-            callbacks: list | None = None) -> None:  # callbacks for this fit only
+            callbacks: Callback | list | None = None) -> None:  # callbacks for this fit only
         "Fit the model for `epochs` with learning rate `lr` (number, sequence or slice), weight decay `wd` and `callbacks`."
         # the arguments are checked before anything changes: a new Recorder would drop the last fit's history
         check_epochs(epochs)
@@ -581,9 +582,9 @@ class Learner:
         if hypers is not None: self.opt.lr, self.opt.mom, self.opt.beta, self.opt.wd = hypers
 
     def validate(self,
-                 dl=None,  # default: the validation set
-                 callbacks: list | None = None,  # more callbacks
-                 metrics: list | None = None) -> list:  # default: the Learner's
+                 dl: Iterable | None = None,  # default: the validation set
+                 callbacks: Callback | list | None = None,  # more callbacks
+                 metrics: Callable | list | None = None) -> list:  # default: the Learner's
         "`[valid_loss, *metrics]` of the model on `dl` (default: the validation set)."
         dl = ifnone(dl, self.data.valid_dl)
         if dl is None: raise ValueError("There is no validation set: pass a loader, `learn.validate(dl)`.")
@@ -599,13 +600,13 @@ class Learner:
         "The loader of `ds_type`."
         return self.data.dl(ds_type)
 
-    def show_training_loop(self, callbacks: list | None = None) -> None:
+    def show_training_loop(self, callbacks: Callback | list | None = None) -> None:
         "Print, for each event, the callbacks and metrics that a `fit(callbacks=callbacks)` would call."
         cbs = self.callbacks + self._make_callbacks() + check_callbacks(callbacks)
         CallbackHandler(cbs, self.metrics).show_training_loop()
 
     # --- layer groups --------------------------------------------------------------------------------------
-    def split(self, split_on) -> Learner:
+    def split(self, split_on: nn.Module | list | Callable) -> Learner:
         "Split the model into layer groups at `split_on` (modules, a list of groups, or a function of the model)."
         if callable(split_on) and not isinstance(split_on, nn.Module): split_on = split_on(self.model)
         self.layer_groups = split_model(self.model, split_on)
@@ -643,7 +644,7 @@ class Learner:
                   activ: Callable | None = None,  # default: the loss's activation
                   with_loss: bool = False,  # also return the per-item losses
                   n_batch: int | None = None,  # at most this many batches
-                  pbar=None) -> list:  # the `MasterBar` of a running fit
+                  pbar: MasterBar | None = None) -> list:  # the `MasterBar` of a running fit
         "`[predictions, targets]` (+ per-item losses if `with_loss`) on `ds_type`; the activation follows the loss."
         dl = self.dl(ds_type)
         if dl is None: raise ValueError(f"This Learner's data has no {DatasetType(ds_type).name} set.")
@@ -673,7 +674,7 @@ class Learner:
         return ifnone(activ, loss_func2activ(self.loss_func))(out)
 
     def predict(self,
-                item,  # one input, without its batch dimension (a tensor, or a list of tensors)
+                item: Tensor | list,  # one input, without its batch dimension (a tensor, or a list of tensors)
                 return_x: bool = False,  # also return the input, first
                 batch_first: bool = True,  # fastai v1's; items here always have the batch first
                 with_dropout: bool = False,  # keep dropout on (Monte Carlo dropout)
@@ -693,11 +694,11 @@ class Learner:
         "Put `m` in training mode if it is a dropout layer (for Monte Carlo dropout)."
         if 'dropout' in m.__class__.__name__.lower(): m.train()
 
-    def predict_with_mc_dropout(self, item, with_dropout: bool = True, n_times: int = 10) -> list:
+    def predict_with_mc_dropout(self, item: Tensor | list, with_dropout: bool = True, n_times: int = 10) -> list:
         "`n_times` predictions of `item` with dropout on: their spread estimates the model's uncertainty."
         return [self.predict(item, with_dropout=with_dropout) for _ in range(n_times)]
 
-    def backward(self, item) -> Tensor:
+    def backward(self, item: tuple) -> Tensor:
         "The loss of `item` (an `(x, y)` pair without batch dimension), backpropagated into the model's gradients; no step."
         x, y = item
         xb = [o[None] for o in x] if is_listy(x) else x[None]
@@ -875,11 +876,11 @@ class DestroyedLearner:
 
 class FakeOptimizer:
     "An optimizer that does nothing: `Learner.backward` computes gradients without a step."
-    def step(self): pass
-    def zero_grad(self): pass
+    def step(self) -> None: "Do nothing (no step)."
+    def zero_grad(self) -> None: "Do nothing (the gradients stay, to be read)."
 
 # %% ../nbs/04_basic_train.ipynb #34e03d3c
-def to_floats(xs) -> list:
+def to_floats(xs: Iterable) -> list:
     "`xs` (numbers and tensors) as a list of Python floats (None stays None), with one device sync for all the tensors."
     xs = list(xs)
     idx = [i for i, x in enumerate(xs) if isinstance(x, Tensor)]
@@ -898,7 +899,7 @@ def _split_list(vals, skip_start: int, skip_end: int) -> list:
     vals = list(vals)
     return vals[skip_start:-skip_end] if skip_end > 0 else vals[skip_start:]
 
-def finish_fig(fig, return_fig: bool | None):
+def finish_fig(fig: Any, return_fig: bool | None) -> Any:
     "`fig` if `return_fig` (default: `defaults.return_fig`), else None: what every plot of the library returns."
     if ifnone(return_fig, defaults.return_fig): return fig
     return None

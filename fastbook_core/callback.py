@@ -6,6 +6,9 @@
 from __future__ import annotations
 import math
 from functools import partial
+from collections.abc import Callable, Iterable, Sequence
+from numbers import Number
+from typing import Any
 import numpy as np
 import torch
 from torch import Tensor
@@ -58,54 +61,58 @@ class SmoothenValue:
     "Exponentially weighted moving average of the values added, debiased; `beta=0.98` as in fastai v1."
     def __init__(self, beta: float = 0.98): self.beta, self.n, self.mov_avg = beta, 0, 0.
 
-    def add_value(self, val):
+    def add_value(self, val: float | Tensor) -> None:
         "Add `val` (a number, or a tensor that stays on its device) and update `smooth`."
         self.n += 1
         self.mov_avg = self.beta * self.mov_avg + (1 - self.beta) * val
         self.smooth = self.mov_avg / (1 - self.beta ** self.n)
 
 # %% ../nbs/03_callback.ipynb #e292acc2
-def annealing_no(start, end, pct: float):
+def annealing_no(start: Number, end: Number, pct: float) -> Number:
     "No annealing: always `start`."
     return start
-def annealing_linear(start, end, pct: float):
+def annealing_linear(start: Number, end: Number, pct: float) -> Number:
     "Linearly from `start` to `end`."
     return start + pct * (end - start)
-def annealing_exp(start, end, pct: float):
+def annealing_exp(start: Number, end: Number, pct: float) -> Number:
     "Exponentially from `start` to `end` (both must be positive)."
     return start * (end / start) ** pct
-def annealing_cos(start, end, pct: float):
+def annealing_cos(start: Number, end: Number, pct: float) -> Number:
     "Cosine from `start` to `end`: slow at both ends."
     cos_out = np.cos(np.pi * pct) + 1
     return end + (start - end) / 2 * cos_out
-def do_annealing_poly(start, end, pct: float, degree: float):
+def do_annealing_poly(start: Number, end: Number, pct: float, degree: float) -> Number:
     "Polynomially from `start` to `end`, with `degree`."
     return end + (start - end) * (1 - pct) ** degree
-def annealing_poly(degree: float):
+def annealing_poly(degree: float) -> Callable:
     "An annealing function, polynomial of `degree`."
     return partial(do_annealing_poly, degree=degree)
 
 class Scheduler:
     "Steps `vals` (a number, or `(start, end)`) through `n_iter` iterations with annealing `func`."
-    def __init__(self, vals, n_iter: int, func=None):
+    def __init__(self, vals: Number | tuple, n_iter: int, func: Callable | None = None):
         self.start, self.end = (vals[0], vals[1]) if isinstance(vals, tuple) else (vals, 0)
         self.n_iter = max(1, n_iter)
         self.func = ifnone(func, annealing_linear if isinstance(vals, tuple) else annealing_no)
         self.n = 0
-    def restart(self): self.n = 0
-    def step(self):
+    def restart(self) -> None:
+        "Start the schedule again from `start`."
+        self.n = 0
+    def step(self) -> Number:
         "The next value."
         self.n += 1
         return self.func(self.start, self.end, self.n / self.n_iter)
     @property
-    def is_done(self) -> bool: return self.n >= self.n_iter
+    def is_done(self) -> bool:
+        "Whether every step of the schedule was taken."
+        return self.n >= self.n_iter
 
 # %% ../nbs/03_callback.ipynb #0467be22
 def _py(v):
     "A numpy scalar as the Python number it holds."
     return v.item() if isinstance(v, np.generic) else v
 
-def check_wd(wd, n_groups: int | None = None) -> list:
+def check_wd(wd: float | Sequence[float], n_groups: int | None = None) -> list:
     "`wd` (a number, or one per layer group) as a list, each a finite number >= 0; else a `ValueError` naming it."
     vals = listify(wd)
     if n_groups is not None and len(vals) not in (1, n_groups):
@@ -199,7 +206,7 @@ class OptimWrapper:
     _tolerated_keys = {'maximize', 'foreach', 'capturable', 'differentiable', 'fused', 'amsgrad', 'decoupled_weight_decay',
                        'nesterov', 'initial_lr'}  # keys torch fills in itself for states of other versions
 
-    def check_state_dict(self, sd) -> None:
+    def check_state_dict(self, sd: Any) -> None:
         "Raise a `ValueError` saying why `sd` cannot be loaded into this optimizer (another split, another model, another optimizer), changing nothing."
         if not isinstance(sd, dict) or not isinstance(sd.get('param_groups'), list) or not isinstance(sd.get('state'), dict):
             raise ValueError(f"not an optimizer state dict (a {type(sd).__name__} without 'state' and 'param_groups').")
@@ -298,7 +305,7 @@ class OptimWrapper:
         if name in ('lr', 'mom', 'beta', 'wd'): return getattr(self, name)
         return self._stats[name][-1]
 
-    def set_stat(self, name: str, value):
+    def set_stat(self, name: str, value: float | Sequence[float]) -> None:
         "Set hyper-parameter `name` (one value or one per layer group)."
         if name in ('lr', 'mom', 'beta', 'wd'): return setattr(self, name, value)
         if name not in self._stats: raise KeyError(f"{name!r} is not a hyper-parameter of {self.opt.__class__.__name__}: "
@@ -325,7 +332,7 @@ class OptimWrapper:
         if isinstance(val[0], tuple): val = [o[0] for o in val], [o[1] for o in val]
         return val
 
-    def set_val(self, key: str, val, bn_groups: bool = True) -> list:
+    def set_val(self, key: str, val: Sequence | tuple, bn_groups: bool = True) -> list:
         "Set hyper-parameter `key` to `val` (one per layer group) in both parameter groups of each layer group."
         if isinstance(val, tuple): val = [(_py(v1), _py(v2)) for v1, v2 in zip(*val)]
         else: val = [_py(v) for v in val]  # plain floats: checkpoints must load with weights_only=True
@@ -337,11 +344,11 @@ class OptimWrapper:
 # %% ../nbs/03_callback.ipynb #250123b0
 class AdamW(torch.optim.Adam):
     "Adam with fastai v1's betas `(0.9, 0.99)`: a Learner's default; its weight decay is decoupled by `true_wd`."
-    def __init__(self, params, lr: float = 1e-3, betas: tuple = (0.9, 0.99), **kwargs):
+    def __init__(self, params: Iterable, lr: float = 1e-3, betas: tuple = (0.9, 0.99), **kwargs):
         super().__init__(params, lr=lr, betas=betas, **kwargs)
 
 # %% ../nbs/03_callback.ipynb #41fa712e
-def add_metrics(last_metrics: list, mets) -> dict:
+def add_metrics(last_metrics: list, mets: Any) -> dict:
     "The state update that appends `mets` to `last_metrics`: what a metric callback returns at `on_epoch_end`."
     return {'last_metrics': last_metrics + listify(mets)}
 
@@ -354,7 +361,7 @@ def _metric_name(func) -> str:
 
 class AverageMetric(Callback):
     "Wrap metric `func` into a callback: its batch-size-weighted mean over the validation set."
-    def __init__(self, func):
+    def __init__(self, func: Callable):
         self.func, self.name = func, _metric_name(func)
 
     def on_epoch_begin(self, **kwargs): self.val, self.count = 0., 0
@@ -379,7 +386,7 @@ def _defines(cb, event: str) -> bool:
     meth = getattr(cb, f'on_{event}', None)
     return meth is not None and getattr(meth, '__func__', meth) is not getattr(Callback, f'on_{event}')
 
-def check_metrics(metrics) -> list:
+def check_metrics(metrics: Any) -> list:
     "`metrics` as a list, each checked to be a function or a metric Callback instance."
     metrics = listify(metrics)
     for m in metrics:
@@ -390,7 +397,7 @@ def check_metrics(metrics) -> list:
             raise TypeError(f"Metric {m!r} is not callable: pass functions such as `accuracy`, or metric Callbacks.")
     return metrics
 
-def check_callbacks(callbacks, what: str = 'callbacks') -> list:
+def check_callbacks(callbacks: Any, what: str = 'callbacks') -> list:
     "`callbacks` as a list, each checked to be a `Callback` instance; `what` names the argument in the error."
     callbacks = listify(callbacks)
     for cb in callbacks:
@@ -405,7 +412,7 @@ def check_callbacks(callbacks, what: str = 'callbacks') -> list:
 
 class CallbackHandler:
     "Call `callbacks` (sorted by `_order`) and `metrics` (functions or callbacks) at each event, through one state dict."
-    def __init__(self, callbacks=None, metrics=None, beta: float = 0.98):
+    def __init__(self, callbacks: Callback | list | None = None, metrics: Callable | list | None = None, beta: float = 0.98):
         self.callbacks = sorted(check_callbacks(callbacks), key=lambda o: o._order)
         self.metrics = [m if isinstance(m, Callback) else AverageMetric(m) for m in check_metrics(metrics)]
         self.beta, self.smoothener = beta, SmoothenValue(beta)
@@ -456,7 +463,7 @@ class CallbackHandler:
             if hasattr(pbar, 'skip'): pbar.skip(start)
             for cb in self.callbacks: cb.jump_to_epoch(start)
 
-    def set_dl(self, dl):
+    def set_dl(self, dl: Any) -> None:
         "As in fastai v1: a dataset that is itself a `Callback` takes part in the events while its loader runs."
         ds = getattr(dl, 'dataset', None)
         if getattr(self, 'cb_dl', None) is ds: return
@@ -534,7 +541,9 @@ class CallbackHandler:
         if first is not None: raise first
 
     @property
-    def skip_validate(self) -> bool: return self.state_dict['skip_validate']
+    def skip_validate(self) -> bool:
+        "Whether a callback asked to skip this epoch's validation."
+        return self.state_dict['skip_validate']
 
     def show_training_loop(self):
         "Print, for each event, the callbacks that run at it (metrics first)."

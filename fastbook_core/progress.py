@@ -5,6 +5,8 @@
 # %% ../nbs/01_progress.ipynb #017279a1
 from __future__ import annotations
 import html, os, sys, time
+from collections.abc import Iterable
+from typing import Any
 from .torch_core import defaults, rank_distrib
 
 # %% auto #0
@@ -98,7 +100,7 @@ class TextView(NullView):
     "Bars as self-overwriting lines on a terminal's standard error; plain lines every `log_every` s when not a terminal."
     width, log_every = 25, 30.
 
-    def __init__(self, master):
+    def __init__(self, master: Any):  # the `MasterBar` (or a lone `ProgressBar`) to draw
         self.master, self.nlines, self.last_log, self.logged = master, 0, time.perf_counter(), False
         self.tty = sys.stderr.isatty()  # the call: some streams make `isatty` an attribute-less wrapper
         self.interval = 0.2 if self.tty else 1.0
@@ -158,7 +160,7 @@ class WidgetView(NullView):
     "Bars as ipywidgets in a Jupyter kernel, left as static HTML when done; the metrics table as an HTML display."
     interval, show_after = 0.1, 0.5
 
-    def __init__(self, master):
+    def __init__(self, master: Any):  # the `MasterBar` (or a lone `ProgressBar`) to draw
         self.master, self.table_handle, self.handle = master, None, None
         if getattr(master, 'leave', True): self._show()
 
@@ -220,8 +222,8 @@ _active_masters = []
 
 class ProgressBar:
     "A bar over `gen`; drawn under `parent` (a `MasterBar`) or on its own, then removed when done if not `leave`."
-    def __init__(self, gen, total: int | None = None, parent: MasterBar | None = None, label: str = '',
-                 comment='', mode: str | None = None, leave: bool = True):
+    def __init__(self, gen: Iterable, total: int | None = None, parent: MasterBar | None = None, label: str = '',
+                 comment: Any = '', mode: str | None = None, leave: bool = True):
         self.gen, self.parent, self.label, self.comment, self.leave = gen, parent, label, comment, leave
         self.total = len(gen) if total is None else total
         self.n, self.start_t, self.end_t, self.done = 0, 0., 0., False
@@ -271,7 +273,7 @@ class ProgressBar:
 
 class MasterBar(ProgressBar):
     "The bar over epochs: it owns the view, its child bars and the metrics table."
-    def __init__(self, gen, total: int | None = None, mode: str | None = None, label: str = 'epoch'):
+    def __init__(self, gen: Iterable, total: int | None = None, mode: str | None = None, label: str = 'epoch'):
         super().__init__(gen, total, label=label, mode=mode)
         self.child, self.names, self.rows = None, None, []
         self.view = self._make_view()
@@ -291,18 +293,18 @@ class MasterBar(ProgressBar):
         "Start `n` items later: a fit resumed at epoch `n` runs only the epochs left."
         self.gen, self.total = list(self.gen)[n:], self.total - n
 
-    def write(self, line, table: bool = False):
+    def write(self, line: Any, table: bool = False) -> None:
         "Add a row to the metrics table (the first one is the header) or, with `table=False`, print a line."
         if not table: return self.view.line(str(line))
         if self.names is None: self.names = [str(o) for o in line]
         else: self.rows.append([str(o) for o in line])
         self.view.table(self.names, self.rows)
 
-def master_bar(gen, total: int | None = None, silent: bool = False) -> MasterBar:
+def master_bar(gen: Iterable, total: int | None = None, silent: bool = False) -> MasterBar:
     "A `MasterBar` over `gen` (the epochs), silent if `silent` or the library default says so."
     return MasterBar(gen, total, mode='none' if silent else None)
 
-def progress_bar(gen, parent: MasterBar | None = None, total: int | None = None, label: str = '',
+def progress_bar(gen: Iterable, parent: MasterBar | None = None, total: int | None = None, label: str = '',
                  silent: bool = False, leave: bool = True) -> ProgressBar:
     "A `ProgressBar` over `gen` (the batches), drawn under `parent` when given; `leave=False` removes it when done."
     return ProgressBar(gen, total, parent=parent, label=label, mode='none' if silent else None, leave=leave)

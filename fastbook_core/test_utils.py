@@ -42,10 +42,12 @@ class RegModel(nn.Module):
     def __init__(self):
         super().__init__()
         self.a, self.b = nn.Parameter(torch.zeros(1)), nn.Parameter(torch.zeros(1))
-    def forward(self, x): return x * self.a + self.b
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        "`a*x + b`."
+        return x * self.a + self.b
 
 def synth_learner(n_train: int = 160, n_valid: int = 80, bs: int = 16, seed: int = 0, silent: bool = True,
-                  data=None, model=None, **kwargs) -> Learner:
+                  data: DataBunch | None = None, model: nn.Module | None = None, **kwargs) -> Learner:
     "A Learner on `synth_data` with `RegModel`, in a fresh temporary folder; silent by default."
     set_seed(seed)
     data = data if data is not None else synth_data(n_train, n_valid, bs, seed=seed)

@@ -509,7 +509,7 @@ def _unsafe_globals(source) -> list:
         if hasattr(source, 'seek'): source.seek(0)
 
 def load_checkpoint(source: str | os.PathLike | io.IOBase,  # a path, or an open binary file
-                    map_location=None,  # where tensors go, as for `torch.load`
+                    map_location: Any = None,  # where tensors go, as for `torch.load`
                     trust_code: bool | None = None) -> Any:  # True: unpickle anything; False: the refusal says how; None: no such option
     "Read `source` with `torch.load(weights_only=True)`; every failure is a `CheckpointError` that names the file and the problem."
     name = _source_name(source)
@@ -537,7 +537,7 @@ def load_checkpoint(source: str | os.PathLike | io.IOBase,  # a path, or an open
         raise CheckpointError(f"{name} is incomplete or corrupt (an interrupted write?): {type(e).__name__}: {e}") from e
 
 def unpickle_blob(blob: bytes,  # pickled bytes kept inside a file (torch.save format)
-                  source,  # the file they came from, for messages
+                  source: Any,  # the file they came from, for messages
                   what: str,  # what they hold, for messages ('the model and loss', 'the training set')
                   trust_code: bool = False,  # unpickle whatever they name
                   allow: Callable | None = None) -> Any:  # `allow(name)`: the object for a global `module.name` that may be imported, or None

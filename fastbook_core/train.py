@@ -6,7 +6,7 @@
 from __future__ import annotations
 import itertools, math
 from functools import partial
-from typing import Callable
+from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -37,8 +37,8 @@ _all_ = ['BnFreeze', 'GradientClipping', 'ShowGraph', 'AccumulateScheduler', 'fi
 # %% ../nbs/07_train.ipynb #059be4da
 def fit_one_cycle(learn: Learner,
                   cyc_len: int,  # epochs of the cycle
-                  max_lr=defaults.lr,  # the peak lr: a number, one per layer group, or a slice
-                  moms=(0.95, 0.85),  # momentum at the ends and at the peak
+                  max_lr: float | Sequence[float] | np.ndarray | slice = defaults.lr,  # the peak lr: a number, one per layer group, or a slice
+                  moms: tuple = (0.95, 0.85),  # momentum at the ends and at the peak
                   div_factor: float = 25.,  # the cycle starts at max_lr/div_factor
                   pct_start: float = 0.3,  # the part of the iterations spent warming up
                   final_div: float | None = None,  # the cycle ends at max_lr/final_div; default div_factor*1e4
@@ -63,8 +63,8 @@ def one_cycle_scheduler(lr_max: float,  # the peak lr
 
 # %% ../nbs/07_train.ipynb #7b0182bd
 def lr_find(learn: Learner,
-            start_lr=1e-7,  # the first lr (or one per layer group, or a slice)
-            end_lr=10,  # the last lr
+            start_lr: float | Sequence[float] | np.ndarray | slice = 1e-7,  # the first lr (or one per layer group, or a slice)
+            end_lr: float | Sequence[float] | np.ndarray | slice = 10,  # the last lr
             num_it: int = 100,  # iterations of the sweep
             stop_div: bool = True,  # stop when the loss diverges
             wd: float | None = None):  # weight decay; default: the Learner's

@@ -4,6 +4,8 @@
 
 # %% ../../nbs/06k_callbacks.flat_cos_anneal.ipynb #3b305ec5
 from __future__ import annotations
+from collections.abc import Sequence
+import numpy as np
 from ..torch_core import defaults, listify
 from ..callback import annealing_cos, annealing_exp, annealing_linear
 from ..basic_train import Learner
@@ -19,9 +21,9 @@ class FlatCosAnnealScheduler(GeneralScheduler):
     "Keep the lr at `lr` for `start_pct` of `tot_epochs`, then anneal it to zero along `curve`."
     def __init__(self,
                  learn: Learner,
-                 lr=4e-3,  # the flat learning rate (a number, or one per layer group)
+                 lr: float | Sequence[float] | np.ndarray = 4e-3,  # the flat learning rate (a number, or one per layer group)
                  tot_epochs: int = 1,  # epochs of the whole schedule; training stops after them
-                 moms=(0.95, 0.999),  # momentum while the lr is flat, then while it anneals
+                 moms: tuple = (0.95, 0.999),  # momentum while the lr is flat, then while it anneals
                  start_pct: float = 0.72,  # the part of the iterations at the flat lr
                  curve: str = 'cosine'):  # the annealing: 'cosine', 'linear' or 'exponential'
         if curve not in _curves: raise ValueError(f"curve={curve!r}: use 'cosine', 'linear' or 'exponential'.")
@@ -45,11 +47,11 @@ class FlatCosAnnealScheduler(GeneralScheduler):
 # %% ../../nbs/06k_callbacks.flat_cos_anneal.ipynb #464f9c97
 def fit_fc(learn: Learner,
            tot_epochs: int = 1,  # epochs to train
-           lr=defaults.lr,  # the flat learning rate: a number, one per layer group, or a slice
-           moms=(0.95, 0.85),  # momentum while the lr is flat, then while it anneals
+           lr: float | Sequence[float] | np.ndarray | slice = defaults.lr,  # the flat learning rate: a number, one per layer group, or a slice
+           moms: tuple = (0.95, 0.85),  # momentum while the lr is flat, then while it anneals
            start_pct: float = 0.72,  # the part of the iterations at the flat lr
            wd: float | None = None,  # weight decay; default: the Learner's
-           callbacks: list | None = None):  # more callbacks for this fit
+           callbacks: list | None = None) -> None:  # more callbacks for this fit
     "Fit `learn` for `tot_epochs` at a flat `lr`, then anneal it to zero by cosine (`FlatCosAnnealScheduler`)."
     max_lr = learn.lr_range(lr)
     callbacks = listify(callbacks) + [FlatCosAnnealScheduler(learn, max_lr, moms=moms, start_pct=start_pct,

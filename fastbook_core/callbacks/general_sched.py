@@ -4,6 +4,7 @@
 
 # %% ../../nbs/06b_callbacks.general_sched.ipynb #315bd06e
 from __future__ import annotations
+from collections.abc import Callable
 from ..callback import Scheduler, annealing_cos, annealing_linear, annealing_no
 from ..basic_train import Learner, LearnerCallback
 
@@ -17,7 +18,7 @@ class TrainingPhase:
         if length < 1: raise ValueError(f"length={length}: a phase lasts at least one iteration.")
         self.length, self.scheds = length, {}
 
-    def schedule_hp(self, name: str, vals, anneal=None) -> TrainingPhase:
+    def schedule_hp(self, name: str, vals: float | tuple, anneal: Callable | None = None) -> TrainingPhase:
         "Move hyper-parameter `name` through `vals` (a value, or `(start, end)`) with `anneal` during this phase."
         self.scheds[name] = Scheduler(vals, self.length, anneal)
         return self

@@ -4,6 +4,8 @@
 
 # %% ../../nbs/06a_callbacks.hooks.ipynb #8b89034c
 from __future__ import annotations
+from collections.abc import Callable, Sequence
+from typing import Any
 import torch
 from torch import nn, Tensor
 from ..torch_core import flatten_model, is_listy, to_detach
@@ -17,12 +19,12 @@ __all__ = ['Hook', 'Hooks', 'hook_output', 'hook_outputs', 'dummy_batch', 'dummy
 # %% ../../nbs/06a_callbacks.hooks.ipynb #60c77bed
 class Hook:
     "Register `hook_func(module, input, output)` on `m` (forward, or backward with `is_forward=False`); keep its result in `stored`."
-    def __init__(self, m: nn.Module, hook_func, is_forward: bool = True, detach: bool = True):
+    def __init__(self, m: nn.Module, hook_func: Callable, is_forward: bool = True, detach: bool = True):
         self.hook_func, self.detach, self.stored, self.removed = hook_func, detach, None, False
         register = m.register_forward_hook if is_forward else m.register_full_backward_hook
         self.hook = register(self.hook_fn)
 
-    def hook_fn(self, module: nn.Module, input, output):
+    def hook_fn(self, module: nn.Module, input: Any, output: Any) -> None:
         "Apply `hook_func` to `module`, `input`, `output` (detached if `detach`)."
         if self.detach:
             input = tuple(o.detach() if isinstance(o, Tensor) else o for o in input) if is_listy(input) else input.detach()
@@ -40,13 +42,15 @@ class Hook:
 
 class Hooks:
     "A `Hook` on each module of `ms`."
-    def __init__(self, ms, hook_func, is_forward: bool = True, detach: bool = True):
+    def __init__(self, ms: Sequence[nn.Module], hook_func: Callable, is_forward: bool = True, detach: bool = True):
         self.hooks = [Hook(m, hook_func, is_forward, detach) for m in ms]
     def __getitem__(self, i: int) -> Hook: return self.hooks[i]
     def __len__(self) -> int: return len(self.hooks)
     def __iter__(self): return iter(self.hooks)
     @property
-    def stored(self) -> list: return [o.stored for o in self]
+    def stored(self) -> list:
+        "What each hook stored."
+        return [o.stored for o in self]
     def remove(self):
         "Remove the hooks from the model."
         for h in self.hooks: h.remove()
@@ -59,7 +63,7 @@ def hook_output(module: nn.Module, detach: bool = True, grad: bool = False) -> H
     "A `Hook` that stores the activations (or, with `grad`, the gradients) of `module`."
     return Hook(module, _hook_inner, detach=detach, is_forward=not grad)
 
-def hook_outputs(modules, detach: bool = True, grad: bool = False) -> Hooks:
+def hook_outputs(modules: Sequence[nn.Module], detach: bool = True, grad: bool = False) -> Hooks:
     "`Hooks` that store the activations (or gradients) of each of `modules`."
     return Hooks(modules, _hook_inner, detach=detach, is_forward=not grad)
 
@@ -99,7 +103,7 @@ def num_features_model(m: nn.Module) -> int:
 # %% ../../nbs/06a_callbacks.hooks.ipynb #4602890b
 class HookCallback(LearnerCallback):
     "A Callback that registers `self.hook` on `modules` (default: leaf modules with weights) for the duration of training."
-    def __init__(self, learn: Learner, modules=None, do_remove: bool = True):
+    def __init__(self, learn: Learner, modules: Sequence[nn.Module] | None = None, do_remove: bool = True):
         super().__init__(learn)
         self.modules, self.do_remove = modules, do_remove
 
@@ -111,7 +115,8 @@ class HookCallback(LearnerCallback):
     def on_train_end(self, **kwargs):
         if self.do_remove and hasattr(self, 'hooks'): self.remove()
 
-    def remove(self):
+    def remove(self) -> None:
+        "Remove the hooks from the model."
         if getattr(self, 'hooks', None) is not None: self.hooks.remove()
     def __del__(self): self.remove()
 
@@ -121,7 +126,8 @@ class ActivationStats(HookCallback):
         super().on_train_begin(**kwargs)
         self.stats = []
 
-    def hook(self, m: nn.Module, i, o: Tensor):
+    def hook(self, m: nn.Module, i: Any, o: Tensor) -> Tensor:
+        "The mean and standard deviation of the output `o` of module `m`."
         o = o.float()
         return torch.stack([o.mean(), o.std()])
 

@@ -5,6 +5,7 @@
 # %% ../../nbs/06h_callbacks.mixup.ipynb #a8d218d1
 from __future__ import annotations
 import copy, inspect
+from collections.abc import Callable
 from functools import partial
 import numpy as np
 import torch
@@ -24,11 +25,12 @@ def _per_item(crit):
 
 class MixUpLoss(nn.Module):
     "Wrap `crit` to take stacked targets `(y1, y2, λ)`: `λ·crit(out, y1) + (1-λ)·crit(out, y2)`; plain targets go to `crit`."
-    def __init__(self, crit, reduction: str = 'mean'):
+    def __init__(self, crit: Callable, reduction: str = 'mean'):
         super().__init__()
         self.crit, self.reduction, self._per_item = crit, reduction, _per_item(crit)
 
     def forward(self, output: Tensor, target: Tensor) -> Tensor:
+        "The mixed loss for stacked targets `(y1, y2, λ)`; the plain loss for plain targets."
         if target.ndim == 2 and target.shape[1] == 3 and target.is_floating_point():  # stacked (y1, y2, λ)
             loss1 = self._per_item(output, target[:, 0].long())
             loss2 = self._per_item(output, target[:, 1].long())
