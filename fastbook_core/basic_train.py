@@ -5,6 +5,7 @@
 # %% ../nbs/04_basic_train.ipynb #65b50cf7
 from __future__ import annotations
 import copy, gc, importlib, inspect, io, pickle, re, sys, time, warnings, weakref
+from dataclasses import dataclass
 from collections.abc import Callable, Iterable, Sequence
 from functools import partial
 from pathlib import Path
@@ -17,9 +18,11 @@ from torch.utils.data import Dataset
 from .torch_core import (CheckpointError, CheckpointNotFoundError, add_note, atomic_write, camel2snake, defaults,
                                       distrib_sum, even_mults, first_el, flatten_model, get_model, get_rng_states,
                                       ifnone, is_listy, listify, load_checkpoint, bn_types, norm_types, rank_distrib,
-                                      requires_grad, set_rng_states, split_model, to_detach, to_device, unpickle_blob)
+                                      remove_module_load, requires_grad, set_rng_states, split_model, to_detach,
+                                      to_device, unpickle_blob)
 from .basic_data import DataBunch, DatasetType
-from .callback import (AdamW, Callback, CallbackHandler, OptimWrapper, callback_events, check_callbacks,
+from .torch_core import AdamW
+from .callback import (Callback, CallbackHandler, OptimWrapper, callback_events, check_callbacks,
                                     check_metrics, check_wd)
 from .progress import MasterBar, format_time, master_bar, progress_bar
 if TYPE_CHECKING:  # the modules that add methods to Learner, imported for type checkers only (see `Learner`)
@@ -27,9 +30,10 @@ if TYPE_CHECKING:  # the modules that add methods to Learner, imported for type 
     from fastbook_core.callbacks import hooks as _hooks, flat_cos_anneal as _flat_cos_anneal
 
 # %% auto #0
-__all__ = ['loss_batch', 'validate', 'check_epochs', 'fit', 'train_epoch', 'noop', 'loss_func2activ', 'per_item_loss',
-           'get_preds', 'LearnerCallback', 'load_learner', 'Learner', 'DestroyedLearner', 'FakeOptimizer', 'to_floats',
-           'finish_fig', 'Recorder', 'RecordOnCPU', 'CheckpointError', 'CheckpointNotFoundError', 'get_model']
+__all__ = ['loss_func_name2activ', 'loss_batch', 'validate', 'check_epochs', 'fit', 'train_epoch', 'noop', 'loss_func2activ',
+           'per_item_loss', 'get_preds', 'LearnerCallback', 'load_learner', 'Learner', 'DestroyedLearner',
+           'BasicLearner', 'FakeOptimizer', 'to_floats', 'finish_fig', 'Recorder', 'RecordOnCPU', 'CheckpointError',
+           'CheckpointNotFoundError', 'get_model']
 
 # %% ../nbs/04_basic_train.ipynb #619177b0
 def _shapes(b) -> str:
@@ -217,6 +221,11 @@ def get_preds(model: nn.Module,  # the model, put in eval mode
     if activ is not None: out[0] = activ(preds)
     return out
 
+# %% ../nbs/04_basic_train.ipynb #fa7c5850
+loss_func_name2activ = {'cross_entropy_loss': partial(F.softmax, dim=1), 'cross_entropy': partial(F.softmax, dim=1),
+                        'nll_loss': torch.exp, 'poisson_nll_loss': torch.exp, 'kl_div_loss': torch.exp, 'kl_div': torch.exp,
+                        'bce_with_logits_loss': torch.sigmoid, 'binary_cross_entropy_with_logits': torch.sigmoid}
+
 # %% ../nbs/04_basic_train.ipynb #79118b86
 class LearnerCallback(Callback):
     "A `Callback` that knows its Learner (`self.learn`) and is set on it as `learn.<snake_case_name>`."
@@ -290,10 +299,6 @@ def _plain_state(v) -> bool:
     if isinstance(v, dict): return all(isinstance(k, str) and _plain_state(o) for k, o in v.items())
     if isinstance(v, (list, tuple)): return all(_plain_state(o) for o in v)
     return v is None or isinstance(v, (bool, int, float, str, Tensor))
-
-def _remove_module(state: dict) -> dict:
-    "A state dict without the `module.` prefix that `DistributedDataParallel` adds to every key."
-    return {(k[7:] if k.startswith('module.') else k): v for k, v in state.items()}
 
 # %% ../nbs/04_basic_train.ipynb #1daef312
 _all_ = ['CheckpointError', 'CheckpointNotFoundError', 'get_model']  # basic_train's names in fastai v1, defined in torch_core
@@ -758,7 +763,7 @@ class Learner:
                                   "model's tensors, or what `Learner.save` writes).")
         saved_by_us = 'model' in state and isinstance(state['model'], dict)
         model_state = state['model'] if saved_by_us else state
-        if remove_module: model_state = _remove_module(model_state)
+        if remove_module: model_state = remove_module_load(model_state)
         _check_model_state(model_state, self.model, source, strict=strict)
         opt_state, opt = state.get('opt') if saved_by_us else None, self.opt
         if with_opt and opt_state is None:
@@ -873,6 +878,15 @@ class DestroyedLearner:
         raise RuntimeError(f"This Learner was destroyed (`destroy()` or `export(destroy=True)`), so it has no `{k}`: "
                            "make a new one, or `load_learner` the export.")
     def __repr__(self) -> str: return 'DestroyedLearner()'
+
+@dataclass
+class BasicLearner:
+    "The least a `fit` needs (fastai v1's): a model, a loss, an optimizer and the data."
+    model: nn.Module
+    loss_func: Callable
+    opt: torch.optim.Optimizer | OptimWrapper
+    data: DataBunch
+    silent: bool = False
 
 class FakeOptimizer:
     "An optimizer that does nothing: `Learner.backward` computes gradients without a step."

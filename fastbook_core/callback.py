@@ -12,11 +12,11 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor
-from .torch_core import add_note, camel2snake, distrib_sum, first_el, ifnone, is_listy, listify, split_no_wd_params
+from .torch_core import AdamW, add_note, camel2snake, distrib_sum, first_el, ifnone, is_listy, listify, split_no_wd_params
 
 # %% auto #0
 __all__ = ['callback_events', 'CallbackList', 'Callback', 'SmoothenValue', 'annealing_no', 'annealing_linear', 'annealing_exp',
-           'annealing_cos', 'do_annealing_poly', 'annealing_poly', 'Scheduler', 'check_wd', 'OptimWrapper', 'AdamW',
+           'annealing_cos', 'do_annealing_poly', 'annealing_poly', 'Scheduler', 'check_wd', 'OptimWrapper',
            'add_metrics', 'AverageMetric', 'check_metrics', 'check_callbacks', 'CallbackHandler']
 
 # %% ../nbs/03_callback.ipynb #dc82d3a9
@@ -340,12 +340,6 @@ class OptimWrapper:
             pg1[key] = v
             if bn_groups: pg2[key] = v
         return val
-
-# %% ../nbs/03_callback.ipynb #250123b0
-class AdamW(torch.optim.Adam):
-    "Adam with fastai v1's betas `(0.9, 0.99)`: a Learner's default; its weight decay is decoupled by `true_wd`."
-    def __init__(self, params: Iterable, lr: float = 1e-3, betas: tuple = (0.9, 0.99), **kwargs):
-        super().__init__(params, lr=lr, betas=betas, **kwargs)
 
 # %% ../nbs/03_callback.ipynb #41fa712e
 def add_metrics(last_metrics: list, mets: Any) -> dict:

@@ -94,6 +94,8 @@ class NullView:
         "Show one line of text below the bars."
     def close(self):
         "Leave the final state on display (nothing, for a bar with `leave=False`)."
+    def graph(self, png: bytes):
+        "Show a plot (PNG bytes) below the bars, replacing the previous one: only notebooks draw it."
 
 # %% ../nbs/01_progress.ipynb #cfcf0322
 class TextView(NullView):
@@ -194,6 +196,12 @@ class WidgetView(NullView):
             pb.value, pb.bar_style = min(b.n, pb.max), ('success' if b.done and b.n >= b.total else '')
             lbl.value = html.escape(_bar_text(b))
 
+    def graph(self, png: bytes):
+        "Show the plot below the bars and the table, updated in place; it stays in a saved notebook as an image."
+        from IPython.display import Image, display
+        if getattr(self, 'graph_handle', None) is None: self.graph_handle = display(Image(png), display_id=True)
+        else: self.graph_handle.update(Image(png))
+
     def table(self, names: list, rows: list):
         "Show the table as HTML (with its text form as `text/plain`), updated in place as rows arrive."
         from IPython.display import display
@@ -292,6 +300,22 @@ class MasterBar(ProgressBar):
     def skip(self, n: int):
         "Start `n` items later: a fit resumed at epoch `n` runs only the epochs left."
         self.gen, self.total = list(self.gen)[n:], self.total - n
+
+    @property
+    def main_bar(self) -> MasterBar:
+        "fastprogress's name for the bar over epochs, used by fastai v1 callbacks: this bar."
+        return self
+
+    def update_graph(self, graphs: list, x_bounds: list | None = None, y_bounds: list | None = None) -> None:
+        "Draw `graphs` (a list of `[x, y]` series) below the bars in a notebook, as fastprogress did; nothing elsewhere."
+        if type(self.view) is NullView or isinstance(self.view, TextView): return
+        import io as _io, matplotlib.pyplot as plt
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for x, y in graphs: ax.plot(x, y)
+        if x_bounds is not None: ax.set_xlim(*x_bounds)
+        if y_bounds is not None: ax.set_ylim(*y_bounds)
+        buf = _io.BytesIO(); fig.savefig(buf, format='png', bbox_inches='tight'); plt.close(fig)
+        self.view.graph(buf.getvalue())
 
     def write(self, line: Any, table: bool = False) -> None:
         "Add a row to the metrics table (the first one is the header) or, with `table=False`, print a line."

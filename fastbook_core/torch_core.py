@@ -5,7 +5,7 @@
 # %% ../nbs/00_torch_core.ipynb #3afd3ace
 from __future__ import annotations
 import os, random, re, types, warnings
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
 from functools import partial
 from math import exp, log
 from pathlib import Path
@@ -23,9 +23,10 @@ __all__ = ['defaults', 'bn_types', 'norm_types', 'bias_types', 'no_wd_types', 'd
            'num_children', 'range_children', 'one_param', 'has_params', 'PrePostInitMeta', 'Module', 'ParameterModule',
            'children_and_parameters', 'flatten_model', 'first_layer', 'last_layer', 'in_channels', 'get_model',
            'requires_grad', 'trainable_params', 'split_model_idx', 'split_model', 'split_no_wd_params', 'even_mults',
-           'set_bn_eval', 'apply_leaf', 'init_default', 'cond_init', 'apply_init', 'NoneReduceOnCPU', 'ModelOnCPU',
-           'rank_distrib', 'num_distrib', 'distrib_sum', 'atomic_write', 'remove_stale_temps', 'CheckpointError',
-           'CheckpointNotFoundError', 'load_checkpoint', 'unpickle_blob', 'add_note']
+           'AdamW', 'remove_module_load', 'range_of', 'set_bn_eval', 'apply_leaf', 'init_default', 'cond_init',
+           'apply_init', 'NoneReduceOnCPU', 'ModelOnCPU', 'rank_distrib', 'num_distrib', 'distrib_sum', 'atomic_write',
+           'remove_stale_temps', 'CheckpointError', 'CheckpointNotFoundError', 'load_checkpoint', 'unpickle_blob',
+           'add_note']
 
 # %% ../nbs/00_torch_core.ipynb #163b573c
 def default_device() -> torch.device:
@@ -376,6 +377,21 @@ def even_mults(start: float, stop: float, n: int) -> np.ndarray:
     mult = stop / start
     step = mult ** (1 / (n - 1))
     return np.array([start * (step ** i) for i in range(n)])
+
+# %% ../nbs/00_torch_core.ipynb #34ec7e9b
+class AdamW(torch.optim.Adam):
+    "Adam with fastai v1's betas `(0.9, 0.99)`: a Learner's default; its weight decay is decoupled by `true_wd`."
+    def __init__(self, params: Iterable, lr: float = 1e-3, betas: tuple = (0.9, 0.99), **kwargs):
+        super().__init__(params, lr=lr, betas=betas, **kwargs)
+
+# %% ../nbs/00_torch_core.ipynb #6f5a33a9
+def remove_module_load(state_dict: dict) -> dict:
+    "`state_dict` without the `module.` prefix that `DistributedDataParallel` adds to every key."
+    return {(k[7:] if k.startswith('module.') else k): v for k, v in state_dict.items()}
+
+def range_of(x: Sized) -> list:
+    "All the indices of `x`: `list(range(len(x)))`, as in fastai v1."
+    return list(range(len(x)))
 
 # %% ../nbs/00_torch_core.ipynb #ece32311
 def set_bn_eval(m: nn.Module):

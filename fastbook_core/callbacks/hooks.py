@@ -14,7 +14,7 @@ from ..basic_train import Learner, LearnerCallback, get_model
 
 # %% auto #0
 __all__ = ['Hook', 'Hooks', 'hook_output', 'hook_outputs', 'dummy_batch', 'dummy_eval', 'model_sizes', 'num_features_model',
-           'HookCallback', 'ActivationStats', 'PrettyString', 'model_summary']
+           'HookCallback', 'ActivationStats', 'PrettyString', 'layers_info', 'model_summary']
 
 # %% ../../nbs/06a_callbacks.hooks.ipynb #60c77bed
 class Hook:
@@ -143,7 +143,8 @@ class PrettyString(str):
     "A `str` whose repr is itself, so that notebooks show it as text."
     def __repr__(self) -> str: return self
 
-def _layer_info(learn: Learner) -> list:
+def layers_info(learn: Learner) -> list:
+    "`(layer type, output shape, parameters, trainable)` of each leaf layer of the model, on one batch of the data."
     model = get_model(learn.model)
     leaves = flatten_model(model)
     def record(m, i, o):
@@ -175,7 +176,7 @@ def _opt_name(opt_func) -> str:
 
 def model_summary(learn: Learner, n: int = 70) -> PrettyString:
     "A table of the model's layers (type, output shape, parameters, trainable), totals, optimizer and loss; `learn.summary()`."
-    rows = _layer_info(learn)
+    rows = layers_info(learn)
     model = get_model(learn.model)
     header = f"{'Layer (type)':<22}{'Output Shape':<24}{'Param #':<12}{'Trainable':<10}"
     lines = [model.__class__.__name__, '=' * n, header, '=' * n]
