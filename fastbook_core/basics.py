@@ -15,13 +15,19 @@ from .metrics import *
 from .train import *
 
 # %% ../nbs/10_basics.ipynb #96b20368
-# what fastai v1's basics also gave, so that a notebook needs no other import to train
+# what fastai v1's basics also gave, so that a notebook (and v1 code's annotations) need no other import to train
+from collections.abc import Callable, Collection, Iterable, Sequence
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Any, Optional, Union
 import numpy as np
+import matplotlib.pyplot as plt
 import torch
-from torch import nn
+from torch import nn, optim, Tensor
 import torch.nn.functional as F
 
 _modules = (torch_core, basic_data, callback, basic_train, metrics, train)
-__all__ = sorted({n for m in _modules for n in m.__all__} | {'partial', 'Path', 'np', 'torch', 'nn', 'F'})
+_v1_also = {'partial', 'Path', 'np', 'plt', 'torch', 'nn', 'optim', 'Tensor', 'F', 'dataclass', 'Any', 'Callable',
+            'Collection', 'Iterable', 'Optional', 'Sequence', 'Union'}
+__all__ = sorted({n for m in _modules for n in m.__all__} | _v1_also)
