@@ -119,3 +119,41 @@ def test_ci_tests_the_wheel_before_the_readme_test_command():
     test_cmd = next(c for c in _readme_commands() if 'pytest' in c)
     assert (ROOT / 'tools' / 'test_wheel.py').exists()
     assert ci.index('\npython tools/test_wheel.py\n') < ci.rindex(test_cmd)
+
+
+def test_no_private_names_imported_across_modules():
+    "Modules share only public names (issue 20): `from .x import _y` would tie one module to another's internals."
+    import ast
+    pkg = Path(__file__).parent.parent / 'fastbook_core'
+    bad = []
+    for f in sorted(pkg.rglob('*.py')):
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.level or (node.module or '').startswith('fastbook_core')):
+                bad += [f'{f.relative_to(pkg)}: {a.name} from {node.module}' for a in node.names
+                        if a.name.startswith('_') and a.name != '__version__']
+    assert not bad, bad
+
+
+def test_module_graph_points_down():
+    "Nothing imports upward (torch_core -> basic_data/progress/callback -> basic_train -> callbacks/ -> train -> basics)."
+    import ast
+    order = ['torch_core', 'progress', 'basic_data', 'callback', 'basic_train', 'metrics', 'test_utils', 'callbacks',
+             'train', 'distributed', 'datasets', 'cli', 'basics', '__main__']
+    rank = lambda mod: order.index(mod.split('.')[0]) if mod.split('.')[0] in order else None
+    pkg = Path(__file__).parent.parent / 'fastbook_core'
+    bad = []
+    for f in sorted(pkg.rglob('*.py')):
+        me = '.'.join(f.relative_to(pkg).with_suffix('').parts)
+        if me == '_modidx' or rank(me) is None: continue
+        tree = ast.parse(f.read_text())
+        type_only = {id(n) for i in ast.walk(tree) if isinstance(i, ast.If) and 'TYPE_CHECKING' in ast.unparse(i.test)
+                     for n in ast.walk(i)}
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.ImportFrom) or id(node) in type_only: continue
+            if node.level: target = '.'.join(me.split('.')[:len(me.split('.')) - node.level] + ([node.module] if node.module else []))
+            elif (node.module or '').startswith('fastbook_core.'): target = node.module[len('fastbook_core.'):]
+            else: continue
+            if not target: continue   # `from . import x` inside a package
+            if rank(target) is not None and rank(target) > rank(me) and not me.startswith(target.split('.')[0]):
+                bad.append(f'{me} imports {target}')
+    assert not bad, bad

@@ -14,7 +14,7 @@ from ..basic_data import DeviceDataLoader
 from ..basic_train import Learner, LearnerCallback
 
 # %% auto #0
-__all__ = ['OverSamplingCallback']
+__all__ = ['SamplingCallback', 'OverSamplingCallback']
 
 # %% ../../nbs/06n_callbacks.oversampling.ipynb #5e65336b
 def _train_labels(ds) -> Tensor:
@@ -50,7 +50,7 @@ def _with_sampler(dl: DataLoader, sampler) -> DataLoader:
         return DataLoader(dl.dataset, batch_size=None, sampler=BatchSampler(sampler, bs.batch_size, bs.drop_last), **kw)
     return DataLoader(dl.dataset, batch_size=dl.batch_size, sampler=sampler, drop_last=dl.drop_last, **kw)
 
-class _SamplingCallback(LearnerCallback):
+class SamplingCallback(LearnerCallback):
     "Swap the training loader for one drawing `n_samples(counts)` items with class-balancing weights; restore it after."
     _order = -30  # before the callbacks that read the training loader's length when training begins
 
@@ -58,7 +58,9 @@ class _SamplingCallback(LearnerCallback):
         super().__init__(learn)
         self.weights, self.old_dl = weights, None
 
-    def n_samples(self, label_counts: np.ndarray) -> int: raise NotImplementedError
+    def n_samples(self, label_counts: np.ndarray) -> int:
+        "How many items an epoch draws, from the count of each class: each sampler says (its subclasses define it)."
+        raise NotImplementedError(f"{self.__class__.__name__} must define n_samples(label_counts).")
 
     def on_train_begin(self, **kwargs):
         "Check the labels, then put a loader with a `WeightedRandomSampler` in place of the training loader."
@@ -89,7 +91,7 @@ class _SamplingCallback(LearnerCallback):
         if self.old_dl is not None: self.learn.data.train_dl, self.old_dl = self.old_dl, None
 
 # %% ../../nbs/06n_callbacks.oversampling.ipynb #f66f5a29
-class OverSamplingCallback(_SamplingCallback):
+class OverSamplingCallback(SamplingCallback):
     "Draw training items with weights inversely proportional to their class counts, `n_classes * max(count)` per epoch."
     def __init__(self, learn: Learner,
                  weights: Tensor | None = None):  # one weight per training item; default: 1 / its class's count

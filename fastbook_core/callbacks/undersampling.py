@@ -7,13 +7,13 @@ from __future__ import annotations
 import numpy as np
 from torch import Tensor
 from ..basic_train import Learner
-from .oversampling import _SamplingCallback
+from .oversampling import SamplingCallback
 
 # %% auto #0
 __all__ = ['UnderSamplingCallback']
 
 # %% ../../nbs/06o_callbacks.undersampling.ipynb #a90a8046
-class UnderSamplingCallback(_SamplingCallback):
+class UnderSamplingCallback(SamplingCallback):
     "Draw training items with weights inversely proportional to their class counts, `n_classes * min(count)` per epoch."
     def __init__(self, learn: Learner,
                  weights: Tensor | None = None):  # one weight per training item; default: 1 / its class's count
