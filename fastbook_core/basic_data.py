@@ -4,16 +4,16 @@
 
 # %% ../nbs/02_basic_data.ipynb #3b03b005
 from __future__ import annotations
-import io, os, warnings
-from collections.abc import Callable, Sequence
+import copy, io, os, warnings
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from enum import IntEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, cast
 import numpy as np
 import torch
 from torch import nn, Tensor
 from torch.utils.data import (BatchSampler, DataLoader, Dataset, IterableDataset, RandomSampler, SequentialSampler,
-                              TensorDataset, default_collate)
+                              TensorDataset, default_collate, default_convert)
 from .torch_core import (CheckpointError, CheckpointNotFoundError, atomic_write, defaults, ifnone,
                                       is_listy, listify, load_checkpoint, rank_distrib, to_detach, to_device,
                                       unpickle_blob)
@@ -97,6 +97,9 @@ def intercept_args(self: DataLoader, dataset: Dataset, batch_size: int | None = 
     DataLoader.__init__(self, dataset, **self.init_kwargs)
 
 # %% ../nbs/02_basic_data.ipynb #97ec2e97
+def _check_bool(name: str, v):
+    if not isinstance(v, bool): raise TypeError(f"{name}={v!r}: pass True or False (the device itself is `device=`).")
+
 def _new_loader(dl: DataLoader, **kwargs) -> DataLoader:
     "A loader like `dl` over the same dataset, with `kwargs` changed."
     kw = {**dl.init_kwargs, **kwargs}
@@ -108,6 +111,7 @@ def _new_loader(dl: DataLoader, **kwargs) -> DataLoader:
 
 class DeviceDataLoader:
     "Bind `dl` to `device`: every batch it yields is on `device`, then passed through `tfms`."
+    on_device = False  # the dataset's tensors were put on the device (`DataBunch.create(on_device=True)`): index them there
     def __init__(self, dl: DataLoader,  # the loader to wrap
                  device: torch.device | str | None = None,  # default: `defaults.device`
                  tfms: Callable | Sequence[Callable] | None = None,  # functions applied to each batch, in order
@@ -164,7 +168,9 @@ class DeviceDataLoader:
 
     def new(self, **kwargs) -> DeviceDataLoader:
         "A copy of this loader (same device and `tfms`) with the `DataLoader` arguments in `kwargs` changed."
-        return DeviceDataLoader(_new_loader(self.dl, **kwargs), self.device, list(self.tfms))
+        res = DeviceDataLoader(_new_loader(self.dl, **kwargs), self.device, list(self.tfms))
+        res.on_device = self.on_device
+        return res
 
     def proc_batch(self, b: Any) -> Any:
         "Batch `b` moved to the device and passed through the `tfms`."
@@ -172,12 +178,50 @@ class DeviceDataLoader:
         for f in self.tfms: b = f(b)
         return b
 
+    def _tfmed(self, b: Any) -> Any:
+        for f in self.tfms: b = f(b)
+        return b
+
     def __iter__(self):
         "The batches of the loader, on the device, after the `tfms`."
-        if self.device.type == 'cpu' and not self.tfms:  # CPU tensors stay where they are: no copy, no per-batch walk
-            yield from self.dl
+        dl, dev = self.dl, self.device
+        if self.on_device or dev.type != 'cpu':
+            where = _tensors_device(dl.dataset) if _whole_batch_tensors(dl) else None
+            if where is not None and (self.on_device or _same_device(where, dev)):
+                yield from self._indexed(where)  # the data sits on the device: index it there, no copy
+                return
+        if dev.type == 'cpu' and not self.tfms:  # CPU tensors stay where they are: no copy, no per-batch walk
+            yield from dl
             return
-        for b in self.dl: yield self.proc_batch(b)
+        if dev.type == 'cuda':
+            yield from self._ahead(_CudaCopier(dev))  # pinned memory, asynchronous copies, one batch ahead
+            return
+        for b in dl: yield self.proc_batch(b)
+
+    def _indexed(self, where: torch.device) -> Iterator:
+        "The batches of a whole-batch `TensorDataset` loader, indexed on `where`, the device of its tensors."
+        idx, sizes = _epoch_index(self.dl)
+        if where.type == 'cuda': idx = idx.pin_memory().to(where, non_blocking=True)  # one copy per epoch
+        elif where.type != 'cpu': idx = idx.to(where)
+        ts, move = cast(TensorDataset, self.dl.dataset).tensors, not _same_device(where, self.device)
+        for i in idx.split(sizes):
+            b = [t.index_select(0, i) for t in ts]  # a list, as torch's loader gives it
+            yield self.proc_batch(b) if move else self._tfmed(b)
+
+    def _ahead(self, copier) -> Iterator:
+        "The batches, each copied by `copier` one batch ahead of its use, then passed through the `tfms`."
+        dl = self.dl
+        if dl.num_workers == 0 and _whole_batch_tensors(dl) and _tensors_device(dl.dataset) == torch.device('cpu'):
+            idx, sizes = _epoch_index(dl)  # gather each batch ourselves, straight into pinned memory
+            ts = cast(TensorDataset, dl.dataset).tensors
+            batches: Iterable = ([_rows(t, i, copier.pin) for t in ts] for i in idx.split(sizes))
+        else: batches = dl
+        return _prefetch(batches, copier.issue, lambda b: self._tfmed(copier.ready(b)))
+
+    def _first(self) -> Any:
+        "The first batch, on the device, after the `tfms`, fetching no other batch."
+        if self.on_device: return next(iter(self))  # indexing one batch on the device fetches nothing ahead
+        return self.proc_batch(next(iter(self.dl)))
 
     @classmethod
     def create(cls, dataset: Dataset,  # the dataset to load
@@ -187,12 +231,104 @@ class DeviceDataLoader:
                tfms: Callable | Sequence[Callable] | None = None,  # functions applied to each batch
                num_workers: int = 0,  # worker processes (0: load in the main process)
                collate_fn: Callable | None = None,  # how samples make a batch; default: torch's
+               on_device: bool = False,  # keep a `TensorDataset` on `device` (if it fits): batches indexed there, no copies
                **kwargs) -> DeviceDataLoader:  # passed to `make_loader` (`drop_last`, `generator`, ...)
-        "A `DeviceDataLoader` over `dataset` with batch size `bs`, shuffled if `shuffle`."
+        "A `DeviceDataLoader` over `dataset` with batch size `bs`, shuffled if `shuffle`; on `device` with `on_device`."
+        _check_bool('on_device', on_device)
+        device = torch.device(ifnone(device, defaults.device))
         drop_last = kwargs.pop('drop_last', False)
-        return cls(make_loader(dataset, bs, shuffle, drop_last, num_workers, collate_fn, **kwargs), device=device, tfms=tfms)
+        if on_device:
+            _check_on_device_args(num_workers, collate_fn, kwargs.get('batched_fetch'))
+            dataset = _to_device_resident({'': dataset}, device)['']
+        res = cls(make_loader(dataset, bs, shuffle, drop_last, num_workers, collate_fn, **kwargs), device=device, tfms=tfms)
+        res.on_device = on_device
+        return res
 
     def __repr__(self) -> str: return f'DeviceDataLoader({len(self)} batches of {self.batch_size}, device={self.device})'
+
+# %% ../nbs/02_basic_data.ipynb #d013963c
+def _map_tensors(b: Any, f: Callable) -> Any:
+    "`b` with `f` applied to each of its tensors (in nested lists, tuples and dicts)."
+    if isinstance(b, Tensor): return f(b)
+    if isinstance(b, dict): return {k: _map_tensors(v, f) for k, v in b.items()}
+    if is_listy(b): return type(b)(_map_tensors(o, f) for o in b)
+    return b
+
+def _cuda_index(d: torch.device) -> int:
+    return torch.cuda.current_device() if d.index is None else d.index
+
+def _same_device(a: torch.device, b: torch.device) -> bool:
+    "Whether `a` and `b` are the same device (`cuda` without an index is the current CUDA device)."
+    if a.type != b.type: return False
+    if a.type == 'cuda': return _cuda_index(a) == _cuda_index(b)
+    return a.index is None or b.index is None or a.index == b.index
+
+def _whole_batch_tensors(dl) -> bool:
+    "Whether `dl` fetches whole batches (a `BatchSampler` as sampler) of a `TensorDataset` with torch's `__getitem__`."
+    return (isinstance(dl, DataLoader) and dl.batch_size is None and isinstance(dl.sampler, BatchSampler)
+            and dl.collate_fn is default_convert and _plain_tensor_ds(dl.dataset))
+
+def _plain_tensor_ds(ds) -> bool:
+    "Whether `ds` is a `TensorDataset` whose items are rows of its tensors (a subclass may compute its items)."
+    return isinstance(ds, TensorDataset) and type(ds).__getitem__ is TensorDataset.__getitem__
+
+def _tensors_device(ds: Any) -> torch.device | None:
+    "The device of every tensor of `ds` (None when they are on several)."
+    devs = {t.device for t in ds.tensors}
+    return devs.pop() if len(devs) == 1 else None
+
+def _epoch_index(dl: DataLoader) -> tuple[Tensor, list]:
+    "The item indices of one epoch of whole-batch loader `dl` and each batch's size, drawn as iterating `dl` draws them."
+    torch.empty((), dtype=torch.int64).random_(generator=dl.generator)  # torch's iterator draws its workers' seed first
+    bsamp = dl.sampler
+    if type(bsamp) is BatchSampler:  # torch's batching: chunks of `batch_size` of its sampler's order
+        s, bs = bsamp.sampler, bsamp.batch_size
+        idx = torch.arange(len(s)) if type(s) is SequentialSampler else torch.tensor(list(s), dtype=torch.long)
+        sizes = [bs] * (len(idx) // bs) + ([len(idx) % bs] if len(idx) % bs and not bsamp.drop_last else [])
+        return idx[:sum(sizes)], sizes
+    batches = list(bsamp)
+    return torch.tensor([i for b in batches for i in b], dtype=torch.long), [len(b) for b in batches]
+
+def _rows(t: Tensor, idx: Tensor, pin: bool) -> Tensor:
+    "Rows `idx` of `t`; gathered straight into pinned memory if `pin`, ready for an asynchronous copy."
+    if not pin or t.requires_grad: return t.index_select(0, idx)
+    return torch.index_select(t, 0, idx, out=torch.empty((len(idx), *t.shape[1:]), dtype=t.dtype, pin_memory=True))
+
+def _prefetch(batches: Iterable, issue: Callable, ready: Callable) -> Iterator:
+    "`ready(issue(b))` for each `b` of `batches`, the next batch issued before each one is handed over."
+    it = iter(batches)
+    try: nxt = issue(next(it))
+    except StopIteration: return
+    while True:
+        cur, done, err = ready(nxt), False, None
+        try: nxt = issue(next(it))
+        except StopIteration: done = True
+        except Exception as e: done, err = True, e  # raised once the batch before it has been used
+        yield cur
+        if err is not None: raise err
+        if done: return
+
+class _CudaCopier:
+    "Copies batches to a CUDA `device` on a side stream, from pinned memory, without making the host wait."
+    pin = True  # whole batches are gathered into pinned memory
+    def __init__(self, device: torch.device): self.device, self.stream = device, torch.cuda.Stream(device)
+
+    def _copy(self, t: Tensor) -> Tensor:
+        if t.device.type == 'cpu' and not t.is_pinned(): t = t.pin_memory()
+        return t.to(self.device, non_blocking=True)
+
+    def issue(self, b: Any) -> Any:
+        "Start copying batch `b` to the device on the side stream; return the device tensors."
+        with torch.cuda.stream(self.stream): return _map_tensors(b, self._copy)
+
+    def ready(self, b: Any) -> Any:
+        "Order the current stream after the copies issued so far (on the device), and keep `b`'s memory for it."
+        cur = torch.cuda.current_stream(self.device)
+        cur.wait_stream(self.stream)
+        def keep(t):
+            t.record_stream(cur)  # the allocator reuses the memory only once the current stream is done with it
+            return t
+        return _map_tensors(b, keep)
 
 # %% ../nbs/02_basic_data.ipynb #08fe47b0
 def _len_or_none(ds):
@@ -211,6 +347,7 @@ class _NoLoader: batch_size = 64
 
 class DataBunch:
     "The training, validation, fix, single and (optional) test loaders of a Learner, on `device`."
+    on_device = False  # the datasets sit on the device (`create(on_device=True)`); a test set added later goes there too
     def __init__(self, train_dl: DataLoader | None,  # the training loader; None for an inference-only DataBunch
                  valid_dl: DataLoader | None = None,  # the validation loader
                  fix_dl: DataLoader | None = None,  # the training set in order; default: made from `train_dl`
@@ -222,7 +359,7 @@ class DataBunch:
                  no_check: bool = False,  # skip `sanity_check`
                  classes: list | None = None):  # names of the classes, for predictions and interpretation
         self.dl_tfms = listify(dl_tfms)
-        self.device = torch.device(ifnone(device, defaults.device))
+        self._device = torch.device(ifnone(device, defaults.device))
         def wrap(dl):
             if dl is None or isinstance(dl, DeviceDataLoader): return dl
             return DeviceDataLoader(dl, self.device, list(self.dl_tfms), collate_fn)
@@ -254,8 +391,10 @@ class DataBunch:
                no_check: bool = False,  # skip `sanity_check`
                batched_fetch: bool | None = None,  # fetch whole batches at once; default: when the dataset allows
                classes: list | None = None,  # names of the classes, for predictions and interpretation
+               on_device: bool = False,  # keep `TensorDataset`s on `device` (if they fit): batches indexed there, no copies
                **dl_kwargs) -> DataBunch:  # passed to every `DataLoader` (`generator`, `pin_memory`, ...)
         "Create a `DataBunch` from datasets: train shuffled with its last incomplete batch dropped, valid/test in order."
+        _check_bool('on_device', on_device)
         _check_pos_int('bs', bs)
         val_bs = ifnone(val_bs, bs)
         _check_pos_int('val_bs', val_bs)
@@ -266,14 +405,24 @@ class DataBunch:
         if n_train is not None and n_train < bs:
             raise ValueError(f"The training set has {n_train} items, fewer than one batch (bs={bs}), and the training "
                              f"loader drops incomplete batches: use bs <= {n_train}.")
+        if valid_ds is not None and _len_or_none(valid_ds) == 0: valid_ds = None
+        device = torch.device(ifnone(device, defaults.device))
+        if on_device:  # checks every set and the room on the device before anything moves
+            _check_on_device_args(num_workers, collate_fn, batched_fetch)
+            train_ds, valid_ds, test_ds = _to_device_resident({'train': train_ds, 'valid': valid_ds, 'test': test_ds},
+                                                              device).values()
+        elif device.type == 'cuda' and num_workers: dl_kwargs.setdefault('pin_memory', True)  # pinned by a loader thread
         generator = dl_kwargs.pop('generator', None)  # the training order only: reading other sets draws nothing from it
         dl = lambda ds, b, shuffle: None if ds is None else make_loader(
             ds, b, shuffle=shuffle, drop_last=shuffle, num_workers=num_workers, collate_fn=collate_fn,
             batched_fetch=batched_fetch, generator=generator if shuffle else None, **dl_kwargs)
-        if valid_ds is not None and _len_or_none(valid_ds) == 0: valid_ds = None
-        return cls(dl(train_ds, bs, True), dl(valid_ds, val_bs, False), dl(train_ds, val_bs, False),
-                   dl(test_ds, val_bs, False), device=device, dl_tfms=dl_tfms, path=path, no_check=no_check,
-                   classes=classes)
+        res = cls(dl(train_ds, bs, True), dl(valid_ds, val_bs, False), dl(train_ds, val_bs, False),
+                  dl(test_ds, val_bs, False), device=device, dl_tfms=dl_tfms, path=path, no_check=no_check,
+                  classes=classes)
+        if on_device:
+            res.on_device = True
+            for d in res.dls: d.on_device = True
+        return res
 
     if not TYPE_CHECKING:  # type checkers keep reporting misspelt attributes
         def __getattr__(self, k: str) -> Any:
@@ -283,7 +432,19 @@ class DataBunch:
             except AttributeError: pass
             raise AttributeError(f"'{type(self).__name__}' object has no attribute {k!r} (nor have its training loader "
                                  "and dataset).")
-    def __setstate__(self, data: dict): self.__dict__.update(data)
+    def __setstate__(self, data: dict):
+        if 'device' in data: data['_device'] = data.pop('device')  # pickled before `device` was a property
+        self.__dict__.update(data)
+
+    @property
+    def device(self) -> torch.device:
+        "The device of the batches; setting it sets every loader's (beyond v1, where the loaders kept theirs)."
+        return self._device
+    @device.setter
+    def device(self, v: torch.device | str):
+        self._device = torch.device(v)
+        for d in self.dls:
+            if isinstance(d, DeviceDataLoader): d.device = self._device
 
     @property
     def batch_size(self) -> int:
@@ -342,7 +503,7 @@ class DataBunch:
         if dl is None: raise ValueError(f"This DataBunch has no {DatasetType(ds_type).name} set.")
         w = dl.num_workers
         dl.num_workers = 0  # one batch: starting worker processes would cost more than it saves
-        try: x, y = next(iter(dl))
+        try: x, y = dl._first() if isinstance(dl, DeviceDataLoader) else next(iter(dl))  # nothing fetched ahead
         finally: dl.num_workers = w
         if detach: x, y = to_detach(x, cpu=cpu), to_detach(y, cpu=cpu)
         elif cpu: x, y = to_device(x, 'cpu'), to_device(y, 'cpu')
@@ -369,8 +530,10 @@ class DataBunch:
         like = self.valid_dl if self.valid_dl is not None else self.train_dl
         bs = ifnone(bs, self.batch_size if like is None else like.batch_size)
         nw = 0 if like is None else like.num_workers
+        if self.on_device: test_ds = _to_device_resident({'test': test_ds}, self.device)['test']
         self.test_dl = DeviceDataLoader(make_loader(test_ds, bs, False, False, num_workers=nw), self.device,
                                         list(self.dl_tfms) if like is None else list(like.tfms))
+        self.test_dl.on_device = self.on_device
 
     def add_tfm(self, tfm: Callable):
         "Add `tfm` to the transforms of every loader."
@@ -431,6 +594,77 @@ class DataBunch:
         n = lambda dl: 'none' if dl is None else f'{_len_or_none(dl.dataset)} items'
         return (f'{self.__class__.__name__}(train: {n(self.train_dl)}, valid: {n(self.valid_dl)}, test: '
                 f'{n(self.test_dl)}; bs={self.batch_size}, device={self.device})')
+
+# %% ../nbs/02_basic_data.ipynb #1821d3b3
+_ON_DEVICE_SHARE = 0.8  # the data may take this share of a device's free memory; the rest is for the model
+
+def _device_memory(device: torch.device) -> tuple[int, int] | None:
+    "Free and total bytes of `device`; None where torch cannot tell (the CPU)."
+    if device.type != 'cuda': return None
+    if not torch.cuda.is_available():
+        raise RuntimeError(f"on_device=True with device={str(device)!r}: torch sees no CUDA device here, so the data "
+                           "cannot go there; use device='cpu', or run where a GPU is.")
+    return torch.cuda.mem_get_info(device)
+
+def _fmt_bytes(n: float) -> str:
+    "`n` bytes in the largest unit up to GiB."
+    for unit in ('bytes', 'KiB', 'MiB'):
+        if n < 1024: return f'{n:.0f} {unit}' if unit == 'bytes' else f'{n:.1f} {unit}'
+        n /= 1024
+    return f'{n:.1f} GiB'
+
+def _check_on_device_args(num_workers: int, collate_fn: Callable | None, batched_fetch: bool | None) -> None:
+    "Refuse the loader arguments that `on_device=True` cannot honour."
+    if num_workers:
+        raise ValueError(f"on_device=True with num_workers={num_workers}: batches are indexed on the device, in the main "
+                         "process; leave num_workers=0.")
+    if collate_fn is not None or batched_fetch is False:
+        what = 'a collate_fn' if collate_fn is not None else 'batched_fetch=False'
+        raise ValueError(f"on_device=True with {what}: data on the device is indexed a whole batch at a time, without "
+                         f"collating samples; drop {what}, or leave on_device=False.")
+
+def _to_device_resident(sets: dict, device: torch.device) -> dict:
+    "`sets` (name -> dataset or None) with the tensors of each `TensorDataset` on `device`; all checked before any moves."
+    for name, ds in sets.items():
+        if ds is None or _plain_tensor_ds(ds): continue
+        kind = ('a TensorDataset whose __getitem__ computes its items' if isinstance(ds, TensorDataset)
+                else f'a {type(ds).__name__}, not a TensorDataset')
+        raise TypeError(f"on_device=True keeps data held in memory as tensors (a TensorDataset) on the device, and the "
+                        f"{name or 'dataset'}{' set' if name else ''} is {kind}: make a TensorDataset of its tensors, or "
+                        "leave on_device=False (each batch is then copied to the device as it is loaded).")
+    seen: set[int] = set()
+    sizes: dict[str, int] = {}
+    for name, ds in sets.items():
+        if ds is None: continue
+        new = [t for t in ds.tensors if id(t) not in seen and not _same_device(t.device, device)]
+        seen.update(id(t) for t in new)
+        sizes[name or 'dataset'] = sum(t.nelement() * t.element_size() for t in new)
+    mem, need = _device_memory(device), sum(sizes.values())
+    if mem is not None and need > _ON_DEVICE_SHARE * mem[0]:
+        parts = ', '.join(f'{k} {_fmt_bytes(v)}' for k, v in sizes.items() if v)
+        raise ValueError(f"on_device=True: the data takes {_fmt_bytes(need)} ({parts}) and {device} has "
+                         f"{_fmt_bytes(mem[0])} free of {_fmt_bytes(mem[1])}; the data may take at most "
+                         f"{_ON_DEVICE_SHARE:.0%} of the free memory, the rest is for the model and its activations. "
+                         "Leave on_device=False (the default: each batch is copied from pinned memory while the previous "
+                         "one trains), use fewer items, or store them in a smaller dtype (uint8 images, say, turned into "
+                         "floats by a dl_tfm on the device).")
+    moved, done = {}, {}  # each tensor and each dataset once, even where sets share them
+    try:
+        for ds in sets.values():
+            if ds is None or id(ds) in done: continue
+            ts = []
+            for t in ds.tensors:
+                if id(t) not in moved: moved[id(t)] = t.to(device)
+                ts.append(moved[id(t)])
+            if all(a is b for a, b in zip(ts, ds.tensors)): done[id(ds)] = ds  # already there: the same dataset
+            else:
+                done[id(ds)] = copy.copy(ds)  # the same class and attributes (`c`, `classes`), tensors on the device
+                done[id(ds)].tensors = tuple(ts)
+    except torch.OutOfMemoryError as e:
+        e.add_note(f"(while moving the data to {device} for on_device=True: leave on_device=False to copy each batch "
+                   "instead)")
+        raise
+    return {name: None if ds is None else done[id(ds)] for name, ds in sets.items()}
 
 # %% ../nbs/02_basic_data.ipynb #ce8f4d21
 _DATA_FORMAT = 'fastbook_core.databunch/1'
