@@ -129,11 +129,11 @@ class RegMetrics(Callback):
     def on_batch_end(self, last_output: Tensor, last_target: Tensor, **kwargs):
         "Add the batch's predictions and targets (flattened, on the CPU)."
         out, targ = flatten_check(last_output.detach(), last_target.detach())
-        self.preds = torch.cat((self.preds, out.float().cpu()))
-        self.targs = torch.cat((self.targs, targ.float().cpu()))
+        self.preds = torch.cat((self.preds.to(out.device), out.float()))  # on the batch's device: no sync per batch
+        self.targs = torch.cat((self.targs.to(targ.device), targ.float()))
 
     def _score(self, f):
-        preds, targs = _cat_all(self.preds), _cat_all(self.targs)
+        preds, targs = _cat_all(self.preds.cpu()), _cat_all(self.targs.cpu())
         return [None] if len(targs) == 0 else f(preds, targs)
 
 class R2Score(RegMetrics):
@@ -166,11 +166,11 @@ class ConfusionMatrix(Callback):
     def on_epoch_begin(self, **kwargs): self.cm = None
 
     def on_batch_end(self, last_output: Tensor, last_target: Tensor, **kwargs):
-        "Add the batch's (target, prediction) pairs to the confusion matrix."
-        preds, targs = last_output.argmax(-1).reshape(-1).cpu(), last_target.reshape(-1).cpu().long()
+        "Add the batch's (target, prediction) pairs to the confusion matrix, on the batch's device (no sync on a GPU)."
+        preds, targs = last_output.argmax(-1).reshape(-1), last_target.reshape(-1).long()
         n = max(last_output.shape[-1], 2)
-        if self.cm is None: self.n_classes, self.cm = n, torch.zeros(n, n, dtype=torch.long)
-        self.cm += torch.bincount(targs * n + preds, minlength=n * n).view(n, n)
+        if self.cm is None: self.n_classes, self.cm = n, torch.zeros(n * n, dtype=torch.long, device=preds.device)
+        self.cm.index_add_(0, targs * n + preds, torch.ones_like(preds))  # not bincount: it syncs on CUDA
 
     def _all_reduce(self):
         "Sum the confusion matrices of all processes, so that every process scores the whole validation set."
@@ -181,6 +181,7 @@ class ConfusionMatrix(Callback):
 
     def on_epoch_end(self, **kwargs):
         "Combine the processes' matrices (distributed) and keep the result in `self.metric`."
+        if self.cm is not None and self.cm.ndim == 1: self.cm = self.cm.view(self.n_classes, self.n_classes).cpu()
         if num_distrib() > 1: self._all_reduce()
         self.metric = self.cm
 
@@ -299,12 +300,13 @@ class AUROC(Callback):
 
     def on_batch_end(self, last_output: Tensor, last_target: Tensor, **kwargs):
         "Add the batch's scores and targets."
-        self.preds = torch.cat((self.preds, F.softmax(last_output.detach().float(), dim=1)[:, -1].cpu()))
-        self.targs = torch.cat((self.targs, last_target.detach().cpu().long()))
+        scores = F.softmax(last_output.detach().float(), dim=1)[:, -1]
+        self.preds = torch.cat((self.preds.to(scores.device), scores))  # on the batch's device: no sync per batch
+        self.targs = torch.cat((self.targs.to(scores.device), last_target.detach().long()))
 
     def on_epoch_end(self, last_metrics, **kwargs):
         "Append the AUC of the epoch to `last_metrics`."
-        preds, targs = _cat_all(self.preds), _cat_all(self.targs)
+        preds, targs = _cat_all(self.preds.cpu()), _cat_all(self.targs.cpu())
         return add_metrics(last_metrics, [None] if len(targs) == 0 else auc_roc_score(preds, targs))
 
 class Perplexity(Callback):
@@ -315,7 +317,7 @@ class Perplexity(Callback):
     def on_batch_end(self, last_output: Tensor, last_target: Tensor, **kwargs):
         "Add the batch's cross-entropy, weighted by its sequence length."
         ce = F.cross_entropy(last_output.detach().float().reshape(-1, last_output.shape[-1]), last_target.reshape(-1))
-        self.loss += last_target.size(1) * ce.cpu()
+        self.loss = self.loss + last_target.size(1) * ce  # a tensor on the batch's device until the epoch ends
         self.len += last_target.size(1)
 
     def on_epoch_end(self, last_metrics, **kwargs):
@@ -336,8 +338,8 @@ class MultiLabelFbeta(Callback):
 
     def on_batch_end(self, last_output: Tensor, last_target: Tensor, **kwargs):
         "Add the batch's true positives, predicted and actual positives, per label."
-        pred = ((last_output.sigmoid() if self.sigmoid else last_output) > self.thresh).float().cpu()
-        targ = last_target.float().cpu()
+        pred = ((last_output.sigmoid() if self.sigmoid else last_output) > self.thresh).float()
+        targ = last_target.float()  # on the batch's device: the sums are moved once, at the end of the epoch
         self.tp += (pred * targ).sum(0)
         self.total_pred += pred.sum(0)
         self.total_targ += targ.sum(0)
@@ -352,7 +354,8 @@ class MultiLabelFbeta(Callback):
         n = _common_size(None if isinstance(self.tp, int) else len(self.tp)) if num_distrib() > 1 else (
             None if isinstance(self.tp, int) else len(self.tp))
         if n is None: return add_metrics(last_metrics, [None])
-        stats = torch.stack([torch.zeros(n) + v for v in (self.tp, self.total_pred, self.total_targ)])
+        stats = torch.stack([torch.zeros(n) + (v.cpu() if isinstance(v, Tensor) else v)
+                             for v in (self.tp, self.total_pred, self.total_targ)])
         tp, total_pred, total_targ = distrib_sum(stats)
         total_pred, total_targ = total_pred + self.eps, total_targ + self.eps
         if self.average == 'micro': res = self.fbeta_score(tp.sum() / total_pred.sum(), tp.sum() / total_targ.sum())

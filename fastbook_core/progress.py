@@ -47,6 +47,19 @@ def format_time(t: float) -> str:
     h, m, s = t // 3600, (t // 60) % 60, t % 60
     return f'{h}:{m:02d}:{s:02d}' if h else f'{m:02d}:{s:02d}'
 
+def _comment_value(bar):
+    "The bar's comment; a loss on a GPU is read without waiting: the last value whose copy has arrived is shown."
+    c = bar.comment
+    if not (hasattr(c, 'is_cuda') and c.is_cuda): return c
+    import torch
+    pending = getattr(bar, '_pending', None)
+    if pending is not None and pending[1].query(): bar._shown, pending = float(pending[0]), None  # query() never waits
+    if pending is None:
+        host = c.detach().to('cpu', non_blocking=True)
+        ev = torch.cuda.Event(); ev.record()
+        bar._pending = (host, ev)
+    return getattr(bar, '_shown', None)
+
 def _fmt_comment(c) -> str:
     if c is None or isinstance(c, str): return c or ''
     try: return f'loss {float(c):.4f}'
@@ -64,7 +77,7 @@ def _bar_text(bar, width: int = 0) -> str:
         filled = min(int(width * n / total), width) if total else width
         glyphs = '|' + '█' * filled + ' ' * (width - filled) + '| '
     end = ' stopped early' if bar.done and n < total else ''
-    comment = _fmt_comment(bar.comment)
+    comment = _fmt_comment(_comment_value(bar))
     return (f'{bar.label} {pct:3.0f}% {glyphs}{n}/{total} [{format_time(elapsed)}<{format_time(remaining)}'
             f'{", " + comment if comment else ""}]{end}').strip()
 

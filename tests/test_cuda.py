@@ -133,9 +133,6 @@ def test_no_host_sync_in_any_batch(config, data_kind, monkeypatch, capsys):
     if not kw.get('silent', True): assert 'train_loss' in capsys.readouterr().out
 
 
-@pytest.mark.xfail(strict=True, reason="progress.py formats the loss with float() each time a terminal bar redraws "
-                                       "(at most 5 times a second): a host sync, not per batch; see issue 19's report "
-                                       "for the non-blocking reader that removes it")
 def test_terminal_bars_redraw_without_sync(monkeypatch):
     class TTY(io.StringIO):
         def isatty(self): return True
@@ -151,18 +148,12 @@ def test_terminal_bars_redraw_without_sync(monkeypatch):
     learn.fit(2, 1e-2, callbacks=cbs)
 
 
-@pytest.mark.xfail(strict=True, reason="MixUpCallback copies its mixing weights with a blocking .to(device): a sync per "
-                                       "training batch; the fix, non_blocking=True in 06h_callbacks.mixup, is in issue "
-                                       "19's report")
 def test_mixup_has_no_sync_per_batch():
     learn = make_learner(make_data()).mixup()
     _, cbs = guards(learn)
     learn.fit(2, 1e-2, callbacks=cbs)
 
 
-@pytest.mark.xfail(strict=True, reason="the confusion-matrix metrics (Precision, Recall, FBeta, KappaScore, ...) move "
-                                       "each validation batch to the CPU: a sync per validation batch; issue 19's "
-                                       "report gives the change to 05_metrics that keeps the matrix on the device")
 def test_confusion_matrix_metrics_have_no_sync_per_batch():
     from fastbook_core.metrics import Precision
     learn = make_learner(make_data(), metrics=[Precision(average='macro')])

@@ -61,7 +61,7 @@ class MixUpCallback(LearnerCallback):
         if not train: return
         bs = last_target.shape[0]
         lambd = np.random.beta(self.alpha, self.alpha, bs)
-        lambd = torch.from_numpy(np.maximum(lambd, 1 - lambd)).float().to(last_input.device)
+        lambd = torch.from_numpy(np.maximum(lambd, 1 - lambd)).float().to(last_input.device, non_blocking=True)
         shuffle = torch.randperm(bs, device=last_input.device)
         x1, y1 = last_input[shuffle], last_target[shuffle]
         if self.stack_x: new_input = [last_input, x1, lambd]
