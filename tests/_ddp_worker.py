@@ -25,7 +25,7 @@ if mode.startswith('unused'):
     try:
         learn.fit(2)
         res = {'ok': True}
-    except RuntimeError as e: res = {'ok': False, 'error': str(e)}
+    except RuntimeError as e: res = {'ok': False, 'error': ' '.join([str(e), *getattr(e, '__notes__', [])])}
     (out / f'res{rank}.json').write_text(json.dumps(res))
     sys.exit(0)
 
@@ -42,6 +42,6 @@ learn.save('final')
 learn.export()
 torch.save({k: v.cpu() for k, v in learn.model.module.state_dict().items()}, out / f'weights{rank}.pt')
 (out / f'res{rank}.json').write_text(json.dumps({
-    'batches': counter.n, 'val_loss': learn.recorder.val_losses[-1], 'accuracy': learn.recorder.metrics[-1][0],
-    'precision': learn.recorder.metrics[-1][1],
-    'world': torch.distributed.get_world_size(), 'validate': learn.validate()}))
+    'batches': counter.n, 'val_loss': float(learn.recorder.val_losses[-1]), 'accuracy': float(learn.recorder.metrics[-1][0]),
+    'precision': float(learn.recorder.metrics[-1][1]),
+    'world': torch.distributed.get_world_size(), 'validate': [float(v) for v in learn.validate()]}))

@@ -51,7 +51,7 @@ def test_reported_validation_is_global(run):
         torch.nn.Linear(4, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3)), metrics=[accuracy, Precision(average='macro')],
         path=out / 'lib', silent=True)
     learn.load('final')
-    loss, acc, prec = learn.validate()
+    loss, acc, prec = [float(v) for v in learn.validate()]
     assert res[0]['precision'] == pytest.approx(prec, rel=1e-6) and res[1]['precision'] == pytest.approx(prec, rel=1e-6)
     assert res[0]['val_loss'] == pytest.approx(loss, rel=1e-5)
     assert res[0]['accuracy'] == pytest.approx(acc, rel=1e-6)
