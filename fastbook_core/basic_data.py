@@ -335,9 +335,10 @@ def _len_or_none(ds):
     try: return len(ds)
     except TypeError: return None
 
-def _check_pos_int(name: str, v):
-    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+def _check_pos_int(name: str, v) -> int:
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
         raise ValueError(f"{name}={v!r}: the batch size must be a positive integer.")
+    return int(v)
 
 def _as_batch_of_one(item):
     if is_listy(item): return [_as_batch_of_one(o) for o in item]
@@ -395,9 +396,8 @@ class DataBunch:
                **dl_kwargs) -> DataBunch:  # passed to every `DataLoader` (`generator`, `pin_memory`, ...)
         "Create a `DataBunch` from datasets: train shuffled with its last incomplete batch dropped, valid/test in order."
         _check_bool('on_device', on_device)
-        _check_pos_int('bs', bs)
-        val_bs = ifnone(val_bs, bs)
-        _check_pos_int('val_bs', val_bs)
+        bs = _check_pos_int('bs', bs)
+        val_bs = _check_pos_int('val_bs', ifnone(val_bs, bs))
         if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
             raise ValueError(f"num_workers={num_workers!r}: must be an integer >= 0.")
         n_train = _len_or_none(train_ds)
@@ -452,7 +452,7 @@ class DataBunch:
         return (self.train_dl or self.valid_dl or self.test_dl or _NoLoader).batch_size
     @batch_size.setter
     def batch_size(self, v: int):
-        _check_pos_int('batch_size', v)
+        v = _check_pos_int('batch_size', v)
         for d in (self.train_dl, self.valid_dl, self.test_dl):
             if d is not None: d.batch_size = v
 
