@@ -68,19 +68,20 @@ def train_digits(out: str | Path = 'out',  # folder for the model and the plots 
     data = digits_data(bs=bs, device=dev)
     learn = Learner(data, digits_cnn(), metrics=[accuracy], path=out, model_dir='.', silent=silent)
     out.mkdir(parents=True, exist_ok=True)
-    def save(fig, name):
-        fig.savefig(out / name); plt.close(fig)
+    def save(fig, name, title):  # a PNG on its own needs a title that says what it shows
+        fig.suptitle(title); fig.savefig(out / name, bbox_inches='tight'); plt.close(fig)
     learn.lr_find()
-    save(learn.recorder.plot(suggestion=True, return_fig=True), 'lr_find.png')
+    save(learn.recorder.plot(suggestion=True, return_fig=True), 'lr_find.png', 'Learning rate finder: loss against the lr')
     learn.fit_one_cycle(epochs, lr)
     loss = float(learn.recorder.val_losses[-1])
     if not math.isfinite(loss):
         raise FloatingPointError(f'training diverged: the validation loss is {loss} after {epochs} epoch(s) at lr={lr}; '
                                  f'train with a smaller learning rate (see {out / "lr_find.png"}).')
-    save(learn.recorder.plot_losses(return_fig=True), 'losses.png')
-    save(learn.recorder.plot_lr(show_moms=True, return_fig=True), 'lr_mom.png')
-    if epochs > 1: save(learn.recorder.plot_metrics(return_fig=True), 'metrics.png')
-    save(learn.interpret().plot_confusion_matrix(return_fig=True), 'confusion_matrix.png')
+    save(learn.recorder.plot_losses(return_fig=True), 'losses.png', f'Training and validation loss, {epochs} epochs of one cycle')
+    save(learn.recorder.plot_lr(show_moms=True, return_fig=True), 'lr_mom.png', f'One cycle: learning rate and momentum (max lr {lr:g})')
+    if epochs > 1: save(learn.recorder.plot_metrics(return_fig=True), 'metrics.png', 'Validation accuracy per epoch')
+    save(learn.interpret().plot_confusion_matrix(title='Confusion matrix of the validation set', return_fig=True),
+         'confusion_matrix.png', 'Digits: actual against predicted')
     path = learn.save('digits_cnn', return_path=True)
     acc = float(learn.recorder.metrics[-1][0])
     print(f'model: {path}\nplots: {out}/*.png\ndevice: {dev}\ntime: {time.time() - start:.1f}s')
