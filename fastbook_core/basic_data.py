@@ -40,9 +40,9 @@ def make_loader(ds: Dataset,  # the dataset to load
                 drop_last: bool,  # drop the last incomplete batch
                 num_workers: int = 0,  # worker processes (0: load in the main process)
                 collate_fn: Callable | None = None,  # how samples make a batch; default: torch's
-                batched_fetch: bool | None = None,  # fetch whole batches at once; default: when `ds` allows it
+                batched_fetch: bool | None = None,  # fetch whole batches at once; default: when ds allows it
                 generator: torch.Generator | None = None,  # the random generator of the shuffling
-                **kwargs) -> DataLoader:  # passed to the `DataLoader`
+                **kwargs) -> DataLoader:  # passed to the DataLoader
     "A `DataLoader` over `ds`; whole-batch fetching when `ds` supports it (default) unless `batched_fetch=False`."
     fetch = _batch_indexable(ds) and collate_fn is None if batched_fetch is None else batched_fetch
     extra = {'generator': generator} if generator is not None else {}
@@ -111,9 +111,9 @@ def _new_loader(dl: DataLoader, **kwargs) -> DataLoader:
 
 class DeviceDataLoader:
     "Bind `dl` to `device`: every batch it yields is on `device`, then passed through `tfms`."
-    on_device = False  # the dataset's tensors were put on the device (`DataBunch.create(on_device=True)`): index them there
+    on_device = False  # the dataset's tensors were put on the device (DataBunch.create(on_device=True)): index them there
     def __init__(self, dl: DataLoader,  # the loader to wrap
-                 device: torch.device | str | None = None,  # default: `defaults.device`
+                 device: torch.device | str | None = None,  # default: defaults.device
                  tfms: Callable | Sequence[Callable] | None = None,  # functions applied to each batch, in order
                  collate_fn: Callable | None = None):  # replaces the loader's (it is then rebuilt to fetch per sample)
         self.dl, self.device, self.tfms = dl, torch.device(ifnone(device, defaults.device)), listify(tfms)
@@ -227,12 +227,12 @@ class DeviceDataLoader:
     def create(cls, dataset: Dataset,  # the dataset to load
                bs: int = 64,  # the batch size
                shuffle: bool = False,  # draw a new random order each epoch
-               device: torch.device | str | None = None,  # default: `defaults.device`
+               device: torch.device | str | None = None,  # default: defaults.device
                tfms: Callable | Sequence[Callable] | None = None,  # functions applied to each batch
                num_workers: int = 0,  # worker processes (0: load in the main process)
                collate_fn: Callable | None = None,  # how samples make a batch; default: torch's
-               on_device: bool = False,  # keep a `TensorDataset` on `device` (if it fits): batches indexed there, no copies
-               **kwargs) -> DeviceDataLoader:  # passed to `make_loader` (`drop_last`, `generator`, ...)
+               on_device: bool = False,  # keep a TensorDataset on device (if it fits): batches indexed there, no copies
+               **kwargs) -> DeviceDataLoader:  # passed to make_loader (drop_last, generator, ...)
         "A `DeviceDataLoader` over `dataset` with batch size `bs`, shuffled if `shuffle`; on `device` with `on_device`."
         _check_bool('on_device', on_device)
         device = torch.device(ifnone(device, defaults.device))
@@ -348,16 +348,16 @@ class _NoLoader: batch_size = 64
 
 class DataBunch:
     "The training, validation, fix, single and (optional) test loaders of a Learner, on `device`."
-    on_device = False  # the datasets sit on the device (`create(on_device=True)`); a test set added later goes there too
+    on_device = False  # the datasets sit on the device (create(on_device=True)); a test set added later goes there too
     def __init__(self, train_dl: DataLoader | None,  # the training loader; None for an inference-only DataBunch
                  valid_dl: DataLoader | None = None,  # the validation loader
-                 fix_dl: DataLoader | None = None,  # the training set in order; default: made from `train_dl`
+                 fix_dl: DataLoader | None = None,  # the training set in order; default: made from train_dl
                  test_dl: DataLoader | None = None,  # an unlabelled set for predictions
-                 device: torch.device | str | None = None,  # default: `defaults.device`
+                 device: torch.device | str | None = None,  # default: defaults.device
                  dl_tfms: Callable | Sequence[Callable] | None = None,  # functions applied to every batch on the device
                  path: str | Path = '.',  # where a Learner writes its files
                  collate_fn: Callable | None = None,  # replaces the loaders' (default: keep theirs)
-                 no_check: bool = False,  # skip `sanity_check`
+                 no_check: bool = False,  # skip sanity_check
                  classes: list | None = None):  # names of the classes, for predictions and interpretation
         self.dl_tfms = listify(dl_tfms)
         self._device = torch.device(ifnone(device, defaults.device))
@@ -384,16 +384,16 @@ class DataBunch:
                test_ds: Dataset | None = None,  # an unlabelled set for predictions
                path: str | Path = '.',  # where a Learner writes its files
                bs: int = 64,  # training batch size
-               val_bs: int | None = None,  # validation/fix/test batch size; default `bs`
+               val_bs: int | None = None,  # validation/fix/test batch size; default bs
                num_workers: int = 0,  # loader worker processes (0: load in the main process)
                dl_tfms: Callable | Sequence[Callable] | None = None,  # functions applied to every batch on the device
-               device: torch.device | str | None = None,  # default: `defaults.device`
+               device: torch.device | str | None = None,  # default: defaults.device
                collate_fn: Callable | None = None,  # how samples make a batch; default: torch's
-               no_check: bool = False,  # skip `sanity_check`
+               no_check: bool = False,  # skip sanity_check
                batched_fetch: bool | None = None,  # fetch whole batches at once; default: when the dataset allows
                classes: list | None = None,  # names of the classes, for predictions and interpretation
-               on_device: bool = False,  # keep `TensorDataset`s on `device` (if they fit): batches indexed there, no copies
-               **dl_kwargs) -> DataBunch:  # passed to every `DataLoader` (`generator`, `pin_memory`, ...)
+               on_device: bool = False,  # keep TensorDatasets on device (if they fit): batches indexed there, no copies
+               **dl_kwargs) -> DataBunch:  # passed to every DataLoader (generator, pin_memory, ...)
         "Create a `DataBunch` from datasets: train shuffled with its last incomplete batch dropped, valid/test in order."
         _check_bool('on_device', on_device)
         bs = _check_pos_int('bs', bs)
@@ -428,7 +428,7 @@ class DataBunch:
         def __getattr__(self, k: str) -> Any:
             train_dl = self.__dict__.get('train_dl')
             if k.startswith('__') or train_dl is None: raise AttributeError(k)
-            try: return getattr(train_dl, k)  # as in v1: `data.c` is the training dataset's `c`
+            try: return getattr(train_dl, k)  # as in v1: data.c is the training dataset's c
             except AttributeError: pass
             raise AttributeError(f"'{type(self).__name__}' object has no attribute {k!r} (nor have its training loader "
                                  "and dataset).")
@@ -715,16 +715,16 @@ def _unpack_dataset(s, what: str, name: str, trust_code: bool):
     raise CheckpointError(f"{name}: the {what} is neither tensors nor a pickled dataset.")
 
 def load_data(path: str | Path,  # the folder of the file (and the `path` of the new DataBunch)
-              file: str | Path | BinaryIO = 'data_save.pkl',  # file name in `path`, or a file object
+              file: str | Path | BinaryIO = 'data_save.pkl',  # file name in path, or a file object
               bs: int = 64,  # training batch size
-              val_bs: int | None = None,  # validation/test batch size; default `bs`
+              val_bs: int | None = None,  # validation/test batch size; default bs
               num_workers: int = 0,  # loader worker processes
               dl_tfms: Callable | Sequence[Callable] | None = None,  # functions applied to every batch on the device
-              device: torch.device | str | None = None,  # default: `defaults.device`
+              device: torch.device | str | None = None,  # default: defaults.device
               collate_fn: Callable | None = None,  # how samples make a batch; default: torch's
-              no_check: bool = False,  # skip `sanity_check`
-              trust_code: bool = False,  # allow unpickling datasets that are not `TensorDataset`s (runs their code)
-              **kwargs) -> DataBunch:  # passed to `DataBunch.create`
+              no_check: bool = False,  # skip sanity_check
+              trust_code: bool = False,  # allow unpickling datasets that are not TensorDatasets (runs their code)
+              **kwargs) -> DataBunch:  # passed to DataBunch.create
     "Load a `DataBunch` saved by `DataBunch.save` from `path/file` (or file object `file`); safe unless `trust_code`."
     if hasattr(file, 'read'): source, name = file, f'the file object {file!r}'
     elif not isinstance(file, (str, os.PathLike)):

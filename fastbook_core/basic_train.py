@@ -32,8 +32,7 @@ if TYPE_CHECKING:  # the modules that add methods to Learner, imported for type 
 # %% auto #0
 __all__ = ['loss_func_name2activ', 'loss_batch', 'validate', 'check_epochs', 'fit', 'train_epoch', 'noop', 'loss_func2activ',
            'per_item_loss', 'get_preds', 'LearnerCallback', 'load_learner', 'Learner', 'DestroyedLearner',
-           'BasicLearner', 'FakeOptimizer', 'to_floats', 'finish_fig', 'Recorder', 'RecordOnCPU', 'CheckpointError',
-           'CheckpointNotFoundError', 'get_model']
+           'BasicLearner', 'FakeOptimizer', 'to_floats', 'finish_fig', 'Recorder', 'RecordOnCPU']
 
 # %% ../nbs/04_basic_train.ipynb #619177b0
 def _shapes(b) -> str:
@@ -107,7 +106,7 @@ def validate(model: nn.Module,  # the model, put in eval mode
              dl: Iterable,  # the loader to evaluate on
              loss_func: Callable | None = None,  # without it, collect outputs and targets
              cb_handler: CallbackHandler | None = None,  # the callbacks (and metrics) that see each batch
-             pbar: MasterBar | None = None,  # the `MasterBar` of a running fit, under which the bar is drawn
+             pbar: MasterBar | None = None,  # the MasterBar of a running fit, under which the bar is drawn
              average: bool = True,  # return the mean loss; else each batch's result
              n_batch: int | None = None,  # stop after this many batches
              silent: bool = False) -> np.float32 | list:  # no progress bar
@@ -135,8 +134,8 @@ def check_epochs(epochs: int) -> None:
         raise ValueError(f"epochs={epochs!r}: fit needs a whole number of epochs >= 1.")
 
 def fit(epochs: int,  # how many epochs
-        learn: Learner,  # a `Learner` (or anything with `model`, `data`, `loss_func`, `opt`)
-        callbacks: Callback | list | None = None,  # `Callback` instances
+        learn: Learner,  # a Learner (or anything with model, data, loss_func, opt)
+        callbacks: Callback | list | None = None,  # Callback instances
         metrics: Callable | list | None = None) -> None:  # functions or metric callbacks, computed on the validation set
     "Train `learn.model` on `learn.data` for `epochs`, calling `callbacks` and computing `metrics` on validation."
     check_epochs(epochs)
@@ -205,7 +204,7 @@ def per_item_loss(loss_func: Callable) -> Callable:
 
 def get_preds(model: nn.Module,  # the model, put in eval mode
               dl: Iterable,  # the loader to predict on
-              pbar: MasterBar | None = None,  # the `MasterBar` of a running fit
+              pbar: MasterBar | None = None,  # the MasterBar of a running fit
               cb_handler: CallbackHandler | None = None,  # callbacks that see each batch
               activ: Callable | None = None,  # applied to the outputs
               loss_func: Callable | None = None,  # with it, per-item losses are appended
@@ -301,7 +300,6 @@ def _plain_state(v) -> bool:
     return v is None or isinstance(v, (bool, int, float, str, Tensor))
 
 # %% ../nbs/04_basic_train.ipynb #1daef312
-_all_ = ['CheckpointError', 'CheckpointNotFoundError', 'get_model']  # basic_train's names in fastai v1, defined in torch_core
 _EXPORT_FORMAT, _EXPORT_PARTS = 'fastbook_core.export/1', ('format', 'state_dict', 'objects', 'classes', 'hypers')
 
 def _check_picklable(obj, what: str):
@@ -369,14 +367,14 @@ def _check_export_objects(objs, hypers, classes, source) -> None:
         bad(f"its classes are {type(classes).__name__}, not a list of names")
 
 def load_learner(path: str | Path,  # the folder of the export (the Learner's `path`)
-                 file: str | Path | IO[bytes] = 'export.pkl',  # the file name in `path`, or an open binary file
+                 file: str | Path | IO[bytes] = 'export.pkl',  # the file name in path, or an open binary file
                  test: Dataset | None = None,  # a dataset that becomes the test set
                  tfm_y: Any = None,  # fastai v1's transforms of the targets, a data-block feature this library does not have
                  model: nn.Module | None = None,  # the model to load the weights into (its class is then not unpickled)
-                 loss_func: Callable | None = None,  # the loss (with `model`, nothing is unpickled)
+                 loss_func: Callable | None = None,  # the loss (with model, nothing is unpickled)
                  trust_code: bool = False,  # unpickle whatever classes the file names: only for files you trust
                  device: torch.device | str | None = None,  # where the model goes
-                 **kwargs) -> Learner:  # more arguments for the `Learner`
+                 **kwargs) -> Learner:  # more arguments for the Learner
     "A Learner for inference from `path/file` written by `export`; `test` (a dataset) becomes its test set. Safe by default."
     if tfm_y is not None: raise ValueError("tfm_y belongs to fastai v1's data block API, which this library does not have.")
     source = file if _is_filelike(file) else Path(path) / file
@@ -464,12 +462,12 @@ class Learner:
                  wd: float | list = defaults.wd,  # weight decay: a number, or one per layer group
                  train_bn: bool = True,  # keep normalization layers trainable in frozen layer groups
                  path: str | Path | None = None,  # where files go; default: the data's path
-                 model_dir: str | Path = 'models',  # folder of `path` for checkpoints
+                 model_dir: str | Path = 'models',  # folder of path for checkpoints
                  callback_fns: list | None = None,  # functions of the Learner that make callbacks at each fit (a Recorder is added)
                  callbacks: Callback | list | None = None,  # callback instances used by every fit
                  layer_groups: list | None = None,  # modules for discriminative lrs and freezing; default: the whole model
                  add_time: bool = True,  # a time column in the table
-                 silent: bool | None = None):  # no progress display and no table; default: `defaults.silent`
+                 silent: bool | None = None):  # no progress display and no table; default: defaults.silent
         if not isinstance(model, nn.Module): raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}.")
         if not hasattr(data, 'train_dl'): raise TypeError(f"data must be a DataBunch, got {type(data).__name__}.")
         if loss_func is not None and not callable(loss_func):
@@ -649,7 +647,7 @@ class Learner:
                   activ: Callable | None = None,  # default: the loss's activation
                   with_loss: bool = False,  # also return the per-item losses
                   n_batch: int | None = None,  # at most this many batches
-                  pbar: MasterBar | None = None) -> list:  # the `MasterBar` of a running fit
+                  pbar: MasterBar | None = None) -> list:  # the MasterBar of a running fit
         "`[predictions, targets]` (+ per-item losses if `with_loss`) on `ds_type`; the activation follows the loss."
         dl = self.dl(ds_type)
         if dl is None: raise ValueError(f"This Learner's data has no {DatasetType(ds_type).name} set.")
@@ -661,8 +659,8 @@ class Learner:
                          loss_func=lf, n_batch=n_batch, pbar=pbar, silent=self.silent)
 
     def pred_batch(self,
-                   ds_type: DatasetType = DatasetType.Valid,  # the set whose first batch is used when `batch` is None
-                   batch: tuple | None = None,  # `(inputs, targets)`
+                   ds_type: DatasetType = DatasetType.Valid,  # the set whose first batch is used when batch is None
+                   batch: tuple | None = None,  # (inputs, targets)
                    reconstruct: bool = False,  # fastai v1's: needs its data block API, which is not part of this library
                    with_dropout: bool = False,  # keep dropout on (Monte Carlo dropout)
                    activ: Callable | None = None) -> Tensor:  # default: the loss's activation
@@ -722,7 +720,7 @@ class Learner:
         return p if p.is_absolute() else self.path / self.model_dir / p
 
     def save(self,
-             file: str | Path | IO[bytes] = 'bestmodel',  # a name in `path/model_dir`, a path, or an open binary file
+             file: str | Path | IO[bytes] = 'bestmodel',  # a name in path/model_dir, a path, or an open binary file
              return_path: bool = False,  # return where it was written
              with_opt: bool = True):  # also the optimizer, training position, random states, history and callback states
         "Save the model (and, `with_opt`, what an exact resume needs) to `path/model_dir/file.pth`, atomically."
@@ -747,12 +745,12 @@ class Learner:
         return target if return_path else None
 
     def load(self,
-             file: str | Path | IO[bytes] = 'bestmodel',  # a name in `path/model_dir`, a path, or an open binary file
+             file: str | Path | IO[bytes] = 'bestmodel',  # a name in path/model_dir, a path, or an open binary file
              device: torch.device | str | int | None = None,  # where tensors go; default: the data's device
              strict: bool = True,  # the file's keys must be exactly the model's
              with_opt: bool | None = None,  # None: the optimizer state if the file has one; True: everything, or refuse
-             purge: bool = False,  # `purge` first, to free memory
-             remove_module: bool = False) -> Learner:  # strip the `module.` prefix of a DDP model's keys
+             purge: bool = False,  # purge first, to free memory
+             remove_module: bool = False) -> Learner:  # strip the module. prefix of a DDP model's keys
         "Load `file` safely, all or nothing: the weights, the optimizer state if present (or `with_opt`), and with `with_opt=True` the random states, history and callback states."
         device = _check_device(device)
         source = self._model_file(file)
@@ -811,8 +809,8 @@ class Learner:
         return getattr(getattr(self.data.train_dl, 'dl', None), 'generator', None)
 
     def export(self,
-               file: str | Path | IO[bytes] = 'export.pkl',  # a name in `path`, or an open binary file
-               destroy: bool = False) -> None:  # `destroy` the Learner afterwards, to free its memory
+               file: str | Path | IO[bytes] = 'export.pkl',  # a name in path, or an open binary file
+               destroy: bool = False) -> None:  # destroy the Learner afterwards, to free its memory
         "Save the model, loss, metrics, classes, callbacks and callback functions to `path/file` for `load_learner`, atomically."
         if rank_distrib() != 0: return
         fns = [f for f in self.callback_fns if getattr(f, 'func', f) is not Recorder]

@@ -8,7 +8,7 @@ import math
 from functools import partial
 from collections.abc import Callable, Iterable, Sequence
 from numbers import Number
-from typing import Any
+from typing import Any, Collection
 import numpy as np
 import torch
 from torch import Tensor
@@ -25,7 +25,7 @@ callback_events = ('train_begin', 'epoch_begin', 'batch_begin', 'loss_begin', 'b
 
 class Callback:
     "Base class for callbacks: override the `on_*` events you need; return a dict to update the training state."
-    _order = 0  # callbacks run in increasing `_order`
+    _order = 0  # callbacks run in increasing _order
     def on_train_begin(self, **kwargs): "At the beginning of training."
     def on_epoch_begin(self, **kwargs): "At the beginning of each epoch."
     def on_batch_begin(self, **kwargs): "With the input and target of a batch, before the model sees them."
@@ -54,7 +54,7 @@ class Callback:
         return f'{self.__class__.__name__}({attrs})'
 
 # %% ../nbs/03_callback.ipynb #7333f136
-CallbackList = list  # fastai v1's name for the type of a list of callbacks, kept for v1 code's annotations
+CallbackList = Collection['Callback']  # fastai v1's type of a list of callbacks, for v1 code's annotations
 
 # %% ../nbs/03_callback.ipynb #f2aff374
 class SmoothenValue:
@@ -295,7 +295,7 @@ class OptimWrapper:
         self._wd = listify(check_wd(val, len(self._lr)), self._lr)
         if 'weight_decay' not in self.opt_keys: return
         if self.true_wd: self.set_val('weight_decay', listify(0, self._wd))  # decay is applied in `step`
-        else:  # classic L2 through the optimizer; the no-wd groups get none unless `bn_wd`
+        else:  # classic L2 through the optimizer; the no-wd groups get none unless bn_wd
             self.set_val('weight_decay', self._wd, bn_groups=self.bn_wd)
             if not self.bn_wd:
                 for pg in self.opt.param_groups[1::2]: pg['weight_decay'] = 0

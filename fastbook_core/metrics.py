@@ -123,7 +123,7 @@ def _cat_all(t: Tensor) -> Tensor:
 
 class RegMetrics(Callback):
     "Keep the predictions and targets of the validation set (`self.preds`, `self.targs`) to score them at its end."
-    _order = -20  # run before the Recorder reads `last_metrics`
+    _order = -20  # run before the Recorder reads last_metrics
     def on_epoch_begin(self, **kwargs): self.preds, self.targs = torch.empty(0), torch.empty(0)
 
     def on_batch_end(self, last_output: Tensor, last_target: Tensor, **kwargs):
@@ -160,7 +160,7 @@ def _common_size(n: int | None) -> int | None:
 
 class ConfusionMatrix(Callback):
     "The confusion matrix of the validation set (rows: targets, columns: predictions), in `self.metric` after each epoch."
-    _order = -20  # run before the Recorder reads `last_metrics`
+    _order = -20  # run before the Recorder reads last_metrics
 
     def on_train_begin(self, **kwargs): self.n_classes = 0
     def on_epoch_begin(self, **kwargs): self.cm = None

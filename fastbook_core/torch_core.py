@@ -35,7 +35,7 @@ def default_device() -> torch.device:
 
 defaults = types.SimpleNamespace(
     device=default_device(),  # where batches and models go
-    lr=slice(3e-3),           # the default learning rate of `Learner.fit`
+    lr=slice(3e-3),           # the default learning rate of Learner.fit
     wd=1e-2,                  # the default weight decay
     silent=False,             # True switches every progress display off
     extra_callback_fns=None,  # callbacks added to every Learner's fit
@@ -71,7 +71,7 @@ def camel2snake(name: str) -> str:
 
 # %% ../nbs/00_torch_core.ipynb #c283c8a5
 def tensor(x: Any,  # a tensor, array, number, or (nested) list of numbers
-           *rest: Any,  # more values: `tensor(1, 2, 3)` is `tensor([1, 2, 3])`
+           *rest: Any,  # more values: tensor(1, 2, 3) is tensor([1, 2, 3])
           ) -> Tensor:
     "Like `torch.as_tensor`, but also from several values given one after the other (`tensor(1, 2, 3)`)."
     if rest: x = (x,) + rest
@@ -121,7 +121,7 @@ def _apply(b, f):
     return b
 
 def to_device(b: Any,  # a tensor, or a list, tuple or dict of them (nested)
-              device: torch.device | str | None = None,  # default: `defaults.device`
+              device: torch.device | str | None = None,  # default: defaults.device
               non_blocking: bool = False):
     "Move every tensor in batch `b` to `device` (default `defaults.device`)."
     device = ifnone(device, defaults.device)
@@ -525,7 +525,7 @@ def _unsafe_globals(source) -> list:
         if hasattr(source, 'seek'): source.seek(0)
 
 def load_checkpoint(source: str | os.PathLike | io.IOBase,  # a path, or an open binary file
-                    map_location: Any = None,  # where tensors go, as for `torch.load`
+                    map_location: Any = None,  # where tensors go, as for torch.load
                     trust_code: bool | None = None) -> Any:  # True: unpickle anything; False: the refusal says how; None: no such option
     "Read `source` with `torch.load(weights_only=True)`; every failure is a `CheckpointError` that names the file and the problem."
     name = _source_name(source)
@@ -556,7 +556,7 @@ def unpickle_blob(blob: bytes,  # pickled bytes kept inside a file (torch.save f
                   source: Any,  # the file they came from, for messages
                   what: str,  # what they hold, for messages ('the model and loss', 'the training set')
                   trust_code: bool = False,  # unpickle whatever they name
-                  allow: Callable | None = None) -> Any:  # `allow(name)`: the object for a global `module.name` that may be imported, or None
+                  allow: Callable | None = None) -> Any:  # allow(name): the object for a global module.name that may be imported, or None
     "Unpickle `blob` safely: only the globals `allow` approves unless `trust_code`; every failure a `CheckpointError`."
     from torch.serialization import safe_globals
     name = _source_name(source)

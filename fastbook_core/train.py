@@ -57,7 +57,7 @@ Learner.fit_one_cycle = fit_one_cycle
 
 # %% ../nbs/07_train.ipynb #325a351e
 def one_cycle_scheduler(lr_max: float,  # the peak lr
-                        **kwargs):  # the other arguments of `OneCycleScheduler` (moms, div_factor, pct_start...)
+                        **kwargs):  # the other arguments of OneCycleScheduler (moms, div_factor, pct_start...)
     "A function of the Learner that makes a `OneCycleScheduler` with `lr_max`, for `callback_fns`."
     return partial(OneCycleScheduler, lr_max=lr_max, **kwargs)
 
@@ -82,7 +82,7 @@ def _without(learn: Learner, cls):
     learn.callback_fns = [f for f in learn.callback_fns if getattr(f, 'func', f) is not cls]
 
 def to_fp16(learn: Learner,
-            loss_scale: float | None = None,  # the first loss scale; default 2**16 (512 when not `dynamic`)
+            loss_scale: float | None = None,  # the first loss scale; default 2**16 (512 when not dynamic)
             max_noskip: int = 1000,  # steps without overflow before the scale doubles
             dynamic: bool = True,  # adapt the scale to overflows
             clip: float | None = None,  # clip the gradient norm to this
@@ -108,7 +108,7 @@ def to_fp32(learn: Learner) -> Learner:
 def mixup(learn: Learner,
           alpha: float = 0.4,  # the Beta(alpha, alpha) distribution of the mixing weights
           stack_x: bool = False,  # stack the inputs and their weights instead of mixing them
-          stack_y: bool = True) -> Learner:  # stack the targets and their weights, for `MixUpLoss`
+          stack_y: bool = True) -> Learner:  # stack the targets and their weights, for MixUpLoss
     "Train with mixup (see `callbacks.mixup`)."
     _without(learn, MixUpCallback)
     learn.callback_fns.append(partial(MixUpCallback, alpha=alpha, stack_x=stack_x, stack_y=stack_y))
@@ -128,7 +128,7 @@ def plot_lr(learn: Learner,
             show_moms: bool = False,  # plot the momentum beside the lr
             skip_start: int = 0,  # iterations to leave out at the start
             skip_end: int = 0,  # iterations to leave out at the end
-            return_fig: bool | None = None):  # return the figure; default: `defaults.return_fig`
+            return_fig: bool | None = None):  # return the figure; default: defaults.return_fig
     "Plot the learning rate (and, with `show_moms`, the momentum) of the last fit: `learn.recorder.plot_lr`."
     return learn.recorder.plot_lr(show_moms=show_moms, skip_start=skip_start, skip_end=skip_end, return_fig=return_fig)
 
@@ -157,7 +157,7 @@ def _loss_on_preds(loss_func, preds: Tensor, targs: Tensor) -> Tensor:
 # %% ../nbs/07_train.ipynb #ddb606ca
 def TTA(learn: Learner,
         ds_type: DatasetType = DatasetType.Valid,  # the set to predict
-        augment: Callable | None = None,  # a function of a batch of inputs; default: `flip_lr`
+        augment: Callable | None = None,  # a function of a batch of inputs; default: flip_lr
         n: int = 4,  # augmented passes
         beta: float = 0.4,  # the weight of the plain predictions
         with_loss: bool = False,  # add the per-item losses
@@ -224,7 +224,7 @@ class Interpretation:
     def from_learner(cls, learn: Learner,
                      ds_type: DatasetType = DatasetType.Valid,  # the set to interpret
                      activ: Callable | None = None,  # default: the activation implied by the loss
-                     **kwargs):  # more arguments of the class (`thresh`...)
+                     **kwargs):  # more arguments of the class (thresh...)
         "Gather predictions, targets and per-item losses of `learn` on `ds_type`."
         preds, y, losses = learn.get_preds(ds_type=ds_type, activ=activ, with_loss=True)
         return cls(learn, preds, y, losses, ds_type=ds_type, **kwargs)
@@ -247,8 +247,8 @@ class Interpretation:
     def plot_top_losses(self, k: int = 9,  # how many items
                         largest: bool = True,  # the largest losses (else the smallest)
                         figsize: tuple | None = None,  # default: 3 inches per item, 4 items a row at most
-                        show_item: Callable | None = None,  # draws one item: `show_item(item, ax)`
-                        return_fig: bool | None = None):  # return the figure; default: `defaults.return_fig`
+                        show_item: Callable | None = None,  # draws one item: show_item(item, ax)
+                        return_fig: bool | None = None):  # return the figure; default: defaults.return_fig
         "Draw the items with the `k` largest (or smallest) losses, titled prediction/actual/loss."
         import matplotlib.pyplot as plt
         if self.ds_type == DatasetType.Train:
@@ -307,8 +307,8 @@ class ClassificationInterpretation(Interpretation):
                               slice_size: int | None = 1,  # fastai v1's; unused
                               norm_dec: int = 2,  # decimals of the proportions
                               plot_txt: bool = True,  # write the values in the cells
-                              return_fig: bool | None = None,  # return the figure; default: `defaults.return_fig`
-                              **kwargs):  # passed to `plt.subplots` (`figsize`...)
+                              return_fig: bool | None = None,  # return the figure; default: defaults.return_fig
+                              **kwargs):  # passed to plt.subplots (figsize...)
         "Plot the confusion matrix, counts (or proportions of each actual class with `normalize`) in the cells."
         import matplotlib.pyplot as plt
         cm = self.confusion_matrix()
@@ -349,7 +349,7 @@ class MultiLabelClassificationInterpretation(Interpretation):
     "Predictions, targets and losses of a multi-label classifier: labels present above `thresh`, a confusion matrix per label."
     def __init__(self, learn: Learner, preds: Tensor, y_true: Tensor, losses: Tensor,
                  ds_type: DatasetType = DatasetType.Valid,
-                 sigmoid: bool | None = None,  # apply a sigmoid to `preds` first; default: when they are not in [0, 1]
+                 sigmoid: bool | None = None,  # apply a sigmoid to preds first; default: when they are not in [0, 1]
                  thresh: float = 0.3):  # the probability above which a label is present
         super().__init__(learn, preds, y_true, losses, ds_type)
         if sigmoid is None: sigmoid = bool((preds < 0).any() or (preds > 1).any())

@@ -17,13 +17,13 @@ class MixedPrecision(LearnerCallback):
     _order = 999
     def __init__(self,
                  learn: Learner,
-                 loss_scale: float | None = None,  # the first loss scale; default 2**16 (512 when not `dynamic`), as in v1
+                 loss_scale: float | None = None,  # the first loss scale; default 2**16 (512 when not dynamic), as in v1
                  max_noskip: int = 1000,  # steps without overflow before the scale doubles
                  dynamic: bool = True,  # halve the scale on overflow and grow it back; else keep it fixed
                  clip: float | None = None,  # clip the norm of the (unscaled) gradients to this
                  flat_master: bool = False,  # fastai v1's option; without effect here: the fp32 master weights are the model's own
                  max_scale: float = 2. ** 24,  # the scale never grows above this
-                 loss_fp32: bool = True,  # compute the loss in float32 (always, with `torch.amp`; False is refused)
+                 loss_fp32: bool = True,  # compute the loss in float32 (always, with torch.amp; False is refused)
                  dtype: torch.dtype | None = None):  # the 16-bit type; default float16 on CUDA, bfloat16 elsewhere
         super().__init__(learn)
         if not loss_fp32: raise ValueError("loss_fp32=False: the loss is always computed in float32 with torch.amp.")

@@ -19,7 +19,7 @@ class OneCycleScheduler(GeneralScheduler):
     "Train with the 1cycle policy: cosine warm-up from `lr_max/div_factor` to `lr_max` for `pct_start` of the iterations, then cosine annealing to `lr_max/final_div`."
     def __init__(self,
                  learn: Learner,
-                 lr_max: float | np.ndarray,  # the peak lr (one per layer group, from `Learner.lr_range`)
+                 lr_max: float | np.ndarray,  # the peak lr (one per layer group, from Learner.lr_range)
                  moms: tuple = (0.95, 0.85),  # momentum at the ends and at the peak
                  div_factor: float = 25.,  # the cycle starts at lr_max/div_factor
                  pct_start: float = 0.3,  # the part of the iterations spent warming up

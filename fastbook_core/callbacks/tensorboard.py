@@ -34,12 +34,12 @@ class LearnerTensorboardWriter(LearnerCallback):
     _order = 20  # after the Recorder and the callbacks that add metrics
 
     def __init__(self, learn: Learner,
-                 base_dir: str | Path,  # the folder TensorBoard is pointed at (`--logdir`)
+                 base_dir: str | Path,  # the folder TensorBoard is pointed at (--logdir)
                  name: str,  # this run's subfolder
-                 loss_iters: int = 25,  # write the training loss, lr and momentum every `loss_iters` batches
-                 hist_iters: int = 500,  # write weight histograms every `hist_iters` batches (0: never)
-                 stats_iters: int = 100,  # write gradient histograms and statistics every `stats_iters` batches (0: never)
-                 every: str = 'batch',  # 'batch': training loss, lr, momentum every `loss_iters`; 'epoch': once an epoch
+                 loss_iters: int = 25,  # write the training loss, lr and momentum every loss_iters batches
+                 hist_iters: int = 500,  # write weight histograms every hist_iters batches (0: never)
+                 stats_iters: int = 100,  # write gradient histograms and statistics every stats_iters batches (0: never)
+                 every: str = 'batch',  # 'batch': training loss, lr, momentum every loss_iters; 'epoch': once an epoch
                  graph: bool = False):  # write the model's graph when training begins
         if every not in ('batch', 'epoch'): raise ValueError(f"every={every!r}: use 'batch' or 'epoch'.")
         if not isinstance(base_dir, (str, Path)): raise TypeError(f"base_dir={base_dir!r}: give a folder (a str or a Path).")
