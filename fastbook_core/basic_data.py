@@ -42,7 +42,8 @@ def make_loader(ds: Dataset,  # the dataset to load
                 collate_fn: Callable | None = None,  # how samples make a batch; default: torch's
                 batched_fetch: bool | None = None,  # fetch whole batches at once; default: when ds allows it
                 generator: torch.Generator | None = None,  # the random generator of the shuffling
-                **kwargs) -> DataLoader:  # passed to the DataLoader
+                **kwargs,  # passed to the DataLoader
+) -> DataLoader:
     "A `DataLoader` over `ds`; whole-batch fetching when `ds` supports it (default) unless `batched_fetch=False`."
     fetch = _batch_indexable(ds) and collate_fn is None if batched_fetch is None else batched_fetch
     extra = {'generator': generator} if generator is not None else {}
@@ -232,7 +233,8 @@ class DeviceDataLoader:
                num_workers: int = 0,  # worker processes (0: load in the main process)
                collate_fn: Callable | None = None,  # how samples make a batch; default: torch's
                on_device: bool = False,  # keep a TensorDataset on device (if it fits): batches indexed there, no copies
-               **kwargs) -> DeviceDataLoader:  # passed to make_loader (drop_last, generator, ...)
+               **kwargs,  # passed to make_loader (drop_last, generator, ...)
+    ) -> DeviceDataLoader:
         "A `DeviceDataLoader` over `dataset` with batch size `bs`, shuffled if `shuffle`; on `device` with `on_device`."
         _check_bool('on_device', on_device)
         device = torch.device(ifnone(device, defaults.device))
@@ -393,7 +395,8 @@ class DataBunch:
                batched_fetch: bool | None = None,  # fetch whole batches at once; default: when the dataset allows
                classes: list | None = None,  # names of the classes, for predictions and interpretation
                on_device: bool = False,  # keep TensorDatasets on device (if they fit): batches indexed there, no copies
-               **dl_kwargs) -> DataBunch:  # passed to every DataLoader (generator, pin_memory, ...)
+               **dl_kwargs,  # passed to every DataLoader (generator, pin_memory, ...)
+    ) -> DataBunch:
         "Create a `DataBunch` from datasets: train shuffled with its last incomplete batch dropped, valid/test in order."
         _check_bool('on_device', on_device)
         bs = _check_pos_int('bs', bs)
@@ -724,7 +727,8 @@ def load_data(path: str | Path,  # the folder of the file (and the `path` of the
               collate_fn: Callable | None = None,  # how samples make a batch; default: torch's
               no_check: bool = False,  # skip sanity_check
               trust_code: bool = False,  # allow unpickling datasets that are not TensorDatasets (runs their code)
-              **kwargs) -> DataBunch:  # passed to DataBunch.create
+              **kwargs,  # passed to DataBunch.create
+) -> DataBunch:
     "Load a `DataBunch` saved by `DataBunch.save` from `path/file` (or file object `file`); safe unless `trust_code`."
     if hasattr(file, 'read'): source, name = file, f'the file object {file!r}'
     elif not isinstance(file, (str, os.PathLike)):

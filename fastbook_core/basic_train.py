@@ -109,7 +109,8 @@ def validate(model: nn.Module,  # the model, put in eval mode
              pbar: MasterBar | None = None,  # the MasterBar of a running fit, under which the bar is drawn
              average: bool = True,  # return the mean loss; else each batch's result
              n_batch: int | None = None,  # stop after this many batches
-             silent: bool = False) -> np.float32 | list:  # no progress bar
+             silent: bool = False,  # no progress bar
+) -> np.float32 | list:
     "Evaluate `model` on `dl`: the mean loss, or each batch's result if not `average`; at most `n_batch` batches."
     model.eval()
     if cb_handler is None: cb_handler = CallbackHandler()  # not `ifnone`: it would build one per call
@@ -136,7 +137,8 @@ def check_epochs(epochs: int) -> None:
 def fit(epochs: int,  # how many epochs
         learn: Learner,  # a Learner (or anything with model, data, loss_func, opt)
         callbacks: Callback | list | None = None,  # Callback instances
-        metrics: Callable | list | None = None) -> None:  # functions or metric callbacks, computed on the validation set
+        metrics: Callable | list | None = None,  # functions or metric callbacks, computed on the validation set
+) -> None:
     "Train `learn.model` on `learn.data` for `epochs`, calling `callbacks` and computing `metrics` on validation."
     check_epochs(epochs)
     cb_handler = CallbackHandler(callbacks, metrics)
@@ -209,7 +211,8 @@ def get_preds(model: nn.Module,  # the model, put in eval mode
               activ: Callable | None = None,  # applied to the outputs
               loss_func: Callable | None = None,  # with it, per-item losses are appended
               n_batch: int | None = None,  # stop after this many batches
-              silent: bool = False) -> list:  # no progress bar
+              silent: bool = False,  # no progress bar
+) -> list:
     "`[predictions, targets]` of `model` on `dl`, on the CPU; `activ` applied; per-item losses appended with `loss_func`."
     res = validate(model, dl, cb_handler=cb_handler, pbar=pbar, average=False, n_batch=n_batch, silent=silent)
     if not res: raise ValueError("The loader yielded no batch: there is nothing to predict.")
@@ -374,7 +377,8 @@ def load_learner(path: str | Path,  # the folder of the export (the Learner's `p
                  loss_func: Callable | None = None,  # the loss (with model, nothing is unpickled)
                  trust_code: bool = False,  # unpickle whatever classes the file names: only for files you trust
                  device: torch.device | str | None = None,  # where the model goes
-                 **kwargs) -> Learner:  # more arguments for the Learner
+                 **kwargs,  # more arguments for the Learner
+) -> Learner:
     "A Learner for inference from `path/file` written by `export`; `test` (a dataset) becomes its test set. Safe by default."
     if tfm_y is not None: raise ValueError("tfm_y belongs to fastai v1's data block API, which this library does not have.")
     source = file if _is_filelike(file) else Path(path) / file
@@ -546,7 +550,8 @@ class Learner:
             epochs: int,  # how many epochs
             lr: float | Sequence[float] | np.ndarray | slice = defaults.lr,  # a number, one per layer group, or a slice
             wd: float | list | None = None,  # weight decay; default: the Learner's
-            callbacks: Callback | list | None = None) -> None:  # callbacks for this fit only
+            callbacks: Callback | list | None = None,  # callbacks for this fit only
+    ) -> None:
         "Fit the model for `epochs` with learning rate `lr` (number, sequence or slice), weight decay `wd` and `callbacks`."
         # the arguments are checked before anything changes: a new Recorder would drop the last fit's history
         check_epochs(epochs)
@@ -587,7 +592,8 @@ class Learner:
     def validate(self,
                  dl: Iterable | None = None,  # default: the validation set
                  callbacks: Callback | list | None = None,  # more callbacks
-                 metrics: Callable | list | None = None) -> list:  # default: the Learner's
+                 metrics: Callable | list | None = None,  # default: the Learner's
+    ) -> list:
         "`[valid_loss, *metrics]` of the model on `dl` (default: the validation set)."
         dl = ifnone(dl, self.data.valid_dl)
         if dl is None: raise ValueError("There is no validation set: pass a loader, `learn.validate(dl)`.")
@@ -647,7 +653,8 @@ class Learner:
                   activ: Callable | None = None,  # default: the loss's activation
                   with_loss: bool = False,  # also return the per-item losses
                   n_batch: int | None = None,  # at most this many batches
-                  pbar: MasterBar | None = None) -> list:  # the MasterBar of a running fit
+                  pbar: MasterBar | None = None,  # the MasterBar of a running fit
+    ) -> list:
         "`[predictions, targets]` (+ per-item losses if `with_loss`) on `ds_type`; the activation follows the loss."
         dl = self.dl(ds_type)
         if dl is None: raise ValueError(f"This Learner's data has no {DatasetType(ds_type).name} set.")
@@ -663,7 +670,8 @@ class Learner:
                    batch: tuple | None = None,  # (inputs, targets)
                    reconstruct: bool = False,  # fastai v1's: needs its data block API, which is not part of this library
                    with_dropout: bool = False,  # keep dropout on (Monte Carlo dropout)
-                   activ: Callable | None = None) -> Tensor:  # default: the loss's activation
+                   activ: Callable | None = None,  # default: the loss's activation
+    ) -> Tensor:
         "Predictions for `batch` (default: the first batch of `ds_type`), with the loss's activation; dropout stays on with `with_dropout`."
         if reconstruct: raise ValueError("reconstruct=True turns predictions into fastai v1 data-block items, which this "
                                          "library does not have: use the tensors it returns.")
@@ -681,7 +689,8 @@ class Learner:
                 return_x: bool = False,  # also return the input, first
                 batch_first: bool = True,  # fastai v1's; items here always have the batch first
                 with_dropout: bool = False,  # keep dropout on (Monte Carlo dropout)
-                activ: Callable | None = None) -> tuple:  # default: the loss's activation
+                activ: Callable | None = None,  # default: the loss's activation
+    ) -> tuple:
         "Predict one item: `(prediction, index or value, raw activations)`, with the input first if `return_x`."
         xb = [o[None] for o in item] if is_listy(item) else item[None]
         raw = self.pred_batch(batch=(xb, torch.zeros(1)), with_dropout=with_dropout, activ=activ)[0]
@@ -750,7 +759,8 @@ class Learner:
              strict: bool = True,  # the file's keys must be exactly the model's
              with_opt: bool | None = None,  # None: the optimizer state if the file has one; True: everything, or refuse
              purge: bool = False,  # purge first, to free memory
-             remove_module: bool = False) -> Learner:  # strip the module. prefix of a DDP model's keys
+             remove_module: bool = False,  # strip the module. prefix of a DDP model's keys
+    ) -> Learner:
         "Load `file` safely, all or nothing: the weights, the optimizer state if present (or `with_opt`), and with `with_opt=True` the random states, history and callback states."
         device = _check_device(device)
         source = self._model_file(file)
@@ -810,7 +820,8 @@ class Learner:
 
     def export(self,
                file: str | Path | IO[bytes] = 'export.pkl',  # a name in path, or an open binary file
-               destroy: bool = False) -> None:  # destroy the Learner afterwards, to free its memory
+               destroy: bool = False,  # destroy the Learner afterwards, to free its memory
+    ) -> None:
         "Save the model, loss, metrics, classes, callbacks and callback functions to `path/file` for `load_learner`, atomically."
         if rank_distrib() != 0: return
         fns = [f for f in self.callback_fns if getattr(f, 'func', f) is not Recorder]

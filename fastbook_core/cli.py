@@ -80,8 +80,8 @@ def train_digits(out: str | Path = 'out',  # folder for the model and the plots 
     save(learn.recorder.plot_losses(return_fig=True), 'losses.png', f'Training and validation loss, {epochs} epochs of one cycle')
     save(learn.recorder.plot_lr(show_moms=True, return_fig=True), 'lr_mom.png', f'One cycle: learning rate and momentum (max lr {lr:g})')
     if epochs > 1: save(learn.recorder.plot_metrics(return_fig=True), 'metrics.png', 'Validation accuracy per epoch')
-    save(learn.interpret().plot_confusion_matrix(title='Confusion matrix of the validation set', return_fig=True),
-         'confusion_matrix.png', 'Digits: actual against predicted')
+    fig = learn.interpret().plot_confusion_matrix(title='Digits: confusion matrix of the validation set', return_fig=True)
+    fig.savefig(out / 'confusion_matrix.png', bbox_inches='tight'); plt.close(fig)  # it has its own title
     path = learn.save('digits_cnn', return_path=True)
     acc = float(learn.recorder.metrics[-1][0])
     print(f'model: {path}\nplots: {out}/*.png\ndevice: {dev}\ntime: {time.time() - start:.1f}s')

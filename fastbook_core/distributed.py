@@ -93,7 +93,8 @@ class _DDP(DistributedDataParallel):
 
 def to_distributed(learn: Learner,
                    backend: str | None = None,  # 'gloo' or 'nccl'; default: nccl on CUDA, gloo on CPU
-                   find_unused_parameters: bool = False) -> Learner:  # for models whose parameters do not all take part in each loss
+                   find_unused_parameters: bool = False,  # for models whose parameters do not all take part in each loss
+) -> Learner:
     "Train `learn` with DistributedDataParallel in a `torchrun` launch (gloo on CPU, nccl on CUDA, or `backend`)."
     device = setup_distrib(backend)
     learn.data.device = device

@@ -485,6 +485,8 @@ def atomic_write(path: str | Path, mode: str = 'wb'):
         with os.fdopen(fd, mode) as f:
             yield f
             f.flush(); os.fsync(f.fileno())
+        umask = os.umask(0); os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes the file private (0600): give it a normal file's permissions
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError): os.unlink(tmp)
@@ -526,7 +528,8 @@ def _unsafe_globals(source) -> list:
 
 def load_checkpoint(source: str | os.PathLike | io.IOBase,  # a path, or an open binary file
                     map_location: Any = None,  # where tensors go, as for torch.load
-                    trust_code: bool | None = None) -> Any:  # True: unpickle anything; False: the refusal says how; None: no such option
+                    trust_code: bool | None = None,  # True: unpickle anything; False: the refusal says how; None: no such option
+) -> Any:
     "Read `source` with `torch.load(weights_only=True)`; every failure is a `CheckpointError` that names the file and the problem."
     name = _source_name(source)
     if not hasattr(source, 'read'):
@@ -556,7 +559,8 @@ def unpickle_blob(blob: bytes,  # pickled bytes kept inside a file (torch.save f
                   source: Any,  # the file they came from, for messages
                   what: str,  # what they hold, for messages ('the model and loss', 'the training set')
                   trust_code: bool = False,  # unpickle whatever they name
-                  allow: Callable | None = None) -> Any:  # allow(name): the object for a global module.name that may be imported, or None
+                  allow: Callable | None = None,  # allow(name): the object for a global module.name that may be imported, or None
+) -> Any:
     "Unpickle `blob` safely: only the globals `allow` approves unless `trust_code`; every failure a `CheckpointError`."
     from torch.serialization import safe_globals
     name = _source_name(source)

@@ -89,7 +89,8 @@ def to_fp16(learn: Learner,
             flat_master: bool = False,  # fastai v1's option, without effect with torch.amp
             max_scale: float = 2. ** 24,  # the scale never grows above this
             loss_fp32: bool = True,  # the loss in float32 (always)
-            dtype: torch.dtype | None = None) -> Learner:  # default: bfloat16 on CPU, float16 on CUDA
+            dtype: torch.dtype | None = None,  # default: bfloat16 on CPU, float16 on CUDA
+) -> Learner:
     "Train in mixed precision (bf16 on CPU, fp16 with loss scaling on CUDA; see `callbacks.fp16`): `learn.mp_cb`, as in v1."
     to_fp32(learn)
     learn.mp_cb = MixedPrecision(learn, loss_scale=loss_scale, max_noskip=max_noskip, dynamic=dynamic, clip=clip,
@@ -108,14 +109,16 @@ def to_fp32(learn: Learner) -> Learner:
 def mixup(learn: Learner,
           alpha: float = 0.4,  # the Beta(alpha, alpha) distribution of the mixing weights
           stack_x: bool = False,  # stack the inputs and their weights instead of mixing them
-          stack_y: bool = True) -> Learner:  # stack the targets and their weights, for MixUpLoss
+          stack_y: bool = True,  # stack the targets and their weights, for MixUpLoss
+) -> Learner:
     "Train with mixup (see `callbacks.mixup`)."
     _without(learn, MixUpCallback)
     learn.callback_fns.append(partial(MixUpCallback, alpha=alpha, stack_x=stack_x, stack_y=stack_y))
     return learn
 
 def clip_grad(learn: Learner,
-              clip: float = 0.1) -> Learner:  # the largest norm of the gradients
+              clip: float = 0.1,  # the largest norm of the gradients
+) -> Learner:
     "Clip the gradient norm to `clip` at each step."
     _without(learn, GradientClipping)
     learn.callback_fns.append(partial(GradientClipping, clip=clip))
@@ -161,7 +164,8 @@ def TTA(learn: Learner,
         n: int = 4,  # augmented passes
         beta: float = 0.4,  # the weight of the plain predictions
         with_loss: bool = False,  # add the per-item losses
-        activ: Callable | None = None) -> list:  # default: the activation implied by the loss
+        activ: Callable | None = None,  # default: the activation implied by the loss
+) -> list:
     "`[predictions, targets]` (+ losses) mixing plain and `n` augmented predictions, `beta` weighing the plain ones."
     if n < 1: raise ValueError(f"n={n}: TTA needs at least one augmented pass.")
     augment = ifnone(augment, flip_lr)
@@ -338,7 +342,8 @@ class ClassificationInterpretation(Interpretation):
 # %% ../nbs/07_train.ipynb #523e4d74
 def interpret(learn: Learner,
               ds_type: DatasetType = DatasetType.Valid,  # the set to interpret
-              activ: Callable | None = None) -> ClassificationInterpretation:  # default: the loss's activation
+              activ: Callable | None = None,  # default: the loss's activation
+) -> ClassificationInterpretation:
     "A `ClassificationInterpretation` of `learn` on `ds_type`."
     return ClassificationInterpretation.from_learner(learn, ds_type=ds_type, activ=activ)
 

@@ -51,7 +51,8 @@ def fit_fc(learn: Learner,
            moms: tuple = (0.95, 0.85),  # momentum while the lr is flat, then while it anneals
            start_pct: float = 0.72,  # the part of the iterations at the flat lr
            wd: float | None = None,  # weight decay; default: the Learner's
-           callbacks: list | None = None) -> None:  # more callbacks for this fit
+           callbacks: list | None = None,  # more callbacks for this fit
+) -> None:
     "Fit `learn` for `tot_epochs` at a flat `lr`, then anneal it to zero by cosine (`FlatCosAnnealScheduler`)."
     max_lr = learn.lr_range(lr)
     callbacks = listify(callbacks) + [FlatCosAnnealScheduler(learn, max_lr, moms=moms, start_pct=start_pct,
