@@ -427,16 +427,18 @@ def _check_callback_fns(fns) -> list:
 class _ResumeCallbackStates(Callback):
     "Give the callbacks of a fit their states from the checkpoint that `Learner.load(with_opt=True)` read."
     _order = 10**9  # after every other on_train_begin, which resets its callback's state
-    def __init__(self, learn: Learner, callbacks: list): self.learn, self.callbacks = learn, callbacks
+    def __init__(self, learn: Learner, callbacks: list):
+        self._learn, self.callbacks = weakref.ref(learn), callbacks  # weak: the Learner keeps its fit's callbacks
     def on_train_begin(self, epoch: int, **kwargs):
-        states, keys = self.learn._resume_states, _callback_keys(self.callbacks)
+        learn = self._learn()
+        states, keys = learn._resume_states, _callback_keys(self.callbacks)
         if not set(states) & set(keys): return  # a fit of other callbacks (an lr_find): the states wait for the resume
         for key, cb in keys.items():
             if key in states: cb.load_checkpoint_state(states[key])
-        self.learn._resume_states = None
+        learn._resume_states = None
         skipped = sorted(set(states) - set(keys))
         if skipped: warnings.warn(f"Not restored from the checkpoint (no such callback in this fit): {', '.join(skipped)}.")
-        start = getattr(self.learn, '_resume_epoch', None)
+        start = getattr(learn, '_resume_epoch', None)
         if start is not None and epoch != start:
             warnings.warn(f"The checkpoint was saved after {start} epochs, and this fit starts at epoch {epoch}: to resume "
                           f"where it stopped, pass start_epoch={start} (fit_one_cycle) or use TrackEpochCallback.")
@@ -850,7 +852,9 @@ class Learner:
         "Free what a Learner keeps between fits (the optimizer state if `clear_opt`, the last fit's callbacks, cached GPU memory)."
         self._fit_callbacks = []
         if clear_opt: self.opt = None
-        for k in [k for k, v in vars(self).items() if isinstance(v, LearnerCallback) and not isinstance(v, Recorder)]:
+        keep = [id(cb) for cb in self.callbacks]  # the Learner's own callbacks (`mp_cb` after `to_fp16`) stay reachable
+        for k in [k for k, v in vars(self).items()
+                  if isinstance(v, LearnerCallback) and not isinstance(v, Recorder) and id(v) not in keep]:
             delattr(self, k)  # callbacks of past fits that set themselves on the Learner
         gc.collect()
         if torch.cuda.is_available(): torch.cuda.empty_cache()

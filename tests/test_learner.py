@@ -193,3 +193,12 @@ def test_interpretation(trained):
     assert not hasattr(interp, 'inputs') and not any(isinstance(v, TensorDataset) for v in vars(interp).values())
     fig = interp.plot_confusion_matrix(return_fig=True, normalize=True)
     assert fig is not None
+
+
+def test_purge_keeps_the_learners_own_callbacks():
+    from fastbook_core.test_utils import classif_learner
+    learn = classif_learner().to_fp16()
+    learn.fit(1)
+    learn.purge()
+    assert learn.mp_cb is learn.mixed_precision and learn.opt is None   # v1's `mp_cb` survives; the optimizer goes
+    learn.fit(1)
