@@ -15,8 +15,10 @@ from torch import nn, Tensor
 from torch.utils.data import (BatchSampler, DataLoader, Dataset, IterableDataset, RandomSampler, SequentialSampler,
                               TensorDataset, default_collate, default_convert)
 from .torch_core import (CheckpointError, CheckpointNotFoundError, atomic_write, defaults, ifnone,
-                                      is_listy, listify, load_checkpoint, rank_distrib, to_detach, to_device,
-                                      unpickle_blob)
+                                      is_listy, listify, load_checkpoint, patch, patch_as, rank_distrib, to_detach,
+                                      to_device, unpickle_blob)
+if TYPE_CHECKING:  # the methods patched onto classes below, declared in their classes for type checkers
+    from fastbook_core import basic_data as _here
 
 # %% auto #0
 __all__ = ['DatasetType', 'make_loader', 'intercept_args', 'DeviceDataLoader', 'DataBunch', 'load_data']
@@ -97,19 +99,44 @@ def intercept_args(self: DataLoader, dataset: Dataset, batch_size: int | None = 
                         'drop_last': drop_last, 'timeout': timeout, 'worker_init_fn': worker_init_fn, **kwargs}
     DataLoader.__init__(self, dataset, **self.init_kwargs)
 
-# %% ../nbs/02_basic_data.ipynb #97ec2e97
+# %% ../nbs/02_basic_data.ipynb #c76ceff3
 def _check_bool(name: str, v):
     if not isinstance(v, bool): raise TypeError(f"{name}={v!r}: pass True or False (the device itself is `device=`).")
 
+def _len_or_none(ds):
+    try: return len(ds)
+    except TypeError: return None
+
+def _check_pos_int(name: str, v) -> int:
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+        raise ValueError(f"{name}={v!r}: the batch size must be a positive integer.")
+    return int(v)
+
+def _as_batch_of_one(item):
+    if is_listy(item): return [_as_batch_of_one(o) for o in item]
+    return torch.as_tensor(item)[None]
+
+def _check_batches(n: int | None, bs: int, drop_last: bool, what: str = 'bs'):
+    "Refuse a batch size that leaves a loader dropping its last incomplete batch with no batch at all."
+    if drop_last and n is not None and n < bs:
+        raise ValueError(f"{what}={bs}: the training set has {n} items, fewer than one batch, and the training loader "
+                         f"drops incomplete batches, so training would run no batch: use {what} <= {n}.")
+
 def _new_loader(dl: DataLoader, **kwargs) -> DataLoader:
-    "A loader like `dl` over the same dataset, with `kwargs` changed."
+    "A loader like `dl` over the same dataset, with `kwargs` changed (a batch size checked first)."
     kw = {**dl.init_kwargs, **kwargs}
+    if 'batch_size' in kwargs and kw.get('batch_size') is not None:
+        kw['batch_size'] = bs = _check_pos_int('batch_size', kw['batch_size'])
+        _check_batches(_len_or_none(dl.dataset), bs, bool(kw.get('drop_last')), 'batch_size')
     if '_fb_batched_fetch' in dl.__dict__ and kw.get('sampler') is None and kw.get('batch_sampler') is None:
         kw.pop('sampler', None); kw.pop('batch_sampler', None)
         return make_loader(dl.dataset, kw.pop('batch_size'), bool(kw.pop('shuffle')), kw.pop('drop_last'),
                            batched_fetch=dl._fb_batched_fetch if 'collate_fn' not in kwargs else None, **kw)
     return dl.__class__(dl.dataset, **kw)
 
+class _NoLoader: batch_size = 64  # what a DataBunch without loaders reports
+
+# %% ../nbs/02_basic_data.ipynb #6a9fad71
 class DeviceDataLoader:
     "Bind `dl` to `device`: every batch it yields is on `device`, then passed through `tfms`."
     on_device = False  # the dataset's tensors were put on the device (DataBunch.create(on_device=True)): index them there
@@ -130,11 +157,6 @@ class DeviceDataLoader:
     def __setstate__(self, data: dict): self.__dict__.update(data)
 
     @property
-    def dataset(self) -> Dataset:
-        "The dataset of the loader."
-        return self.dl.dataset
-
-    @property
     def batch_size(self) -> int | None:
         "The batch size (whole-batch fetching included); setting it rebuilds the loader."
         bs = self.dl.batch_size
@@ -144,44 +166,6 @@ class DeviceDataLoader:
     def batch_size(self, v: int):
         self.dl = _new_loader(self.dl, batch_size=v)
         if hasattr(self.dl.dataset, 'bs'): self.dl.dataset.bs = v
-
-    @property
-    def num_workers(self) -> int:
-        "The loader's worker processes."
-        return self.dl.num_workers
-    @num_workers.setter
-    def num_workers(self, v: int): self.dl.num_workers = v
-
-    @property
-    def collate_fn(self) -> Callable:
-        "How the loader makes a batch of samples; setting it rebuilds the loader to fetch sample by sample."
-        return self.dl.collate_fn
-    @collate_fn.setter
-    def collate_fn(self, v: Callable): self.dl = _new_loader(self.dl, collate_fn=v)
-
-    def add_tfm(self, tfm: Callable):
-        "Add `tfm` to the functions applied to each batch."
-        self.tfms.append(tfm)
-
-    def remove_tfm(self, tfm: Callable):
-        "Remove `tfm` from the functions applied to each batch (nothing happens if it is not there)."
-        if tfm in self.tfms: self.tfms.remove(tfm)
-
-    def new(self, **kwargs) -> DeviceDataLoader:
-        "A copy of this loader (same device and `tfms`) with the `DataLoader` arguments in `kwargs` changed."
-        res = DeviceDataLoader(_new_loader(self.dl, **kwargs), self.device, list(self.tfms))
-        res.on_device = self.on_device
-        return res
-
-    def proc_batch(self, b: Any) -> Any:
-        "Batch `b` moved to the device and passed through the `tfms`."
-        b = to_device(b, self.device, non_blocking=self.device.type == 'cuda')
-        for f in self.tfms: b = f(b)
-        return b
-
-    def _tfmed(self, b: Any) -> Any:
-        for f in self.tfms: b = f(b)
-        return b
 
     def __iter__(self):
         "The batches of the loader, on the device, after the `tfms`."
@@ -199,56 +183,103 @@ class DeviceDataLoader:
             return
         for b in dl: yield self.proc_batch(b)
 
-    def _indexed(self, where: torch.device) -> Iterator:
-        "The batches of a whole-batch `TensorDataset` loader, indexed on `where`, the device of its tensors."
-        idx, sizes = _epoch_index(self.dl)
-        if where.type == 'cuda': idx = idx.pin_memory().to(where, non_blocking=True)  # one copy per epoch
-        elif where.type != 'cpu': idx = idx.to(where)
-        ts, move = cast(TensorDataset, self.dl.dataset).tensors, not _same_device(where, self.device)
-        for i in idx.split(sizes):
-            b = [t.index_select(0, i) for t in ts]  # a list, as torch's loader gives it
-            yield self.proc_batch(b) if move else self._tfmed(b)
-
-    def _ahead(self, copier) -> Iterator:
-        "The batches, each copied by `copier` one batch ahead of its use, then passed through the `tfms`."
-        dl = self.dl
-        if dl.num_workers == 0 and _whole_batch_tensors(dl) and _tensors_device(dl.dataset) == torch.device('cpu'):
-            idx, sizes = _epoch_index(dl)  # gather each batch ourselves, straight into pinned memory
-            ts = cast(TensorDataset, dl.dataset).tensors
-            batches: Iterable = ([_rows(t, i, copier.pin) for t in ts] for i in idx.split(sizes))
-        else: batches = dl
-        return _prefetch(batches, copier.issue, lambda b: self._tfmed(copier.ready(b)))
-
-    def _first(self) -> Any:
-        "The first batch, on the device, after the `tfms`, fetching no other batch."
-        if self.on_device: return next(iter(self))  # indexing one batch on the device fetches nothing ahead
-        return self.proc_batch(next(iter(self.dl)))
-
-    @classmethod
-    def create(cls, dataset: Dataset,  # the dataset to load
-               bs: int = 64,  # the batch size
-               shuffle: bool = False,  # draw a new random order each epoch
-               device: torch.device | str | None = None,  # default: defaults.device
-               tfms: Callable | Sequence[Callable] | None = None,  # functions applied to each batch
-               num_workers: int = 0,  # worker processes (0: load in the main process)
-               collate_fn: Callable | None = None,  # how samples make a batch; default: torch's
-               on_device: bool = False,  # keep a TensorDataset on device (if it fits): batches indexed there, no copies
-               **kwargs,  # passed to make_loader (drop_last, generator, ...)
-    ) -> DeviceDataLoader:
-        "A `DeviceDataLoader` over `dataset` with batch size `bs`, shuffled if `shuffle`; on `device` with `on_device`."
-        _check_bool('on_device', on_device)
-        device = torch.device(ifnone(device, defaults.device))
-        drop_last = kwargs.pop('drop_last', False)
-        if on_device:
-            _check_on_device_args(num_workers, collate_fn, kwargs.get('batched_fetch'))
-            dataset = _to_device_resident({'': dataset}, device)['']
-        res = cls(make_loader(dataset, bs, shuffle, drop_last, num_workers, collate_fn, **kwargs), device=device, tfms=tfms)
-        res.on_device = on_device
-        return res
-
     def __repr__(self) -> str: return f'DeviceDataLoader({len(self)} batches of {self.batch_size}, device={self.device})'
 
-# %% ../nbs/02_basic_data.ipynb #d013963c
+    if TYPE_CHECKING:  # defined below, one per cell
+        dataset: Dataset; num_workers: int; collate_fn: Callable  # properties
+        create = classmethod(_here._ddl_create); new = _here.new; proc_batch = _here.proc_batch
+        add_tfm = _here.add_tfm; remove_tfm = _here.remove_tfm
+        _tfmed = _here._tfmed; _first = _here._first; _indexed = _here._indexed; _ahead = _here._ahead
+
+# %% ../nbs/02_basic_data.ipynb #a151d316
+def _ddl_create(cls: type[DeviceDataLoader], dataset: Dataset,  # the dataset to load
+           bs: int = 64,  # the batch size
+           shuffle: bool = False,  # draw a new random order each epoch
+           device: torch.device | str | None = None,  # default: defaults.device
+           tfms: Callable | Sequence[Callable] | None = None,  # functions applied to each batch
+           num_workers: int = 0,  # worker processes (0: load in the main process)
+           collate_fn: Callable | None = None,  # how samples make a batch; default: torch's
+           on_device: bool = False,  # keep a TensorDataset on device (if it fits): batches indexed there, no copies
+           **kwargs,  # passed to make_loader (drop_last, generator, ...)
+) -> DeviceDataLoader:
+    "A `DeviceDataLoader` over `dataset` with batch size `bs`, shuffled if `shuffle`; on `device` with `on_device`."
+    _check_bool('on_device', on_device)
+    device = torch.device(ifnone(device, defaults.device))
+    drop_last = kwargs.pop('drop_last', False)
+    if on_device:
+        _check_on_device_args(num_workers, collate_fn, kwargs.get('batched_fetch'))
+        dataset = _to_device_resident({'': dataset}, device)['']
+    res = cls(make_loader(dataset, bs, shuffle, drop_last, num_workers, collate_fn, **kwargs), device=device, tfms=tfms)
+    res.on_device = on_device
+    return res
+patch_as(nm='create')(_ddl_create)  # the module has another `create` of its own
+
+# %% ../nbs/02_basic_data.ipynb #0825794f
+@patch
+def add_tfm(self: DeviceDataLoader, tfm: Callable):
+    "Add `tfm` to the functions applied to each batch."
+    self.tfms.append(tfm)
+
+# %% ../nbs/02_basic_data.ipynb #fc37365d
+@patch
+def remove_tfm(self: DeviceDataLoader, tfm: Callable):
+    "Remove `tfm` from the functions applied to each batch (nothing happens if it is not there)."
+    if tfm in self.tfms: self.tfms.remove(tfm)
+
+# %% ../nbs/02_basic_data.ipynb #86798a8f
+@patch
+def proc_batch(self: DeviceDataLoader, b: Any) -> Any:
+    "Batch `b` moved to the device and passed through the `tfms`."
+    b = to_device(b, self.device, non_blocking=self.device.type == 'cuda')
+    for f in self.tfms: b = f(b)
+    return b
+
+# %% ../nbs/02_basic_data.ipynb #b6870b4b
+@patch
+def _tfmed(self: DeviceDataLoader, b: Any) -> Any:
+    for f in self.tfms: b = f(b)
+    return b
+
+# %% ../nbs/02_basic_data.ipynb #d3009fb1
+@patch
+def new(self: DeviceDataLoader, **kwargs) -> DeviceDataLoader:
+    "A copy of this loader (same device and `tfms`) with the `DataLoader` arguments in `kwargs` changed."
+    res = DeviceDataLoader(_new_loader(self.dl, **kwargs), self.device, list(self.tfms))
+    res.on_device = self.on_device
+    return res
+
+# %% ../nbs/02_basic_data.ipynb #cb73f594
+@patch
+def _first(self: DeviceDataLoader) -> Any:
+    "The first batch, on the device, after the `tfms`, fetching no other batch."
+    if self.on_device: return next(iter(self))  # indexing one batch on the device fetches nothing ahead
+    return self.proc_batch(next(iter(self.dl)))
+
+# %% ../nbs/02_basic_data.ipynb #be38b072
+@patch_as(as_prop=True)
+def dataset(self: DeviceDataLoader) -> Dataset:
+    "The dataset of the loader."
+    return self.dl.dataset
+
+# %% ../nbs/02_basic_data.ipynb #a6dd41f8
+@patch_as(as_prop=True)
+def num_workers(self: DeviceDataLoader) -> int:
+    "The loader's worker processes."
+    return self.dl.num_workers
+
+@patch_as(set_prop=True, nm='num_workers')
+def _set_num_workers(self: DeviceDataLoader, v: int): self.dl.num_workers = v
+
+# %% ../nbs/02_basic_data.ipynb #1ffc4428
+@patch_as(as_prop=True)
+def collate_fn(self: DeviceDataLoader) -> Callable:
+    "How the loader makes a batch of samples; setting it rebuilds the loader to fetch sample by sample."
+    return self.dl.collate_fn
+
+@patch_as(set_prop=True, nm='collate_fn')
+def _set_collate_fn(self: DeviceDataLoader, v: Callable): self.dl = _new_loader(self.dl, collate_fn=v)
+
+# %% ../nbs/02_basic_data.ipynb #ceb0c1f9
 def _map_tensors(b: Any, f: Callable) -> Any:
     "`b` with `f` applied to each of its tensors (in nested lists, tuples and dicts)."
     if isinstance(b, Tensor): return f(b)
@@ -279,6 +310,7 @@ def _tensors_device(ds: Any) -> torch.device | None:
     devs = {t.device for t in ds.tensors}
     return devs.pop() if len(devs) == 1 else None
 
+# %% ../nbs/02_basic_data.ipynb #6b2c2cf8
 def _epoch_index(dl: DataLoader) -> tuple[Tensor, list]:
     "The item indices of one epoch of whole-batch loader `dl` and each batch's size, drawn as iterating `dl` draws them."
     torch.empty((), dtype=torch.int64).random_(generator=dl.generator)  # torch's iterator draws its workers' seed first
@@ -310,6 +342,7 @@ def _prefetch(batches: Iterable, issue: Callable, ready: Callable) -> Iterator:
         if err is not None: raise err
         if done: return
 
+# %% ../nbs/02_basic_data.ipynb #fece4241
 class _CudaCopier:
     "Copies batches to a CUDA `device` on a side stream, from pinned memory, without making the host wait."
     pin = True  # whole batches are gathered into pinned memory
@@ -332,22 +365,31 @@ class _CudaCopier:
             return t
         return _map_tensors(b, keep)
 
-# %% ../nbs/02_basic_data.ipynb #08fe47b0
-def _len_or_none(ds):
-    try: return len(ds)
-    except TypeError: return None
+# %% ../nbs/02_basic_data.ipynb #7909ea8e
+@patch
+def _indexed(self: DeviceDataLoader, where: torch.device) -> Iterator:
+    "The batches of a whole-batch `TensorDataset` loader, indexed on `where`, the device of its tensors."
+    idx, sizes = _epoch_index(self.dl)
+    if where.type == 'cuda': idx = idx.pin_memory().to(where, non_blocking=True)  # one copy per epoch
+    elif where.type != 'cpu': idx = idx.to(where)
+    ts, move = cast(TensorDataset, self.dl.dataset).tensors, not _same_device(where, self.device)
+    for i in idx.split(sizes):
+        b = [t.index_select(0, i) for t in ts]  # a list, as torch's loader gives it
+        yield self.proc_batch(b) if move else self._tfmed(b)
 
-def _check_pos_int(name: str, v) -> int:
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-        raise ValueError(f"{name}={v!r}: the batch size must be a positive integer.")
-    return int(v)
+# %% ../nbs/02_basic_data.ipynb #77ae229e
+@patch
+def _ahead(self: DeviceDataLoader, copier) -> Iterator:
+    "The batches, each copied by `copier` one batch ahead of its use, then passed through the `tfms`."
+    dl = self.dl
+    if dl.num_workers == 0 and _whole_batch_tensors(dl) and _tensors_device(dl.dataset) == torch.device('cpu'):
+        idx, sizes = _epoch_index(dl)  # gather each batch ourselves, straight into pinned memory
+        ts = cast(TensorDataset, dl.dataset).tensors
+        batches: Iterable = ([_rows(t, i, copier.pin) for t in ts] for i in idx.split(sizes))
+    else: batches = dl
+    return _prefetch(batches, copier.issue, lambda b: self._tfmed(copier.ready(b)))
 
-def _as_batch_of_one(item):
-    if is_listy(item): return [_as_batch_of_one(o) for o in item]
-    return torch.as_tensor(item)[None]
-
-class _NoLoader: batch_size = 64
-
+# %% ../nbs/02_basic_data.ipynb #b6f09645
 class DataBunch:
     "The training, validation, fix, single and (optional) test loaders of a Learner, on `device`."
     on_device = False  # the datasets sit on the device (create(on_device=True)); a test set added later goes there too
@@ -365,11 +407,11 @@ class DataBunch:
         self._device = torch.device(ifnone(device, defaults.device))
         def wrap(dl):
             if dl is None or isinstance(dl, DeviceDataLoader): return dl
-            return DeviceDataLoader(dl, self.device, list(self.dl_tfms), collate_fn)
+            return DeviceDataLoader(dl, self._device, list(self.dl_tfms), collate_fn)
         self.train_dl, self.valid_dl, self.fix_dl, self.test_dl = map(wrap, (train_dl, valid_dl, fix_dl, test_dl))
         # no training loader at all is an inference-only DataBunch (`load_learner`); an empty one is a mistake
         if self.train_dl is not None and len(self.train_dl) == 0:
-            raise ValueError(f"The training loader yields no batch ({_len_or_none(self.train_ds)} items, batch size "
+            raise ValueError(f"The training loader yields no batch ({_len_or_none(self.train_dl.dataset)} items, batch size "
                              f"{self.train_dl.batch_size}, last incomplete batch dropped): use more items or a smaller bs.")
         if self.fix_dl is None and self.train_dl is not None:
             self.fix_dl = self.train_dl.new(shuffle=False, drop_last=False, sampler=None, batch_sampler=None,
@@ -378,54 +420,6 @@ class DataBunch:
         self.single_dl = None if src is None else wrap(make_loader(src.dataset, 1, shuffle=False, drop_last=False))
         self.path, self.classes = Path(path), classes
         if not no_check: self.sanity_check()
-
-    @classmethod
-    def create(cls,
-               train_ds: Dataset,  # the training set (must hold at least one batch)
-               valid_ds: Dataset | None = None,  # the validation set; none means no validation
-               test_ds: Dataset | None = None,  # an unlabelled set for predictions
-               path: str | Path = '.',  # where a Learner writes its files
-               bs: int = 64,  # training batch size
-               val_bs: int | None = None,  # validation/fix/test batch size; default bs
-               num_workers: int = 0,  # loader worker processes (0: load in the main process)
-               dl_tfms: Callable | Sequence[Callable] | None = None,  # functions applied to every batch on the device
-               device: torch.device | str | None = None,  # default: defaults.device
-               collate_fn: Callable | None = None,  # how samples make a batch; default: torch's
-               no_check: bool = False,  # skip sanity_check
-               batched_fetch: bool | None = None,  # fetch whole batches at once; default: when the dataset allows
-               classes: list | None = None,  # names of the classes, for predictions and interpretation
-               on_device: bool = False,  # keep TensorDatasets on device (if they fit): batches indexed there, no copies
-               **dl_kwargs,  # passed to every DataLoader (generator, pin_memory, ...)
-    ) -> DataBunch:
-        "Create a `DataBunch` from datasets: train shuffled with its last incomplete batch dropped, valid/test in order."
-        _check_bool('on_device', on_device)
-        bs = _check_pos_int('bs', bs)
-        val_bs = _check_pos_int('val_bs', ifnone(val_bs, bs))
-        if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
-            raise ValueError(f"num_workers={num_workers!r}: must be an integer >= 0.")
-        n_train = _len_or_none(train_ds)
-        if n_train == 0: raise ValueError("The training set is empty: a DataBunch needs at least one training item.")
-        if n_train is not None and n_train < bs:
-            raise ValueError(f"The training set has {n_train} items, fewer than one batch (bs={bs}), and the training "
-                             f"loader drops incomplete batches: use bs <= {n_train}.")
-        if valid_ds is not None and _len_or_none(valid_ds) == 0: valid_ds = None
-        device = torch.device(ifnone(device, defaults.device))
-        if on_device:  # checks every set and the room on the device before anything moves
-            _check_on_device_args(num_workers, collate_fn, batched_fetch)
-            train_ds, valid_ds, test_ds = _to_device_resident({'train': train_ds, 'valid': valid_ds, 'test': test_ds},
-                                                              device).values()
-        elif device.type == 'cuda' and num_workers: dl_kwargs.setdefault('pin_memory', True)  # pinned by a loader thread
-        generator = dl_kwargs.pop('generator', None)  # the training order only: reading other sets draws nothing from it
-        dl = lambda ds, b, shuffle: None if ds is None else make_loader(
-            ds, b, shuffle=shuffle, drop_last=shuffle, num_workers=num_workers, collate_fn=collate_fn,
-            batched_fetch=batched_fetch, generator=generator if shuffle else None, **dl_kwargs)
-        res = cls(dl(train_ds, bs, True), dl(valid_ds, val_bs, False), dl(train_ds, val_bs, False),
-                  dl(test_ds, val_bs, False), device=device, dl_tfms=dl_tfms, path=path, no_check=no_check,
-                  classes=classes)
-        if on_device:
-            res.on_device = True
-            for d in res.dls: d.on_device = True
-        return res
 
     if not TYPE_CHECKING:  # type checkers keep reporting misspelt attributes
         def __getattr__(self, k: str) -> Any:
@@ -439,166 +433,242 @@ class DataBunch:
         if 'device' in data: data['_device'] = data.pop('device')  # pickled before `device` was a property
         self.__dict__.update(data)
 
-    @property
-    def device(self) -> torch.device:
-        "The device of the batches; setting it sets every loader's (beyond v1, where the loaders kept theirs)."
-        return self._device
-    @device.setter
-    def device(self, v: torch.device | str):
-        self._device = torch.device(v)
-        for d in self.dls:
-            if isinstance(d, DeviceDataLoader): d.device = self._device
-
-    @property
-    def batch_size(self) -> int:
-        "The training batch size (of the first loader there is); setting it sets the training, validation and test ones."
-        return (self.train_dl or self.valid_dl or self.test_dl or _NoLoader).batch_size
-    @batch_size.setter
-    def batch_size(self, v: int):
-        v = _check_pos_int('batch_size', v)
-        for d in (self.train_dl, self.valid_dl, self.test_dl):
-            if d is not None: d.batch_size = v
-
-    def dl(self, ds_type: DatasetType = DatasetType.Valid) -> DeviceDataLoader | None:
-        "The loader of `ds_type` (None if this DataBunch has no such set)."
-        return {DatasetType.Train: self.train_dl, DatasetType.Valid: self.valid_dl, DatasetType.Test: self.test_dl,
-                DatasetType.Single: self.single_dl, DatasetType.Fix: self.fix_dl}[DatasetType(ds_type)]
-
-    @property
-    def dls(self) -> list:
-        "The loaders that exist, in fastai v1's order: train, valid, fix, single, test."
-        return [d for d in (self.train_dl, self.valid_dl, self.fix_dl, self.single_dl, self.test_dl) if d is not None]
-
-    @property
-    def train_ds(self) -> Dataset | None:
-        "The training set."
-        return None if self.train_dl is None else self.train_dl.dataset
-
-    @property
-    def valid_ds(self) -> Dataset | None:
-        "The validation set."
-        return None if self.valid_dl is None else self.valid_dl.dataset
-
-    @property
-    def test_ds(self) -> Dataset | None:
-        "The test set."
-        return None if self.test_dl is None else self.test_dl.dataset
-
-    @property
-    def fix_ds(self) -> Dataset | None:
-        "The dataset of `fix_dl`: the training set."
-        return None if self.fix_dl is None else self.fix_dl.dataset
-
-    @property
-    def single_ds(self) -> Dataset | None:
-        "The dataset of `single_dl`: the validation set (the training set when there is none)."
-        return None if self.single_dl is None else self.single_dl.dataset
-
-    @property
-    def empty_val(self) -> bool:
-        "True when there is no validation data (fit then skips validation)."
-        return self.valid_dl is None or len(self.valid_dl) == 0
-
-    def one_batch(self, ds_type: DatasetType = DatasetType.Train, detach: bool = True, denorm: bool = True,
-                  cpu: bool = True) -> tuple:
-        "The first batch `(x, y)` of `ds_type`, detached and on the CPU unless `detach=False`/`cpu=False`."
-        dl = self.dl(ds_type)
-        if dl is None: raise ValueError(f"This DataBunch has no {DatasetType(ds_type).name} set.")
-        w = dl.num_workers
-        dl.num_workers = 0  # one batch: starting worker processes would cost more than it saves
-        try: x, y = dl._first() if isinstance(dl, DeviceDataLoader) else next(iter(dl))  # nothing fetched ahead
-        finally: dl.num_workers = w
-        if detach: x, y = to_detach(x, cpu=cpu), to_detach(y, cpu=cpu)
-        elif cpu: x, y = to_device(x, 'cpu'), to_device(y, 'cpu')
-        norm, dn = self.__dict__.get('norm'), self.__dict__.get('denorm')  # set on the DataBunch by v1's `normalize`
-        if denorm and norm is not None and dn is not None:
-            x = dn(x)
-            if getattr(norm, 'keywords', {}).get('do_y', False): y = dn(y, do_x=True)
-        return x, y
-
-    def one_item(self, item: Any, detach: bool = False, denorm: bool = False, cpu: bool = False) -> tuple:
-        "`item` (one input, without batch dimension) as a batch `(x, y)` of one, on the device, with a dummy target 0."
-        ds = self.single_ds
-        if hasattr(ds, 'set_item'):
-            with ds.set_item(item): return self.one_batch(DatasetType.Single, detach, denorm, cpu)
-        b = (_as_batch_of_one(item), torch.zeros(1, dtype=torch.long))
-        sdl = self.single_dl
-        x, y = sdl.proc_batch(b) if sdl is not None else to_device(b, self.device)
-        if detach: x, y = to_detach(x, cpu=cpu), to_detach(y, cpu=cpu)
-        elif cpu: x, y = to_device(x, 'cpu'), to_device(y, 'cpu')
-        return x, y
-
-    def add_test(self, test_ds: Dataset, bs: int | None = None):
-        "Add (or replace) the test set, loaded in order with the validation batch size (or `bs`)."
-        like = self.valid_dl if self.valid_dl is not None else self.train_dl
-        bs = ifnone(bs, self.batch_size if like is None else like.batch_size)
-        nw = 0 if like is None else like.num_workers
-        if self.on_device: test_ds = _to_device_resident({'test': test_ds}, self.device)['test']
-        self.test_dl = DeviceDataLoader(make_loader(test_ds, bs, False, False, num_workers=nw), self.device,
-                                        list(self.dl_tfms) if like is None else list(like.tfms))
-        self.test_dl.on_device = self.on_device
-
-    def add_tfm(self, tfm: Callable):
-        "Add `tfm` to the transforms of every loader."
-        for d in self.dls: d.add_tfm(tfm)
-        self.dl_tfms.append(tfm)
-
-    def remove_tfm(self, tfm: Callable):
-        "Remove `tfm` from the transforms of every loader."
-        for d in self.dls: d.remove_tfm(tfm)
-        if tfm in self.dl_tfms: self.dl_tfms.remove(tfm)
-
-    @property
-    def loss_func(self) -> Callable:
-        "The default loss: the dataset's `loss_func`, else cross-entropy for integer targets and MSE for float ones."
-        if self.train_ds is None: raise ValueError("This DataBunch has no training set to infer a loss from: give one.")
-        if hasattr(self.train_ds, 'loss_func'): return self.train_ds.loss_func
-        y = self.train_ds[0][1]
-        if isinstance(y, (int, np.integer)) or (isinstance(y, torch.Tensor) and not y.is_floating_point()):
-            return nn.CrossEntropyLoss()
-        return nn.MSELoss()
-
-    def sanity_check(self):
-        "Warn if the first items of the training set cannot be fetched or collated into a batch."
-        hint = "You can deactivate this warning by passing `no_check=True`."
-        d = self.train_dl
-        if d is None or isinstance(d.dataset, IterableDataset): return
-        ds, n = d.dataset, _len_or_none(d.dataset)
-        if not n: return
-        idx = list(range(min(d.batch_size or 1, n)))
-        samples, fails = [], []
-        for i in idx:
-            try: samples.append(ds[i])
-            except Exception as e: fails.append((i, e))  # any failure of a user's dataset becomes the warning
-        if fails:
-            what = "any item" if len(fails) == len(idx) else f"items {[i for i, _ in fails][:10]}"
-            warnings.warn(f"There seems to be something wrong with your dataset: the first batch cannot fetch {what} of "
-                          f"the training set ({type(fails[0][1]).__name__}: {fails[0][1]}). {hint}")
-            return
-        collate = default_collate if d.dl.batch_size is None else d.dl.collate_fn
-        try: collate(samples)
-        except Exception as e:  # the collate function is the user's too
-            shapes = [[tuple(getattr(o, 'shape', ())) for o in s] if is_listy(s) else tuple(getattr(s, 'shape', ())) for s in samples[:4]]
-            warnings.warn(f"It's not possible to collate samples of your dataset together in a batch "
-                          f"({type(e).__name__}: {e}). Shapes of the first samples: {shapes}. {hint}")
-
-    def save(self, file: str | Path | BinaryIO = 'data_save.pkl'):
-        "Save the datasets and classes to `self.path/file` (or file object `file`) for `load_data`."
-        if rank_distrib(): return  # one writer in a distributed run
-        state = {'format': _DATA_FORMAT, 'classes': _pack_classes(self.classes),
-                 **{k: _pack_dataset(getattr(self, f'{k}_ds'), f'{k} set') for k in ('train', 'valid', 'test')}}
-        buf = io.BytesIO()
-        torch.save(state, buf)
-        if hasattr(file, 'write'): file.write(buf.getbuffer())
-        else:
-            with atomic_write(self.path / file) as f: f.write(buf.getbuffer())
-
     def __repr__(self) -> str:
         n = lambda dl: 'none' if dl is None else f'{_len_or_none(dl.dataset)} items'
         return (f'{self.__class__.__name__}(train: {n(self.train_dl)}, valid: {n(self.valid_dl)}, test: '
-                f'{n(self.test_dl)}; bs={self.batch_size}, device={self.device})')
+                f'{n(self.test_dl)}; bs={(self.train_dl or self.valid_dl or self.test_dl or _NoLoader).batch_size}, '
+                f'device={self._device})')
 
-# %% ../nbs/02_basic_data.ipynb #1821d3b3
+    if TYPE_CHECKING:  # defined below, one per cell
+        @property
+        def device(self) -> torch.device: ...
+        @device.setter
+        def device(self, v: torch.device | str) -> None: ...
+        batch_size: int; dls: list; empty_val: bool; loss_func: Callable  # properties
+        train_ds: Dataset | None; valid_ds: Dataset | None; test_ds: Dataset | None; fix_ds: Dataset | None; single_ds: Dataset | None
+        create = classmethod(_here.create); dl = _here.dl; one_batch = _here.one_batch; one_item = _here.one_item
+        add_test = _here.add_test; sanity_check = _here.sanity_check; save = _here.save
+        add_tfm = _here._add_tfm_all; remove_tfm = _here._remove_tfm_all
+
+# %% ../nbs/02_basic_data.ipynb #2a81df80
+@patch
+def create(cls: type[DataBunch],
+           train_ds: Dataset,  # the training set (must hold at least one batch)
+           valid_ds: Dataset | None = None,  # the validation set; none means no validation
+           test_ds: Dataset | None = None,  # an unlabelled set for predictions
+           path: str | Path = '.',  # where a Learner writes its files
+           bs: int = 64,  # training batch size
+           val_bs: int | None = None,  # validation/fix/test batch size; default bs
+           num_workers: int = 0,  # loader worker processes (0: load in the main process)
+           dl_tfms: Callable | Sequence[Callable] | None = None,  # functions applied to every batch on the device
+           device: torch.device | str | None = None,  # default: defaults.device
+           collate_fn: Callable | None = None,  # how samples make a batch; default: torch's
+           no_check: bool = False,  # skip sanity_check
+           batched_fetch: bool | None = None,  # fetch whole batches at once; default: when the dataset allows
+           classes: list | None = None,  # names of the classes, for predictions and interpretation
+           on_device: bool = False,  # keep TensorDatasets on device (if they fit): batches indexed there, no copies
+           **dl_kwargs,  # passed to every DataLoader (generator, pin_memory, ...)
+) -> DataBunch:
+    "Create a `DataBunch` from datasets: train shuffled with its last incomplete batch dropped, valid/test in order."
+    _check_bool('on_device', on_device)
+    bs = _check_pos_int('bs', bs)
+    val_bs = _check_pos_int('val_bs', ifnone(val_bs, bs))
+    if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
+        raise ValueError(f"num_workers={num_workers!r}: must be an integer >= 0.")
+    n_train = _len_or_none(train_ds)
+    if n_train == 0: raise ValueError("The training set is empty: a DataBunch needs at least one training item.")
+    _check_batches(n_train, bs, True)  # the training loader drops its last incomplete batch
+    if valid_ds is not None and _len_or_none(valid_ds) == 0: valid_ds = None
+    device = torch.device(ifnone(device, defaults.device))
+    if on_device:  # checks every set and the room on the device before anything moves
+        _check_on_device_args(num_workers, collate_fn, batched_fetch)
+        train_ds, valid_ds, test_ds = _to_device_resident({'train': train_ds, 'valid': valid_ds, 'test': test_ds},
+                                                          device).values()
+    elif device.type == 'cuda' and num_workers: dl_kwargs.setdefault('pin_memory', True)  # pinned by a loader thread
+    generator = dl_kwargs.pop('generator', None)  # the training order only: reading other sets draws nothing from it
+    dl = lambda ds, b, shuffle: None if ds is None else make_loader(
+        ds, b, shuffle=shuffle, drop_last=shuffle, num_workers=num_workers, collate_fn=collate_fn,
+        batched_fetch=batched_fetch, generator=generator if shuffle else None, **dl_kwargs)
+    res = cls(dl(train_ds, bs, True), dl(valid_ds, val_bs, False), dl(train_ds, val_bs, False),
+              dl(test_ds, val_bs, False), device=device, dl_tfms=dl_tfms, path=path, no_check=no_check,
+              classes=classes)
+    if on_device:
+        res.on_device = True
+        for d in res.dls: d.on_device = True
+    return res
+
+# %% ../nbs/02_basic_data.ipynb #742d6a12
+@patch
+def sanity_check(self: DataBunch):
+    "Warn if the first items of the training set cannot be fetched or collated into a batch."
+    hint = "You can deactivate this warning by passing `no_check=True`."
+    d = self.train_dl
+    if d is None or isinstance(d.dataset, IterableDataset): return
+    ds, n = d.dataset, _len_or_none(d.dataset)
+    if not n: return
+    idx = list(range(min(d.batch_size or 1, n)))
+    samples, fails = [], []
+    for i in idx:
+        try: samples.append(ds[i])
+        except Exception as e: fails.append((i, e))  # any failure of a user's dataset becomes the warning
+    if fails:
+        what = "any item" if len(fails) == len(idx) else f"items {[i for i, _ in fails][:10]}"
+        warnings.warn(f"There seems to be something wrong with your dataset: the first batch cannot fetch {what} of "
+                      f"the training set ({type(fails[0][1]).__name__}: {fails[0][1]}). {hint}")
+        return
+    collate = default_collate if d.dl.batch_size is None else d.dl.collate_fn
+    try: collate(samples)
+    except Exception as e:  # the collate function is the user's too
+        shapes = [[tuple(getattr(o, 'shape', ())) for o in s] if is_listy(s) else tuple(getattr(s, 'shape', ())) for s in samples[:4]]
+        warnings.warn(f"It's not possible to collate samples of your dataset together in a batch "
+                      f"({type(e).__name__}: {e}). Shapes of the first samples: {shapes}. {hint}")
+
+# %% ../nbs/02_basic_data.ipynb #9ae7c6ff
+@patch_as(as_prop=True)
+def dls(self: DataBunch) -> list:
+    "The loaders that exist, in fastai v1's order: train, valid, fix, single, test."
+    return [d for d in (self.train_dl, self.valid_dl, self.fix_dl, self.single_dl, self.test_dl) if d is not None]
+
+# %% ../nbs/02_basic_data.ipynb #e7072599
+@patch
+def dl(self: DataBunch, ds_type: DatasetType = DatasetType.Valid) -> DeviceDataLoader | None:
+    "The loader of `ds_type` (None if this DataBunch has no such set)."
+    return {DatasetType.Train: self.train_dl, DatasetType.Valid: self.valid_dl, DatasetType.Test: self.test_dl,
+            DatasetType.Single: self.single_dl, DatasetType.Fix: self.fix_dl}[DatasetType(ds_type)]
+
+# %% ../nbs/02_basic_data.ipynb #45e91dcc
+@patch_as(as_prop=True)
+def train_ds(self: DataBunch) -> Dataset | None:
+    "The training set."
+    return None if self.train_dl is None else self.train_dl.dataset
+
+# %% ../nbs/02_basic_data.ipynb #69323ab4
+@patch_as(as_prop=True)
+def valid_ds(self: DataBunch) -> Dataset | None:
+    "The validation set."
+    return None if self.valid_dl is None else self.valid_dl.dataset
+
+# %% ../nbs/02_basic_data.ipynb #68e1ef74
+@patch_as(as_prop=True)
+def test_ds(self: DataBunch) -> Dataset | None:
+    "The test set."
+    return None if self.test_dl is None else self.test_dl.dataset
+
+# %% ../nbs/02_basic_data.ipynb #25582416
+@patch_as(as_prop=True)
+def fix_ds(self: DataBunch) -> Dataset | None:
+    "The dataset of `fix_dl`: the training set."
+    return None if self.fix_dl is None else self.fix_dl.dataset
+
+# %% ../nbs/02_basic_data.ipynb #3956610e
+@patch_as(as_prop=True)
+def single_ds(self: DataBunch) -> Dataset | None:
+    "The dataset of `single_dl`: the validation set (the training set when there is none)."
+    return None if self.single_dl is None else self.single_dl.dataset
+
+# %% ../nbs/02_basic_data.ipynb #8d4cfae2
+@patch_as(as_prop=True)
+def empty_val(self: DataBunch) -> bool:
+    "True when there is no validation data (fit then skips validation)."
+    return self.valid_dl is None or len(self.valid_dl) == 0
+
+# %% ../nbs/02_basic_data.ipynb #773dda2a
+@patch_as(as_prop=True)
+def batch_size(self: DataBunch) -> int:
+    "The training batch size (of the first loader there is); setting it sets the training, validation and test ones."
+    return (self.train_dl or self.valid_dl or self.test_dl or _NoLoader).batch_size
+
+@patch_as(set_prop=True, nm='batch_size')
+def _set_batch_size(self: DataBunch, v: int):
+    v = _check_pos_int('batch_size', v)
+    if self.train_dl is not None:  # checked before any loader changes, as DataBunch.create checks bs
+        _check_batches(_len_or_none(self.train_ds), v, bool(self.train_dl.dl.init_kwargs.get('drop_last')), 'batch_size')
+    for d in (self.train_dl, self.valid_dl, self.test_dl):
+        if d is not None: d.batch_size = v
+
+# %% ../nbs/02_basic_data.ipynb #d5aa5ce8
+@patch_as(as_prop=True)
+def device(self: DataBunch) -> torch.device:
+    "The device of the batches; setting it sets every loader's (beyond v1, where the loaders kept theirs)."
+    return self._device
+
+@patch_as(set_prop=True, nm='device')
+def _set_device(self: DataBunch, v: torch.device | str):
+    self._device = torch.device(v)
+    for d in self.dls:
+        if isinstance(d, DeviceDataLoader): d.device = self._device
+
+# %% ../nbs/02_basic_data.ipynb #99377842
+@patch
+def one_batch(self: DataBunch, ds_type: DatasetType = DatasetType.Train, detach: bool = True, denorm: bool = True,
+              cpu: bool = True) -> tuple:
+    "The first batch `(x, y)` of `ds_type`, detached and on the CPU unless `detach=False`/`cpu=False`."
+    dl = self.dl(ds_type)
+    if dl is None: raise ValueError(f"This DataBunch has no {DatasetType(ds_type).name} set.")
+    w = dl.num_workers
+    dl.num_workers = 0  # one batch: starting worker processes would cost more than it saves
+    try: x, y = dl._first() if isinstance(dl, DeviceDataLoader) else next(iter(dl))  # nothing fetched ahead
+    finally: dl.num_workers = w
+    if detach: x, y = to_detach(x, cpu=cpu), to_detach(y, cpu=cpu)
+    elif cpu: x, y = to_device(x, 'cpu'), to_device(y, 'cpu')
+    norm, dn = self.__dict__.get('norm'), self.__dict__.get('denorm')  # set on the DataBunch by v1's `normalize`
+    if denorm and norm is not None and dn is not None:
+        x = dn(x)
+        if getattr(norm, 'keywords', {}).get('do_y', False): y = dn(y, do_x=True)
+    return x, y
+
+# %% ../nbs/02_basic_data.ipynb #911bcd98
+@patch
+def one_item(self: DataBunch, item: Any, detach: bool = False, denorm: bool = False, cpu: bool = False) -> tuple:
+    "`item` (one input, without batch dimension) as a batch `(x, y)` of one, on the device, with a dummy target 0."
+    ds = self.single_ds
+    if hasattr(ds, 'set_item'):
+        with ds.set_item(item): return self.one_batch(DatasetType.Single, detach, denorm, cpu)
+    b = (_as_batch_of_one(item), torch.zeros(1, dtype=torch.long))
+    sdl = self.single_dl
+    x, y = sdl.proc_batch(b) if sdl is not None else to_device(b, self.device)
+    if detach: x, y = to_detach(x, cpu=cpu), to_detach(y, cpu=cpu)
+    elif cpu: x, y = to_device(x, 'cpu'), to_device(y, 'cpu')
+    return x, y
+
+# %% ../nbs/02_basic_data.ipynb #dd393936
+@patch
+def add_test(self: DataBunch, test_ds: Dataset, bs: int | None = None):
+    "Add (or replace) the test set, loaded in order with the validation batch size (or `bs`)."
+    like = self.valid_dl if self.valid_dl is not None else self.train_dl
+    bs = ifnone(bs, self.batch_size if like is None else like.batch_size)
+    nw = 0 if like is None else like.num_workers
+    if self.on_device: test_ds = _to_device_resident({'test': test_ds}, self.device)['test']
+    self.test_dl = DeviceDataLoader(make_loader(test_ds, bs, False, False, num_workers=nw), self.device,
+                                    list(self.dl_tfms) if like is None else list(like.tfms))
+    self.test_dl.on_device = self.on_device
+
+# %% ../nbs/02_basic_data.ipynb #b47473a0
+def _add_tfm_all(self: DataBunch, tfm: Callable):
+    "Add `tfm` to the transforms of every loader."
+    for d in self.dls: d.add_tfm(tfm)
+    self.dl_tfms.append(tfm)
+patch_as(nm='add_tfm')(_add_tfm_all)  # the module has another `add_tfm` of its own
+
+# %% ../nbs/02_basic_data.ipynb #bbb414bd
+def _remove_tfm_all(self: DataBunch, tfm: Callable):
+    "Remove `tfm` from the transforms of every loader."
+    for d in self.dls: d.remove_tfm(tfm)
+    if tfm in self.dl_tfms: self.dl_tfms.remove(tfm)
+patch_as(nm='remove_tfm')(_remove_tfm_all)  # the module has another `remove_tfm` of its own
+
+# %% ../nbs/02_basic_data.ipynb #9facbee1
+@patch_as(as_prop=True)
+def loss_func(self: DataBunch) -> Callable:
+    "The default loss: the dataset's `loss_func`, else cross-entropy for integer targets and MSE for float ones."
+    if self.train_ds is None: raise ValueError("This DataBunch has no training set to infer a loss from: give one.")
+    if hasattr(self.train_ds, 'loss_func'): return self.train_ds.loss_func
+    y = self.train_ds[0][1]
+    if isinstance(y, (int, np.integer)) or (isinstance(y, torch.Tensor) and not y.is_floating_point()):
+        return nn.CrossEntropyLoss()
+    return nn.MSELoss()
+
+# %% ../nbs/02_basic_data.ipynb #946f3486
 _ON_DEVICE_SHARE = 0.8  # the data may take this share of a device's free memory; the rest is for the model
 
 def _device_memory(device: torch.device) -> tuple[int, int] | None:
@@ -626,8 +696,12 @@ def _check_on_device_args(num_workers: int, collate_fn: Callable | None, batched
         raise ValueError(f"on_device=True with {what}: data on the device is indexed a whole batch at a time, without "
                          f"collating samples; drop {what}, or leave on_device=False.")
 
-def _to_device_resident(sets: dict, device: torch.device) -> dict:
-    "`sets` (name -> dataset or None) with the tensors of each `TensorDataset` on `device`; all checked before any moves."
+# %% ../nbs/02_basic_data.ipynb #853ef027
+def _to_device_resident(sets: dict,  # name -> dataset (or None)
+                        device: torch.device,  # where the data goes
+                        memory: Callable | None = None,  # memory(device): (free, total) bytes, or None; default: ask the device
+                       ) -> dict:
+    "`sets` with the tensors of each `TensorDataset` on `device`; all checked (types, then room) before any moves."
     for name, ds in sets.items():
         if ds is None or _plain_tensor_ds(ds): continue
         kind = ('a TensorDataset whose __getitem__ computes its items' if isinstance(ds, TensorDataset)
@@ -642,7 +716,7 @@ def _to_device_resident(sets: dict, device: torch.device) -> dict:
         new = [t for t in ds.tensors if id(t) not in seen and not _same_device(t.device, device)]
         seen.update(id(t) for t in new)
         sizes[name or 'dataset'] = sum(t.nelement() * t.element_size() for t in new)
-    mem, need = _device_memory(device), sum(sizes.values())
+    mem, need = ifnone(memory, _device_memory)(device), sum(sizes.values())
     if mem is not None and need > _ON_DEVICE_SHARE * mem[0]:
         parts = ', '.join(f'{k} {_fmt_bytes(v)}' for k, v in sizes.items() if v)
         raise ValueError(f"on_device=True: the data takes {_fmt_bytes(need)} ({parts}) and {device} has "
@@ -695,6 +769,19 @@ def _pack_classes(classes):
     if classes is None: return None
     cs = [c.item() if isinstance(c, np.generic) else c for c in (classes.tolist() if isinstance(classes, np.ndarray) else classes)]
     return {'plain': cs} if _is_plain(cs) else _pickled(classes, 'classes')
+
+# %% ../nbs/02_basic_data.ipynb #73202af4
+@patch
+def save(self: DataBunch, file: str | Path | BinaryIO = 'data_save.pkl'):
+    "Save the datasets and classes to `self.path/file` (or file object `file`) for `load_data`."
+    if rank_distrib(): return  # one writer in a distributed run
+    state = {'format': _DATA_FORMAT, 'classes': _pack_classes(self.classes),
+             **{k: _pack_dataset(getattr(self, f'{k}_ds'), f'{k} set') for k in ('train', 'valid', 'test')}}
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    if hasattr(file, 'write'): file.write(buf.getbuffer())
+    else:
+        with atomic_write(self.path / file) as f: f.write(buf.getbuffer())
 
 # %% ../nbs/02_basic_data.ipynb #c9f1e3d5
 def _unpickle(blob, what: str, name: str, trust_code: bool):

@@ -6,8 +6,10 @@
 from __future__ import annotations
 import html, os, sys, time
 from collections.abc import Iterable
-from typing import Any
-from .torch_core import defaults, rank_distrib
+from typing import TYPE_CHECKING, Any
+from .torch_core import defaults, patch, rank_distrib
+if TYPE_CHECKING:  # the methods patched onto the views and bars below, declared in it for type checkers
+    from fastbook_core import progress as _here
 
 # %% auto #0
 __all__ = ['PROGRESS_ENV', 'in_notebook', 'progress_mode', 'format_time', 'text_table', 'html_table', 'NullView', 'TextView',
@@ -170,7 +172,7 @@ def html_bars(bars: list) -> str:
                    for b in bars)
     return f'<div class="fastbook-progress">{rows}</div>'
 
-# %% ../nbs/01_progress.ipynb #bfba6a8b
+# %% ../nbs/01_progress.ipynb #bbca3c4e
 class WidgetView(NullView):
     "Bars as ipywidgets in a Jupyter kernel, left as static HTML when done; the metrics table as an HTML display."
     interval, show_after = 0.1, 0.5
@@ -209,36 +211,48 @@ class WidgetView(NullView):
             pb.value, pb.bar_style = min(b.n, pb.max), ('success' if b.done and b.n >= b.total else '')
             lbl.value = html.escape(_bar_text(b))
 
-    def graph(self, png: bytes):
-        "Show the plot below the bars and the table, updated in place; it stays in a saved notebook as an image."
-        from IPython.display import Image, display
-        if getattr(self, 'graph_handle', None) is None: self.graph_handle = display(Image(png), display_id=True)
-        else: self.graph_handle.update(Image(png))
+    if TYPE_CHECKING:  # defined below
+        table = _here.table; line = _here.line; close = _here.close; graph = _here.graph
 
-    def table(self, names: list, rows: list):
-        "Show the table as HTML (with its text form as `text/plain`), updated in place as rows arrive."
-        from IPython.display import display
-        bundle = {'text/html': html_table(names, rows), 'text/plain': '\n'.join(text_table(names, rows))}
-        if self.table_handle is None: self.table_handle = display(bundle, raw=True, display_id=True)
-        else: self.table_handle.update(bundle, raw=True)
+# %% ../nbs/01_progress.ipynb #431d5e96
+@patch
+def table(self: WidgetView, names: list, rows: list):
+    "Show the table as HTML (with its text form as `text/plain`), updated in place as rows arrive."
+    from IPython.display import display
+    bundle = {'text/html': html_table(names, rows), 'text/plain': '\n'.join(text_table(names, rows))}
+    if self.table_handle is None: self.table_handle = display(bundle, raw=True, display_id=True)
+    else: self.table_handle.update(bundle, raw=True)
 
-    def line(self, text: str):
-        "Print `text` in the cell's output."
-        print(text)
+# %% ../nbs/01_progress.ipynb #13ef0266
+@patch
+def line(self: WidgetView, text: str):
+    "Print `text` in the cell's output."
+    print(text)
 
-    def close(self):
-        "Replace the widgets by their static HTML copy (or by nothing, if `leave=False`) and close them."
-        if self.handle is None: return  # a leave=False bar that ended before it was shown
-        self.refresh(final=True)
-        leave = getattr(self.master, 'leave', True)
-        self.handle.update(self._bundle(live=False) if leave else {'text/plain': ''}, raw=True)
-        for pb, lbl in self.rows: pb.close(); lbl.close()
-        for row in self.box.children: row.close()
-        self.box.close()
+# %% ../nbs/01_progress.ipynb #94e15061
+@patch
+def close(self: WidgetView):
+    "Replace the widgets by their static HTML copy (or by nothing, if `leave=False`) and close them."
+    if self.handle is None: return  # a leave=False bar that ended before it was shown
+    self.refresh(final=True)
+    leave = getattr(self.master, 'leave', True)
+    self.handle.update(self._bundle(live=False) if leave else {'text/plain': ''}, raw=True)
+    for pb, lbl in self.rows: pb.close(); lbl.close()
+    for row in self.box.children: row.close()
+    self.box.close()
 
+# %% ../nbs/01_progress.ipynb #b134cfca
+@patch
+def graph(self: WidgetView, png: bytes):
+    "Show the plot below the bars and the table, updated in place; it stays in a saved notebook as an image."
+    from IPython.display import Image, display
+    if getattr(self, 'graph_handle', None) is None: self.graph_handle = display(Image(png), display_id=True)
+    else: self.graph_handle.update(Image(png))
+
+# %% ../nbs/01_progress.ipynb #d93cedd0
 _VIEWS = {'none': NullView, 'text': TextView, 'widget': WidgetView}
 
-# %% ../nbs/01_progress.ipynb #a9a05b15
+# %% ../nbs/01_progress.ipynb #87ba67ec
 _active_masters = []
 
 class ProgressBar:
@@ -292,6 +306,7 @@ class ProgressBar:
         if self.parent is None: self.view.close()
         else: self.view.refresh(final=True)
 
+# %% ../nbs/01_progress.ipynb #4af4d00f
 class MasterBar(ProgressBar):
     "The bar over epochs: it owns the view, its child bars and the metrics table."
     def __init__(self, gen: Iterable, total: int | None = None, mode: str | None = None, label: str = 'epoch'):
@@ -319,24 +334,10 @@ class MasterBar(ProgressBar):
         "fastprogress's name for the bar over epochs, used by fastai v1 callbacks: this bar."
         return self
 
-    def update_graph(self, graphs: list, x_bounds: list | None = None, y_bounds: list | None = None) -> None:
-        "Draw `graphs` (a list of `[x, y]` series) below the bars in a notebook, as fastprogress did; nothing elsewhere."
-        if type(self.view) is NullView or isinstance(self.view, TextView): return
-        import io as _io, matplotlib.pyplot as plt
-        fig, ax = plt.subplots(figsize=(6, 4))
-        for x, y in graphs: ax.plot(x, y)
-        if x_bounds is not None: ax.set_xlim(*x_bounds)
-        if y_bounds is not None: ax.set_ylim(*y_bounds)
-        buf = _io.BytesIO(); fig.savefig(buf, format='png', bbox_inches='tight'); plt.close(fig)
-        self.view.graph(buf.getvalue())
+    if TYPE_CHECKING:  # defined below
+        update_graph = _here.update_graph; write = _here.write
 
-    def write(self, line: Any, table: bool = False) -> None:
-        "Add a row to the metrics table (the first one is the header) or, with `table=False`, print a line."
-        if not table: return self.view.line(str(line))
-        if self.names is None: self.names = [str(o) for o in line]
-        else: self.rows.append([str(o) for o in line])
-        self.view.table(self.names, self.rows)
-
+# %% ../nbs/01_progress.ipynb #891df1f2
 def master_bar(gen: Iterable, total: int | None = None, silent: bool = False) -> MasterBar:
     "A `MasterBar` over `gen` (the epochs), silent if `silent` or the library default says so."
     return MasterBar(gen, total, mode='none' if silent else None)
@@ -345,3 +346,25 @@ def progress_bar(gen: Iterable, parent: MasterBar | None = None, total: int | No
                  silent: bool = False, leave: bool = True) -> ProgressBar:
     "A `ProgressBar` over `gen` (the batches), drawn under `parent` when given; `leave=False` removes it when done."
     return ProgressBar(gen, total, parent=parent, label=label, mode='none' if silent else None, leave=leave)
+
+# %% ../nbs/01_progress.ipynb #d02eda49
+@patch
+def write(self: MasterBar, line: Any, table: bool = False) -> None:
+    "Add a row to the metrics table (the first one is the header) or, with `table=False`, print a line."
+    if not table: return self.view.line(str(line))
+    if self.names is None: self.names = [str(o) for o in line]
+    else: self.rows.append([str(o) for o in line])
+    self.view.table(self.names, self.rows)
+
+# %% ../nbs/01_progress.ipynb #1d7fb927
+@patch
+def update_graph(self: MasterBar, graphs: list, x_bounds: list | None = None, y_bounds: list | None = None) -> None:
+    "Draw `graphs` (a list of `[x, y]` series) below the bars in a notebook, as fastprogress did; nothing elsewhere."
+    if type(self.view) is NullView or isinstance(self.view, TextView): return
+    import io as _io, matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for x, y in graphs: ax.plot(x, y)
+    if x_bounds is not None: ax.set_xlim(*x_bounds)
+    if y_bounds is not None: ax.set_ylim(*y_bounds)
+    buf = _io.BytesIO(); fig.savefig(buf, format='png', bbox_inches='tight'); plt.close(fig)
+    self.view.graph(buf.getvalue())

@@ -4,29 +4,31 @@
 
 # %% ../nbs/00_torch_core.ipynb #3afd3ace
 from __future__ import annotations
-import os, random, re, types, warnings
+import os, random, re, types, typing, warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
 from functools import partial
 from math import exp, log
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+import inspect
+from fastcore.basics import eval_type, get_annotations_ex, patch_to as _fc_patch_to
 import numpy as np
 import torch
 from torch import nn, Tensor
 
 # %% auto #0
 __all__ = ['defaults', 'bn_types', 'norm_types', 'bias_types', 'no_wd_types', 'default_device', 'is_listy', 'listify', 'ifnone',
-           'camel2snake', 'tensor', 'to_np', 'model_type', 'np2model_tensor', 'np_address', 'try_int', 'trange_of',
-           'to_device', 'to_detach', 'to_cpu', 'first_el', 'to_data', 'data_collate', 'to_half', 'to_float',
-           'batch_to_half', 'bn2float', 'model2half', 'set_seed', 'get_rng_states', 'set_rng_states', 'uniform',
-           'log_uniform', 'rand_bool', 'uniform_int', 'flatten_check', 'logit', 'logit_', 'grab_idx', 'children',
-           'num_children', 'range_children', 'one_param', 'has_params', 'PrePostInitMeta', 'Module', 'ParameterModule',
-           'children_and_parameters', 'flatten_model', 'first_layer', 'last_layer', 'in_channels', 'get_model',
-           'requires_grad', 'trainable_params', 'split_model_idx', 'split_model', 'split_no_wd_params', 'even_mults',
-           'AdamW', 'remove_module_load', 'range_of', 'set_bn_eval', 'apply_leaf', 'init_default', 'cond_init',
-           'apply_init', 'NoneReduceOnCPU', 'ModelOnCPU', 'rank_distrib', 'num_distrib', 'distrib_sum', 'atomic_write',
-           'remove_stale_temps', 'CheckpointError', 'CheckpointNotFoundError', 'load_checkpoint', 'unpickle_blob',
-           'add_note']
+           'camel2snake', 'patch', 'patch_as', 'tensor', 'to_np', 'model_type', 'np2model_tensor', 'np_address',
+           'try_int', 'trange_of', 'to_device', 'to_detach', 'to_cpu', 'first_el', 'to_data', 'data_collate', 'to_half',
+           'to_float', 'batch_to_half', 'bn2float', 'model2half', 'set_seed', 'get_rng_states', 'set_rng_states',
+           'uniform', 'log_uniform', 'rand_bool', 'uniform_int', 'flatten_check', 'logit', 'logit_', 'grab_idx',
+           'children', 'num_children', 'range_children', 'one_param', 'has_params', 'PrePostInitMeta', 'Module',
+           'ParameterModule', 'children_and_parameters', 'flatten_model', 'first_layer', 'last_layer', 'in_channels',
+           'get_model', 'requires_grad', 'trainable_params', 'split_model_idx', 'split_model', 'split_no_wd_params',
+           'even_mults', 'AdamW', 'remove_module_load', 'range_of', 'add_metrics', 'set_bn_eval', 'apply_leaf',
+           'init_default', 'cond_init', 'apply_init', 'NoneReduceOnCPU', 'ModelOnCPU', 'rank_distrib', 'num_distrib',
+           'distrib_sum', 'atomic_write', 'remove_stale_temps', 'CheckpointError', 'CheckpointNotFoundError',
+           'load_checkpoint', 'unpickle_blob', 'add_note']
 
 # %% ../nbs/00_torch_core.ipynb #163b573c
 def default_device() -> torch.device:
@@ -68,6 +70,34 @@ _camel_re1, _camel_re2 = re.compile('(.)([A-Z][a-z]+)'), re.compile('([a-z0-9])(
 def camel2snake(name: str) -> str:
     "`OneCycleScheduler` -> `one_cycle_scheduler`: how a callback is named on its Learner."
     return _camel_re2.sub(r'\1_\2', _camel_re1.sub(r'\1_\2', name)).lower()
+
+# %% ../nbs/00_torch_core.ipynb #6888d0d8
+_F = TypeVar('_F', bound=Callable[..., Any])
+
+def _patch_class(f: Callable) -> tuple[type, bool]:
+    "The class `f` goes to (its first parameter's annotation) and whether it is a class method (that parameter is `cls: type[C]`)."
+    ann, glb, loc = get_annotations_ex(f)
+    first = next(iter(inspect.signature(f).parameters))
+    c = eval_type(ann[first], glb, loc)
+    is_cls = first == 'cls'
+    return (typing.get_args(c)[0] if is_cls and typing.get_origin(c) is type else c), is_cls
+
+def patch(f: _F) -> _F:
+    "fastcore's `patch`: add `f` to the class its first parameter is annotated with (a class method for `cls: type[C]`); `f` keeps its type."
+    c, is_cls = _patch_class(f)
+    _fc_patch_to(c, cls_method=is_cls)(f)
+    return f
+
+def patch_as(*, nm: str | None = None,  # the attribute's name, when the function has another one
+             as_prop: bool = False,  # add `f` as a property (its getter)
+             set_prop: bool = False,  # add `f` as the setter of the property of that name
+            ) -> Callable[[_F], _F]:
+    "`patch` with fastcore's options: another name (`nm`), or a property's getter or setter."
+    def _inner(f: _F) -> _F:
+        c, is_cls = _patch_class(f)
+        _fc_patch_to(c, cls_method=is_cls, as_prop=as_prop, set_prop=set_prop, nm=nm)(f)
+        return f
+    return _inner
 
 # %% ../nbs/00_torch_core.ipynb #c283c8a5
 def tensor(x: Any,  # a tensor, array, number, or (nested) list of numbers
@@ -393,6 +423,13 @@ def range_of(x: Sized) -> list:
     "All the indices of `x`: `list(range(len(x)))`, as in fastai v1."
     return list(range(len(x)))
 
+# %% ../nbs/00_torch_core.ipynb #3fd2acf2
+def add_metrics(last_metrics: list,  # the epoch's metrics so far: the validation loss, then earlier metrics
+                mets: Any,  # one value, or several
+               ) -> dict:
+    "The state update that appends `mets` to `last_metrics`: what a metric callback returns at `on_epoch_end`."
+    return {'last_metrics': last_metrics + listify(mets)}
+
 # %% ../nbs/00_torch_core.ipynb #ece32311
 def set_bn_eval(m: nn.Module):
     "Put the BatchNorm layers of `m` whose parameters are frozen in eval mode."
@@ -526,11 +563,24 @@ def _unsafe_globals(source) -> list:
     finally:
         if hasattr(source, 'seek'): source.seek(0)
 
+def _numpy_data_types() -> list:
+    "What a pickled numpy number or dtype names (numpy's scalar constructor, `np.dtype` and its dtype classes): data, not code."
+    core = getattr(np, '_core', None) or np.core
+    res: list = [core.multiarray.scalar, np.dtype, (core.multiarray.scalar, 'numpy.core.multiarray.scalar')]  # numpy 1's name
+    res += [t for t in vars(getattr(np, 'dtypes', types.SimpleNamespace())).values() if isinstance(t, type) and issubclass(t, np.dtype)]
+    return res
+
+def _numpy_names() -> dict:
+    "The names under which a pickle refers to numpy's data types, each with its object."
+    return {(o[1] if isinstance(o, tuple) else f'{o.__module__}.{o.__qualname__}'): (o[0] if isinstance(o, tuple) else o)
+            for o in _numpy_data_types()}
+
+# %% ../nbs/00_torch_core.ipynb #d56d8174
 def load_checkpoint(source: str | os.PathLike | io.IOBase,  # a path, or an open binary file
                     map_location: Any = None,  # where tensors go, as for torch.load
                     trust_code: bool | None = None,  # True: unpickle anything; False: the refusal says how; None: no such option
 ) -> Any:
-    "Read `source` with `torch.load(weights_only=True)`; every failure is a `CheckpointError` that names the file and the problem."
+    "Read `source` with `torch.load(weights_only=True)` (numpy numbers and dtypes allowed); every failure is a `CheckpointError` that names the file and the problem."
     name = _source_name(source)
     if not hasattr(source, 'read'):
         source = Path(source)
@@ -543,11 +593,14 @@ def load_checkpoint(source: str | os.PathLike | io.IOBase,  # a path, or an open
         except Exception as e: raise CheckpointError(f"{name} cannot be read: {type(e).__name__}: {e}") from e
     hint = (" Pass `trust_code=True` if you trust this file (it unpickles arbitrary code)." if trust_code is False else
             " A file written by fastbook_core holds only tensors and plain values here.")
-    try: return torch.load(source, map_location=map_location, weights_only=True)
+    from torch.serialization import safe_globals
+    try:
+        with safe_globals(_numpy_data_types()):  # numpy numbers (fastai v1's optimizer states hold np.float64)
+            return torch.load(source, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
         msg = str(e)
         if 'GLOBAL' in msg or 'global' in msg:  # the weights-only unpickler met a class or function it will not import
-            names = _unsafe_globals(source) or sorted(set(re.findall(r'GLOBAL ([\w.]+)', msg))) or ['pickled objects']
+            names = [n for n in _unsafe_globals(source) if n not in _numpy_names()] or sorted(set(re.findall(r'GLOBAL ([\w.]+)', msg))) or ['pickled objects']
             raise CheckpointError(f"Refusing to load {name}: loading it would import and run {', '.join(names)}.{hint}") from e
         reason = msg.split('WeightsUnpickler error:')[-1].strip().splitlines()[0] if 'WeightsUnpickler error:' in msg else msg
         raise CheckpointError(f"{name} is incomplete or corrupt, or not a torch file (written by plain pickle, or in "
@@ -555,6 +608,7 @@ def load_checkpoint(source: str | os.PathLike | io.IOBase,  # a path, or an open
     except Exception as e:  # torch reports damage as RuntimeError, EOFError, ValueError, KeyError, BadZipFile...
         raise CheckpointError(f"{name} is incomplete or corrupt (an interrupted write?): {type(e).__name__}: {e}") from e
 
+# %% ../nbs/00_torch_core.ipynb #567130d8
 def unpickle_blob(blob: bytes,  # pickled bytes kept inside a file (torch.save format)
                   source: Any,  # the file they came from, for messages
                   what: str,  # what they hold, for messages ('the model and loss', 'the training set')
@@ -568,7 +622,8 @@ def unpickle_blob(blob: bytes,  # pickled bytes kept inside a file (torch.save f
         try: return torch.load(io.BytesIO(blob), map_location='cpu', weights_only=False)
         except Exception as e: raise CheckpointError(f"{name}: {what} cannot be unpickled ({type(e).__name__}: {e}).") from e
     names = _unsafe_globals(io.BytesIO(blob))
-    allowed = {n: (allow(n) if allow is not None else None) for n in names}
+    numpy = _numpy_names()
+    allowed = {n: numpy[n] if n in numpy else (allow(n) if allow is not None else None) for n in names}
     refused = sorted(n for n, o in allowed.items() if o is None)
     if refused:
         raise CheckpointError(f"Refusing to unpickle {what} in {name}: loading would import and run {', '.join(refused)}. "

@@ -48,8 +48,10 @@ class OneCycleScheduler(GeneralScheduler):
         low_lr = self.learn.lr_range(self.lr_max) / self.div_factor
         lr_max = self.learn.lr_range(self.lr_max)
         mom_up, mom_down = self.moms, (self.moms[1], self.moms[0])
-        self.phases = [p for p in (
-            TrainingPhase(a1).schedule_hp('lr', (low_lr, lr_max), annealing_cos).schedule_hp('mom', mom_up, annealing_cos) if a1 else None,
-            TrainingPhase(a2).schedule_hp('lr', (lr_max, lr_max / self.final_div), annealing_cos)
-                             .schedule_hp('mom', mom_down, annealing_cos) if a2 else None) if p is not None]
+        # each phase lasts at least one iteration, as in fastai v1 (and torch's OneCycleLR): a cycle of 1 to 3 batches
+        # still starts at lr_max/div_factor
+        self.phases = [
+            TrainingPhase(max(1, a1)).schedule_hp('lr', (low_lr, lr_max), annealing_cos).schedule_hp('mom', mom_up, annealing_cos),
+            TrainingPhase(max(1, a2)).schedule_hp('lr', (lr_max, lr_max / self.final_div), annealing_cos)
+                                     .schedule_hp('mom', mom_down, annealing_cos)]
         return super().on_train_begin(epoch=epoch, **kwargs)
