@@ -212,7 +212,7 @@ def _ddl_create(cls: type[DeviceDataLoader], dataset: Dataset,  # the dataset to
     res = cls(make_loader(dataset, bs, shuffle, drop_last, num_workers, collate_fn, **kwargs), device=device, tfms=tfms)
     res.on_device = on_device
     return res
-patch_as(nm='create')(_ddl_create)  # the module has another `create` of its own
+patch_as(nm='create')(_ddl_create)  # a class method (`cls: type[...]`), named `create`
 
 # %% ../nbs/02_basic_data.ipynb #0825794f
 @patch
@@ -446,13 +446,12 @@ class DataBunch:
         def device(self, v: torch.device | str) -> None: ...
         batch_size: int; dls: list; empty_val: bool; loss_func: Callable  # properties
         train_ds: Dataset | None; valid_ds: Dataset | None; test_ds: Dataset | None; fix_ds: Dataset | None; single_ds: Dataset | None
-        create = classmethod(_here.create); dl = _here.dl; one_batch = _here.one_batch; one_item = _here.one_item
+        create = classmethod(_here._databunch_create); dl = _here.dl; one_batch = _here.one_batch; one_item = _here.one_item
         add_test = _here.add_test; sanity_check = _here.sanity_check; save = _here.save
         add_tfm = _here._add_tfm_all; remove_tfm = _here._remove_tfm_all
 
 # %% ../nbs/02_basic_data.ipynb #2a81df80
-@patch
-def create(cls: type[DataBunch],
+def _databunch_create(cls: type[DataBunch],
            train_ds: Dataset,  # the training set (must hold at least one batch)
            valid_ds: Dataset | None = None,  # the validation set; none means no validation
            test_ds: Dataset | None = None,  # an unlabelled set for predictions
@@ -496,6 +495,7 @@ def create(cls: type[DataBunch],
         res.on_device = True
         for d in res.dls: d.on_device = True
     return res
+patch_as(nm='create')(_databunch_create)
 
 # %% ../nbs/02_basic_data.ipynb #742d6a12
 @patch

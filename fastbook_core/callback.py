@@ -186,7 +186,7 @@ class OptimWrapper:
         read_defaults = _here.read_defaults; read_val = _here.read_val; set_val = _here.set_val
         get_stat = _here.get_stat; set_stat = _here.set_stat; new = _here.new; new_with_params = _here.new_with_params
         check_state_dict = _here.check_state_dict; load_state_dict = _here.load_state_dict; get_state = _here.get_state
-        load_with_state_and_layer_group = classmethod(_here.load_with_state_and_layer_group)
+        load_with_state_and_layer_group = classmethod(_here._load_with_state)
 
 # %% ../nbs/03_callback.ipynb #2bd973a4
 @patch
@@ -333,7 +333,8 @@ def check_state_dict(self: OptimWrapper, sd: Any) -> None:
                          f"{ours} (another model, another layer-group split, or frozen layers?).")
     our_keys = set(self.opt.param_groups[0]) - {'params'}
     for pg in sd['param_groups']:
-        extra, missing = set(pg) - our_keys - {'params'}, our_keys - set(pg) - self._tolerated_keys
+        extra = set(pg) - our_keys - {'params'} - self._tolerated_keys  # keys torch fills in (initial_lr...) either way
+        missing = our_keys - set(pg) - self._tolerated_keys
         if extra or missing:
             raise ValueError(f"it was saved by another optimizer than {self.opt.__class__.__name__} (its groups have "
                              f"{', '.join(sorted(extra)) or 'no'} extra and {', '.join(sorted(missing)) or 'no'} missing "
@@ -370,14 +371,14 @@ def get_state(self: OptimWrapper) -> dict:
             'opt_func': getattr(self, 'opt_func', self.opt.__class__), 'true_wd': self.true_wd, 'bn_wd': self.bn_wd}
 
 # %% ../nbs/03_callback.ipynb #82151a4d
-@patch
-def load_with_state_and_layer_group(cls: type[OptimWrapper], state: dict, layer_groups: list) -> OptimWrapper:
+def _load_with_state(cls: type[OptimWrapper], state: dict, layer_groups: list) -> OptimWrapper:
     "An `OptimWrapper` over `layer_groups` from what `get_state` returned."
     res = cls.create(state['opt_func'], state['lr'], layer_groups, wd=state['wd'], true_wd=state['true_wd'],
                      bn_wd=state['bn_wd'])
     res.load_state_dict(state['opt_state'])
     res.mom, res.beta = state['mom'], state['beta']
     return res
+patch_as(nm='load_with_state_and_layer_group')(_load_with_state)  # a class method (`cls: type[...]`)
 
 # %% ../nbs/03_callback.ipynb #2daf6e66
 @patch

@@ -4,10 +4,9 @@
 
 # %% ../nbs/00_torch_core.ipynb #3afd3ace
 from __future__ import annotations
-import os, random, re, types, typing, warnings
+import functools, math, os, random, re, types, typing, warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
 from functools import partial
-from math import exp, log
 from pathlib import Path
 from typing import Any, TypeVar
 import inspect
@@ -15,34 +14,47 @@ from fastcore.basics import eval_type, get_annotations_ex, patch_to as _fc_patch
 import numpy as np
 import torch
 from torch import nn, Tensor
+from typing import BinaryIO, Collection, Dict, List, NewType, Optional, Tuple, Union
+from torch import optim
+from torch.nn.parallel import DistributedDataParallel  # as v1's torch_core imported it
+# fastai v1's torch_core star-imported `imports` and `core`, and v1 code reaches their names through it (see "fastai
+# v1's names" at the end of this page): the one star import of a library module, since re-exporting is its purpose
+from .imports import *
+from .core import *
+import fastbook_core.imports as _v1_imports, fastbook_core.core as _v1_core
 
 # %% auto #0
-__all__ = ['defaults', 'bn_types', 'norm_types', 'bias_types', 'no_wd_types', 'default_device', 'is_listy', 'listify', 'ifnone',
-           'camel2snake', 'patch', 'patch_as', 'tensor', 'to_np', 'model_type', 'np2model_tensor', 'np_address',
-           'try_int', 'trange_of', 'to_device', 'to_detach', 'to_cpu', 'first_el', 'to_data', 'data_collate', 'to_half',
-           'to_float', 'batch_to_half', 'bn2float', 'model2half', 'set_seed', 'get_rng_states', 'set_rng_states',
-           'uniform', 'log_uniform', 'rand_bool', 'uniform_int', 'flatten_check', 'logit', 'logit_', 'grab_idx',
-           'children', 'num_children', 'range_children', 'one_param', 'has_params', 'PrePostInitMeta', 'Module',
-           'ParameterModule', 'children_and_parameters', 'flatten_model', 'first_layer', 'last_layer', 'in_channels',
-           'get_model', 'requires_grad', 'trainable_params', 'split_model_idx', 'split_model', 'split_no_wd_params',
-           'even_mults', 'AdamW', 'remove_module_load', 'range_of', 'add_metrics', 'set_bn_eval', 'apply_leaf',
-           'init_default', 'cond_init', 'apply_init', 'NoneReduceOnCPU', 'ModelOnCPU', 'rank_distrib', 'num_distrib',
-           'distrib_sum', 'atomic_write', 'remove_stale_temps', 'CheckpointError', 'CheckpointNotFoundError',
-           'load_checkpoint', 'unpickle_blob', 'add_note']
+__all__ = ['defaults', 'bn_types', 'norm_types', 'bias_types', 'no_wd_types', 'AffineMatrix', 'BoolOrTensor', 'FloatOrTensor',
+           'IntOrTensor', 'ItemsList', 'LambdaFunc', 'LayerFunc', 'ModuleList', 'NPArray', 'OptOptimizer', 'ParamList',
+           'Rank0Tensor', 'SplitFunc', 'SplitFuncOrIdxList', 'TensorOrNumber', 'TensorOrNumList', 'TensorImage',
+           'TensorImageSize', 'Tensors', 'Weights', 'AffineFunc', 'HookFunc', 'LogitTensorImage', 'LossFunction',
+           'MetricFunc', 'MetricFuncList', 'MetricsList', 'OptLossFunc', 'OptMetrics', 'OptSplitFunc', 'PixelFunc',
+           'LightingFunc', 'fastai_types', 'default_device', 'is_listy', 'listify', 'ifnone', 'camel2snake', 'patch',
+           'patch_as', 'tensor', 'to_np', 'model_type', 'np2model_tensor', 'np_address', 'try_int', 'trange_of',
+           'to_device', 'to_detach', 'to_cpu', 'first_el', 'to_data', 'data_collate', 'to_half', 'to_float',
+           'batch_to_half', 'bn2float', 'model2half', 'set_seed', 'get_rng_states', 'set_rng_states', 'uniform',
+           'log_uniform', 'rand_bool', 'uniform_int', 'flatten_check', 'logit', 'logit_', 'grab_idx', 'children',
+           'num_children', 'range_children', 'one_param', 'has_params', 'PrePostInitMeta', 'Module', 'ParameterModule',
+           'children_and_parameters', 'flatten_model', 'first_layer', 'last_layer', 'in_channels', 'get_model',
+           'requires_grad', 'trainable_params', 'split_model_idx', 'split_model', 'split_no_wd_params', 'even_mults',
+           'AdamW', 'remove_module_load', 'range_of', 'add_metrics', 'set_bn_eval', 'apply_leaf', 'init_default',
+           'cond_init', 'apply_init', 'NoneReduceOnCPU', 'ModelOnCPU', 'rank_distrib', 'num_distrib', 'distrib_sum',
+           'atomic_write', 'remove_stale_temps', 'CheckpointError', 'CheckpointNotFoundError', 'load_checkpoint',
+           'unpickle_blob', 'add_note', 'is_pool_type', 'get_param_groups', 'set_all_seed', 'distrib_barrier',
+           'np_func', 'torch_save', 'try_save', 'DistributedDataParallel']
 
 # %% ../nbs/00_torch_core.ipynb #163b573c
 def default_device() -> torch.device:
     "The device a new `DataBunch` uses when none is given: CUDA if available, else CPU."
     return torch.device('cuda') if torch.cuda.is_available() else torch.device('cpu')
 
-defaults = types.SimpleNamespace(
-    device=default_device(),  # where batches and models go
-    lr=slice(3e-3),           # the default learning rate of Learner.fit
-    wd=1e-2,                  # the default weight decay
-    silent=False,             # True switches every progress display off
-    extra_callback_fns=None,  # callbacks added to every Learner's fit
-    return_fig=False,         # plots return their Figure
-)
+defaults = _v1_core.defaults  # fastai v1's one namespace of defaults, made in `core` (`cpus`, `cmap`); training adds:
+defaults.device = default_device()  # where batches and models go
+defaults.lr = slice(3e-3)           # the default learning rate of Learner.fit
+defaults.wd = 1e-2                  # the default weight decay
+defaults.silent = False             # True switches every progress display off
+defaults.extra_callback_fns = None  # callbacks added to every Learner's fit
+defaults.return_fig = False         # plots return their Figure
 
 # %% ../nbs/00_torch_core.ipynb #94fb5607
 def is_listy(x: Any) -> bool:
@@ -243,8 +255,8 @@ def uniform(low: float, high: float | None = None, size: int | Sequence[int] | N
 
 def log_uniform(low: float, high: float, size: int | Sequence[int] | None = None) -> float | Tensor:
     "A float drawn uniformly on a log scale between `low` and `high`, or a tensor of shape `size` of them."
-    res = uniform(log(low), log(high), size)
-    return exp(res) if size is None else res.exp_()
+    res = uniform(math.log(low), math.log(high), size)
+    return math.exp(res) if size is None else res.exp_()
 
 def rand_bool(p: float, size: int | Sequence[int] | None = None) -> bool | Tensor:
     "True with probability `p`, or a boolean tensor of shape `size` of such draws."
@@ -629,7 +641,7 @@ def unpickle_blob(blob: bytes,  # pickled bytes kept inside a file (torch.save f
         raise CheckpointError(f"Refusing to unpickle {what} in {name}: loading would import and run {', '.join(refused)}. "
                               "Pass `trust_code=True` if you trust this file (it unpickles arbitrary code).")
     try:
-        with safe_globals(list(allowed.values())): return torch.load(io.BytesIO(blob), map_location='cpu', weights_only=True)
+        with safe_globals([*allowed.values(), *_numpy_data_types()]): return torch.load(io.BytesIO(blob), map_location='cpu', weights_only=True)
     except Exception as e:
         raise CheckpointError(f"{name}: {what} is incomplete or corrupt ({type(e).__name__}: {e}).") from e
 
@@ -639,3 +651,88 @@ def add_note(e: BaseException, note: str) -> BaseException:
     try: e.add_note(note)
     except Exception: pass  # the exception itself matters more than our note
     return e
+
+# %% ../nbs/00_torch_core.ipynb #8b63f66e
+_all_ = ['DistributedDataParallel']  # imported at the top, as v1's torch_core did
+
+AffineMatrix = Tensor
+BoolOrTensor = Union[bool, Tensor]
+FloatOrTensor = Union[float, Tensor]
+IntOrTensor = Union[int, Tensor]
+ItemsList = Collection[Union[Tensor, 'ItemBase', 'ItemsList', float, int]]  # v1's items (data block API), by name
+LambdaFunc = Callable[[Tensor], Tensor]
+LayerFunc = Callable[[nn.Module], None]
+ModuleList = Collection[nn.Module]
+NPArray = np.ndarray
+OptOptimizer = Optional[optim.Optimizer]
+ParamList = Collection[nn.Parameter]
+Rank0Tensor = NewType('OneEltTensor', Tensor)
+SplitFunc = Callable[[nn.Module], List[nn.Module]]
+SplitFuncOrIdxList = Union[Callable, Collection[ModuleList]]
+TensorOrNumber = Union[Tensor, Number]
+TensorOrNumList = Collection[TensorOrNumber]
+TensorImage = Tensor
+TensorImageSize = Tuple[int, int, int]
+Tensors = Union[Tensor, Collection['Tensors']]
+Weights = Dict[str, Tensor]
+AffineFunc = Callable[[KWArgs], AffineMatrix]
+HookFunc = Callable[[nn.Module, Tensors, Tensors], Any]
+LogitTensorImage = TensorImage
+LossFunction = Callable[[Tensor, Tensor], Rank0Tensor]
+MetricFunc = Callable[[Tensor, Tensor], TensorOrNumber]
+MetricFuncList = Collection[MetricFunc]
+MetricsList = Collection[TensorOrNumber]
+OptLossFunc = Optional[LossFunction]
+OptMetrics = Optional[MetricsList]
+OptSplitFunc = Optional[SplitFunc]
+PixelFunc = Callable[[TensorImage, ArgStar, KWArgs], TensorImage]
+LightingFunc = Callable[[LogitTensorImage, ArgStar, KWArgs], LogitTensorImage]
+
+fastai_types = {o: n for n, o in reversed([(n, globals()[n]) for n in (
+    'AnnealFunc', 'ArgStar', 'BatchSamples', 'FilePathList', 'Floats', 'ImgLabel', 'ImgLabels', 'KeyFunc', 'KWArgs',
+    'ListOrItem', 'ListRules', 'ListSizes', 'NPArrayableList', 'NPArrayList', 'NPArrayMask', 'NPImage', 'OptDataFrame',
+    'OptListOrItem', 'OptRange', 'OptStrTuple', 'OptStats', 'PathOrStr', 'PBar', 'Point', 'Points', 'Sizes',
+    'SplitArrayList', 'StartOptEnd', 'StrList', 'Tokens', 'OptStrList', *('AffineMatrix', 'BoolOrTensor', 'FloatOrTensor', 'IntOrTensor', 'ItemsList', 'LambdaFunc', 'LayerFunc', 'ModuleList', 'NPArray', 'OptOptimizer', 'ParamList', 'Rank0Tensor', 'SplitFunc', 'SplitFuncOrIdxList', 'TensorOrNumber', 'TensorOrNumList', 'TensorImage', 'TensorImageSize', 'Tensors', 'Weights', 'AffineFunc', 'HookFunc', 'LogitTensorImage', 'LossFunction', 'MetricFunc', 'MetricFuncList', 'MetricsList', 'OptLossFunc', 'OptMetrics', 'OptSplitFunc', 'PixelFunc', 'LightingFunc'))])}
+
+# %% ../nbs/00_torch_core.ipynb #f8ff44ca
+def is_pool_type(l: nn.Module) -> bool:
+    "Whether layer `l` is a pooling layer (its class name ends in `Pool1d`, `Pool2d` or `Pool3d`)."
+    return re.search(r'Pool[123]d$', l.__class__.__name__) is not None
+
+def get_param_groups(layer_groups: Collection[nn.Module]) -> list:
+    "The parameters of each of `layer_groups`, one list per group."
+    return [list(l.parameters()) for l in layer_groups]
+
+def set_all_seed(seed: int) -> None:
+    "fastai v1's name for `set_seed`: seed Python's `random`, numpy and torch (CPU and CUDA)."
+    set_seed(seed)
+
+def distrib_barrier() -> None:
+    "Wait until every process of a distributed run gets here (nothing when not distributed)."
+    if num_distrib() > 1:
+        import torch.distributed as dist
+        dist.barrier()
+
+def np_func(f: Callable) -> Callable:
+    "`f`, a numpy function, taking tensors (as arrays) and returning a tensor, as fastai v1's decorator made it."
+    @functools.wraps(f)
+    def _inner(*args, **kwargs):
+        return tensor(f(*[to_np(a) if isinstance(a, Tensor) else a for a in args], **kwargs))
+    return _inner
+
+def torch_save(*args, **kwargs) -> None:
+    "`torch.save` (v1 asked for the legacy format, which safe loading reads worst: here the current one)."
+    torch.save(*args, **kwargs)
+
+def try_save(state: dict, path: str | Path | None = None, file: str | Path | BinaryIO | None = None) -> None:
+    "Save `state` to `path/file` (atomically) or to the open file `file`; an `OSError` that names where, if it cannot."
+    if file is not None and not isinstance(file, (str, os.PathLike)): return torch.save(state, file)
+    target = Path(ifnone(path, '.')) / ifnone(file, '')
+    try:
+        with atomic_write(target) as f: torch.save(state, f)
+    except OSError as e:
+        e.add_note(f"(writing {target}: pass a writable folder as `path`, or an absolute `file`)")
+        raise
+
+# %% ../nbs/00_torch_core.ipynb #7d631c2a
+__all__ = list(dict.fromkeys([*globals().get('__all__', ()), *_v1_imports.__all__, *_v1_core.__all__]))  # a notebook has none yet
