@@ -572,6 +572,7 @@ def on_backward_begin(self: CallbackHandler, loss):
     else: self.smoothener.add_value(val.float()); smooth = self.smoothener.smooth  # stays on the GPU: no sync
     sd = self.state_dict
     sd['last_loss'], sd['smooth_loss'] = loss, smooth
+    sd.setdefault('skip_bwd', False)  # a loss computed outside a batch (Learner.backward) gets the flag here
     self('backward_begin', call_mets=False)
     return sd['last_loss'], sd['skip_bwd']
 
@@ -579,6 +580,7 @@ def on_backward_begin(self: CallbackHandler, loss):
 @patch
 def on_backward_end(self: CallbackHandler) -> bool:
     "Call `on_backward_end`; True means skip the optimizer step."
+    self.state_dict.setdefault('skip_step', False)
     self('backward_end', call_mets=False)
     return self.state_dict['skip_step']
 
@@ -586,6 +588,7 @@ def on_backward_end(self: CallbackHandler) -> bool:
 @patch
 def on_step_end(self: CallbackHandler) -> bool:
     "Call `on_step_end`; True means do not zero the gradients."
+    self.state_dict.setdefault('skip_zero', False)
     self('step_end', call_mets=False)
     return self.state_dict['skip_zero']
 
@@ -595,6 +598,7 @@ def on_batch_end(self: CallbackHandler, loss) -> bool:
     "Call `on_batch_end`, then count the batch; True means stop the epoch."
     sd = self.state_dict
     sd['last_loss'] = loss
+    sd.setdefault('train', True); sd.setdefault('stop_epoch', False)
     self('batch_end', call_mets=not sd['train'])
     if sd['train']:
         sd['iteration'] += 1
