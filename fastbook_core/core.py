@@ -22,7 +22,7 @@ __all__ = ['AnnealFunc', 'ArgStar', 'BatchSamples', 'FilePathList', 'Floats', 'I
            'Point', 'Points', 'Sizes', 'SplitArrayList', 'StartOptEnd', 'StrList', 'Tokens', 'OptStrList', 'TfmList',
            'DataFrameOrChunks', 'OptDataFrame', 'defaults', 'num_cpus', 'is_tuple', 'is_dict', 'is_pathlike', 'noop',
            'chunks', 'partition', 'partition_by_cores', 'recurse', 'recurse_eq', 'to_int', 'is1d', 'uniqueify',
-           'idx_dict', 'arrays_split', 'random_split', 'array', 'one_hot', 'arange_of', 'index_row', 'float_or_x',
+           'idx_dict', 'array', 'one_hot', 'arange_of', 'index_row', 'float_or_x', 'arrays_split', 'random_split',
            'func_args', 'has_arg', 'split_kwargs_by_func', 'extract_kwargs', 'compose', 'get_tmp_file',
            'working_directory', 'PrettyString', 'parallel']
 
@@ -120,7 +120,7 @@ def to_int(b: Any) -> int | list:
 
 def is1d(a: Collection) -> bool:
     "Whether `a` is one-dimensional."
-    return len(a.shape) == 1 if hasattr(a, 'shape') else True
+    return len(a.shape) == 1 if hasattr(a, 'shape') else len(np.array(a).shape) == 1
 
 def uniqueify(x: Collection, sort: bool = False) -> list:
     "The values of `x` without repeats, in order of first appearance (sorted if `sort`)."
@@ -130,18 +130,6 @@ def uniqueify(x: Collection, sort: bool = False) -> list:
 def idx_dict(a: Collection) -> dict:
     "`{value: its index}` for the values of `a`."
     return {v: k for k, v in enumerate(a)}
-
-# %% ../nbs/00_core.ipynb #9b58fdfd
-def arrays_split(mask: np.ndarray, *arrs: Collection) -> list:
-    "Each of `arrs` split into (where `mask` is true, where it is false)."
-    mask = np.asarray(mask, dtype=bool)
-    return list(zip(*[(np.asarray(a)[mask], np.asarray(a)[~mask]) for a in arrs]))
-
-def random_split(valid_pct: float, *arrs: Collection) -> list:
-    "Each of `arrs` split at random: `1 - valid_pct` of the items, then the rest."
-    assert 0 <= valid_pct <= 1, f"valid_pct={valid_pct}: must be between 0 and 1."
-    is_train = np.random.uniform(size=(len(arrs[0]),)) > valid_pct
-    return arrays_split(is_train, *arrs)
 
 # %% ../nbs/00_core.ipynb #4f391e8f
 def array(a: Any, dtype: type | None = None, **kwargs) -> np.ndarray:
@@ -179,6 +167,19 @@ def float_or_x(x: Any) -> Any:
     "`x` as a float if it converts to one, else `x`."
     try: return float(x)
     except (TypeError, ValueError): return x
+
+# %% ../nbs/00_core.ipynb #9b58fdfd
+def arrays_split(mask: np.ndarray, *arrs: Collection) -> list:
+    "Each of `arrs` split by `mask` into `(a[mask], a[~mask])`, as fastai v1 did (a boolean mask, or an index array)."
+    assert all(len(a) == len(arrs[0]) for a in arrs), "All arrays should have the same length."
+    mask = array(mask)
+    return list(zip(*[(a[mask], a[~mask]) for a in map(np.array, arrs)]))
+
+def random_split(valid_pct: float, *arrs: Collection) -> list:
+    "Each of `arrs` split at random: `1 - valid_pct` of the items, then the rest."
+    assert 0 <= valid_pct <= 1, f"valid_pct={valid_pct}: must be between 0 and 1."
+    is_train = np.random.uniform(size=(len(arrs[0]),)) > valid_pct
+    return arrays_split(is_train, *arrs)
 
 # %% ../nbs/00_core.ipynb #6220549a
 def func_args(func: _Callable) -> tuple:
