@@ -137,7 +137,7 @@ def test_no_private_names_imported_across_modules():
 def test_module_graph_points_down():
     "Nothing imports upward (torch_core -> basic_data/progress/callback -> basic_train -> callbacks/ -> train -> basics)."
     import ast
-    order = ['torch_core', 'progress', 'basic_data', 'callback', 'basic_train', 'metrics', 'test_utils', 'callbacks',
+    order = ['torch_core', 'progress', 'basic_data', 'callback', 'checkpoint', 'basic_train', 'metrics', 'test_utils', 'callbacks',
              'train', 'distributed', 'datasets', 'cli', 'basics', '__main__']
     rank = lambda mod: order.index(mod.split('.')[0]) if mod.split('.')[0] in order else None
     pkg = Path(__file__).parent.parent / 'fastbook_core'
