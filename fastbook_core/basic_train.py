@@ -961,7 +961,7 @@ def save(self: Learner,
         with atomic_write(target) as f: f.write(buf.getbuffer())
     return target if return_path else None
 
-# %% ../nbs/04_basic_train.ipynb #43c4e741
+# %% ../nbs/04_basic_train.ipynb #b5984488
 @dataclass
 class _LoadPlan:
     "What `Learner.load` applies, once `_check_load` has checked all of it against the Learner."
@@ -978,7 +978,7 @@ def _check_load(self: Learner, file: Any, device: Any = None, strict: bool = Tru
     device = check_device(device)
     ck = read_checkpoint(self._model_file(file), ifnone(device, self.data.device), remove_module)
     plan = _LoadPlan(ck, strict, check_model_state(ck.model, self.model, ck.source, strict), with_opt is True)
-    if with_opt and ck.opt is None:
+    if with_opt and not ck.resumable:
         raise CheckpointError(f"{source_name(ck.source)} holds no optimizer state (it was saved with with_opt=False): load it "
                               "with with_opt=False, or resume from a checkpoint saved with with_opt=True.")
     if ck.opt is not None and with_opt is not False:
@@ -1050,7 +1050,7 @@ def export(self: Learner,
         with atomic_write(self.path / file) as f: f.write(raw)
     if destroy: self.destroy()
 
-# %% ../nbs/04_basic_train.ipynb #9f590dcc
+# %% ../nbs/04_basic_train.ipynb #54b1df07
 def load_learner(path: str | Path,  # the folder of the export (the Learner's `path`)
                  file: str | Path | IO[bytes] = 'export.pkl',  # the file name in path, or an open binary file
                  test: Dataset | None = None,  # a dataset that becomes the test set
@@ -1072,9 +1072,14 @@ def load_learner(path: str | Path,  # the folder of the export (the Learner's `p
     data = DataBunch(None, None, None, device=device, path=path)
     data.classes = state['classes']
     if test is not None: data.add_test(test)
+    hypers = {**state['hypers'], **kwargs}
+    wd = hypers.get('wd')
+    per_group = isinstance(wd, list) and len(wd) > 1 and 'layer_groups' not in kwargs
+    if per_group: hypers['wd'] = wd[-1]  # the export keeps no split: one layer group now, the values put back below
     learn = Learner(data, model, loss_func=ifnone(loss_func, objs.get('loss_func')),
                     opt_func=objs.get('opt_func', AdamW), callback_fns=objs.get('callback_fns'),
-                    metrics=objs.get('metrics'), **{**state['hypers'], **kwargs})
+                    metrics=objs.get('metrics'), **hypers)
+    if per_group: learn.wd = wd  # as exported: split the model as before (`learn.split`) to train with them
     for cls, args in objs.get('callbacks') or []:
         try: learn.callbacks.append(cls(learn, **args) if issubclass(cls, LearnerCallback) else cls(**args))
         except Exception as e: raise CheckpointError(f"{source_name(source)}: its callback {cls.__name__} cannot be made again: {e}") from e

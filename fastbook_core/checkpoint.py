@@ -162,7 +162,7 @@ def _init_args(cb: Callback) -> dict:
     args = {k: _plain_arg(getattr(cb, k)) for k in params if k in vars(cb)}
     return {k: v for k, v in args.items() if _plain(v)}
 
-# %% ../nbs/03a_checkpoint.ipynb #61961966
+# %% ../nbs/03a_checkpoint.ipynb #976276e3
 def check_export_hypers(hypers: Any, classes: Any = None) -> None:
     "Raise a `ValueError` unless `hypers` (and `classes`) are what an export may hold, as plain values."
     if not isinstance(hypers, dict) or not set(hypers) <= set(EXPORT_HYPERS): raise ValueError(f"its hyper-parameters are {hypers!r}")
@@ -172,8 +172,9 @@ def check_export_hypers(hypers: Any, classes: Any = None) -> None:
     if not isinstance(md, str) or Path(md).is_absolute() or '..' in Path(md).parts:
         raise ValueError(f"model_dir={md!r} is not a folder inside the Learner's path (a file may not choose where saves go)")
     check_wd(hypers.get('wd', 0.))
-    if classes is not None and not (isinstance(classes, list) and all(isinstance(c, (str, int, float)) for c in classes)):
-        raise ValueError(f"its classes are {type(classes).__name__}, not a list of names")
+    if classes is not None and not isinstance(classes, list): raise ValueError(f"its classes are a {type(classes).__name__}, not a list")
+    odd = [c for c in classes or [] if not isinstance(c, (str, int, float)) or isinstance(c, bool)]
+    if odd: raise ValueError(f"its classes hold {odd[0]!r} ({type(odd[0]).__name__}): give names as str, int or float")
 
 # %% ../nbs/03a_checkpoint.ipynb #d1e41889
 def _check_export_objects(objs, hypers, classes, source) -> None:
@@ -201,7 +202,7 @@ def _check_export_objects(objs, hypers, classes, source) -> None:
     try: check_export_hypers(hypers, classes)
     except ValueError as e: bad(str(e))
 
-# %% ../nbs/03a_checkpoint.ipynb #adcecc03
+# %% ../nbs/03a_checkpoint.ipynb #31eebd1a
 def _check_picklable(obj, what: str):
     try: pickle.dumps(obj)
     except Exception as e:
@@ -218,7 +219,8 @@ def export_bytes(model: nn.Module, loss_func, opt_func, callback_fns: list, metr
     for obj, what in [(loss_func, 'the loss function'), (opt_func, 'the optimizer function'),
                       (model, f'the model {model.__class__.__name__}')] + [(f, f'the callback function {getattr(f, "func", f)!r}') for f in fns] \
                      + [(m, f'the metric {getattr(m, "__name__", m)!r}') for m in metrics]: _check_picklable(obj, what)
-    hypers, classes = {k: plain_value(v) for k, v in hypers.items()}, [str(c) for c in classes or []] or None
+    hypers = {k: plain_value(v) for k, v in hypers.items()}
+    classes = None if classes is None else plain_value(list(classes)) or None  # as they were: 20 stays 20
     try: check_export_hypers(hypers, classes)
     except ValueError as e: raise ValueError(f"Cannot export: {e}, so `load_learner` would refuse the file.") from None
     blob = io.BytesIO()
@@ -248,7 +250,7 @@ def read_export(source: Any,  # a path or an open binary file
     if not trust_code: _check_export_objects(objs, state['hypers'], state['classes'], source)
     return state, objs
 
-# %% ../nbs/03a_checkpoint.ipynb #941f59fc
+# %% ../nbs/03a_checkpoint.ipynb #2b5379da
 @dataclass
 class Checkpoint:
     "What a checkpoint file holds, read and checked by `read_checkpoint` (nothing is applied yet)."
@@ -259,6 +261,7 @@ class Checkpoint:
     recorder: dict | None = None  # the Recorder's history
     callbacks: dict = field(default_factory=dict)  # callback states by state key
     epoch: int | None = None  # the epochs completed when it was saved
+    resumable: bool = False  # saved with `with_opt=True` (random states and history), even before any fit
 
 def read_checkpoint(source: Any, map_location: Any = None, remove_module: bool = False) -> Checkpoint:
     "Read the checkpoint `source` safely and check what needs no Learner; a `CheckpointError` naming what is wrong."
@@ -272,4 +275,4 @@ def read_checkpoint(source: Any, map_location: Any = None, remove_module: bool =
     if not (isinstance(cbs, dict) and all(isinstance(v, dict) and _plain_state(v) for v in cbs.values())):
         raise CheckpointError(f"{source_name(source)} has damaged callback states (not a dict of plain values per callback).")
     epoch = state.get('epoch') if isinstance(state.get('epoch'), int) else None
-    return Checkpoint(source, model, state.get('opt'), state.get('rng'), state.get('recorder'), cbs, epoch)
+    return Checkpoint(source, model, state.get('opt'), state.get('rng'), state.get('recorder'), cbs, epoch, 'rng' in state)
