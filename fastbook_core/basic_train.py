@@ -936,7 +936,12 @@ def _shuffle_generator(self: Learner) -> torch.Generator | None:
     "The random generator that shuffles the training set, when `DataBunch.create` was given one."
     return getattr(getattr(self.data.train_dl, 'dl', None), 'generator', None)
 
-# %% ../nbs/04_basic_train.ipynb #0f9b9889
+# %% ../nbs/04_basic_train.ipynb #d1880e74
+def _opt_hypers(opt: OptimWrapper) -> dict:
+    "The wrapper's hyper-parameters per layer group as plain numbers: what a resume sets again (torch's state has the moments)."
+    return {k: None if getattr(opt, f'_{k}') is None else [None if o is None else float(o) for o in listify(getattr(opt, f'_{k}'))]
+            for k in ('lr', 'mom', 'beta', 'wd')}
+
 @patch
 def save(self: Learner,
          file: str | Path | IO[bytes] = 'bestmodel',  # a name in path/model_dir, a path, or an open binary file
@@ -948,12 +953,13 @@ def save(self: Learner,
     state: dict = {'model': get_model(self.model).state_dict()}
     if with_opt:
         rec = getattr(self, 'recorder', None)
-        if self.opt is not None: state['opt'] = self.opt.state_dict()
+        if self.opt is not None: state.update(opt=self.opt.state_dict(), opt_hypers=_opt_hypers(self.opt))
         rng, gen = get_rng_states(), self._shuffle_generator()
         if gen is not None: rng['train_dl'] = gen.get_state()  # the order of the next epochs, when `generator=` was given
         state.update(rng=rng, recorder=rec.checkpoint_state() if rec is not None else None,
                      epoch=rec.epoch if rec is not None else 0, iteration=rec.iteration if rec is not None else 0,
-                     callbacks=callback_states(_with_state(self._fit_callbacks)))  # refuses two states under one key
+                     callbacks=dict(self._resume_states) if self._resume_states  # loaded, not yet given to a fit
+                               else callback_states(_with_state(self._fit_callbacks)))  # refuses two states under one key
     buf = io.BytesIO()
     torch.save(state, buf)
     if is_filelike(target): target.write(buf.getbuffer())
@@ -961,7 +967,7 @@ def save(self: Learner,
         with atomic_write(target) as f: f.write(buf.getbuffer())
     return target if return_path else None
 
-# %% ../nbs/04_basic_train.ipynb #b5984488
+# %% ../nbs/04_basic_train.ipynb #f93b289b
 @dataclass
 class _LoadPlan:
     "What `Learner.load` applies, once `_check_load` has checked all of it against the Learner."
@@ -984,7 +990,11 @@ def _check_load(self: Learner, file: Any, device: Any = None, strict: bool = Tru
     if ck.opt is not None and with_opt is not False:
         opt = self.opt if self.opt is not None else OptimWrapper.create(
             self.opt_func, self.lr_range(defaults.lr), self.layer_groups, wd=self.wd, true_wd=self.true_wd, bn_wd=self.bn_wd)
-        try: opt.check_state_dict(ck.opt); plan.opt = opt
+        try:
+            opt.check_state_dict(ck.opt)
+            if ck.opt_hypers and any(v is not None and len(v) != len(opt._lr) for v in ck.opt_hypers.values()):
+                raise ValueError(f"its hyper-parameters are for another number of layer groups ({ck.opt_hypers['lr']!r})")
+            plan.opt = opt
         except ValueError as e:
             if with_opt: raise CheckpointError(f"The optimizer state in {source_name(ck.source)} does not fit this Learner: {e}") from e
             warnings.warn(f"Loading only the weights of {source_name(ck.source)}: its optimizer state does not fit ({e})")
@@ -993,7 +1003,7 @@ def _check_load(self: Learner, file: Any, device: Any = None, strict: bool = Tru
         except ValueError as e: raise CheckpointError(f"{source_name(ck.source)} has a damaged Recorder history: {e}") from e
     return plan
 
-# %% ../nbs/04_basic_train.ipynb #164cab65
+# %% ../nbs/04_basic_train.ipynb #579197eb
 @patch
 def _apply_load(self: Learner, plan: _LoadPlan, purge: bool = False) -> None:
     "Step 2 of `load`: apply what `_check_load` checked."
@@ -1015,6 +1025,9 @@ def _apply_load(self: Learner, plan: _LoadPlan, purge: bool = False) -> None:
     if plan.opt is not None:
         self.opt = plan.opt
         self.opt.load_state_dict(ck.opt)
+        if plan.resume and ck.opt_hypers:  # where the schedule had taken them, as the uninterrupted run has them
+            for k, v in ck.opt_hypers.items():
+                if v is not None and None not in v: setattr(self.opt, k, v)
     if plan.resume:
         if ck.recorder is not None: Recorder(self).load_checkpoint_state(ck.recorder)
         self._resume_states, self._resume_epoch = ck.callbacks or None, ck.epoch

@@ -163,7 +163,7 @@ def test_export_and_load_learner(trained):
     trained.export()
     inf = load_learner(trained.path, test=trained.data.valid_ds)
     assert torch.allclose(inf.get_preds(DatasetType.Test)[0], trained.get_preds()[0], atol=1e-6)
-    assert inf.data.classes == ['0', '1', '2']
+    assert inf.data.classes == [0, 1, 2]  # as they were (issue 26: an export writes what it reads back)
     x = trained.data.valid_ds[0][0]
     assert inf.predict(x)[1] == trained.predict(x)[1]
     assert inf.TTA(DatasetType.Test, augment=lambda x: x)[0].shape == (80, 3)
@@ -415,3 +415,56 @@ def test_a_checkpoint_saved_before_any_fit_loads_back_with_opt():
     new.fit(1)
     with pytest.raises(CheckpointError, match='saved with with_opt=False'):
         learn.save('bare', with_opt=False); new.load('bare', with_opt=True)
+
+
+def test_a_resume_restores_the_optimizer_hyper_parameters():
+    "N6 of the round trips: after fit_one_cycle, save, load(with_opt=True): the lr and momentum where the cycle left them."
+    learn = classif_learner()
+    learn.fit_one_cycle(1, 0.1)
+    learn.save('c')
+    new = classif_learner(); new.path = learn.path
+    new.load('c', with_opt=True)
+    assert (new.opt.lr, new.opt.mom) == (pytest.approx(learn.opt.lr), pytest.approx(learn.opt.mom))
+    assert new.opt.read_val('lr') == pytest.approx(learn.opt.read_val('lr'))
+
+
+def test_callback_fns_with_simple_names_export_and_paths_are_refused_before_writing():
+    "v1's everyday `partial(CSVLogger, filename='history')` loads back safely; a path in it is refused at export."
+    from fastbook_core.callbacks.csv_logger import CSVLogger
+    learn = classif_learner(callback_fns=[partial(CSVLogger, filename='history')])
+    learn.export()
+    assert load_learner(learn.path).callback_fns[-1].keywords == {'filename': 'history'}
+    (learn.path / 'export.pkl').unlink()
+    learn.callback_fns[-1] = partial(CSVLogger, filename='../elsewhere/history')
+    with pytest.raises(ValueError, match='CSVLogger has arguments that are not plain values'):
+        learn.export(destroy=True)
+    assert not (learn.path / 'export.pkl').exists() and isinstance(learn.model, nn.Module)
+
+
+def test_numpy_numbers_in_a_callback_state_load_back():
+    class NumpyState(Callback):
+        def __init__(self): self.x = np.float64(1.5)
+        def checkpoint_state(self): return {'x': self.x, 'xs': (np.int64(1), 2)}
+        def load_checkpoint_state(self, state): self.x, self.xs = state['x'], state['xs']
+    learn = synth_learner()
+    learn.fit(1, callbacks=[NumpyState()])
+    learn.save('np')
+    new = synth_learner(); new.path = learn.path
+    new.load('np', with_opt=True)
+    cb = NumpyState(); cb.x = None
+    new.fit(1, callbacks=[cb])
+    assert (cb.x, cb.xs) == (1.5, (1, 2)) and type(cb.x) is float
+
+
+def test_a_checkpoint_loaded_and_saved_again_before_a_fit_keeps_the_callback_states():
+    learn = synth_learner()
+    learn.fit(1, callbacks=[Counted('a', n=5)])
+    learn.save('first')
+    copy = synth_learner(); copy.path = learn.path
+    copy.load('first', with_opt=True)
+    copy.save('second')
+    again = synth_learner(); again.path = learn.path
+    again.load('second', with_opt=True)
+    cb = Counted('a')
+    again.fit(1, callbacks=[cb])
+    assert cb.n == 5 + 10 + 10
