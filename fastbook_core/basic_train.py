@@ -280,7 +280,7 @@ def patch(f: _F) -> _F:
     _fastcore_patch(f)
     return f
 
-# %% ../nbs/04_basic_train.ipynb #0d17a604
+# %% ../nbs/04_basic_train.ipynb #0797fbba
 defaults.extra_callbacks = getattr(defaults, 'extra_callbacks', None)  # callback instances added to every new Learner
 
 def _check_lr(v, what='lr'):
@@ -309,7 +309,8 @@ class _ResumeCallbackStates(Callback):
         learn = self._learn()
         states = learn._resume_states
         matched = match_callback_states(states, _with_state(self.callbacks))
-        if not matched: return  # a fit of other callbacks (an lr_find): the states wait for the resume
+        if not matched and any(getattr(cb, 'keeps_resume_states', type(cb).__name__ == 'LRFinder') for cb in self.callbacks):
+            return  # an lr_find between the load and the resume: the states wait for the resume
         for key, cb in matched.items(): cb.load_checkpoint_state(states[key])
         learn._resume_states = None
         skipped = sorted(set(states) - set(matched))

@@ -468,3 +468,16 @@ def test_a_checkpoint_loaded_and_saved_again_before_a_fit_keeps_the_callback_sta
     cb = Counted('a')
     again.fit(1, callbacks=[cb])
     assert cb.n == 5 + 10 + 10
+
+
+def test_a_resumed_fit_without_the_saved_callbacks_says_so_and_forgets_them():
+    learn = synth_learner()
+    learn.fit(1, callbacks=[Counted('a', n=5)])
+    learn.save('ck')
+    again = synth_learner(); again.path = learn.path
+    again.load('ck', with_opt=True)
+    with pytest.warns(UserWarning, match=r'Counted\[name=a\]'):
+        again.fit(1)
+    cb = Counted('a')
+    again.fit(1, callbacks=[cb])
+    assert cb.n == 10  # a later fit starts afresh
