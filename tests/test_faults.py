@@ -297,7 +297,7 @@ def _export_with(learn, tmp_path, name, **objs):
 
 def test_a_safe_export_imports_no_module_to_decide():
     import sys
-    from fastbook_core.basic_train import _trusted
+    from fastbook_core.checkpoint import _trusted
     mod = 'torch.utils.model_dump.__main__'   # importing it would run a program and exit
     assert mod not in sys.modules
     assert _trusted(f'{mod}.Sneaky') is None and _trusted('torch.nn.modules.nothing_here.X') is None

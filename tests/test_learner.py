@@ -163,7 +163,7 @@ def test_export_and_load_learner(trained):
     trained.export()
     inf = load_learner(trained.path, test=trained.data.valid_ds)
     assert torch.allclose(inf.get_preds(DatasetType.Test)[0], trained.get_preds()[0], atol=1e-6)
-    assert inf.data.classes == ['0', '1', '2']
+    assert inf.data.classes == [0, 1, 2]  # as they were (issue 26: an export writes what it reads back)
     x = trained.data.valid_ds[0][0]
     assert inf.predict(x)[1] == trained.predict(x)[1]
     assert inf.TTA(DatasetType.Test, augment=lambda x: x)[0].shape == (80, 3)
@@ -202,3 +202,282 @@ def test_purge_keeps_the_learners_own_callbacks():
     learn.purge()
     assert learn.mp_cb is learn.mixed_precision and learn.opt is None   # v1's `mp_cb` survives; the optimizer goes
     learn.fit(1)
+
+
+# --- issue 26: what the Learner writes it reads back; every setting works to the end -----------------------------
+import io, warnings
+from functools import partial
+from pathlib import Path
+from fastbook_core.callback import Callback
+
+
+@pytest.mark.parametrize('kwargs', [dict(model_dir=Path('models')), dict(wd=np.float64(0.01)), dict(wd=np.float32(0.5)),
+                                    dict(wd=np.int64(0)), dict(model_dir=Path('a') / 'b', wd=(0.01,))])
+def test_export_writes_plain_values_that_load_learner_reads(kwargs):
+    "26.1: a Path, numpy numbers and tuples that the constructor accepts come back from the safe load."
+    learn = classif_learner(**kwargs)
+    learn.fit(1)
+    learn.export()
+    inf = load_learner(learn.path)
+    batch = (learn.data.valid_ds.tensors[0][:8], torch.zeros(8))
+    assert torch.allclose(inf.pred_batch(batch=batch), learn.pred_batch(batch=batch))
+    assert isinstance(inf.model_dir, str) and isinstance(inf.wd, (float, int, list))
+
+
+def test_export_of_numpy_args_in_callback_fns_loads_without_trust_code():
+    from fastbook_core.callbacks.tracker import EarlyStoppingCallback
+    learn = classif_learner(callback_fns=[partial(EarlyStoppingCallback, patience=np.int64(2))])
+    learn.export()
+    inf = load_learner(learn.path)
+    assert inf.callback_fns[-1].keywords == {'patience': 2} and type(inf.callback_fns[-1].keywords['patience']) is int
+
+
+@pytest.mark.parametrize('model_dir', ['/abs/elsewhere', '../outside'])
+def test_export_refuses_what_load_learner_would_refuse_before_writing_or_destroying(model_dir):
+    learn = classif_learner(model_dir=model_dir)
+    with pytest.raises(ValueError, match="load_learner` would refuse"):
+        learn.export(destroy=True)
+    assert not (learn.path / 'export.pkl').exists()
+    assert isinstance(learn.model, nn.Module)     # not destroyed
+    buf = io.BytesIO()
+    with pytest.raises(ValueError): learn.export(buf)
+    assert buf.getvalue() == b''
+
+
+def test_export_keeps_the_classes_as_they_were():
+    learn = classif_learner()
+    learn.data.classes = [10, 20, 30]
+    learn.export()
+    assert load_learner(learn.path).data.classes == [10, 20, 30]
+    learn.data.classes = np.array(['a', 'b', 'c'])
+    learn.export()
+    assert load_learner(learn.path).data.classes == ['a', 'b', 'c']
+
+
+class Counted(Callback):
+    "A callback with a state and a key that tells instances apart."
+    def __init__(self, name: str, n: int = 0): self.name, self.n = name, n
+    def on_batch_end(self, train, **kwargs):
+        if train: self.n += 1
+    def checkpoint_state(self): return {'n': self.n}
+    def load_checkpoint_state(self, state): self.n = state['n']
+    def on_train_begin(self, **kwargs): pass
+    @property
+    def state_key(self): return f'Counted[name={self.name}]'
+
+
+def test_callback_states_go_to_the_callback_of_their_key_whatever_the_order(tmp_path):
+    "26.3: states are matched by state key, not by class and position."
+    learn = synth_learner()
+    a, b = Counted('a'), Counted('b', n=100)
+    learn.fit(1, callbacks=[a, b])
+    learn.save('two')
+    new = synth_learner(model=type(learn.model)())
+    new.path = learn.path
+    new.load('two', with_opt=True)
+    b2, a2 = Counted('b'), Counted('a')
+    new.fit(1, callbacks=[b2, a2])
+    assert (a2.n, b2.n) == (a.n + a.n, b.n + a.n)  # each resumed from its own count, then counted one more epoch
+
+
+def test_two_callbacks_with_one_key_are_refused_at_save_and_an_ambiguous_resume_is_refused():
+    learn = synth_learner()
+    learn.fit(1, callbacks=[Counted('x'), Counted('x')])
+    with pytest.raises(ValueError, match=r"under the key 'Counted\[name=x\]'"):
+        learn.save('dup')
+    assert not (learn.path / learn.model_dir / 'dup.pth').exists()
+    learn.fit(1, callbacks=[Counted('x')])
+    learn.save('one')
+    learn.load('one', with_opt=True)
+    n_losses = len(learn.recorder.losses)
+    with pytest.raises(ValueError, match='does not guess'):
+        learn.fit(1, callbacks=[Counted('x'), Counted('x')])
+    assert len(learn.recorder.losses) == n_losses  # refused before training
+
+
+def test_a_non_strict_load_that_matches_no_key_is_an_error_and_a_partial_one_warns(tmp_path):
+    "26.4"
+    learn = classif_learner()
+    torch.save({'foo': torch.ones(1)}, tmp_path / 'foo.pth')
+    w = learn.model[0].weight.detach().clone()
+    with pytest.raises(CheckpointError, match='shares no key'):
+        learn.load(tmp_path / 'foo.pth', strict=False)
+    assert torch.equal(learn.model[0].weight, w)
+    part = {k: v for k, v in learn.model.state_dict().items() if k.startswith('0.')}
+    torch.save(part, tmp_path / 'part.pth')
+    with pytest.warns(UserWarning, match=r'without the \d+ key\(s\).*3\.weight'):
+        learn.load(tmp_path / 'part.pth', strict=False)
+
+
+def test_module_prefixed_keys_suggest_remove_module(tmp_path):
+    learn = classif_learner()
+    torch.save({'module.' + k: v for k, v in learn.model.state_dict().items()}, tmp_path / 'ddp.pth')
+    with pytest.raises(CheckpointError, match='remove_module=True') as e:
+        learn.load(tmp_path / 'ddp.pth')
+    assert 'Pass strict=False' not in str(e.value)
+    learn.load(tmp_path / 'ddp.pth', remove_module=True)
+
+
+def test_a_fit_with_no_training_batch_is_refused_before_anything_changes():
+    "26.5: `data.batch_size = 1000` on 512 items (the DataBunch may refuse it itself: either way, no silent fit)."
+    learn = classif_learner()
+    learn.fit(1)
+    n_losses, w = len(learn.recorder.losses), learn.model[0].weight.detach().clone()
+    data = synth_classif_data(n_train=512)
+    learn.data = data
+    with pytest.raises(ValueError, match='no batch|batch size'):
+        data.batch_size = 1000
+        learn.fit(1)
+    with pytest.raises(ValueError, match='no batch|batch size'):
+        learn.fit_one_cycle(1)
+    assert len(learn.recorder.losses) == n_losses and torch.equal(learn.model[0].weight, w)
+
+
+def test_integer_targets_for_bce_name_the_dtype_and_the_loss():
+    "26.7a"
+    x, y = torch.randn(32, 3), torch.randint(0, 2, (32, 1))
+    learn = Learner(DataBunch.create(TensorDataset(x, y), None, bs=8, device='cpu'), nn.Linear(3, 1),
+                    loss_func=nn.BCEWithLogitsLoss(), silent=True)
+    with pytest.raises(RuntimeError) as e:
+        learn.fit(1)
+    note = ' '.join(getattr(e.value, '__notes__', []))
+    assert 'int64' in note and 'BCEWithLogitsLoss' in note and 'float' in note
+
+
+def test_items_of_three_name_the_layout_the_loop_expects():
+    "26.7b"
+    x1, x2, y = torch.randn(32, 2), torch.randn(32, 2), torch.randn(32, 1)
+    learn = Learner(DataBunch.create(TensorDataset(x1, x2, y), TensorDataset(x1, x2, y), bs=8, device='cpu'),
+                    nn.Linear(2, 1), silent=True)
+    with pytest.raises(ValueError, match=r'\(\(x1, x2\), y\)'):
+        learn.fit(1)
+    with pytest.raises(ValueError, match=r'\(\(x1, x2\), y\)'):
+        learn.validate()
+
+
+def test_stop_training_from_on_train_begin_runs_no_epoch():
+    "26.8"
+    class StopAtOnce(Callback):
+        def on_train_begin(self, **kwargs): return {'stop_training': True}
+        def on_epoch_begin(self, **kwargs): self.epochs = getattr(self, 'epochs', 0) + 1
+        def on_train_end(self, exception, **kwargs): self.ended = exception
+    learn, cb = synth_learner(), StopAtOnce()
+    w = learn.model.a.detach().clone()
+    learn.fit(3, callbacks=[cb])
+    assert not hasattr(cb, 'epochs') and cb.ended is False and torch.equal(learn.model.a, w)
+    assert learn.recorder.nb_batches == [] and learn.recorder.val_losses == []
+
+
+# --- issue 27 (6) and (2), issue 30 -------------------------------------------------------------------------
+
+def test_destroy_as_in_v1(capsys):
+    "27.6: afterwards every method is a no-op and every attribute None, each saying so; a second destroy says so too."
+    learn = synth_learner()
+    learn.destroy()
+    assert 'self-destroyed' in capsys.readouterr().out
+    assert learn.fit(1) is None and 'this object has been destroyed' in capsys.readouterr().out
+    assert learn.model is None and 'this object has been destroyed' in capsys.readouterr().out
+    assert learn.destroy() is None and 'this object has been destroyed' in capsys.readouterr().out
+    assert isinstance(learn, Learner) and repr(learn) == 'DestroyedLearner()'
+
+
+def test_add_metrics_is_importable_from_basic_train():
+    "27.2: v1's basic_train module namespace held add_metrics."
+    from fastbook_core.basic_train import add_metrics
+    assert add_metrics([0.5], 0.25) == {'last_metrics': [0.5, 0.25]}
+
+
+def test_the_metrics_plot_is_per_epoch_on_its_x_axis():
+    "30: metrics are computed once per epoch, and the x-axis says so."
+    import matplotlib; matplotlib.use('Agg')
+    learn = classif_learner(metrics=[accuracy])
+    learn.fit(3)
+    ax = learn.recorder.plot_metrics(return_fig=True).axes[0]
+    assert ax.get_xlabel() == 'Epoch' and list(ax.lines[0].get_xdata()) == [1, 2, 3]
+
+
+def test_a_weight_decay_per_layer_group_comes_back_from_an_export():
+    "The export keeps no split: the Learner it gives has one group, and the per-group values as they were."
+    learn = classif_learner()
+    learn.split(lambda m: [m[3]])
+    learn.wd = [np.float32(0.01), np.float64(0.02)]
+    learn.fit(1)
+    learn.export()
+    inf = load_learner(learn.path)
+    assert inf.wd == [pytest.approx(0.01), 0.02] and len(inf.layer_groups) == 1
+
+
+def test_a_checkpoint_saved_before_any_fit_loads_back_with_opt():
+    learn = classif_learner()
+    learn.save('init')
+    new = classif_learner(); new.path = learn.path
+    new.load('init', with_opt=True)
+    new.fit(1)
+    with pytest.raises(CheckpointError, match='saved with with_opt=False'):
+        learn.save('bare', with_opt=False); new.load('bare', with_opt=True)
+
+
+def test_a_resume_restores_the_optimizer_hyper_parameters():
+    "N6 of the round trips: after fit_one_cycle, save, load(with_opt=True): the lr and momentum where the cycle left them."
+    learn = classif_learner()
+    learn.fit_one_cycle(1, 0.1)
+    learn.save('c')
+    new = classif_learner(); new.path = learn.path
+    new.load('c', with_opt=True)
+    assert (new.opt.lr, new.opt.mom) == (pytest.approx(learn.opt.lr), pytest.approx(learn.opt.mom))
+    assert new.opt.read_val('lr') == pytest.approx(learn.opt.read_val('lr'))
+
+
+def test_callback_fns_with_simple_names_export_and_paths_are_refused_before_writing():
+    "v1's everyday `partial(CSVLogger, filename='history')` loads back safely; a path in it is refused at export."
+    from fastbook_core.callbacks.csv_logger import CSVLogger
+    learn = classif_learner(callback_fns=[partial(CSVLogger, filename='history')])
+    learn.export()
+    assert load_learner(learn.path).callback_fns[-1].keywords == {'filename': 'history'}
+    (learn.path / 'export.pkl').unlink()
+    learn.callback_fns[-1] = partial(CSVLogger, filename='../elsewhere/history')
+    with pytest.raises(ValueError, match='CSVLogger has arguments that are not plain values'):
+        learn.export(destroy=True)
+    assert not (learn.path / 'export.pkl').exists() and isinstance(learn.model, nn.Module)
+
+
+def test_numpy_numbers_in_a_callback_state_load_back():
+    class NumpyState(Callback):
+        def __init__(self): self.x = np.float64(1.5)
+        def checkpoint_state(self): return {'x': self.x, 'xs': (np.int64(1), 2)}
+        def load_checkpoint_state(self, state): self.x, self.xs = state['x'], state['xs']
+    learn = synth_learner()
+    learn.fit(1, callbacks=[NumpyState()])
+    learn.save('np')
+    new = synth_learner(); new.path = learn.path
+    new.load('np', with_opt=True)
+    cb = NumpyState(); cb.x = None
+    new.fit(1, callbacks=[cb])
+    assert (cb.x, cb.xs) == (1.5, (1, 2)) and type(cb.x) is float
+
+
+def test_a_checkpoint_loaded_and_saved_again_before_a_fit_keeps_the_callback_states():
+    learn = synth_learner()
+    learn.fit(1, callbacks=[Counted('a', n=5)])
+    learn.save('first')
+    copy = synth_learner(); copy.path = learn.path
+    copy.load('first', with_opt=True)
+    copy.save('second')
+    again = synth_learner(); again.path = learn.path
+    again.load('second', with_opt=True)
+    cb = Counted('a')
+    again.fit(1, callbacks=[cb])
+    assert cb.n == 5 + 10 + 10
+
+
+def test_a_resumed_fit_without_the_saved_callbacks_says_so_and_forgets_them():
+    learn = synth_learner()
+    learn.fit(1, callbacks=[Counted('a', n=5)])
+    learn.save('ck')
+    again = synth_learner(); again.path = learn.path
+    again.load('ck', with_opt=True)
+    with pytest.warns(UserWarning, match=r'Counted\[name=a\]'):
+        again.fit(1)
+    cb = Counted('a')
+    again.fit(1, callbacks=[cb])
+    assert cb.n == 10  # a later fit starts afresh

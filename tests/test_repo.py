@@ -137,7 +137,7 @@ def test_no_private_names_imported_across_modules():
 def test_module_graph_points_down():
     "Nothing imports upward (torch_core -> basic_data/progress/callback -> basic_train -> callbacks/ -> train -> basics)."
     import ast
-    order = ['torch_core', 'progress', 'basic_data', 'callback', 'basic_train', 'metrics', 'test_utils', 'callbacks',
+    order = ['torch_core', 'progress', 'basic_data', 'callback', 'checkpoint', 'basic_train', 'metrics', 'test_utils', 'callbacks',
              'train', 'distributed', 'datasets', 'cli', 'basics', '__main__']
     rank = lambda mod: order.index(mod.split('.')[0]) if mod.split('.')[0] in order else None
     pkg = Path(__file__).parent.parent / 'fastbook_core'
@@ -157,3 +157,18 @@ def test_module_graph_points_down():
             if rank(target) is not None and rank(target) > rank(me) and not me.startswith(target.split('.')[0]):
                 bad.append(f'{me} imports {target}')
     assert not bad, bad
+
+
+def test_v1_surface_is_measured_without_tools_in_the_notebook():
+    "basic_train's table of fastai v1's names computes what tools/v1_surface.py does, and over 95% are here."
+    import importlib.util, json, re
+    root = Path(__file__).parent.parent
+    spec = importlib.util.spec_from_file_location('v1_surface', root / 'tools' / 'v1_surface.py')
+    v1 = importlib.util.module_from_spec(spec); spec.loader.exec_module(v1)
+    rows = v1.measure()
+    n, p = sum(r['n'] for r in rows), sum(r['present'] for r in rows)
+    assert p / n > 0.95, v1.render(rows)
+    nb = json.loads((root / 'nbs' / '04_basic_train.ipynb').read_text())
+    table = next(''.join(o['data']['text/markdown']) for c in nb['cells'] if c['cell_type'] == 'code'
+                 for o in c.get('outputs', []) if 'text/markdown' in o.get('data', {}) and '| **total** |' in ''.join(o['data']['text/markdown']))
+    assert f'| **total** | **{n}** | **{p} (' in table, table[-200:]

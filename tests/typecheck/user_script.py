@@ -1,9 +1,10 @@
-"A user's script, type-checked by tests/test_typing.py: mypy must see the whole API and report nothing."
+"A user's script, type-checked by tests/test_typing.py (mypy and pyright must see the whole API and report nothing) and run by it."
 from pathlib import Path
 import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 from fastbook_core.basics import DataBunch, DatasetType, Learner, accuracy, load_learner
+import fastbook_core.distributed  # attaches to_distributed and to_parallel to Learner, as importing fastai v1's did
 
 x, y = torch.randn(64, 4), torch.randint(0, 3, (64,))
 data = DataBunch.create(TensorDataset(x[:48], y[:48]), TensorDataset(x[48:], y[48:]), bs=16, device='cpu')
