@@ -19,10 +19,11 @@ __all__ = ['TrackerCallback', 'EarlyStoppingCallback', 'SaveModelCallback', 'Red
 # %% ../../nbs/06e_callbacks.tracker.ipynb #56b0b3ca
 class TrackerCallback(LearnerCallback):
     "Base for callbacks that watch `monitor` (a column of the Recorder's table), improving in `mode` (auto/min/max)."
-    def __init__(self, learn: Learner, monitor: str = 'valid_loss', mode: str = 'auto'):
+    def __init__(self, learn: Learner, monitor: str = 'valid_loss', mode: str = 'auto',
+                 min_delta: float = 0.):  # how much better than the best a value must be to count (either sign)
         super().__init__(learn)
         if mode not in ('auto', 'min', 'max'): raise ValueError(f"mode={mode!r}: use 'auto', 'min' or 'max'.")
-        self.monitor, self.mode = monitor, mode
+        self.monitor, self.mode, self.min_delta = monitor, mode, abs(min_delta)
         if mode == 'auto': mode = 'min' if 'loss' in monitor or 'error' in monitor else 'max'
         self.operator = np.less if mode == 'min' else np.greater
 
@@ -48,6 +49,11 @@ class TrackerCallback(LearnerCallback):
         if self.monitor == 'valid_loss': return float(rec.val_losses[-1])
         return float(rec.metrics[-1][rec.metrics_names.index(self.monitor)])
 
+    def is_improvement(self, current: float) -> bool:
+        "Whether `current` beats the best value by more than `min_delta`, in the direction of `mode`."
+        delta = -self.min_delta if self.operator == np.less else self.min_delta
+        return bool(self.operator(current - delta, self.best))
+
     _resume_keys = ('best',)  # what a resumed fit needs to make the same decisions
     _resume_types = {'best': (int, float), 'wait': int, 'reductions': int, 'run': str}
     def checkpoint_state(self) -> dict:
@@ -67,9 +73,8 @@ class EarlyStoppingCallback(TrackerCallback):
     _resume_keys = ('best', 'wait')
     def __init__(self, learn: Learner, monitor: str = 'valid_loss', mode: str = 'auto', min_delta: float = 0.,
                  patience: int = 0):
-        super().__init__(learn, monitor=monitor, mode=mode)
-        self.min_delta, self.patience = abs(min_delta), patience
-        if self.operator == np.less: self.min_delta *= -1
+        super().__init__(learn, monitor=monitor, mode=mode, min_delta=min_delta)
+        self.patience = patience
 
     def on_train_begin(self, **kwargs):
         super().on_train_begin(**kwargs)
@@ -78,7 +83,7 @@ class EarlyStoppingCallback(TrackerCallback):
     def on_epoch_end(self, epoch: int, **kwargs):
         current = self.get_monitor_value()
         if current is None: return
-        if self.operator(current - self.min_delta, self.best): self.best, self.wait = current, 0
+        if self.is_improvement(current): self.best, self.wait = current, 0
         else:
             self.wait += 1
             if self.wait > self.patience:
@@ -109,7 +114,7 @@ class SaveModelCallback(TrackerCallback):
     def on_epoch_end(self, epoch: int, **kwargs):
         if self.every == 'epoch': return self.learn.save(f'{self.name}_{epoch}')
         current = self.get_monitor_value()
-        if current is not None and self.operator(current, self.best):
+        if current is not None and self.is_improvement(current):
             print(f'Better model found at epoch {epoch} with {self.monitor} value: {current}.')
             self.best = current
             self.learn.save(self.name)  # holds this callback's state, and so its run's mark
@@ -132,9 +137,8 @@ class ReduceLROnPlateauCallback(TrackerCallback):
     _resume_keys = ('best', 'wait', 'reductions')
     def __init__(self, learn: Learner, monitor: str = 'valid_loss', mode: str = 'auto', patience: int = 0,
                  factor: float = 0.2, min_delta: float = 0, min_lr: float = 0.001):
-        super().__init__(learn, monitor=monitor, mode=mode)
-        self.patience, self.factor, self.min_delta, self.min_lr = patience, factor, abs(min_delta), min_lr
-        if self.operator == np.less: self.min_delta *= -1
+        super().__init__(learn, monitor=monitor, mode=mode, min_delta=min_delta)
+        self.patience, self.factor, self.min_lr = patience, factor, min_lr
 
     def on_train_begin(self, **kwargs):
         super().on_train_begin(**kwargs)
@@ -148,7 +152,7 @@ class ReduceLROnPlateauCallback(TrackerCallback):
     def on_epoch_end(self, epoch: int, **kwargs):
         current = self.get_monitor_value()
         if current is None: return
-        if self.operator(current - self.min_delta, self.best): self.best, self.wait = current, 0
+        if self.is_improvement(current): self.best, self.wait = current, 0
         elif self.opt.lr > self.min_lr:
             self.wait += 1
             if self.wait > self.patience:
