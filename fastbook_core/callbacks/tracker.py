@@ -56,9 +56,13 @@ class TrackerCallback(LearnerCallback):
 
     _resume_keys = ('best',)  # what a resumed fit needs to make the same decisions
     _resume_types = {'best': (int, float), 'wait': int, 'reductions': int, 'run': str}
+    @property
+    def state_key(self) -> str:
+        "The name of this callback's state in a checkpoint: its class and what it monitors."
+        return f'{type(self).__name__}[monitor={self.monitor}]'
     def checkpoint_state(self) -> dict:
         "The values a resumed fit needs (the best value seen; counters for subclasses), saved in checkpoints."
-        return {k: getattr(self, k) for k in self._resume_keys if hasattr(self, k)}
+        return {k: getattr(self, k) for k in self._resume_keys if getattr(self, k, None) is not None}
     def load_checkpoint_state(self, state: dict) -> None:
         "Take back the values `checkpoint_state` saved, when a resumed fit begins (each checked first)."
         for k in self._resume_keys:
@@ -99,10 +103,23 @@ class SaveModelCallback(TrackerCallback):
                  name: str = 'bestmodel'):
         super().__init__(learn, monitor=monitor, mode=mode)
         if every not in ('improvement', 'epoch'): raise ValueError(f"every={every!r}: use 'improvement' or 'epoch'.")
-        self.every, self.name, self.run, self.saved = every, name, None, False
+        self.every, self.name, self.run, self.saved, self._last_run = every, name, None, False, None
+
+    @property
+    def state_key(self) -> str:
+        "The name of this callback's state in a checkpoint: its class, what it monitors and the file it writes."
+        return f'{type(self).__name__}[monitor={self.monitor},name={self.name}]'
+
+    def checkpoint_state(self) -> dict:
+        "The best value and the run's mark: this fit's, or after it, the last fit's (so that a stage saved then continues it)."
+        return {**super().checkpoint_state(), **({'run': self.run or self._last_run} if self.run or self._last_run else {})}
+
+    def load_checkpoint_state(self, state: dict) -> None:
+        "Take back the best value and the run (a stage saved by an earlier version holds run=None: this fit keeps its own)."
+        super().load_checkpoint_state({k: v for k, v in state.items() if not (k == 'run' and v is None)})
 
     def on_train_begin(self, **kwargs):
-        self.saved, self.run = False, uuid.uuid4().hex  # this run's mark, in the files it writes (resumed: the original run's)
+        self.saved, self.run, self._last_run = False, uuid.uuid4().hex, None  # this run's mark, in the files it writes (resumed: the original run's)
         super().on_train_begin(**kwargs)
 
     def jump_to_epoch(self, epoch: int):
@@ -121,8 +138,8 @@ class SaveModelCallback(TrackerCallback):
             self.saved = True
 
     def on_train_end(self, **kwargs):
-        "Load the best model saved by this run (never a stale file of another run), then forget the run."
-        run, saved, self.run, self.saved = self.run, self.saved, None, False
+        "Load the best model saved by this run (never a stale file of another run); a stage saved next continues the run."
+        run, saved, self.run, self._last_run, self.saved = self.run, self.saved, None, self.run, False
         if self.every != 'improvement' or run is None: return
         file = self.learn.path / self.learn.model_dir / f'{self.name}.pth'
         if not saved and file.is_file():  # a resumed run: the file is ours if an earlier part of this run wrote it
