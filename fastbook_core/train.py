@@ -16,6 +16,12 @@ from .basic_data import DatasetType
 from .callback import Callback, CallbackHandler
 from .basic_train import Learner, finish_fig, get_preds, loss_func2activ, noop, per_item_loss
 from .callbacks import *  # every callback, reachable as `train.BnFreeze`... as in fastai v1
+# fastai v1's train star-imported torch_core, callback, basic_data and basic_train: their names are reachable from
+# train too (`from fastbook_core.train import DataBunch`), while `train.__all__` stays v1's list
+from .torch_core import *
+from .callback import *
+from .basic_data import *
+from .basic_train import *
 from .callbacks.one_cycle import OneCycleScheduler
 from .callbacks.flat_cos_anneal import fit_fc  # attaches Learner.fit_fc
 from .callbacks.lr_finder import LRFinder

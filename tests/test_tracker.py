@@ -126,3 +126,55 @@ def test_two_save_model_callbacks_in_another_order_get_their_own_states():
         warnings.simplefilter('ignore')
         learn.fit(1, 1e-2, callbacks=second + [Peek()])
     assert seen == {'by_loss': first[0].best, 'by_acc': first[1].best}
+
+
+# ---------------------------------------------------------------- v1's monitoring (issue 27.4)
+
+@pytest.mark.parametrize('cls', [EarlyStoppingCallback, SaveModelCallback, ReduceLROnPlateauCallback])
+@pytest.mark.parametrize('monitor', ['val_loss', 'acc'])
+def test_unrecorded_monitor_warns_and_the_fit_goes_on(cls, monitor, tmp_path):
+    learn = classif_learner(metrics=[accuracy])
+    w0 = [p.detach().clone() for p in learn.model.parameters()]
+    with pytest.warns(UserWarning, match=rf"monitors '{monitor}', which is not recorded\. Recorded: train_loss, "
+                                         r"valid_loss, accuracy\. It makes no decision in this fit"):
+        learn.fit(3, 1e-2, callbacks=[cls(learn, monitor=monitor, patience=0) if cls is not SaveModelCallback
+                                      else cls(learn, monitor=monitor)])
+    assert len(learn.recorder.val_losses) == 3  # no early stop
+    assert len(set(learn.recorder.lrs)) == 1    # no lr reduction
+    assert not (learn.path / learn.model_dir / 'bestmodel.pth').exists()  # no save
+    assert not all(map(lambda a, b: a.equal(b), w0, learn.model.parameters()))  # it trained
+
+
+@pytest.mark.parametrize('cls', [EarlyStoppingCallback, SaveModelCallback, ReduceLROnPlateauCallback])
+def test_no_validation_set_warns_and_the_fit_goes_on(cls):
+    learn = synth_learner(n_valid=0)
+    with pytest.warns(UserWarning, match="needs a validation set, and this DataBunch has none"):
+        learn.fit(2, callbacks=[cls(learn)])
+    assert len(learn.recorder.losses) == 2 * len(learn.data.train_dl)
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')  # train_loss needs no validation set: no warning
+        learn.fit(1, callbacks=[cls(learn, monitor='train_loss')])
+
+
+@pytest.mark.parametrize('cls', [TrackerCallback, EarlyStoppingCallback, SaveModelCallback, ReduceLROnPlateauCallback])
+def test_unknown_mode_warns_and_falls_back_to_auto(cls):
+    learn = classif_learner(metrics=[accuracy])
+    with pytest.warns(UserWarning, match=r"mode='maximise' is not a mode .*falling back to 'auto'"):
+        cb = cls(learn, monitor='accuracy', mode='maximise')
+    assert cb.mode == 'auto' and cb.operator is np.greater
+    with pytest.warns(UserWarning, match="falling back to 'auto'"):
+        assert cls(learn, monitor='valid_loss', mode=None).operator is np.less
+
+
+def test_save_model_callback_reused_never_loads_a_stale_file():
+    "A SaveModelCallback reused in a fit that fails before its on_train_begin loads nothing at that fit's end."
+    from fastbook_core.callback import Callback
+    class FailEarly(Callback):
+        _order = -100
+        def on_train_begin(self, **kwargs): raise ValueError('refused')
+    learn = synth_learner(); smc = SaveModelCallback(learn)
+    learn.fit(2, 0.5, callbacks=[smc])  # writes bestmodel.pth
+    learn.fit(2, 0.05)                  # other weights, not saved
+    w = [p.detach().clone() for p in learn.model.parameters()]
+    with pytest.raises(ValueError, match='refused'): learn.fit(1, callbacks=[FailEarly(), smc])
+    assert all(torch.equal(a, b.detach()) for a, b in zip(w, learn.model.parameters()))

@@ -22,26 +22,28 @@ class TrackerCallback(LearnerCallback):
     def __init__(self, learn: Learner, monitor: str = 'valid_loss', mode: str = 'auto',
                  min_delta: float = 0.):  # how much better than the best a value must be to count (either sign)
         super().__init__(learn)
-        if mode not in ('auto', 'min', 'max'): raise ValueError(f"mode={mode!r}: use 'auto', 'min' or 'max'.")
+        if mode not in ('auto', 'min', 'max'):
+            warnings.warn(f"{type(self).__name__}: mode={mode!r} is not a mode (use 'auto', 'min' or 'max'): "
+                          "falling back to 'auto', as fastai v1 did.")
+            mode = 'auto'
         self.monitor, self.mode, self.min_delta = monitor, mode, abs(min_delta)
         if mode == 'auto': mode = 'min' if 'loss' in monitor or 'error' in monitor else 'max'
         self.operator = np.less if mode == 'min' else np.greater
 
     def on_train_begin(self, **kwargs):
-        "Check that `monitor` is recorded; reset the best value."
+        "Reset the best value; warn when `monitor` is not recorded: then this fit goes on without its decisions (as v1)."
         names = self.learn.recorder.names
         if self.monitor not in names:
             if self.learn.data.empty_val and self.monitor != 'train_loss':
-                raise ValueError(f"{self.__class__.__name__} monitors {self.monitor!r}, which needs a validation set, and "
-                                 "this DataBunch has none: give one, or monitor 'train_loss'.")
-            recorded = [n for n in names if n not in ('epoch', 'time')]
-            raise ValueError(f"{self.__class__.__name__} monitors {self.monitor!r}, which is not recorded. Recorded: "
-                             f"{', '.join(recorded)}.")
+                why = "which needs a validation set, and this DataBunch has none: give one, or monitor 'train_loss'"
+            else: why = f"which is not recorded. Recorded: {', '.join(n for n in names if n not in ('epoch', 'time'))}"
+            warnings.warn(f"{type(self).__name__} monitors {self.monitor!r}, {why}. It makes no decision in this fit.")
         self.best = float('inf') if self.operator == np.less else -float('inf')
 
     def get_monitor_value(self):
-        "The latest value of `monitor`, or None when this epoch did not compute it (validation skipped)."
+        "The latest value of `monitor`, or None when this epoch did not compute it (validation skipped, not recorded)."
         rec = self.learn.recorder
+        if self.monitor not in rec.names: return None
         i = rec.names.index(self.monitor)
         row = rec.rows[-1] if rec.rows else None
         if row is None or row[i] == '#na#': return None
