@@ -178,3 +178,17 @@ def test_save_model_callback_reused_never_loads_a_stale_file():
     w = [p.detach().clone() for p in learn.model.parameters()]
     with pytest.raises(ValueError, match='refused'): learn.fit(1, callbacks=[FailEarly(), smc])
     assert all(torch.equal(a, b.detach()) for a, b in zip(w, learn.model.parameters()))
+
+
+def test_stage_loaded_into_a_new_learner():
+    "The round-trip helper's repro of issue 26.2: the stage goes into another Learner, which fits on."
+    learn = classif_learner()
+    learn.fit(1, callbacks=[SaveModelCallback(learn)])
+    p = learn.save('s', return_path=True)
+    new = classif_learner()
+    new.load(p, with_opt=True)
+    cb = SaveModelCallback(new)
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        new.fit(1, callbacks=[cb])
+    assert len(new.recorder.val_losses) == 1 and cb.best <= learn.recorder.val_losses[-1]
