@@ -113,15 +113,17 @@ class SaveModelCallback(TrackerCallback):
         return f'{type(self).__name__}[monitor={self.monitor},name={self.name}]'
 
     def checkpoint_state(self) -> dict:
-        "The best value and the run's mark: this fit's, or after it, the last fit's (so that a stage saved then continues it)."
-        return {**super().checkpoint_state(), **({'run': self.run or self._last_run} if self.run or self._last_run else {})}
+        "The best value and the run's mark: this fit's, or after it, the last fit's (a stage saved then continues it)."
+        run = self.run or self._last_run
+        return {**super().checkpoint_state(), **({'run': run} if run else {})}
 
     def load_checkpoint_state(self, state: dict) -> None:
         "Take back the best value and the run (a stage saved by an earlier version holds run=None: this fit keeps its own)."
         super().load_checkpoint_state({k: v for k, v in state.items() if not (k == 'run' and v is None)})
 
     def on_train_begin(self, **kwargs):
-        self.saved, self.run, self._last_run = False, uuid.uuid4().hex, None  # this run's mark, in the files it writes (resumed: the original run's)
+        # this run's mark, in the files it writes (a resumed fit takes back the original run's)
+        self.saved, self.run, self._last_run = False, uuid.uuid4().hex, None
         super().on_train_begin(**kwargs)
 
     def jump_to_epoch(self, epoch: int):
