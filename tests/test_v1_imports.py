@@ -62,3 +62,11 @@ def test_basics_gives_v1_imports_and_aliases_after_merge(name):
     "Checked after merge: v1's imported names and aliases (issue 27.1) arrive with fastbook_core.imports."
     pytest.importorskip('fastbook_core.imports')
     assert name in _star('fastbook_core.basics'), name
+
+
+def test_callbacks_package_namespace_holds_what_v1_code_imported_from_it():
+    "v1 up to 1.0.57 re-exported these from fastai.callbacks (neptune-contrib: `from fastai.callbacks import LearnerCallback`)."
+    from fastbook_core.callbacks import Callback, Learner, LearnerCallback
+    import fastbook_core.basic_train as bt, fastbook_core.callback as cb
+    assert (Callback, Learner, LearnerCallback) == (cb.Callback, bt.Learner, bt.LearnerCallback)
+    assert not {'Callback', 'Learner', 'LearnerCallback'} & set(_star('fastbook_core.callbacks'))  # v1.0.61's __all__
