@@ -7,6 +7,7 @@ __all__ = []
 
 # %% ../nbs/10_basics.ipynb #ab6fabee
 from . import torch_core, basic_data, callback, basic_train, metrics, train
+from . import callbacks  # the package, as a name: `callbacks.CSVLogger` (as v1's basics)
 from .torch_core import *
 from .basic_data import *
 from .callback import *
@@ -27,7 +28,11 @@ import torch
 from torch import nn, optim, Tensor
 import torch.nn.functional as F
 
+def _star_names(m) -> set:
+    "The names `from m import *` gives: `m.__all__`, or, for a module without one (v1's torch_core), its public names."
+    return set(m.__all__) if hasattr(m, '__all__') else {n for n in dir(m) if not n.startswith('_')}
+
 _modules = (torch_core, basic_data, callback, basic_train, metrics, train)
 _v1_also = {'partial', 'Path', 'np', 'plt', 'torch', 'nn', 'optim', 'Tensor', 'F', 'dataclass', 'Any', 'Callable',
-            'Collection', 'Iterable', 'Optional', 'Sequence', 'Union'}
-__all__ = sorted({n for m in _modules for n in m.__all__} | _v1_also)
+            'Collection', 'Iterable', 'Optional', 'Sequence', 'Union', 'callbacks'}
+__all__ = sorted(set().union(*map(_star_names, _modules)) | _v1_also)

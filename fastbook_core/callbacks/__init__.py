@@ -32,3 +32,7 @@ from .show_graph import *
 _modules = (hooks, general_sched, one_cycle, flat_cos_anneal, lr_finder, tracker, csv_logger, tensorboard, mlflow,
             loss_metrics, mem, fp16, mixup, oversampling, undersampling, rnn, misc, show_graph)
 __all__ = [name for m in _modules for name in m.__all__]
+# in the package's namespace, not its star import: v1 code of 2018-19 imported these from fastai.callbacks
+# (v1 up to 1.0.57 re-exported them through a callbacks module without __all__)
+from ..callback import Callback
+from ..basic_train import Learner, LearnerCallback

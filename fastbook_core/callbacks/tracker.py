@@ -19,28 +19,31 @@ __all__ = ['TrackerCallback', 'EarlyStoppingCallback', 'SaveModelCallback', 'Red
 # %% ../../nbs/06e_callbacks.tracker.ipynb #56b0b3ca
 class TrackerCallback(LearnerCallback):
     "Base for callbacks that watch `monitor` (a column of the Recorder's table), improving in `mode` (auto/min/max)."
-    def __init__(self, learn: Learner, monitor: str = 'valid_loss', mode: str = 'auto'):
+    def __init__(self, learn: Learner, monitor: str = 'valid_loss', mode: str = 'auto',
+                 min_delta: float = 0.):  # how much better than the best a value must be to count (either sign)
         super().__init__(learn)
-        if mode not in ('auto', 'min', 'max'): raise ValueError(f"mode={mode!r}: use 'auto', 'min' or 'max'.")
-        self.monitor, self.mode = monitor, mode
+        if mode not in ('auto', 'min', 'max'):
+            warnings.warn(f"{type(self).__name__}: mode={mode!r} is not a mode (use 'auto', 'min' or 'max'): "
+                          "falling back to 'auto', as fastai v1 did.")
+            mode = 'auto'
+        self.monitor, self.mode, self.min_delta = monitor, mode, abs(min_delta)
         if mode == 'auto': mode = 'min' if 'loss' in monitor or 'error' in monitor else 'max'
         self.operator = np.less if mode == 'min' else np.greater
 
     def on_train_begin(self, **kwargs):
-        "Check that `monitor` is recorded; reset the best value."
+        "Reset the best value; warn when `monitor` is not recorded: then this fit goes on without its decisions (as v1)."
         names = self.learn.recorder.names
         if self.monitor not in names:
             if self.learn.data.empty_val and self.monitor != 'train_loss':
-                raise ValueError(f"{self.__class__.__name__} monitors {self.monitor!r}, which needs a validation set, and "
-                                 "this DataBunch has none: give one, or monitor 'train_loss'.")
-            recorded = [n for n in names if n not in ('epoch', 'time')]
-            raise ValueError(f"{self.__class__.__name__} monitors {self.monitor!r}, which is not recorded. Recorded: "
-                             f"{', '.join(recorded)}.")
+                why = "which needs a validation set, and this DataBunch has none: give one, or monitor 'train_loss'"
+            else: why = f"which is not recorded. Recorded: {', '.join(n for n in names if n not in ('epoch', 'time'))}"
+            warnings.warn(f"{type(self).__name__} monitors {self.monitor!r}, {why}. It makes no decision in this fit.")
         self.best = float('inf') if self.operator == np.less else -float('inf')
 
     def get_monitor_value(self):
-        "The latest value of `monitor`, or None when this epoch did not compute it (validation skipped)."
+        "The latest value of `monitor`, or None when this epoch did not compute it (validation skipped, not recorded)."
         rec = self.learn.recorder
+        if self.monitor not in rec.names: return None
         i = rec.names.index(self.monitor)
         row = rec.rows[-1] if rec.rows else None
         if row is None or row[i] == '#na#': return None
@@ -48,11 +51,20 @@ class TrackerCallback(LearnerCallback):
         if self.monitor == 'valid_loss': return float(rec.val_losses[-1])
         return float(rec.metrics[-1][rec.metrics_names.index(self.monitor)])
 
+    def is_improvement(self, current: float) -> bool:
+        "Whether `current` beats the best value by more than `min_delta`, in the direction of `mode`."
+        delta = -self.min_delta if self.operator == np.less else self.min_delta
+        return bool(self.operator(current - delta, self.best))
+
     _resume_keys = ('best',)  # what a resumed fit needs to make the same decisions
     _resume_types = {'best': (int, float), 'wait': int, 'reductions': int, 'run': str}
+    @property
+    def state_key(self) -> str:
+        "The name of this callback's state in a checkpoint: its class and what it monitors."
+        return f'{type(self).__name__}[monitor={self.monitor}]'
     def checkpoint_state(self) -> dict:
         "The values a resumed fit needs (the best value seen; counters for subclasses), saved in checkpoints."
-        return {k: getattr(self, k) for k in self._resume_keys if hasattr(self, k)}
+        return {k: getattr(self, k) for k in self._resume_keys if getattr(self, k, None) is not None}
     def load_checkpoint_state(self, state: dict) -> None:
         "Take back the values `checkpoint_state` saved, when a resumed fit begins (each checked first)."
         for k in self._resume_keys:
@@ -67,9 +79,8 @@ class EarlyStoppingCallback(TrackerCallback):
     _resume_keys = ('best', 'wait')
     def __init__(self, learn: Learner, monitor: str = 'valid_loss', mode: str = 'auto', min_delta: float = 0.,
                  patience: int = 0):
-        super().__init__(learn, monitor=monitor, mode=mode)
-        self.min_delta, self.patience = abs(min_delta), patience
-        if self.operator == np.less: self.min_delta *= -1
+        super().__init__(learn, monitor=monitor, mode=mode, min_delta=min_delta)
+        self.patience = patience
 
     def on_train_begin(self, **kwargs):
         super().on_train_begin(**kwargs)
@@ -78,7 +89,7 @@ class EarlyStoppingCallback(TrackerCallback):
     def on_epoch_end(self, epoch: int, **kwargs):
         current = self.get_monitor_value()
         if current is None: return
-        if self.operator(current - self.min_delta, self.best): self.best, self.wait = current, 0
+        if self.is_improvement(current): self.best, self.wait = current, 0
         else:
             self.wait += 1
             if self.wait > self.patience:
@@ -94,10 +105,25 @@ class SaveModelCallback(TrackerCallback):
                  name: str = 'bestmodel'):
         super().__init__(learn, monitor=monitor, mode=mode)
         if every not in ('improvement', 'epoch'): raise ValueError(f"every={every!r}: use 'improvement' or 'epoch'.")
-        self.every, self.name, self.run, self.saved = every, name, None, False
+        self.every, self.name, self.run, self.saved, self._last_run = every, name, None, False, None
+
+    @property
+    def state_key(self) -> str:
+        "The name of this callback's state in a checkpoint: its class, what it monitors and the file it writes."
+        return f'{type(self).__name__}[monitor={self.monitor},name={self.name}]'
+
+    def checkpoint_state(self) -> dict:
+        "The best value and the run's mark: this fit's, or after it, the last fit's (a stage saved then continues it)."
+        run = self.run or self._last_run
+        return {**super().checkpoint_state(), **({'run': run} if run else {})}
+
+    def load_checkpoint_state(self, state: dict) -> None:
+        "Take back the best value and the run (a stage saved by an earlier version holds run=None: this fit keeps its own)."
+        super().load_checkpoint_state({k: v for k, v in state.items() if not (k == 'run' and v is None)})
 
     def on_train_begin(self, **kwargs):
-        self.saved, self.run = False, uuid.uuid4().hex  # this run's mark, in the files it writes (resumed: the original run's)
+        # this run's mark, in the files it writes (a resumed fit takes back the original run's)
+        self.saved, self.run, self._last_run = False, uuid.uuid4().hex, None
         super().on_train_begin(**kwargs)
 
     def jump_to_epoch(self, epoch: int):
@@ -109,15 +135,15 @@ class SaveModelCallback(TrackerCallback):
     def on_epoch_end(self, epoch: int, **kwargs):
         if self.every == 'epoch': return self.learn.save(f'{self.name}_{epoch}')
         current = self.get_monitor_value()
-        if current is not None and self.operator(current, self.best):
+        if current is not None and self.is_improvement(current):
             print(f'Better model found at epoch {epoch} with {self.monitor} value: {current}.')
             self.best = current
             self.learn.save(self.name)  # holds this callback's state, and so its run's mark
             self.saved = True
 
     def on_train_end(self, **kwargs):
-        "Load the best model saved by this run (never a stale file of another run), then forget the run."
-        run, saved, self.run, self.saved = self.run, self.saved, None, False
+        "Load the best model saved by this run (never a stale file of another run); a stage saved next continues the run."
+        run, saved, self.run, self._last_run, self.saved = self.run, self.saved, None, self.run, False
         if self.every != 'improvement' or run is None: return
         file = self.learn.path / self.learn.model_dir / f'{self.name}.pth'
         if not saved and file.is_file():  # a resumed run: the file is ours if an earlier part of this run wrote it
@@ -132,9 +158,8 @@ class ReduceLROnPlateauCallback(TrackerCallback):
     _resume_keys = ('best', 'wait', 'reductions')
     def __init__(self, learn: Learner, monitor: str = 'valid_loss', mode: str = 'auto', patience: int = 0,
                  factor: float = 0.2, min_delta: float = 0, min_lr: float = 0.001):
-        super().__init__(learn, monitor=monitor, mode=mode)
-        self.patience, self.factor, self.min_delta, self.min_lr = patience, factor, abs(min_delta), min_lr
-        if self.operator == np.less: self.min_delta *= -1
+        super().__init__(learn, monitor=monitor, mode=mode, min_delta=min_delta)
+        self.patience, self.factor, self.min_lr = patience, factor, min_lr
 
     def on_train_begin(self, **kwargs):
         super().on_train_begin(**kwargs)
@@ -148,7 +173,7 @@ class ReduceLROnPlateauCallback(TrackerCallback):
     def on_epoch_end(self, epoch: int, **kwargs):
         current = self.get_monitor_value()
         if current is None: return
-        if self.operator(current - self.min_delta, self.best): self.best, self.wait = current, 0
+        if self.is_improvement(current): self.best, self.wait = current, 0
         elif self.opt.lr > self.min_lr:
             self.wait += 1
             if self.wait > self.patience:

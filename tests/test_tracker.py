@@ -1,0 +1,194 @@
+"The trackers (callbacks.tracker): min_delta decided once, resuming from a saved stage, state keys, v1's monitoring."
+import warnings
+import numpy as np
+import pytest
+import torch
+
+from fastbook_core.metrics import accuracy
+from fastbook_core.test_utils import classif_learner, synth_learner
+from fastbook_core.callbacks.tracker import (EarlyStoppingCallback, ReduceLROnPlateauCallback, SaveModelCallback,
+                                             TrackerCallback)
+
+
+# ---------------------------------------------------------------- min_delta, in TrackerCallback only
+
+@pytest.mark.parametrize('cls', [TrackerCallback, EarlyStoppingCallback, ReduceLROnPlateauCallback])
+@pytest.mark.parametrize('min_delta', [0.1, -0.1])
+def test_min_delta_is_a_distance_in_the_direction_of_mode(cls, min_delta):
+    learn = classif_learner(metrics=[accuracy])
+    low = cls(learn, monitor='valid_loss', min_delta=min_delta)  # minimised: must fall by more than 0.1
+    low.best = 1.0
+    assert [low.is_improvement(v) for v in (1.05, 1.0, 0.95, 0.85)] == [False, False, False, True]
+    high = cls(learn, monitor='accuracy', min_delta=min_delta)  # maximised: must rise by more than 0.1
+    high.best = 0.5
+    assert [high.is_improvement(v) for v in (0.45, 0.5, 0.55, 0.65)] == [False, False, False, True]
+    assert low.min_delta == high.min_delta == 0.1  # stored once, as given, never flipped by a subclass
+
+
+def test_min_delta_zero_is_strict_improvement():
+    learn = synth_learner()
+    cb = TrackerCallback(learn, mode='max'); cb.best = 2.
+    assert not cb.is_improvement(2.) and cb.is_improvement(2.0001)
+    cb = TrackerCallback(learn, mode='min'); cb.best = 2.
+    assert not cb.is_improvement(2.) and cb.is_improvement(1.9999)
+
+
+def test_no_subclass_flips_min_delta():
+    import inspect, fastbook_core.callbacks.tracker as tr
+    for cls in (EarlyStoppingCallback, ReduceLROnPlateauCallback, SaveModelCallback):
+        src = inspect.getsource(cls)
+        assert 'min_delta *=' not in src and 'self.operator(' not in src, cls  # they all ask is_improvement
+
+
+@pytest.mark.parametrize('mode,monitor', [('min', 'valid_loss'), ('max', 'accuracy')])
+def test_early_stopping_with_a_large_min_delta_stops_after_patience(mode, monitor):
+    "No epoch improves by 100: the first sets `best` (from inf), the next `patience + 1` do not, and the fit stops."
+    learn = classif_learner(metrics=[accuracy])
+    learn.fit(10, 1e-2, callbacks=[EarlyStoppingCallback(learn, monitor=monitor, mode=mode, min_delta=100., patience=1)])
+    assert len(learn.recorder.val_losses) == 3
+
+
+def test_reduce_lr_with_a_large_negative_min_delta_reduces_each_epoch():
+    learn = synth_learner()
+    learn.fit(4, lr=0.1, callbacks=[ReduceLROnPlateauCallback(learn, patience=0, min_delta=-10., min_lr=0.)])
+    np.testing.assert_allclose(sorted(set(learn.recorder.lrs), reverse=True), [0.1, 0.02, 0.004], rtol=1e-6)  # the 3rd cut comes after the last epoch
+
+
+# ---------------------------------------------------------------- resuming from a stage (issue 26.2)
+
+def _stage_fit(learn, n, lr):
+    learn.fit(n, lr, callbacks=[SaveModelCallback(learn), EarlyStoppingCallback(learn, patience=5)])
+    return list(learn.recorder.val_losses)
+
+def test_fit_save_stage_load_with_opt_fit_again():
+    learn = synth_learner()
+    first = _stage_fit(learn, 3, 0.1)
+    learn.save('stage-1')
+    learn.load('stage-1', with_opt=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')  # the fit starts at epoch 0 after a stage of 3 epochs: meant
+        second = _stage_fit(learn, 2, 0.1)
+    assert len(second) == 2
+    # the run went on: the Learner ends with the best model of both stages
+    np.testing.assert_allclose(learn.validate()[0], min(first + second), rtol=1e-5)
+
+def test_stage_resume_keeps_the_best_value():
+    "The stage's best value comes back: a second stage that is worse saves nothing and reloads stage 1's best."
+    learn = synth_learner()
+    first = _stage_fit(learn, 3, 0.1)
+    learn.save('stage-1')
+    learn.load('stage-1', with_opt=True)
+    with torch.no_grad():
+        for p in learn.model.parameters(): p.add_(3.)  # far from the best: stage 2 (at lr 0) stays worse
+    cb = SaveModelCallback(learn)
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        learn.fit(1, 0., callbacks=[cb])
+    assert learn.recorder.val_losses[-1] > min(first)
+    assert cb.best == pytest.approx(min(first))
+    np.testing.assert_allclose(learn.validate()[0], min(first), rtol=1e-5)  # stage 1's best model, loaded back
+
+def test_stage_from_an_earlier_version_with_run_none_loads():
+    learn = synth_learner()
+    cb = SaveModelCallback(learn)
+    cb.load_checkpoint_state({'best': 0.5, 'run': None})
+    assert cb.best == 0.5 and cb.run is None
+    with pytest.raises(ValueError, match="run=3 is not a run"): cb.load_checkpoint_state({'best': 0.5, 'run': 3})
+
+
+# ---------------------------------------------------------------- state keys (issue 26.3)
+
+def test_state_keys_tell_trackers_apart():
+    learn = classif_learner(metrics=[accuracy])
+    assert SaveModelCallback(learn).state_key == 'SaveModelCallback[monitor=valid_loss,name=bestmodel]'
+    assert SaveModelCallback(learn, monitor='accuracy', name='acc').state_key == 'SaveModelCallback[monitor=accuracy,name=acc]'
+    assert EarlyStoppingCallback(learn).state_key == 'EarlyStoppingCallback[monitor=valid_loss]'
+    assert ReduceLROnPlateauCallback(learn, monitor='accuracy').state_key == 'ReduceLROnPlateauCallback[monitor=accuracy]'
+    assert TrackerCallback(learn).state_key == 'TrackerCallback[monitor=valid_loss]'
+
+from fastbook_core.callback import Callback
+@pytest.mark.skipif(not hasattr(Callback, 'state_key'),
+                    reason='Learner.save/load match states by Callback.state_key from 03 (issue 26.3): checked after merge')
+def test_two_save_model_callbacks_in_another_order_get_their_own_states():
+    learn = classif_learner(metrics=[accuracy])
+    cbs = lambda l: [SaveModelCallback(l, monitor='valid_loss', name='by_loss'),
+                     SaveModelCallback(l, monitor='accuracy', name='by_acc')]
+    first = cbs(learn)
+    learn.fit(2, 1e-2, callbacks=first)
+    learn.save('stage')
+    learn.load('stage', with_opt=True)
+    second = cbs(learn)[::-1]  # the other order
+    seen = {}
+    class Peek(Callback):
+        _order = 10**9 + 1  # after the states came back
+        def on_train_begin(self, **kwargs): seen.update({cb.name: cb.best for cb in second})
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        learn.fit(1, 1e-2, callbacks=second + [Peek()])
+    assert seen == {'by_loss': first[0].best, 'by_acc': first[1].best}
+
+
+# ---------------------------------------------------------------- v1's monitoring (issue 27.4)
+
+@pytest.mark.parametrize('cls', [EarlyStoppingCallback, SaveModelCallback, ReduceLROnPlateauCallback])
+@pytest.mark.parametrize('monitor', ['val_loss', 'acc'])
+def test_unrecorded_monitor_warns_and_the_fit_goes_on(cls, monitor, tmp_path):
+    learn = classif_learner(metrics=[accuracy])
+    w0 = [p.detach().clone() for p in learn.model.parameters()]
+    with pytest.warns(UserWarning, match=rf"monitors '{monitor}', which is not recorded\. Recorded: train_loss, "
+                                         r"valid_loss, accuracy\. It makes no decision in this fit"):
+        learn.fit(3, 1e-2, callbacks=[cls(learn, monitor=monitor, patience=0) if cls is not SaveModelCallback
+                                      else cls(learn, monitor=monitor)])
+    assert len(learn.recorder.val_losses) == 3  # no early stop
+    assert len(set(learn.recorder.lrs)) == 1    # no lr reduction
+    assert not (learn.path / learn.model_dir / 'bestmodel.pth').exists()  # no save
+    assert not all(map(lambda a, b: a.equal(b), w0, learn.model.parameters()))  # it trained
+
+
+@pytest.mark.parametrize('cls', [EarlyStoppingCallback, SaveModelCallback, ReduceLROnPlateauCallback])
+def test_no_validation_set_warns_and_the_fit_goes_on(cls):
+    learn = synth_learner(n_valid=0)
+    with pytest.warns(UserWarning, match="needs a validation set, and this DataBunch has none"):
+        learn.fit(2, callbacks=[cls(learn)])
+    assert len(learn.recorder.losses) == 2 * len(learn.data.train_dl)
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')  # train_loss needs no validation set: no warning
+        learn.fit(1, callbacks=[cls(learn, monitor='train_loss')])
+
+
+@pytest.mark.parametrize('cls', [TrackerCallback, EarlyStoppingCallback, SaveModelCallback, ReduceLROnPlateauCallback])
+def test_unknown_mode_warns_and_falls_back_to_auto(cls):
+    learn = classif_learner(metrics=[accuracy])
+    with pytest.warns(UserWarning, match=r"mode='maximise' is not a mode .*falling back to 'auto'"):
+        cb = cls(learn, monitor='accuracy', mode='maximise')
+    assert cb.mode == 'auto' and cb.operator is np.greater
+    with pytest.warns(UserWarning, match="falling back to 'auto'"):
+        assert cls(learn, monitor='valid_loss', mode=None).operator is np.less
+
+
+def test_save_model_callback_reused_never_loads_a_stale_file():
+    "A SaveModelCallback reused in a fit that fails before its on_train_begin loads nothing at that fit's end."
+    from fastbook_core.callback import Callback
+    class FailEarly(Callback):
+        _order = -100
+        def on_train_begin(self, **kwargs): raise ValueError('refused')
+    learn = synth_learner(); smc = SaveModelCallback(learn)
+    learn.fit(2, 0.5, callbacks=[smc])  # writes bestmodel.pth
+    learn.fit(2, 0.05)                  # other weights, not saved
+    w = [p.detach().clone() for p in learn.model.parameters()]
+    with pytest.raises(ValueError, match='refused'): learn.fit(1, callbacks=[FailEarly(), smc])
+    assert all(torch.equal(a, b.detach()) for a, b in zip(w, learn.model.parameters()))
+
+
+def test_stage_loaded_into_a_new_learner():
+    "The round-trip helper's repro of issue 26.2: the stage goes into another Learner, which fits on."
+    learn = classif_learner()
+    learn.fit(1, callbacks=[SaveModelCallback(learn)])
+    p = learn.save('s', return_path=True)
+    new = classif_learner()
+    new.load(p, with_opt=True)
+    cb = SaveModelCallback(new)
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        new.fit(1, callbacks=[cb])
+    assert len(new.recorder.val_losses) == 1 and cb.best <= learn.recorder.val_losses[-1]
