@@ -51,13 +51,15 @@ APPLICATION = {
     'test_torch_core.py::test_keep_parameter': "v1's layers.SelfAttention",
 }
 
-# v1 tests that cannot run with the installed third-party libraries, whatever fastbook_core does
+# v1 tests that cannot run with the installed third-party libraries, whatever fastbook_core does: test id ->
+# (why, the text its failure must contain: failing in any other way is a failure of fastbook_core's)
 ENVIRONMENT = {}
 try:
     import pandas as _pd
     if int(_pd.__version__.split('.')[0]) >= 2:
         ENVIRONMENT['test_callbacks_csv_logger.py::test_logger'] = (
-            "v1's test calls pandas.testing.assert_frame_equal(check_less_precise=2), removed in pandas 2.0")
+            "v1's test calls pandas.testing.assert_frame_equal(check_less_precise=2), removed in pandas 2.0",
+            "unexpected keyword argument 'check_less_precise'")
 except ImportError: pass
 
 
@@ -164,7 +166,8 @@ def v1_results(tmp_path_factory):
 
 def test_v1_training_core_tests_pass_but_for_documented_differences(v1_results):
     failed = {k: m for k, (s, m) in v1_results.items() if s == 'failed'}
-    unexpected = {k: m for k, m in failed.items() if k not in {**DELIBERATE, **APPLICATION, **ENVIRONMENT}}
+    excused = lambda k, m: k in DELIBERATE or k in APPLICATION or (k in ENVIRONMENT and ENVIRONMENT[k][1] in m)
+    unexpected = {k: m for k, m in failed.items() if not excused(k, m)}
     counts = {s: sum(1 for v in v1_results.values() if v[0] == s) for s in ('passed', 'failed', 'skipped')}
     report = '\n'.join(f'{k}: {m}' for k, m in sorted(unexpected.items()))
     assert not unexpected, f'{counts}; {len(unexpected)} failures that are no documented difference:\n{report}'
