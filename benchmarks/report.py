@@ -119,7 +119,12 @@ def plot_ratios(res: dict, ax=None):
     ax.axhline(1, color='k', lw=0.8)
     ax.axhline(GOAL, color='tab:red', lw=0.8, ls='--', label=f'goal for W1 fit: {GOAL:.2f}x')
     ax.set_xticks(list(xs), [f"{r['workload']} {r['variant']}" for r in rows])
-    ax.set_ylabel('time / floor (median of rounds)')
+    ax.set_yscale('log')  # ratios: 2x slower and 2x faster are the same distance from 1; W3's loader is ~10x
+    ticks = [t for t in (0.5, 0.8, 1, 1.5, 2, 3, 5, 10, 20) if t <= 1.3 * max(r['cpu_ratio_max'] for r in rows)]
+    ax.set_yticks(ticks, [f'{t:g}' for t in ticks])
+    ax.minorticks_off()
+    ax.set_ylim(min(0.5, min(r['cpu_ratio_min'] for r in rows) * 0.9), None)
+    ax.set_ylabel('time / floor (median of rounds, log scale)')
     ax.set_title('Each variant against the hand-written floor (1.0); bars: min-max of the rounds', fontsize=9)
     ax.legend(fontsize=8)
     return ax
