@@ -13,7 +13,7 @@ validation losses, metrics) and the final weights must be bitwise equal.
 """
 import argparse, contextlib, json, os, statistics, sys, time
 import torch
-from torch.utils.data import BatchSampler
+from torch.utils.data import BatchSampler, RandomSampler
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import cpu_bench as b  # noqa: E402
@@ -45,6 +45,25 @@ def iter_indexed(self):
         yield from self._indexed(self.device)
         return
     yield from _orig_iter(self)
+
+
+def epoch_index_randperm(dl):
+    "F2 the index draw of an epoch: a RandomSampler's permutation drawn as torch's sampler draws it, kept as a tensor."
+    bsamp = dl.sampler
+    s = getattr(bsamp, 'sampler', None)
+    if type(bsamp) is not BatchSampler or type(s) is not RandomSampler or s.replacement or s._num_samples is not None:
+        return _orig_epoch_index(dl)
+    torch.empty((), dtype=torch.int64).random_(generator=dl.generator)  # torch's iterator draws its workers' seed first
+    n, g = len(s.data_source), s.generator
+    if g is None:  # what RandomSampler.__iter__ does without a generator of its own
+        g = torch.Generator(); g.manual_seed(int(torch.empty((), dtype=torch.int64).random_().item()))
+    idx = torch.randperm(n, generator=g)
+    torch.randperm(n, generator=g)  # when exhausted, torch's sampler draws one more permutation (and keeps 0 items of it)
+    bs = bsamp.batch_size
+    sizes = [bs] * (n // bs) + ([n % bs] if n % bs and not bsamp.drop_last else [])
+    return idx[:sum(sizes)], sizes
+
+_orig_epoch_index = basic_data._epoch_index
 
 
 def on_backward_begin_scalar(self, loss):
@@ -136,6 +155,9 @@ CANDIDATES = {
     # name: (description, patches while fitting, change to the Learner once)
     'F1 fetch': ('whole-batch fetch on the CPU by index_select with one index tensor per epoch (DeviceDataLoader.__iter__)',
                  [(DeviceDataLoader, '__iter__', iter_indexed)], None),
+    'F2 epoch index': ('with F1: the epoch\'s permutation kept as a tensor, not a list of ints (basic_data._epoch_index)',
+                       [(DeviceDataLoader, '__iter__', iter_indexed), (basic_data, '_epoch_index', epoch_index_randperm)],
+                       None),
     'S1 smooth': ('smoothed loss as torch.scalar_tensor (CallbackHandler.on_backward_begin)',
                   [(CallbackHandler, 'on_backward_begin', on_backward_begin_scalar)], None),
     'D1 empty events': ('skip self(event) when no callback defines loss_begin/backward_end/step_end',
