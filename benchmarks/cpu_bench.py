@@ -5,9 +5,10 @@
 
 One process, one torch thread (`torch.set_num_threads(1)`), every variant timed with both `time.process_time`
 (the CPU time of this process: the measure that counts, since it leaves out the time the machine was taken away by
-other processes) and `time.perf_counter` (wall time, printed beside it). Rounds are interleaved (floor, loader,
-fit, floor, ...) after one warm-up round that is not counted, so a drift in the machine's speed hits every variant
-of a round alike; each variant's ratio to the floor is taken per round and summarised by its median.
+other processes) and `time.perf_counter` (wall time, printed beside it). Rounds are interleaved after one warm-up
+round that is not counted, so a drift in the machine's speed hits every variant of a round alike, and each round
+rotates the order (floor, loader, fit; then loader, fit, floor; ...), so that no variant always runs first or right
+after the same one; each variant's ratio to the floor is taken per round and summarised by its median.
 
 W1  overhead-bound: MLP 20-32-2, 16k train / 4k valid, bs 64, Adam (betas 0.9, 0.99, no weight decay), 3 epochs
     of training, each followed by validation with loss and accuracy.
@@ -181,13 +182,19 @@ def measure(f) -> tuple:
     return time.process_time() - c, time.perf_counter() - w
 
 
+def round_order(names: list, r: int) -> list:
+    "The order of round `r`: `names` rotated by `r`, so that no variant always runs first, or right after another."
+    k = r % len(names)
+    return names[k:] + names[:k]
+
+
 def interleaved(fns: dict, rounds: int) -> dict:
     "Time `fns` (name -> callable) in interleaved rounds after one uncounted warm-up round: name -> {cpu_s, wall_s}."
     for f in fns.values(): f()
     res = {k: {'cpu_s': [], 'wall_s': []} for k in fns}
-    for _ in range(rounds):
-        for k, f in fns.items():
-            c, w = measure(f)
+    for r in range(rounds):
+        for k in round_order(list(fns), r):
+            c, w = measure(fns[k])
             res[k]['cpu_s'].append(c); res[k]['wall_s'].append(w)
     return res
 
@@ -265,7 +272,8 @@ def main(argv=None):
     result['conditions'] = {
         'note': args.conditions, 'load_average_before': list(load_before), 'load_average_after': list(load_after),
         'seconds': round(time.perf_counter() - started, 1),
-        'method': 'one process, torch.set_num_threads(1), interleaved rounds after one warm-up round, CPU time by '
+        'method': 'one process, torch.set_num_threads(1), interleaved rounds (the order rotated each round) after one '
+                  'warm-up round, CPU time by '
                   'time.process_time and wall time by time.perf_counter; ratios per round, then their median'}
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     with open(out, 'w') as f: json.dump(result, f, indent=1)

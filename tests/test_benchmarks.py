@@ -94,6 +94,7 @@ def test_timing_helpers_count_every_round():
     bench = _module('cpu_bench')
     calls = []
     res = bench.interleaved({'floor': lambda: calls.append('a'), 'fit': lambda: calls.append('b')}, rounds=2)
-    assert calls == ['a', 'b'] * 3  # one warm-up round, then two interleaved rounds
+    assert calls == ['a', 'b', 'a', 'b', 'b', 'a']  # a warm-up round, then two rounds, the second's order rotated
+    assert bench.round_order(['x', 'y', 'z'], 4) == ['y', 'z', 'x']
     assert all(len(v['cpu_s']) == len(v['wall_s']) == 2 for v in res.values())
     report.check_result({'machine': {}, 'date': '', 'rounds': 2, 'workloads': {'W': {'times': res}}})

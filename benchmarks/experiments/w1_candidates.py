@@ -4,7 +4,7 @@
 
 Nothing here changes the library: each candidate is a patch applied only while its own fit runs (a context
 manager), so the baseline fit, the candidates and the floor loop run interleaved in one process, one torch
-thread, after a warm-up round. Printed per candidate: the median over the rounds of its CPU time over the
+thread, after a warm-up round, each round in a rotated order. Printed per candidate: the median over the rounds of its CPU time over the
 baseline fit's (the same round), the saving per training batch in µs, and its ratio to the floor.
 
 Each candidate is also checked for exactness before it is timed: a fresh Learner from the same initial weights
