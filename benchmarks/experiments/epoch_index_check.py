@@ -3,12 +3,14 @@ afterwards as basic_data._epoch_index today (global generator or the loader's ow
 
     nice -n 0 python benchmarks/experiments/epoch_index_check.py
 """
-import sys, time, timeit, statistics, torch
-import os; HERE = os.path.dirname(os.path.abspath(__file__)); sys.path[:0] = [os.path.dirname(HERE), HERE]
-import cpu_bench as b, w1_candidates as c
-from fastbook_core import basic_data
-from fastbook_core.basic_data import DataBunch
+import os, statistics, sys, time, timeit
+import torch
 from torch.utils.data import TensorDataset
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:0] = [os.path.dirname(HERE), HERE]
+import cpu_bench as b, w1_candidates as c  # noqa: E402
+from fastbook_core import basic_data  # noqa: E402
 torch.set_num_threads(1)
 tr, va = b.make_data()
 for gen in (None, torch.Generator().manual_seed(3)):
