@@ -346,6 +346,23 @@ def test_save_before_any_fit_loads_back_with_opt():
     assert e is None, e
     assert same_weights(weights(learn), weights(again)) and torch.equal(torch.rand(3), expected)
 
+def test_load_then_save_again_keeps_everything_for_the_resume():
+    "A checkpoint loaded with with_opt=True and saved again before any fit (a copy, a rename) is the same checkpoint."
+    learn = learner(metrics=[accuracy])
+    cbs = [EarlyStoppingCallback(learn, patience=5), ReduceLROnPlateauCallback(learn, monitor='accuracy', patience=5)]
+    learn.fit(2, lr=1e-2, callbacks=cbs)
+    saved = [cb.checkpoint_state() for cb in cbs]
+    learn.save('first')
+    copy = learner(path=learn.path, seed=1, metrics=[accuracy])
+    copy.load('first', with_opt=True)
+    copy.save('second')  # main: the callbacks' states waiting for the next fit are not written
+    again = learner(path=learn.path, seed=2, metrics=[accuracy])
+    again.load('second', with_opt=True)
+    new = [EarlyStoppingCallback(again, patience=5), ReduceLROnPlateauCallback(again, monitor='accuracy', patience=5)]
+    probe = ReadStates(new)
+    again.fit(3, lr=1e-2, callbacks=new + [probe, TrackEpochCallback(again, epoch_offset=2)])
+    assert probe.states == saved
+
 def test_resume_restores_the_optimizer_hyper_parameters():
     "After a one-cycle fit the momentum is 0.95: a resumed plain fit must use it, as the uninterrupted run does."
     whole = learner()
