@@ -269,7 +269,8 @@ def export_setups(draw):
     setup['classes'] = draw(st.sampled_from([['a', 'b', 'c'], [0, 1, 2], [10, 20, 30], None]))
     setup['callback_fns'] = draw(st.sampled_from([
         [], [partial(EarlyStoppingCallback, patience=2)], [partial(EarlyStoppingCallback, patience=np.int64(2))],
-        [partial(ReduceLROnPlateauCallback, factor=np.float32(0.5))]]))
+        [partial(ReduceLROnPlateauCallback, factor=np.float32(0.5))],
+        [partial(EarlyStoppingCallback, monitor='valid_loss', patience=3)]]))  # a str argument, as v1's code has
     setup['learner_callbacks'] = draw(st.booleans())  # a TerminateOnNaNCallback in learn.callbacks
     setup['model_dir'] = draw(st.sampled_from([setup['model_dir'], 'ABSOLUTE', '../outside']))
     setup['destroy'] = draw(st.booleans())
