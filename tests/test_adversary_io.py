@@ -59,10 +59,15 @@ def files_under(path: Path) -> dict:
     "Every file below `path` and its bytes: what a refused operation must leave as it was."
     return {p: p.read_bytes() for p in sorted(Path(path).rglob('*')) if p.is_file()}
 
+def same_label(a, b) -> bool:
+    "The same class: equal, of the same type (a numpy scalar counts as the Python value it holds)."
+    py = lambda v: v.item() if isinstance(v, np.generic) else v
+    return py(a) == py(b) and type(py(a)) is type(py(b))
+
 def assert_same_predictions(a: Learner, b: Learner, xs: torch.Tensor):
     for x in xs:
         pa, pb = a.predict(x), b.predict(x)
-        assert pa[0] == pb[0] and type(pa[0]) is type(pb[0]), (pa[0], pb[0])
+        assert same_label(pa[0], pb[0]), (pa[0], pb[0])
         torch.testing.assert_close(pa[2], pb[2])
 
 
@@ -380,6 +385,34 @@ def test_load_then_save_again_keeps_everything_for_the_resume():
     probe = ReadStates(new)
     again.fit(3, lr=1e-2, callbacks=new + [probe, TrackEpochCallback(again, epoch_offset=2)])
     assert probe.states == saved
+
+def test_a_resumed_fit_without_the_saved_callbacks_says_so_and_later_fits_start_afresh():
+    "The docs: a state whose callback is not in the resumed fit is named in a warning (main: silent, then given to a later fit)."
+    learn = learner()
+    learn.fit(2, callbacks=[EarlyStoppingCallback(learn, patience=5)])
+    learn.save('ck')
+    again = learner(path=learn.path, seed=1)
+    again.load('ck', with_opt=True)
+    with pytest.warns(UserWarning, match='EarlyStoppingCallback'):
+        again.fit(3, callbacks=[TrackEpochCallback(again, epoch_offset=2)])  # the resume, without its tracker
+    later = EarlyStoppingCallback(again, patience=5)
+    probe = ReadStates([later])
+    again.fit(1, callbacks=[later, probe])
+    assert probe.states == [{'best': float('inf'), 'wait': 0}]  # a new fit's tracker, not the checkpoint's
+
+def test_lr_find_between_load_and_resume_keeps_the_states_for_the_resume():
+    learn = learner()
+    es = EarlyStoppingCallback(learn, patience=5)
+    learn.fit(2, callbacks=[es])
+    saved = es.checkpoint_state()
+    learn.save('ck')
+    again = learner(path=learn.path, seed=1)
+    again.load('ck', with_opt=True)
+    again.lr_find(num_it=8)
+    resumed = EarlyStoppingCallback(again, patience=5)
+    probe = ReadStates([resumed])
+    again.fit(3, callbacks=[resumed, probe, TrackEpochCallback(again, epoch_offset=2)])
+    assert probe.states == [saved]
 
 def test_resume_restores_the_optimizer_hyper_parameters():
     "After a one-cycle fit the momentum is 0.95: a resumed plain fit must use it, as the uninterrupted run does."
