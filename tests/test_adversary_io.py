@@ -485,6 +485,17 @@ def test_a_damaged_export_is_refused(damage, tmp_path):
     else: learn.save(learn.path / 'models' / 'ck.pth'); (tmp_path / 'export.pkl').write_bytes((tmp_path / 'models' / 'ck.pth').read_bytes())
     with pytest.raises(CheckpointError): load_learner(tmp_path)
 
+@pytest.mark.parametrize('what', ['save', 'export'])
+def test_an_open_file_read_from_its_end_says_to_seek(what):
+    "v1's BytesIO round trip without `buf.seek(0)`: main says 'incomplete or corrupt (an interrupted write?)'."
+    learn = learner()
+    learn.fit(1)
+    buf = io.BytesIO()
+    getattr(learn, what)(buf)  # the position is now at the end of what was written
+    other = learner(seed=1)
+    e = raised(lambda: other.load(buf) if what == 'save' else load_learner('.', buf))
+    assert isinstance(e, CheckpointError) and 'seek' in str(e), repr(e)
+
 KILLED_WRITER = textwrap.dedent('''
     import sys, torch
     from pathlib import Path
