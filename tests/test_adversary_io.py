@@ -4,7 +4,7 @@ Each cause the issue lists has a test here that encodes the behaviour the issue 
 only the docs could try: odd but valid types, damaged files, a kill -9 during a save. Tests of causes that are not
 fixed yet fail: /work/notes/roundtrip_findings.md says which, with the repro and the owner.
 """
-import contextlib, io, os, random, signal, subprocess, sys, tempfile, textwrap, time, warnings
+import contextlib, io, os, random, signal, subprocess, sys, tempfile, textwrap, time
 from functools import partial
 from pathlib import Path
 
@@ -14,13 +14,13 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset, TensorDataset
 
-from fastbook_core.basic_data import DataBunch, DatasetType
+from fastbook_core.basic_data import DataBunch
 from fastbook_core.basic_train import Learner, load_learner
 from fastbook_core.callback import Callback
 from fastbook_core.callbacks.tracker import (EarlyStoppingCallback, ReduceLROnPlateauCallback, SaveModelCallback,
                                              TrackEpochCallback)
 from fastbook_core.metrics import accuracy
-from fastbook_core.test_utils import EventLogger, classif_learner, synth_classif_data
+from fastbook_core.test_utils import EventLogger, synth_classif_data
 from fastbook_core.torch_core import CheckpointError, set_seed
 import fastbook_core.train  # noqa: F401  (fit_one_cycle, lr_find)
 
@@ -36,9 +36,7 @@ def learner(path=None, seed=0, n_train=64, n_valid=32, bs=16, metrics=None, **kw
     set_seed(seed)
     data = synth_classif_data(n_train=n_train, n_valid=n_valid, bs=bs)
     data.classes = ['a', 'b', 'c']  # names: the classes' own round trip is tested on its own
-    return Learner(data, mlp(), path=ifnone_path(path), metrics=metrics, silent=True, **kwargs)
-
-def ifnone_path(path): return tempfile.mkdtemp() if path is None else path
+    return Learner(data, mlp(), path=tempfile.mkdtemp() if path is None else path, metrics=metrics, silent=True, **kwargs)
 
 def weights(learn): return {k: v.detach().clone() for k, v in learn.model.state_dict().items()}
 

@@ -16,7 +16,7 @@ one-cycle fit. For each:
 Each example is tiny (4 batches of 16 items, a 2-layer MLP, at most 3 epochs) and the examples are derandomized,
 so that the file runs in well under a minute and fails the same way every time.
 """
-import contextlib, io, random, shutil, tempfile, warnings
+import contextlib, io, random, tempfile
 from functools import partial
 from pathlib import Path
 
