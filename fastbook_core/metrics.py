@@ -136,6 +136,7 @@ class RegMetrics(Callback):
         preds, targs = _cat_all(self.preds.cpu()), _cat_all(self.targs.cpu())
         return [None] if len(targs) == 0 else f(preds, targs)
 
+# %% ../nbs/05_metrics.ipynb #8be9d666
 class R2Score(RegMetrics):
     "R² (coefficient of determination) over the validation set."
     def on_epoch_end(self, last_metrics, **kwargs): return add_metrics(last_metrics, self._score(r2_score))
@@ -185,6 +186,7 @@ class ConfusionMatrix(Callback):
         if num_distrib() > 1: self._all_reduce()
         self.metric = self.cm
 
+# %% ../nbs/05_metrics.ipynb #ca034c70
 class CMScores(ConfusionMatrix):
     "Base for metrics computed from the epoch's confusion matrix."
     def __init__(self, average: str | None = 'binary', pos_label: int = 1, eps: float = 1e-9):
@@ -223,6 +225,7 @@ class CMScores(ConfusionMatrix):
         if self.cm is None: return add_metrics(last_metrics, [None])
         return add_metrics(last_metrics, [self._metric()])  # a per-class list stays one column
 
+# %% ../nbs/05_metrics.ipynb #1adcaac7
 class Precision(CMScores):
     "Precision over the validation set: true positives / predicted positives."
     def _metric(self): return self._reduce(self._precision(), self._micro())
@@ -242,6 +245,7 @@ class FBeta(CMScores):
         f = (1 + self.beta2) * prec * rec / (prec * self.beta2 + rec + self.eps)
         return self._reduce(f, self._micro())
 
+# %% ../nbs/05_metrics.ipynb #9dd34dea
 class KappaScore(ConfusionMatrix):
     "Cohen's kappa over the validation set; `weights` None, `'linear'` or `'quadratic'` (for ordered classes)."
     def __init__(self, weights: str | None = None):
@@ -260,6 +264,7 @@ class KappaScore(ConfusionMatrix):
              (i[:, None] - i[None]).abs() if self.weights == 'linear' else (i[:, None] - i[None]) ** 2)
         return add_metrics(last_metrics, float(1 - (w * cm).sum() / (w * expected).sum()))
 
+# %% ../nbs/05_metrics.ipynb #5ea1ee7b
 class MatthewsCorreff(ConfusionMatrix):
     "The Matthews correlation coefficient over the validation set (multi-class)."
     def on_epoch_end(self, last_metrics, **kwargs):
@@ -293,6 +298,7 @@ def auc_roc_score(input: Tensor, targ: Tensor) -> Tensor:
     fpr, tpr = roc_curve(input, targ)
     return ((fpr[1:] - fpr[:-1]) * (tpr[1:] + tpr[:-1]) / 2.).sum(-1)
 
+# %% ../nbs/05_metrics.ipynb #e1a2d282
 class AUROC(Callback):
     "Area under the ROC curve over the validation set, for binary classification (score: softmax of the last class)."
     _order = -20
@@ -309,6 +315,7 @@ class AUROC(Callback):
         preds, targs = _cat_all(self.preds.cpu()), _cat_all(self.targs.cpu())
         return add_metrics(last_metrics, [None] if len(targs) == 0 else auc_roc_score(preds, targs))
 
+# %% ../nbs/05_metrics.ipynb #eb0cf6b6
 class Perplexity(Callback):
     "Perplexity of a language model over the validation set: exp of the mean cross-entropy, batches weighted by length."
     _order = -20
@@ -325,6 +332,7 @@ class Perplexity(Callback):
         loss, n = distrib_sum(torch.tensor([float(self.loss), float(self.len)], dtype=torch.float64)).tolist()
         return add_metrics(last_metrics, torch.exp(torch.tensor(loss / n)) if n else [None])
 
+# %% ../nbs/05_metrics.ipynb #f7f43e03
 class MultiLabelFbeta(Callback):
     "F-beta of multi-label predictions over the validation set; `average` 'micro', 'macro', 'weighted' or 'none'."
     _order = -20
