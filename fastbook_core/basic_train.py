@@ -9,21 +9,21 @@ from dataclasses import dataclass, field
 from collections.abc import Callable, Iterable, Sequence
 from functools import partial
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, TypeVar
+from typing import IO, TYPE_CHECKING, Any
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
 from torch.utils.data import Dataset
-from fastcore.basics import patch as _fastcore_patch
 from .torch_core import (CheckpointError, CheckpointNotFoundError, add_note, atomic_write, camel2snake, defaults,
                                       distrib_sum, even_mults, first_el, flatten_model, get_model, get_rng_states,
-                                      ifnone, is_listy, listify, load_checkpoint, bn_types, norm_types, rank_distrib,
+                                      ifnone, is_listy, listify, load_checkpoint, bn_types, norm_types, patch, rank_distrib,
                                       remove_module_load, requires_grad, set_rng_states, split_model, to_detach,
                                       to_device, unpickle_blob)
 from .basic_data import DataBunch, DatasetType
 from .torch_core import AdamW
-from .callback import (Callback, CallbackHandler, OptimWrapper, add_metrics, callback_events,
+from .torch_core import add_metrics  # v1's home of add_metrics; `from ...basic_train import add_metrics` works too
+from .callback import (Callback, CallbackHandler, OptimWrapper, callback_events,
                                     check_callbacks, check_metrics, check_wd)
 from .progress import MasterBar, format_time, master_bar, progress_bar
 from .checkpoint import (EXPORT_HYPERS, Checkpoint, callback_states, check_device, check_model_state,
@@ -271,14 +271,6 @@ def get_preds(model: nn.Module,  # the model, put in eval mode
     if loss_func is not None: out.append(per_item_loss(loss_func)(preds, targs))
     if activ is not None: out[0] = activ(preds)
     return out
-
-# %% ../nbs/04_basic_train.ipynb #4f1205ad
-_F = TypeVar('_F', bound=Callable[..., Any])
-
-def patch(f: _F) -> _F:
-    "fastcore's `patch`, typed: attach `f` to the class its `self` is annotated with, and return `f` unchanged."
-    _fastcore_patch(f)
-    return f
 
 # %% ../nbs/04_basic_train.ipynb #0797fbba
 defaults.extra_callbacks = getattr(defaults, 'extra_callbacks', None)  # callback instances added to every new Learner
@@ -607,7 +599,7 @@ class Recorder(LearnerCallback):
         self.metrics_names: list = []
 
     def on_train_begin(self, pbar, metrics_names: list, **kwargs):
-        self.pbar, self.opt = pbar, self.learn.opt
+        self.pbar, self.opt, self.n_epochs = pbar, self.learn.opt, kwargs.get('n_epochs')
         self.no_val = self.learn.data.empty_val
         self.metrics_names = list(metrics_names) + self._added_met_names
         self.names = ['epoch', 'train_loss'] + ([] if self.no_val else ['valid_loss'] + self.metrics_names)
@@ -784,11 +776,11 @@ def plot(self: Recorder, skip_start: int = 10, skip_end: int = 5, suggestion: bo
                   f"start and {skip_end} at the end. Run lr_find longer or lower skip_start/skip_end.")
         else:
             mg = int(np.gradient(np.array(losses)).argmin())
-            print(f'Min numerical gradient: {lrs[mg]:.2E}')
+            if not getattr(self.learn, 'silent', False): print(f'Min numerical gradient: {lrs[mg]:.2E}')  # silent Learners print nothing
             ax.plot(lrs[mg], losses[mg], markersize=10, marker='o', color='red')
             self.min_grad_lr = lrs[mg]
             ml = int(np.argmin(losses))
-            print(f'Min loss divided by 10: {lrs[ml] / 10:.2E}')
+            if not getattr(self.learn, 'silent', False): print(f'Min loss divided by 10: {lrs[ml] / 10:.2E}')
     return finish_fig(fig, return_fig)
 
 # %% ../nbs/04_basic_train.ipynb #fe940cb7
@@ -959,6 +951,7 @@ def save(self: Learner,
         if gen is not None: rng['train_dl'] = gen.get_state()  # the order of the next epochs, when `generator=` was given
         state.update(rng=rng, recorder=rec.checkpoint_state() if rec is not None else None,
                      epoch=rec.epoch if rec is not None else 0, iteration=rec.iteration if rec is not None else 0,
+                     fit_complete=rec is not None and rec.epoch >= (getattr(rec, 'n_epochs', None) or float('inf')),
                      callbacks=dict(self._resume_states) if self._resume_states  # loaded, not yet given to a fit
                                else callback_states(_with_state(self._fit_callbacks)))  # refuses two states under one key
     buf = io.BytesIO()
@@ -985,7 +978,7 @@ def _check_load(self: Learner, file: Any, device: Any = None, strict: bool = Tru
     device = check_device(device)
     ck = read_checkpoint(self._model_file(file), ifnone(device, self.data.device), remove_module)
     plan = _LoadPlan(ck, strict, check_model_state(ck.model, self.model, ck.source, strict), with_opt is True)
-    if with_opt and not ck.resumable:
+    if with_opt and ck.opt is None and not ck.resumable:  # a v1 file holds `opt` without our random states
         raise CheckpointError(f"{source_name(ck.source)} holds no optimizer state (it was saved with with_opt=False): load it "
                               "with with_opt=False, or resume from a checkpoint saved with with_opt=True.")
     if ck.opt is not None and with_opt is not False:
@@ -1031,7 +1024,8 @@ def _apply_load(self: Learner, plan: _LoadPlan, purge: bool = False) -> None:
                 if v is not None and None not in v: setattr(self.opt, k, v)
     if plan.resume:
         if ck.recorder is not None: Recorder(self).load_checkpoint_state(ck.recorder)
-        self._resume_states, self._resume_epoch = ck.callbacks or None, ck.epoch
+        # a stage saved after its fit ended is not an interrupted fit: the next fit may start at epoch 0
+        self._resume_states, self._resume_epoch = ck.callbacks or None, None if ck.fit_complete else ck.epoch
 
 # %% ../nbs/04_basic_train.ipynb #909afe01
 @patch

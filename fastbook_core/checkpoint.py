@@ -279,6 +279,7 @@ class Checkpoint:
     epoch: int | None = None  # the epochs completed when it was saved
     resumable: bool = False  # saved with `with_opt=True` (random states and history), even before any fit
     opt_hypers: dict | None = None  # the optimizer wrapper's lr, mom, beta and wd per layer group
+    fit_complete: bool = False  # saved after its fit had run all its epochs (a stage, not an interrupted fit)
 
 def read_checkpoint(source: Any, map_location: Any = None, remove_module: bool = False) -> Checkpoint:
     "Read the checkpoint `source` safely and check what needs no Learner; a `CheckpointError` naming what is wrong."
@@ -295,4 +296,5 @@ def read_checkpoint(source: Any, map_location: Any = None, remove_module: bool =
     hyp = state.get('opt_hypers')
     if hyp is not None and not (isinstance(hyp, dict) and set(hyp) <= {'lr', 'mom', 'beta', 'wd'} and _plain_state(hyp)):
         raise CheckpointError(f"{source_name(source)} has damaged optimizer hyper-parameters: {hyp!r}")
-    return Checkpoint(source, model, state.get('opt'), state.get('rng'), state.get('recorder'), cbs, epoch, 'rng' in state, hyp)
+    return Checkpoint(source, model, state.get('opt'), state.get('rng'), state.get('recorder'), cbs, epoch, 'rng' in state, hyp,
+                      state.get('fit_complete') is True)

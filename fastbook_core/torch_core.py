@@ -600,6 +600,11 @@ def load_checkpoint(source: str | os.PathLike | io.IOBase,  # a path, or an open
             sfx = ('.pth', '.pt') if source.suffix in ('.pth', '.pt') else (source.suffix,)
             there = sorted(p.name for x in sfx if x and source.parent.is_dir() for p in source.parent.glob(f'*{x}'))
             raise CheckpointNotFoundError(f"No file at {source}." + (f" Found: {', '.join(there)}." if there else ''))
+    elif getattr(source, 'seekable', lambda: False)():  # an open file left at its end reads as empty, not as damage
+        pos = source.tell(); end = source.seek(0, io.SEEK_END); source.seek(pos)
+        if pos == end and end > 0:
+            raise CheckpointError(f"{name} is at its end (position {pos}): nothing is left to read. Call `seek(0)` on it "
+                                  "after writing it, then load.")
     if trust_code:
         try: return torch.load(source, map_location=map_location, weights_only=False)  # the caller trusts this file
         except Exception as e: raise CheckpointError(f"{name} cannot be read: {type(e).__name__}: {e}") from e

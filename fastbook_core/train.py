@@ -14,7 +14,7 @@ from torch import Tensor
 from .torch_core import defaults, ifnone, listify
 from .basic_data import DatasetType
 from .callback import Callback, CallbackHandler
-from .basic_train import Learner, finish_fig, get_preds, loss_func2activ, noop, per_item_loss
+from .basic_train import Learner, check_train_batches, finish_fig, get_preds, loss_func2activ, noop, per_item_loss
 from .callbacks import *  # every callback, reachable as `train.BnFreeze`... as in fastai v1
 # fastai v1's train star-imported torch_core, callback, basic_data and basic_train: their names are reachable from
 # train too (`from fastbook_core.train import DataBunch`), while `train.__all__` stays v1's list
@@ -76,6 +76,7 @@ def lr_find(learn: Learner,
             wd: float | None = None):  # weight decay; default: the Learner's
     "Explore learning rates from `start_lr` to `end_lr` over `num_it` iterations; `learn.recorder.plot()` shows the result."
     start_lr, end_lr = learn.lr_range(start_lr), learn.lr_range(end_lr)
+    check_train_batches(learn.data.train_dl)  # before the sweep divides by the number of batches
     cb = LRFinder(learn, start_lr, end_lr, num_it, stop_div)
     epochs = int(np.ceil(num_it / len(learn.data.train_dl)))
     learn.fit(epochs, start_lr, callbacks=[cb], wd=wd)

@@ -83,15 +83,16 @@ def test_get_preds_memory_is_bounded_by_outputs():
 @pytest.mark.parametrize('cb', [EarlyStoppingCallback, SaveModelCallback, ReduceLROnPlateauCallback])
 def test_tracker_with_unrecorded_monitor_lists_names(cb):
     learn = classif_learner(metrics=[accuracy])
-    with pytest.raises(ValueError, match=r"monitors 'acc', which is not recorded\. Recorded: train_loss, valid_loss, accuracy"):
+    # as in fastai v1: a warning naming what is recorded, and the fit goes on without the tracker's decisions
+    with pytest.warns(UserWarning, match=r"monitors 'acc', which is not recorded\. Recorded: train_loss, valid_loss, accuracy"):
         learn.fit(1, callbacks=[cb(learn, monitor='acc')])
-    learn.fit(1)  # the Learner is fine
+    assert len(learn.recorder.val_losses) == 1  # the fit went on
 
 
 @pytest.mark.parametrize('cb', [EarlyStoppingCallback, SaveModelCallback, ReduceLROnPlateauCallback])
 def test_tracker_without_validation_set_says_so(cb):
     learn = synth_learner(n_valid=0)
-    with pytest.raises(ValueError, match='needs a validation set'): learn.fit(1, callbacks=[cb(learn)])
+    with pytest.warns(UserWarning, match='needs a validation set'): learn.fit(1, callbacks=[cb(learn)])
     learn.fit(1, callbacks=[cb(learn, monitor='train_loss')])
 
 

@@ -344,8 +344,10 @@ def test_a_fit_refused_by_a_callback_or_the_loss_changes_nothing():
     learn = classif_learner(); learn.fit(1, 1e-2)
     losses, lrs = list(learn.recorder.losses), learn.opt.read_val('lr')
     stats = {k: b.clone() for k, b in learn.model.named_buffers()}
-    with pytest.raises(ValueError, match='acuracy'):
-        learn.fit(1, 0.5, callbacks=[EarlyStoppingCallback(learn, monitor='acuracy')])
+    class Refuse(Callback):
+        def on_train_begin(self, **kwargs): raise ValueError('refused at on_train_begin')
+    with pytest.raises(ValueError, match='refused at on_train_begin'):
+        learn.fit(1, 0.5, callbacks=[Refuse()])
     learn.loss_func = partial(F.cross_entropy, reduction='none')
     with pytest.raises(ValueError, match="reduction='mean'"): learn.fit(1, 0.5)
     assert learn.recorder.losses == losses and learn.opt.read_val('lr') == lrs
@@ -356,8 +358,11 @@ def test_save_model_callback_never_loads_a_stale_file(tmp_path):
     learn.fit(2, 0.5, callbacks=[smc])            # writes bestmodel.pth
     learn.fit(2, 0.05)                            # better weights, not saved
     w = [p.detach().clone() for p in learn.model.parameters()]
-    with pytest.raises(ValueError):               # a fit that fails before smc's own on_train_begin
-        learn.fit(1, callbacks=[EarlyStoppingCallback(learn, monitor='acuracy'), smc])
+    class FailEarly(Callback):                    # a fit that fails before smc's own on_train_begin
+        _order = -100
+        def on_train_begin(self, **kwargs): raise ValueError('refused')
+    with pytest.raises(ValueError, match='refused'):
+        learn.fit(1, callbacks=[FailEarly(), smc])
     assert all(torch.equal(a, b.detach()) for a, b in zip(w, learn.model.parameters()))
 
 def test_resume_keeps_the_shuffling_generator_lr_reductions_and_loss_scale(tmp_path):

@@ -325,11 +325,11 @@ def test_a_fit_with_no_training_batch_is_refused_before_anything_changes():
     n_losses, w = len(learn.recorder.losses), learn.model[0].weight.detach().clone()
     data = synth_classif_data(n_train=512)
     learn.data = data
-    with pytest.raises(ValueError, match='no batch|batch size'):
-        data.batch_size = 1000
-        learn.fit(1)
-    with pytest.raises(ValueError, match='no batch|batch size'):
-        learn.fit_one_cycle(1)
+    with pytest.raises(ValueError, match='batch_size=1000: the training set has 512 items'): data.batch_size = 1000  # refused at once
+    # a loader that yields no batch, however it was made: fit, fit_one_cycle and lr_find refuse it, saying why
+    learn.data.train_dl.dl = DataLoader(learn.data.train_ds, batch_size=1000, drop_last=True)
+    for run in (lambda: learn.fit(1), lambda: learn.fit_one_cycle(1), lambda: learn.lr_find()):
+        with pytest.raises(ValueError, match='yields no batch: 512 items with batch size 1000'): run()
     assert len(learn.recorder.losses) == n_losses and torch.equal(learn.model[0].weight, w)
 
 
@@ -481,3 +481,31 @@ def test_a_resumed_fit_without_the_saved_callbacks_says_so_and_forgets_them():
     cb = Counted('a')
     again.fit(1, callbacks=[cb])
     assert cb.n == 10  # a later fit starts afresh
+
+
+def test_a_stage_saved_after_its_fit_loads_without_the_resume_warning():
+    "A checkpoint saved after its fit ran all its epochs is a stage: the next fit starts at epoch 0 without a warning."
+    import warnings
+    from fastbook_core.callbacks.tracker import SaveModelCallback
+    learn = synth_learner()
+    learn.fit(3, callbacks=[SaveModelCallback(learn)]); learn.save('stage-1'); learn.load('stage-1', with_opt=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        learn.fit(2, callbacks=[SaveModelCallback(learn)])
+    interrupted = synth_learner()
+    interrupted.fit(4, callbacks=[SaveModelCallback(interrupted, every='epoch', name='ck')])
+    interrupted.load('ck_1', with_opt=True)  # saved after epoch 2 of 4: an interrupted fit, resumed at epoch 0
+    with pytest.warns(UserWarning, match='saved after 2 epochs, and this fit starts at epoch 0'):
+        interrupted.fit(4, callbacks=[SaveModelCallback(interrupted, every='epoch', name='ck')])
+
+
+def test_a_silent_learner_s_lr_plot_prints_no_suggestion():
+    import contextlib, io
+    import matplotlib; matplotlib.use('Agg')
+    for silent, printed in ((True, ''), (False, 'Min numerical gradient')):
+        learn = synth_learner(silent=silent)
+        learn.lr_find(num_it=30)
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out): learn.recorder.plot(suggestion=True, skip_start=0, skip_end=0)
+        assert (printed in out.getvalue()) if printed else out.getvalue() == ''
+        assert learn.recorder.min_grad_lr > 0

@@ -53,7 +53,9 @@ def test_basics_reexports_core_and_imports_after_merge(module):
     assert missing == [], missing
 
 
-V1_NAMES = ['os', 're', 'math', 'random', 'time', 'warnings', 'Dataset', 'DataLoader', 'TensorDataset',
+# `time` is not here: fastai v1's imports/core.py never imported it (checked in fastai1's history), so v1's
+# `from fastai.basics import *` did not give it, and giving it would shadow a user's `from time import time`.
+V1_NAMES = ['os', 're', 'math', 'random', 'warnings', 'Dataset', 'DataLoader', 'TensorDataset',
             'Tuple', 'List', 'Dict', 'Floats', 'PathOrStr', 'StrList', 'KWArgs', 'Rank0Tensor', 'Tensors',
             'LossFunction', 'OptLossFunc', 'TensorOrNumber']
 
