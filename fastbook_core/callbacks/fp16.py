@@ -5,7 +5,7 @@
 # %% ../../nbs/06g_callbacks.fp16.ipynb #e22e057b
 from __future__ import annotations
 import torch
-from ..torch_core import ifnone
+from ..torch_core import ifnone, patch, patch_as
 from ..basic_train import Learner, LearnerCallback
 
 # %% auto #0
@@ -36,73 +36,93 @@ class MixedPrecision(LearnerCallback):
         self.scaler = torch.amp.GradScaler(self.device_type, init_scale=self.init_scale, growth_interval=max_noskip,
                                            enabled=self.dtype == torch.float16)
         self.max_noskip, self.noskip = max_noskip, 0
+    # the methods are attached below with `@patch`, one concern at a time
 
-    # GradScaler.step(optimizer) unscales `optimizer.param_groups` and calls `optimizer.step()` only when every
-    # gradient is finite. We hand it this callback as the "optimizer": `step` only records that the step may happen,
-    # and the training loop's own step (with true weight decay) runs unless we return `skip_step`.
-    @property
-    def param_groups(self) -> list:
-        "The parameter groups of the Learner's optimizer (what `GradScaler` unscales)."
-        return self.learn.opt.param_groups
-    def step(self, *args, **kwargs):
-        "Called by `GradScaler.step` when every gradient is finite: the loop's own step may run."
-        self.skipped = False
+# %% ../../nbs/06g_callbacks.fp16.ipynb #bd574d6b
+# GradScaler.step(optimizer) unscales `optimizer.param_groups` and calls `optimizer.step()` only when every
+# gradient is finite. We hand it this callback as the "optimizer": `step` only records that the step may happen,
+# and the training loop's own step (with true weight decay) runs unless we return `skip_step`.
+@patch_as(as_prop=True)
+def param_groups(self: MixedPrecision) -> list:
+    "The parameter groups of the Learner's optimizer (what `GradScaler` unscales)."
+    return self.learn.opt.param_groups
 
-    def on_batch_begin(self, **kwargs):
-        self.autocast.__enter__(); self.in_autocast = True
-        self.unscaled = False
+@patch
+def step(self: MixedPrecision, *args, **kwargs):
+    "Called by `GradScaler.step` when every gradient is finite: the loop's own step may run."
+    self.skipped = False
 
-    def on_loss_begin(self, last_output, **kwargs):
-        "Leave autocast: the loss is computed in float32."
-        self._exit_autocast()
-        return {'last_output': last_output.float() if torch.is_tensor(last_output) and last_output.is_floating_point() else last_output}
+# %% ../../nbs/06g_callbacks.fp16.ipynb #e7185a14
+@patch
+def on_batch_begin(self: MixedPrecision, **kwargs):
+    self.autocast.__enter__(); self.in_autocast = True
+    self.unscaled = False
 
-    def on_backward_begin(self, last_loss, **kwargs):
-        "Scale the loss (float16 only)."
-        if self.scaler.is_enabled(): return {'last_loss': self.scaler.scale(last_loss)}
+@patch
+def on_loss_begin(self: MixedPrecision, last_output, **kwargs):
+    "Leave autocast: the loss is computed in float32."
+    self._exit_autocast()
+    return {'last_output': last_output.float() if torch.is_tensor(last_output) and last_output.is_floating_point() else last_output}
 
-    def unscale_grads(self) -> None:
-        "Divide the gradients by the loss scale, once per step (for callbacks that read gradients)."
-        if self.scaler.is_enabled() and not self.unscaled:
-            self.scaler.unscale_(self)
-            self.unscaled = True
+@patch
+def on_batch_end(self: MixedPrecision, **kwargs): self._exit_autocast()  # validation batches have no on_loss_begin without a loss
+@patch
+def on_train_end(self: MixedPrecision, **kwargs): self._exit_autocast()
 
-    def on_backward_end(self, skip_bwd: bool, **kwargs):
-        "Unscale, clip if asked, and skip the step when a gradient overflowed; update the scale."
-        if skip_bwd: return  # no backward pass (a callback refused the loss): no gradients to unscale
-        if self.clip is not None:
-            self.unscale_grads()
-            torch.nn.utils.clip_grad_norm_([p for pg in self.param_groups for p in pg['params']], self.clip)
-        if not self.scaler.is_enabled(): return
-        self.skipped = True
-        self.scaler.step(self)   # calls self.step() only if every gradient is finite (GradScaler syncs here)
-        self._update_scale()
-        if self.skipped: self.learn.opt.zero_grad()
-        return {'skip_step': self.skipped}
+@patch
+def _exit_autocast(self: MixedPrecision):
+    if self.in_autocast:
+        self.autocast.__exit__(None, None, None); self.in_autocast = False
 
-    def _update_scale(self):
-        if not self.dynamic: return self.scaler.update(new_scale=self.init_scale)  # fixed scale; overflows still skip
-        self.noskip = 0 if self.skipped else self.noskip + 1
-        self.scaler.update()
-        if self.noskip and self.noskip % self.max_noskip == 0 and self.scaler.get_scale() > self.max_scale:
-            self.scaler.update(new_scale=float(self.max_scale))  # the scale just grew: cap it, as fastai v1 did
+# %% ../../nbs/06g_callbacks.fp16.ipynb #30c635cc
+@patch
+def on_backward_begin(self: MixedPrecision, last_loss, **kwargs):
+    "Scale the loss (float16 only)."
+    if self.scaler.is_enabled(): return {'last_loss': self.scaler.scale(last_loss)}
 
-    def on_batch_end(self, **kwargs): self._exit_autocast()  # validation batches have no on_loss_begin without a loss
-    def on_train_end(self, **kwargs): self._exit_autocast()
+@patch
+def unscale_grads(self: MixedPrecision) -> None:
+    "Divide the gradients by the loss scale, once per step (for callbacks that read gradients)."
+    if self.scaler.is_enabled() and not self.unscaled:
+        self.scaler.unscale_(self)
+        self.unscaled = True
 
-    def _exit_autocast(self):
-        if self.in_autocast:
-            self.autocast.__exit__(None, None, None); self.in_autocast = False
+# %% ../../nbs/06g_callbacks.fp16.ipynb #d8dac61e
+@patch
+def on_backward_end(self: MixedPrecision, skip_bwd: bool, **kwargs):
+    "Unscale, clip if asked, and skip the step when a gradient overflowed; update the scale."
+    if skip_bwd: return  # no backward pass (a callback refused the loss): no gradients to unscale
+    if self.clip is not None:
+        self.unscale_grads()
+        torch.nn.utils.clip_grad_norm_([p for pg in self.param_groups for p in pg['params']], self.clip)
+    if not self.scaler.is_enabled(): return
+    self.skipped = True
+    self.scaler.step(self)   # calls self.step() only if every gradient is finite (GradScaler syncs here)
+    self._update_scale()
+    if self.skipped: self.learn.opt.zero_grad()
+    return {'skip_step': self.skipped}
 
-    def checkpoint_state(self) -> dict:
-        "The loss scale and its counters, so that a resumed fit scales as the uninterrupted one would."
-        return {'scaler': self.scaler.state_dict(), 'noskip': self.noskip} if self.scaler.is_enabled() else {}
-    def load_checkpoint_state(self, state: dict) -> None:
-        "Take back the scale and counters `checkpoint_state` saved."
-        if 'scaler' in state: self.scaler.load_state_dict(state['scaler'])
-        self.noskip = int(state.get('noskip', 0))
+@patch
+def _update_scale(self: MixedPrecision):
+    if not self.dynamic: return self.scaler.update(new_scale=self.init_scale)  # fixed scale; overflows still skip
+    self.noskip = 0 if self.skipped else self.noskip + 1
+    self.scaler.update()
+    if self.noskip and self.noskip % self.max_noskip == 0 and self.scaler.get_scale() > self.max_scale:
+        self.scaler.update(new_scale=float(self.max_scale))  # the scale just grew: cap it, as fastai v1 did
 
-    @property
-    def loss_scale(self) -> float:
-        "The current loss scale (1 when not scaling)."
-        return self.scaler.get_scale() if self.scaler.is_enabled() else 1.
+# %% ../../nbs/06g_callbacks.fp16.ipynb #8aefcad0
+@patch_as(as_prop=True)
+def loss_scale(self: MixedPrecision) -> float:
+    "The current loss scale (1 when not scaling)."
+    return self.scaler.get_scale() if self.scaler.is_enabled() else 1.
+
+@patch
+def checkpoint_state(self: MixedPrecision) -> dict:
+    "The loss scale and its counters, so that a resumed fit scales as the uninterrupted one would."
+    return {'scaler': self.scaler.state_dict(), 'noskip': self.noskip} if self.scaler.is_enabled() else {}
+
+@patch
+def load_checkpoint_state(self: MixedPrecision, state: dict) -> None:
+    "Take back the scale and counters `checkpoint_state` saved."
+    if 'scaler' in state: self.scaler.load_state_dict(state['scaler'])
+    self.noskip = int(state.get('noskip', 0))

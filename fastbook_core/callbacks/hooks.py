@@ -40,6 +40,7 @@ class Hook:
     def __enter__(self, *args): return self
     def __exit__(self, *args): self.remove()
 
+# %% ../../nbs/06a_callbacks.hooks.ipynb #5e607d47
 class Hooks:
     "A `Hook` on each module of `ms`."
     def __init__(self, ms: Sequence[nn.Module], hook_func: Callable, is_forward: bool = True, detach: bool = True):
@@ -57,6 +58,7 @@ class Hooks:
     def __enter__(self, *args): return self
     def __exit__(self, *args): self.remove()
 
+# %% ../../nbs/06a_callbacks.hooks.ipynb #87d503f1
 def _hook_inner(m, i, o): return o if isinstance(o, Tensor) else o if is_listy(o) else list(o)
 
 def hook_output(module: nn.Module, detach: bool = True, grad: bool = False) -> Hook:
