@@ -8,7 +8,7 @@ __all__ = []
 # %% ../../nbs/06z_callbacks.ipynb #5d37fe49
 from . import (hooks, general_sched, one_cycle, flat_cos_anneal, lr_finder, tracker, csv_logger,
                                      tensorboard, mlflow, loss_metrics, mem, fp16, mixup, oversampling, undersampling,
-                                     rnn, misc, show_graph)
+                                     rnn, misc, show_graph, backup)
 from .hooks import *
 from .general_sched import *
 from .one_cycle import *
@@ -27,10 +27,11 @@ from .undersampling import *
 from .rnn import *
 from .misc import *
 from .show_graph import *
+from .backup import *
 
 # %% ../../nbs/06z_callbacks.ipynb #b7a473f5
 _modules = (hooks, general_sched, one_cycle, flat_cos_anneal, lr_finder, tracker, csv_logger, tensorboard, mlflow,
-            loss_metrics, mem, fp16, mixup, oversampling, undersampling, rnn, misc, show_graph)
+            loss_metrics, mem, fp16, mixup, oversampling, undersampling, rnn, misc, show_graph, backup)
 __all__ = [name for m in _modules for name in m.__all__]
 # in the package's namespace, not its star import: v1 code of 2018-19 imported these from fastai.callbacks
 # (v1 up to 1.0.57 re-exported them through a callbacks module without __all__)

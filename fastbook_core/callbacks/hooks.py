@@ -14,7 +14,7 @@ from ..basic_train import Learner, LearnerCallback, get_model
 
 # %% auto #0
 __all__ = ['Hook', 'Hooks', 'hook_output', 'hook_outputs', 'dummy_batch', 'dummy_eval', 'model_sizes', 'num_features_model',
-           'HookCallback', 'ActivationStats', 'PrettyString', 'layers_info', 'model_summary']
+           'HookCallback', 'ActivationStats', 'layers_info', 'model_summary', 'PrettyString']
 
 # %% ../../nbs/06a_callbacks.hooks.ipynb #60c77bed
 class Hook:
@@ -141,9 +141,8 @@ class ActivationStats(HookCallback):
         if self.stats: self.stats = torch.stack(self.stats).cpu().permute(2, 1, 0)  # (2, n_modules, n_iterations)
 
 # %% ../../nbs/06a_callbacks.hooks.ipynb #64f13fd7
-class PrettyString(str):
-    "A `str` whose repr is itself, so that notebooks show it as text."
-    def __repr__(self) -> str: return self
+from ..core import PrettyString  # v1's core.PrettyString: one class, whichever path imports it
+_all_ = ['PrettyString']  # hooks gave it in v1 too
 
 def layers_info(learn: Learner) -> list:
     "`(layer type, output shape, parameters, trainable)` of each leaf layer of the model, on one batch of the data."
