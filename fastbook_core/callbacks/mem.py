@@ -21,6 +21,7 @@ def _proc_status(key: str) -> int | None:
     except OSError: return None
     return None
 
+# %% ../../nbs/06m_callbacks.mem.ipynb #db8afe32
 def _reset_peak_rss() -> bool:
     "Reset the kernel's high-water mark of this process's RSS to its current RSS (Linux); False where not allowed."
     try:
@@ -28,6 +29,7 @@ def _reset_peak_rss() -> bool:
         return True
     except OSError: return False
 
+# %% ../../nbs/06m_callbacks.mem.ipynb #d93c1978
 class _ProcessMemory:
     "The resident memory of this process: `start()` an epoch, `sample()` during it, `stop()` gives (used, peak) bytes."
     def __init__(self):
@@ -53,6 +55,7 @@ class _ProcessMemory:
         peak = max(_proc_status('VmHWM:') or now, now) if self.exact else max(self.peak, now)
         return now - self.base, peak - self.base
 
+# %% ../../nbs/06m_callbacks.mem.ipynb #9da4f6bf
 class _CudaMemory:
     "Tensor memory held through torch's CUDA allocator on `device`: `start()`, then `stop()` gives (used, peak) bytes."
     def __init__(self, device): self.device = device
@@ -63,6 +66,7 @@ class _CudaMemory:
     def stop(self) -> tuple:
         return torch.cuda.memory_allocated(self.device) - self.base, torch.cuda.max_memory_allocated(self.device) - self.base
 
+# %% ../../nbs/06m_callbacks.mem.ipynb #ab46e415
 def _mb_pair(used: int, peak: int) -> list:
     "fastai v1's columns: MB kept by the epoch, and MB needed on top of that at the peak."
     overhead = peak - used if used > 0 else peak

@@ -7,7 +7,7 @@ from __future__ import annotations
 import tempfile, time, warnings
 from collections.abc import Mapping
 from pathlib import Path
-from ..torch_core import rank_distrib
+from ..torch_core import patch, rank_distrib
 from ..basic_train import Learner, LearnerCallback
 
 # %% auto #0
@@ -23,10 +23,12 @@ def _mlflow():
         raise ImportError('MLFlowTracker needs MLflow: pip install "fastbook_core[mlflow]" (the mlflow-skinny package)') from e
     return MlflowClient, Metric, Param
 
+# %% ../../nbs/06q_callbacks.mlflow.ipynb #63f336d3
 def _name(o) -> str:
     o = getattr(o, 'func', o)
     return getattr(o, '__name__', None) or o.__class__.__name__
 
+# %% ../../nbs/06q_callbacks.mlflow.ipynb #d0c0a65d
 class MLFlowTracker(LearnerCallback):
     "Log the hyper-parameters, each epoch's losses and metrics, and the final model of each fit to an MLflow run."
     _order = 20  # after the Recorder and the callbacks that add metrics
@@ -48,72 +50,84 @@ class MLFlowTracker(LearnerCallback):
         self.client = self.run = None
         self.exclude += ['_client_cls', '_metric', '_param', 'client']
 
-    def _columns(self) -> list:
-        "The table's columns that have values each epoch: train_loss, then valid_loss and the metrics."
-        rec = self.learn.recorder
-        return ['train_loss'] + ([] if self.learn.data.empty_val else ['valid_loss'] + list(rec.metrics_names))
+# %% ../../nbs/06q_callbacks.mlflow.ipynb #5df8d94f
+@patch
+def _columns(self: MLFlowTracker) -> list:
+    "The table's columns that have values each epoch: train_loss, then valid_loss and the metrics."
+    rec = self.learn.recorder
+    return ['train_loss'] + ([] if self.learn.data.empty_val else ['valid_loss'] + list(rec.metrics_names))
 
-    def on_train_begin(self, n_epochs: int, **kwargs):
-        "Check the names to log, then create the run (rank 0 only) and log the parameters."
-        columns = self._columns()
-        names = columns if self.metric_names is None else list(self.metric_names)
-        unknown = [n for n in names if n not in columns]
-        if unknown:
-            raise ValueError(f"MLFlowTracker cannot log {', '.join(map(repr, unknown))}: not a column of this fit's table. "
-                             f"Columns: {', '.join(columns)}. Fix `metric_names`, or leave it None to log them all.")
-        if self.nb_path is not None and not Path(self.nb_path).is_file():
-            raise FileNotFoundError(f"MLFlowTracker: nb_path={str(self.nb_path)!r} is not a file: give the notebook or "
-                                    "script to store with the run, or None.")
-        self.metrics_names = names
-        if rank_distrib() != 0: return
-        learn = self.learn
-        params = {'epochs': n_epochs, 'bs': learn.data.batch_size, 'wd': learn.wd, 'opt_func': _name(learn.opt_func),
-                  'loss_func': _name(learn.loss_func), 'model': learn.model.__class__.__name__, **self.params}
-        self.client = self._client_cls(tracking_uri=self.uri)
-        exp = self.client.get_experiment_by_name(self.exp_name)
-        self.exp_id = self.client.create_experiment(self.exp_name) if exp is None else exp.experiment_id
-        self.run = self.client.create_run(experiment_id=self.exp_id).info.run_id
-        self.client.log_batch(self.run, params=[self._param(str(k), str(v)) for k, v in params.items()])
+# %% ../../nbs/06q_callbacks.mlflow.ipynb #ea45c149
+@patch
+def on_train_begin(self: MLFlowTracker, n_epochs: int, **kwargs):
+    "Check the names to log, then create the run (rank 0 only) and log the parameters."
+    columns = self._columns()
+    names = columns if self.metric_names is None else list(self.metric_names)
+    unknown = [n for n in names if n not in columns]
+    if unknown:
+        raise ValueError(f"MLFlowTracker cannot log {', '.join(map(repr, unknown))}: not a column of this fit's table. "
+                         f"Columns: {', '.join(columns)}. Fix `metric_names`, or leave it None to log them all.")
+    if self.nb_path is not None and not Path(self.nb_path).is_file():
+        raise FileNotFoundError(f"MLFlowTracker: nb_path={str(self.nb_path)!r} is not a file: give the notebook or "
+                                "script to store with the run, or None.")
+    self.metrics_names = names
+    if rank_distrib() != 0: return
+    learn = self.learn
+    params = {'epochs': n_epochs, 'bs': learn.data.batch_size, 'wd': learn.wd, 'opt_func': _name(learn.opt_func),
+              'loss_func': _name(learn.loss_func), 'model': learn.model.__class__.__name__, **self.params}
+    self.client = self._client_cls(tracking_uri=self.uri)
+    exp = self.client.get_experiment_by_name(self.exp_name)
+    self.exp_id = self.client.create_experiment(self.exp_name) if exp is None else exp.experiment_id
+    self.run = self.client.create_run(experiment_id=self.exp_id).info.run_id
+    self.client.log_batch(self.run, params=[self._param(str(k), str(v)) for k, v in params.items()])
 
-    def on_epoch_end(self, epoch: int, smooth_loss, last_metrics, **kwargs):
-        "Log this epoch's values of the chosen columns, with the epoch as the step."
-        if self.client is None: return
-        vals = dict(zip(self._columns(), [smooth_loss] + list(last_metrics or [])))
-        ts = int(time.time() * 1000)
-        metrics = [self._metric(n, float(vals[n]), ts, epoch) for n in self.metrics_names if vals.get(n) is not None]
-        if metrics: self.client.log_batch(self.run, metrics=metrics)
+# %% ../../nbs/06q_callbacks.mlflow.ipynb #6aab5617
+@patch
+def on_epoch_end(self: MLFlowTracker, epoch: int, smooth_loss, last_metrics, **kwargs):
+    "Log this epoch's values of the chosen columns, with the epoch as the step."
+    if self.client is None: return
+    vals = dict(zip(self._columns(), [smooth_loss] + list(last_metrics or [])))
+    ts = int(time.time() * 1000)
+    metrics = [self._metric(n, float(vals[n]), ts, epoch) for n in self.metrics_names if vals.get(n) is not None]
+    if metrics: self.client.log_batch(self.run, metrics=metrics)
 
-    def checkpoint_state(self) -> dict:
-        "The run's id, saved in checkpoints so that a resumed fit logs into the same run."
-        return {'run': self.run} if self.run else {}
+# %% ../../nbs/06q_callbacks.mlflow.ipynb #12a22078
+@patch
+def checkpoint_state(self: MLFlowTracker) -> dict:
+    "The run's id, saved in checkpoints so that a resumed fit logs into the same run."
+    return {'run': self.run} if self.run else {}
 
-    def load_checkpoint_state(self, state: dict):
-        "Go on logging into the checkpoint's run: reopen it, and delete the empty run this fit began with."
-        old = state.get('run')
-        if self.client is None or not old or old == self.run: return
-        try: self.client.update_run(old, status='RUNNING')
-        except Exception as e:
-            warnings.warn(f"MLFlowTracker could not reopen the run {old} of the checkpoint ({e!r}): logging into the new "
-                          f"run {self.run} instead.")
-            return
-        self.client.delete_run(self.run)
-        self.run = old
+# %% ../../nbs/06q_callbacks.mlflow.ipynb #31af1240
+@patch
+def load_checkpoint_state(self: MLFlowTracker, state: dict):
+    "Go on logging into the checkpoint's run: reopen it, and delete the empty run this fit began with."
+    old = state.get('run')
+    if self.client is None or not old or old == self.run: return
+    try: self.client.update_run(old, status='RUNNING')
+    except Exception as e:
+        warnings.warn(f"MLFlowTracker could not reopen the run {old} of the checkpoint ({e!r}): logging into the new "
+                      f"run {self.run} instead.")
+        return
+    self.client.delete_run(self.run)
+    self.run = old
 
-    def on_train_end(self, exception=False, **kwargs):
-        "Store the model (and `nb_path`), then close the run as FINISHED, FAILED or KILLED."
-        if self.client is None: return
-        status = 'FINISHED' if not exception else 'KILLED' if isinstance(exception, KeyboardInterrupt) else 'FAILED'
-        try:
-            if self.log_model:
-                with tempfile.TemporaryDirectory() as d:
-                    self.client.log_artifact(self.run, str(self.learn.save(Path(d) / 'model.pth', return_path=True,
-                                                                            with_opt=False)), artifact_path='model')
-            if self.nb_path is not None: self.client.log_artifact(self.run, str(self.nb_path))
-        except Exception as e:
-            if not exception:
-                status = 'FAILED'
-                raise
-            warnings.warn(f"MLFlowTracker could not store the artifacts of the run after training failed: {e!r}")
-        finally:
-            try: self.client.set_terminated(self.run, status=status)
-            finally: self.client = None
+# %% ../../nbs/06q_callbacks.mlflow.ipynb #af06a7f6
+@patch
+def on_train_end(self: MLFlowTracker, exception=False, **kwargs):
+    "Store the model (and `nb_path`), then close the run as FINISHED, FAILED or KILLED."
+    if self.client is None: return
+    status = 'FINISHED' if not exception else 'KILLED' if isinstance(exception, KeyboardInterrupt) else 'FAILED'
+    try:
+        if self.log_model:
+            with tempfile.TemporaryDirectory() as d:
+                self.client.log_artifact(self.run, str(self.learn.save(Path(d) / 'model.pth', return_path=True,
+                                                                        with_opt=False)), artifact_path='model')
+        if self.nb_path is not None: self.client.log_artifact(self.run, str(self.nb_path))
+    except Exception as e:
+        if not exception:
+            status = 'FAILED'
+            raise
+        warnings.warn(f"MLFlowTracker could not store the artifacts of the run after training failed: {e!r}")
+    finally:
+        try: self.client.set_terminated(self.run, status=status)
+        finally: self.client = None

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import BatchSampler, DataLoader, IterableDataset, TensorDataset, WeightedRandomSampler
-from ..torch_core import num_distrib
+from ..torch_core import num_distrib, patch
 from ..basic_data import DeviceDataLoader
 from ..basic_train import Learner, LearnerCallback
 
@@ -25,6 +25,7 @@ def _train_labels(ds) -> Tensor:
         if t is not None and not callable(t): return torch.as_tensor(np.asarray(t))
     return torch.as_tensor(np.asarray([ds[i][1] for i in range(len(ds))]))
 
+# %% ../../nbs/06n_callbacks.oversampling.ipynb #663a02ce
 def _check_labels(labels: Tensor, who: str) -> Tensor:
     "`labels` if they are one integer class label per item, else a `ValueError` that says what to do."
     if labels.is_floating_point() or labels.is_complex():
@@ -36,6 +37,7 @@ def _check_labels(labels: Tensor, who: str) -> Tensor:
                          f"{tuple(labels.shape)} (multi-label?): give integer class labels of shape (n,).")
     return labels
 
+# %% ../../nbs/06n_callbacks.oversampling.ipynb #3f546149
 def _with_sampler(dl: DataLoader, sampler) -> DataLoader:
     "A copy of `dl` (dataset, batch size, drop_last, collate function, workers) drawing its items from `sampler`."
     kw = dict(num_workers=dl.num_workers, collate_fn=dl.collate_fn, pin_memory=dl.pin_memory, timeout=dl.timeout,
@@ -50,6 +52,7 @@ def _with_sampler(dl: DataLoader, sampler) -> DataLoader:
         return DataLoader(dl.dataset, batch_size=None, sampler=BatchSampler(sampler, bs.batch_size, bs.drop_last), **kw)
     return DataLoader(dl.dataset, batch_size=dl.batch_size, sampler=sampler, drop_last=dl.drop_last, **kw)
 
+# %% ../../nbs/06n_callbacks.oversampling.ipynb #f31b7691
 class SamplingCallback(LearnerCallback):
     "Swap the training loader for one drawing `n_samples(counts)` items with class-balancing weights; restore it after."
     _order = -30  # before the callbacks that read the training loader's length when training begins
@@ -62,33 +65,37 @@ class SamplingCallback(LearnerCallback):
         "How many items an epoch draws, from the count of each class: each sampler says (its subclasses define it)."
         raise NotImplementedError(f"{self.__class__.__name__} must define n_samples(label_counts).")
 
-    def on_train_begin(self, **kwargs):
-        "Check the labels, then put a loader with a `WeightedRandomSampler` in place of the training loader."
-        who, dl = self.__class__.__name__, self.learn.data.train_dl
-        if num_distrib() > 1:
-            raise ValueError(f"{who} replaces the training loader's sampler, which a distributed run needs to shard the "
-                             "data: balance the classes in the dataset itself for distributed training.")
-        inner = dl.dl if isinstance(dl, DeviceDataLoader) else dl
-        if isinstance(inner.dataset, IterableDataset):
-            raise ValueError(f"{who} needs a dataset with indexed items; an IterableDataset cannot be resampled.")
-        labels = _check_labels(_train_labels(inner.dataset), who)
-        classes, inverse, counts = np.unique(labels.cpu().numpy(), return_inverse=True, return_counts=True)
-        weights = self.weights
-        if weights is None: weights = torch.as_tensor(1. / counts[inverse], dtype=torch.double)
-        elif len(weights) != len(labels):
-            raise ValueError(f"{who} got {len(weights)} weights for {len(labels)} training items: give one per item.")
-        n = self.n_samples(counts)
-        new = _with_sampler(inner, WeightedRandomSampler(weights, n))
-        # all checked: now change the Learner
-        self.labels, self.label_counts = labels, counts
-        self.old_dl = dl
-        if isinstance(dl, DeviceDataLoader):  # the same device, transforms and options: only the sampling changes
-            res = copy.copy(dl); res.dl = new; new = res
-        self.learn.data.train_dl = new
+# %% ../../nbs/06n_callbacks.oversampling.ipynb #f3f3080c
+@patch
+def on_train_begin(self: SamplingCallback, **kwargs):
+    "Check the labels, then put a loader with a `WeightedRandomSampler` in place of the training loader."
+    who, dl = self.__class__.__name__, self.learn.data.train_dl
+    if num_distrib() > 1:
+        raise ValueError(f"{who} replaces the training loader's sampler, which a distributed run needs to shard the "
+                         "data: balance the classes in the dataset itself for distributed training.")
+    inner = dl.dl if isinstance(dl, DeviceDataLoader) else dl
+    if isinstance(inner.dataset, IterableDataset):
+        raise ValueError(f"{who} needs a dataset with indexed items; an IterableDataset cannot be resampled.")
+    labels = _check_labels(_train_labels(inner.dataset), who)
+    classes, inverse, counts = np.unique(labels.cpu().numpy(), return_inverse=True, return_counts=True)
+    weights = self.weights
+    if weights is None: weights = torch.as_tensor(1. / counts[inverse], dtype=torch.double)
+    elif len(weights) != len(labels):
+        raise ValueError(f"{who} got {len(weights)} weights for {len(labels)} training items: give one per item.")
+    n = self.n_samples(counts)
+    new = _with_sampler(inner, WeightedRandomSampler(weights, n))
+    # all checked: now change the Learner
+    self.labels, self.label_counts = labels, counts
+    self.old_dl = dl
+    if isinstance(dl, DeviceDataLoader):  # the same device, transforms and options: only the sampling changes
+        res = copy.copy(dl); res.dl = new; new = res
+    self.learn.data.train_dl = new
 
-    def on_train_end(self, **kwargs):
-        "Put the original training loader back."
-        if self.old_dl is not None: self.learn.data.train_dl, self.old_dl = self.old_dl, None
+# %% ../../nbs/06n_callbacks.oversampling.ipynb #5f33085a
+@patch
+def on_train_end(self: SamplingCallback, **kwargs):
+    "Put the original training loader back."
+    if self.old_dl is not None: self.learn.data.train_dl, self.old_dl = self.old_dl, None
 
 # %% ../../nbs/06n_callbacks.oversampling.ipynb #f66f5a29
 class OverSamplingCallback(SamplingCallback):

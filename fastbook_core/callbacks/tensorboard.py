@@ -8,7 +8,7 @@ import statistics, warnings
 from pathlib import Path
 import torch
 from torch import nn
-from ..torch_core import get_rng_states, is_listy, rank_distrib, set_rng_states
+from ..torch_core import get_rng_states, is_listy, rank_distrib, patch, set_rng_states
 from ..basic_data import DatasetType
 from ..basic_train import Learner, LearnerCallback
 
@@ -24,11 +24,13 @@ def _summary_writer():
                           ) from e
     return SummaryWriter
 
+# %% ../../nbs/06p_callbacks.tensorboard.ipynb #40d65d77
 def _check_iters(**kwargs):
     for k, v in kwargs.items():
         if isinstance(v, bool) or not isinstance(v, int) or v < (1 if k == 'loss_iters' else 0):
             raise ValueError(f"{k}={v!r}: give a whole number of batches" + (" >= 1." if k == 'loss_iters' else " (0: never)."))
 
+# %% ../../nbs/06p_callbacks.tensorboard.ipynb #3124de62
 class LearnerTensorboardWriter(LearnerCallback):
     "Write losses, metrics, lr and momentum, weight and gradient histograms (and the graph) to TensorBoard in `base_dir/name`."
     _order = 20  # after the Recorder and the callbacks that add metrics
@@ -57,71 +59,87 @@ class LearnerTensorboardWriter(LearnerCallback):
         "The folder the event files go to: `base_dir/name`."
         return self.base_dir / self.name
 
-    def on_train_begin(self, **kwargs):
-        "Open a new event file (rank 0 only) and write the graph if asked."
-        if rank_distrib() != 0: return
-        self.writer = self._writer_cls(log_dir=str(self.log_dir))
-        if self.graph: self._write_graph()
+# %% ../../nbs/06p_callbacks.tensorboard.ipynb #cd18e0c5
+@patch
+def on_train_begin(self: LearnerTensorboardWriter, **kwargs):
+    "Open a new event file (rank 0 only) and write the graph if asked."
+    if rank_distrib() != 0: return
+    self.writer = self._writer_cls(log_dir=str(self.log_dir))
+    if self.graph: self._write_graph()
 
-    def _write_graph(self):
-        model, data = self.learn.model, self.learn.data
-        ds_type = DatasetType.Train if data.empty_val else DatasetType.Valid
-        rng = get_rng_states()  # reading a batch of the shuffled training set must not change the training's randomness
-        try: xb, _ = data.one_batch(ds_type, cpu=False)
-        finally: set_rng_states(rng)
-        was_training = model.training
-        model.eval()
-        try:
-            with torch.no_grad(), warnings.catch_warnings():
-                warnings.filterwarnings('ignore', message='.*torch.jit.trace', category=DeprecationWarning)
-                self.writer.add_graph(model, tuple(xb) if is_listy(xb) else xb)
-        except Exception as e:
-            e.add_note("(LearnerTensorboardWriter could not trace the model for its graph: pass graph=False)")
-            raise
-        finally: model.train(was_training)
+# %% ../../nbs/06p_callbacks.tensorboard.ipynb #67b8c224
+@patch
+def _write_graph(self: LearnerTensorboardWriter):
+    model, data = self.learn.model, self.learn.data
+    ds_type = DatasetType.Train if data.empty_val else DatasetType.Valid
+    rng = get_rng_states()  # reading a batch of the shuffled training set must not change the training's randomness
+    try: xb, _ = data.one_batch(ds_type, cpu=False)
+    finally: set_rng_states(rng)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.filterwarnings('ignore', message='.*torch.jit.trace', category=DeprecationWarning)
+            self.writer.add_graph(model, tuple(xb) if is_listy(xb) else xb)
+    except Exception as e:
+        e.add_note("(LearnerTensorboardWriter could not trace the model for its graph: pass graph=False)")
+        raise
+    finally: model.train(was_training)
 
-    def _scalar(self, tag: str, value, step: int):
-        if value is not None: self.writer.add_scalar(tag, float(value), global_step=step)
+# %% ../../nbs/06p_callbacks.tensorboard.ipynb #9180c16b
+@patch
+def _scalar(self: LearnerTensorboardWriter, tag: str, value, step: int):
+    if value is not None: self.writer.add_scalar(tag, float(value), global_step=step)
 
-    def _write_training(self, step: int):
-        "The training loss, learning rate and momentum, as recorded for the last batch."
-        rec = self.learn.recorder
-        if not rec.losses: return
-        self._scalar('metrics/train_loss', rec.losses[-1], step)
-        self._scalar('hyperparameters/lr', rec.lrs[-1], step)
-        self._scalar('hyperparameters/mom', rec.moms[-1], step)
+# %% ../../nbs/06p_callbacks.tensorboard.ipynb #db82e294
+@patch
+def _write_training(self: LearnerTensorboardWriter, step: int):
+    "The training loss, learning rate and momentum, as recorded for the last batch."
+    rec = self.learn.recorder
+    if not rec.losses: return
+    self._scalar('metrics/train_loss', rec.losses[-1], step)
+    self._scalar('hyperparameters/lr', rec.lrs[-1], step)
+    self._scalar('hyperparameters/mom', rec.moms[-1], step)
 
-    def on_backward_end(self, iteration: int, train: bool, **kwargs):
-        "Write the gradients' histograms and statistics every `stats_iters` batches, while they exist."
-        if self.writer is None or not train or not self.stats_iters or iteration % self.stats_iters: return
-        grads = [(n, p.grad.detach().float().cpu()) for n, p in self.learn.model.named_parameters() if p.grad is not None]
-        if not grads: return
-        for n, g in grads: self.writer.add_histogram(f'model/gradients/{n}', g, global_step=iteration)
-        norms = [g.norm().item() for _, g in grads]
-        for stat, v in (('avg_norm', sum(norms) / len(norms)), ('median_norm', statistics.median(norms)),
-                        ('max_norm', max(norms)), ('min_norm', min(norms)),
-                        ('num_zeros', sum(int((g == 0).sum()) for _, g in grads))):
-            self._scalar(f'model_stats/gradients/{stat}', v, iteration)
+# %% ../../nbs/06p_callbacks.tensorboard.ipynb #ffd1b9ec
+@patch
+def on_backward_end(self: LearnerTensorboardWriter, iteration: int, train: bool, **kwargs):
+    "Write the gradients' histograms and statistics every `stats_iters` batches, while they exist."
+    if self.writer is None or not train or not self.stats_iters or iteration % self.stats_iters: return
+    grads = [(n, p.grad.detach().float().cpu()) for n, p in self.learn.model.named_parameters() if p.grad is not None]
+    if not grads: return
+    for n, g in grads: self.writer.add_histogram(f'model/gradients/{n}', g, global_step=iteration)
+    norms = [g.norm().item() for _, g in grads]
+    for stat, v in (('avg_norm', sum(norms) / len(norms)), ('median_norm', statistics.median(norms)),
+                    ('max_norm', max(norms)), ('min_norm', min(norms)),
+                    ('num_zeros', sum(int((g == 0).sum()) for _, g in grads))):
+        self._scalar(f'model_stats/gradients/{stat}', v, iteration)
 
-    def on_batch_end(self, iteration: int, train: bool, **kwargs):
-        "Write the training loss, lr and momentum every `loss_iters` batches, the weights every `hist_iters`."
-        if self.writer is None or not train: return
-        if self.every == 'batch' and iteration % self.loss_iters == 0: self._write_training(iteration)
-        if self.hist_iters and iteration % self.hist_iters == 0:
-            for n, p in self.learn.model.named_parameters():
-                self.writer.add_histogram(f'model/weights/{n}', p.detach().float().cpu(), global_step=iteration)
+# %% ../../nbs/06p_callbacks.tensorboard.ipynb #e0652ba3
+@patch
+def on_batch_end(self: LearnerTensorboardWriter, iteration: int, train: bool, **kwargs):
+    "Write the training loss, lr and momentum every `loss_iters` batches, the weights every `hist_iters`."
+    if self.writer is None or not train: return
+    if self.every == 'batch' and iteration % self.loss_iters == 0: self._write_training(iteration)
+    if self.hist_iters and iteration % self.hist_iters == 0:
+        for n, p in self.learn.model.named_parameters():
+            self.writer.add_histogram(f'model/weights/{n}', p.detach().float().cpu(), global_step=iteration)
 
-    def on_epoch_end(self, iteration: int, last_metrics, **kwargs):
-        "Write the validation loss and metrics (and, with `every='epoch'`, the training loss, lr and momentum)."
-        if self.writer is None: return
-        if self.every == 'epoch': self._write_training(iteration)
-        rec = self.learn.recorder
-        names = [] if self.learn.data.empty_val else ['valid_loss'] + list(rec.metrics_names)
-        for name, v in zip(names, last_metrics or []): self._scalar(f'metrics/{name}', v, iteration)
-        self.writer.flush()
+# %% ../../nbs/06p_callbacks.tensorboard.ipynb #bf6acccf
+@patch
+def on_epoch_end(self: LearnerTensorboardWriter, iteration: int, last_metrics, **kwargs):
+    "Write the validation loss and metrics (and, with `every='epoch'`, the training loss, lr and momentum)."
+    if self.writer is None: return
+    if self.every == 'epoch': self._write_training(iteration)
+    rec = self.learn.recorder
+    names = [] if self.learn.data.empty_val else ['valid_loss'] + list(rec.metrics_names)
+    for name, v in zip(names, last_metrics or []): self._scalar(f'metrics/{name}', v, iteration)
+    self.writer.flush()
 
-    def on_train_end(self, **kwargs):
-        "Close the event file, whatever ended training."
-        if self.writer is not None:
-            try: self.writer.close()
-            finally: self.writer = None
+# %% ../../nbs/06p_callbacks.tensorboard.ipynb #a71d9b07
+@patch
+def on_train_end(self: LearnerTensorboardWriter, **kwargs):
+    "Close the event file, whatever ended training."
+    if self.writer is not None:
+        try: self.writer.close()
+        finally: self.writer = None
