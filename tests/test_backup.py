@@ -102,7 +102,7 @@ def _interrupted(tmp_path, save_freq=4):
     (lambda l: l.fit_one_cycle(3, 1e-3, callbacks=[BackupAndRestore(l, save_freq=4)]), 'lr_max: 0.01 in the backup, 0.001'),
     (lambda l: l.fit_one_cycle(3, 1e-2, pct_start=0.5, callbacks=[BackupAndRestore(l, save_freq=4)]), 'pct_start'),
     (lambda l: l.fit_one_cycle(3, 1e-2, callbacks=[BackupAndRestore(l, save_freq=4), EarlyStoppingCallback(l, patience=9)]),
-     "EarlyStoppingCallback: '(none)' in the backup"),
+     "EarlyStoppingCallback[monitor=valid_loss]: '(none)' in the backup"),
     (lambda l: l.split([l.model[2]]).fit_one_cycle(3, 1e-2, callbacks=[BackupAndRestore(l, save_freq=4)]), 'layer_groups'),
     (lambda l: l.fit(3, 1e-2, callbacks=[BackupAndRestore(l, save_freq=4)]), 'OneCycleScheduler'),
 ])

@@ -295,10 +295,12 @@ class _BackupEvents(_BackupFiles):
             self._epoch_rng = _rng_now(self.learn.data.train_dl)
             return None
         _apply_training_state(self.learn, self._handler, self._stateful, st['training'])
+        # the smoothed loss so far: v1's state has no such key before the first batch, so it is set, not returned
+        self._handler.state_dict['smooth_loss'] = st['smooth_loss']
         self._say_resumed(st)
         if st['batch'] == 0:
             self._epoch_rng = _rng_now(self.learn.data.train_dl)
-            return {'iteration': st['iteration'], 'smooth_loss': st['smooth_loss']}
+            return {'iteration': st['iteration']}
         r, data = rank_distrib(), self.learn.data
         self._epoch_rng, orig = st['epoch_rng'][r], data.train_dl
         def put_back():
@@ -306,7 +308,7 @@ class _BackupEvents(_BackupFiles):
         self._wrapper = _ResumedEpoch(orig, st['batch'], st['epoch_rng'][r], st['rng'][r], on_start=put_back)
         self._wrapper_of = orig
         data.train_dl = self._wrapper  # fit takes the training loader after on_epoch_begin
-        return {'iteration': st['iteration'], 'num_batch': st['batch'], 'smooth_loss': st['smooth_loss']}
+        return {'iteration': st['iteration'], 'num_batch': st['batch']}
 
     def on_batch_end(self, train: bool, epoch: int, iteration: int, num_batch: int, **kwargs):
         "Every `save_freq` training batches, and at the first batch end after a SIGTERM, write a backup."
