@@ -4,7 +4,7 @@
 
 # %% ../nbs/09a_cli.ipynb #bd261dda
 from __future__ import annotations
-import argparse, math, os, sys, time, traceback
+import argparse, contextlib, io, math, os, sys, time, traceback
 from pathlib import Path
 import torch
 from torch import nn
@@ -71,7 +71,9 @@ def train_digits(out: str | Path = 'out',  # folder for the model and the plots 
     def save(fig, name, title):  # a PNG on its own needs a title that says what it shows
         fig.suptitle(title); fig.savefig(out / name, bbox_inches='tight'); plt.close(fig)
     learn.lr_find()
-    save(learn.recorder.plot(suggestion=True, return_fig=True), 'lr_find.png', 'Learning rate finder: loss against the lr')
+    with contextlib.redirect_stdout(io.StringIO()) if silent else contextlib.nullcontext():  # --silent: no suggestion lines
+        fig = learn.recorder.plot(suggestion=True, return_fig=True)
+    save(fig, 'lr_find.png', 'Learning rate finder: loss against the lr')
     learn.fit_one_cycle(epochs, lr)
     loss = float(learn.recorder.val_losses[-1])
     if not math.isfinite(loss):
@@ -79,7 +81,7 @@ def train_digits(out: str | Path = 'out',  # folder for the model and the plots 
                                  f'train with a smaller learning rate (see {out / "lr_find.png"}).')
     save(learn.recorder.plot_losses(return_fig=True), 'losses.png', f'Training and validation loss, {epochs} epochs of one cycle')
     save(learn.recorder.plot_lr(show_moms=True, return_fig=True), 'lr_mom.png', f'One cycle: learning rate and momentum (max lr {lr:g})')
-    if epochs > 1: save(learn.recorder.plot_metrics(return_fig=True), 'metrics.png', 'Validation accuracy per epoch')
+    if epochs > 1: save(learn.recorder.plot_metrics(return_fig=True), 'metrics.png', 'Validation accuracy at the end of each epoch, against the batches processed')
     fig = learn.interpret().plot_confusion_matrix(title='Digits: confusion matrix of the validation set', return_fig=True)
     fig.savefig(out / 'confusion_matrix.png', bbox_inches='tight'); plt.close(fig)  # it has its own title
     path = learn.save('digits_cnn', return_path=True)

@@ -165,6 +165,37 @@ def test_nbdev_processes_every_notebook(site):
                         + '\n'.join(f'{k}: {html_unescape(v)}' for k, v in failed.items()))
 
 
+def test_each_page_has_its_own_browser_title(site):
+    "The browser's title is the page's own (nbconvert's default is 'Notebook' on every page), then the site's, as Quarto."
+    out, _ = site
+    titles = {p.name: html_unescape(re.search(r'<title>(.*?)</title>', p.read_text(), re.S).group(1)) for p in out.glob('*.html')}
+    assert not [n for n, t in titles.items() if 'Notebook' in t], titles
+    assert len(set(titles.values())) == len(titles), sorted(titles.values())
+    assert titles['index.html'] == 'fastbook_core'  # the home page: the site's title alone
+    assert all(t.endswith(' – fastbook_core') for n, t in titles.items() if n != 'index.html'), titles
+    assert titles['basic_train.html'].startswith('basic_train')
+
+
+def test_main_page_name_renders(site):
+    "`__main__` is the page's name, not a bold 'main' (markdown reads bare double underscores as strong emphasis)."
+    out, _ = site
+    page = next(p for p in out.glob('*.html') if '__main__' in html_unescape(re.search(r'<title>(.*?)</title>', p.read_text(), re.S).group(1)))
+    h1 = re.search(r'<h1 class="title">(.*?)</h1>', page.read_text(), re.S).group(1)
+    assert '<code>__main__</code>' in h1 and '<strong>' not in h1, h1
+
+
+def test_processing_runs_as_nbdev_runs_it():
+    "nbdev's processing runs from the repository root, in an interpreter whose sys.path has neither tools/ nor '.'."
+    from docs_preview import _nbdev_python
+    r = _nbdev_python('import os, sys, json; print(json.dumps([os.getcwd(), sys.path]))')
+    cwd, path = json.loads(r.stdout)
+    assert Path(cwd) == ROOT
+    assert str(ROOT / 'tools') not in path and '' not in path and '.' not in path, path  # PYTHONPATH may hold ROOT
+    src = (ROOT / 'tools' / 'docs_preview.py').read_text()
+    assert 'sys.path.insert' not in src and 'sys.path.append' not in src
+    assert 'from nbdev.serve import proc_nbs' in src  # nbdev's own function, as nbdev_proc_nbs calls it
+
+
 SHOTS = {'home.png': 'index.html', 'basic_train.png': 'basic_train.html', 'one_cycle.png': 'callbacks.one_cycle.html'}
 
 

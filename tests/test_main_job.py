@@ -207,3 +207,15 @@ def test_missing_sklearn_still_refuses_bad_flags_with_2():
     "Arguments are checked first: a bad flag is a bad flag, with or without scikit-learn."
     r = run('--epochs', '0', cmd=[sys.executable, '-c', NO_SKLEARN])
     assert '--epochs must be at least 1' in one_line_error(r, 2)
+
+
+def test_silent_prints_only_the_results(tmp_path):
+    "--silent turns the display off: no bars, no table, none of the lr finder's lines; the result lines stay."
+    r = run('--epochs', '1', '--device', 'cpu', '--silent', '--out', str(tmp_path / 'out'), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert [l.split(':')[0] for l in lines] == ['model', 'plots', 'device', 'time', 'accuracy'], lines
+    for quiet in ('LR Finder is complete', 'Min numerical gradient', 'Min loss divided by 10', 'epoch', '\r'):
+        assert quiet not in r.stdout, quiet
+    loud = run('--epochs', '1', '--device', 'cpu', '--out', str(tmp_path / 'loud'), cwd=tmp_path)
+    assert 'Min numerical gradient' in loud.stdout and 'epoch' in loud.stdout  # what --silent takes away

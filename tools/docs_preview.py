@@ -14,7 +14,7 @@ What Quarto does and nbconvert does not is done here: headings get Quarto's (pan
 nbdev's links (`basic_train.html#learner.fit`) land; the page's subtitle is rendered as markdown; code wraps instead
 of being cut. `broken_links(out)` lists the links between pages that land nowhere. Open `_preview/index.html`.
 """
-import argparse, html, json, os, re, shutil, sys
+import argparse, html, json, os, re, shutil, subprocess, sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from urllib.parse import unquote
@@ -72,32 +72,62 @@ def execute(src: str, dst: str) -> str:
     return dst
 
 
-def _process_one(src: str, dst: str) -> str | None:
-    "nbdev's processing of one notebook (what `nbdev_proc_nbs` runs on each); the error, or None."
-    import nbdev.serve_drv
-    from nbdev.processors import FilterDefaults
-    try: nbdev.serve_drv.main((Path(src), Path(dst), FilterDefaults))
-    except Exception as e: err = f'{type(e).__name__}: {e}'.strip()
-    else: return None
-    from execnb.nbio import read_nb, write_nb  # the page without its API entries, so that it still exists
+# nbdev's processing, run as `nbdev_proc_nbs` runs it: a fresh interpreter in the repository root, whose sys.path has
+# neither tools/ nor the current folder (`-P`), calling nbdev's `proc_nbs`, which processes every notebook in spawned
+# workers (`nbdev.serve_drv.main`: show_doc cells run, hidden cells dropped, links added) into the repository's
+# `_proc/`. What `nbdev_proc_nbs` does before it (`_pre_docs`) is left out: installing Quarto, rewriting
+# nbs/nbdev.yml and the sidebar (custom here), and rebuilding `_modidx.py` (CI checks that nbdev_export changes
+# nothing, so the committed one is current).
+_PROC_NBS = """import sys
+from pathlib import Path
+from nbdev.serve import proc_nbs
+print(proc_nbs(sys.argv[1], n_workers=int(sys.argv[2]), force=True))
+"""
+
+# One notebook, through the same function nbdev's workers run: what a failing notebook's error is.
+_PROC_ONE = """import sys
+from pathlib import Path
+import nbdev.serve_drv
+from nbdev.processors import FilterDefaults
+nbdev.serve_drv.main((Path(sys.argv[1]), Path(sys.argv[2]), FilterDefaults))
+"""
+
+
+def _nbdev_python(code: str, *args) -> subprocess.CompletedProcess:
+    "Run `code` as nbdev's commands run: a fresh interpreter, in the repository root, with no tools/ on sys.path."
+    return subprocess.run([sys.executable, '-P', '-c', code, *map(str, args)], cwd=ROOT, capture_output=True, text=True)
+
+
+def _last_error(stderr: str) -> str:
+    "The exception line at the end of a traceback (or the last line there is)."
+    lines = [l for l in stderr.strip().splitlines() if l.strip()]
+    errs = [l for l in lines if re.match(r'^[\w.]+(Error|Exception|Interrupt|Exit)\b', l)]
+    return (errs or lines or ['no output'])[-1].strip()
+
+
+def process(src: Path, dst: Path, workers: int = 2) -> dict:
+    """Process the notebooks in `src` into `dst` with nbdev's `proc_nbs`, as `nbdev_proc_nbs` runs it from the
+    repository root; `{name: error}` for each notebook nbdev could not process (a Quarto build would stop there),
+    which is then processed without running its show_doc cells, so that its page still exists."""
+    from execnb.nbio import read_nb, write_nb
     from nbdev.process import NBProcessor
-    nb = read_nb(src)
-    NBProcessor(nb=nb, procs=[p for p in FilterDefaults().procs() if p.__name__ != 'exec_show_docs']).process()
-    write_nb(nb, dst)
-    return err
-
-
-def process(nbs: list, dst: Path, workers: int = 2) -> dict:
-    """Process `nbs` into `dst` as `nbdev_proc_nbs` does (show_doc cells run, hidden cells dropped, links added);
-    a notebook nbdev cannot process is processed without running its show_doc cells: `{name: error}` for those (a
-    Quarto build would stop there)."""
-    import multiprocessing
-    sys.path.insert(0, str(Path(__file__).parent))
-    from docs_preview import _process_one as proc_one  # by its module's name: spawned workers cannot see __main__
-    dst.mkdir(parents=True, exist_ok=True)
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context('spawn')) as ex:  # as nbdev: spawn
-        errors = list(ex.map(proc_one, [str(p) for p in nbs], [str(dst / p.name) for p in nbs]))
-    return {p.name: err for p, err in zip(nbs, errors) if err is not None}
+    from nbdev.processors import FilterDefaults
+    cache = ROOT / '_proc'  # where proc_nbs writes: `_proc` beside settings.ini
+    r = _nbdev_python(_PROC_NBS, src, workers)
+    errors = {}
+    for nb in sorted(src.glob('*.ipynb')):
+        if (cache / nb.name).is_file(): continue
+        one = _nbdev_python(_PROC_ONE, nb, cache / nb.name)  # the error of this notebook alone
+        if one.returncode == 0: continue  # it processes alone: the batch's failure is reported below
+        errors[nb.name] = _last_error(one.stderr)
+        page = read_nb(nb)  # the page without its API entries
+        NBProcessor(nb=page, procs=[p for p in FilterDefaults().procs() if p.__name__ != 'exec_show_docs']).process()
+        write_nb(page, cache / nb.name)
+    if r.returncode and not errors:
+        raise RuntimeError(f"nbdev's proc_nbs failed, though each notebook processes alone:\n{r.stderr[-3000:]}")
+    if dst.exists(): shutil.rmtree(dst)
+    shutil.move(str(cache), str(dst))
+    return errors
 
 
 def pandoc_id(text: str) -> str:
@@ -184,7 +214,7 @@ document.documentElement.setAttribute('data-clipped', JSON.stringify(bad));
 })();</script>"""
 
 
-def render(nb_path: Path, nav: str, site_url: str, error: str | None = None) -> str:
+def render(nb_path: Path, nav: str, site_url: str, error: str | None = None, site_title: str = '') -> str:
     "The HTML page of processed notebook `nb_path`; `error`: why nbdev could not process it, shown on the page."
     import nbformat
     from nbconvert import HTMLExporter
@@ -220,6 +250,10 @@ def render(nb_path: Path, nav: str, site_url: str, error: str | None = None) -> 
                        f'here. To render show_doc, nbdev runs only the cells that export, import or call show_doc, '
                        f'without the cells between: a cell that imports must hold only imports (and what runs without '
                        f'the rest of the notebook). <pre>{html.escape(error)}</pre></div>')
+    # the browser's title, as Quarto writes it for a website page: the page's own title, then the site's
+    page_title = _text(inline_markdown(title or nb_path.stem))
+    if site_title and page_title != site_title: page_title += f' – {site_title}'
+    body = re.sub(r'<title>.*?</title>', lambda m: f'<title>{html.escape(page_title)}</title>', body, count=1, flags=re.S)
     body = re.sub(r'<body([^>]*)>', lambda m: f'<body{m.group(1)}>\x00HEAD\x00', body, count=1)
     body, headings = quarto_headings(body)
     page = f'<div class="fb-layout"><nav class="fb-sidebar">{nav}</nav><main class="fb-main">{head}'
@@ -249,10 +283,8 @@ def build(out: Path, workers: int = 2, execute_mode: str = 'missing') -> Path:
     "Build the preview into `out`; return the path of its home page."
     if execute_mode not in ('missing', 'all', 'none'):
         raise ValueError(f"execute_mode={execute_mode!r}: use 'missing', 'all' or 'none'.")
-    sys.path.insert(0, str(ROOT))
-    os.chdir(ROOT)
     from nbdev.config import get_config
-    cfg = get_config()
+    cfg = get_config(path=ROOT)
     site_url = f"{cfg.doc_host}{cfg.doc_baseurl}".rstrip('/') + '/'
     if out.exists(): shutil.rmtree(out)
     src = out / '_nbs'
@@ -270,7 +302,7 @@ def build(out: Path, workers: int = 2, execute_mode: str = 'missing') -> Path:
                 if v is None: os.environ.pop(k, None)
                 else: os.environ[k] = v
     proc = out / '_proc'
-    failed = process(sorted(src.glob('*.ipynb')), proc, workers)
+    failed = process(src, proc, workers)
     nbs = sorted(proc.glob('*.ipynb'))
     names = {p.name: page_name(p) for p in nbs}
     titles = {p.name: front_matter(p).get('title', p.stem) for p in nbs}
@@ -284,7 +316,7 @@ def build(out: Path, workers: int = 2, execute_mode: str = 'missing') -> Path:
         nav.append(f'<a href="{names[f]}" style="margin-left:{max(len(secs) - 1, 0)}rem">{inline_markdown(titles[f])}</a>')
     nav = ''.join(nav)
     for p in nbs:
-        (out / names[p.name]).write_text(render(p, nav, site_url, failed.get(p.name)), encoding='utf-8')
+        (out / names[p.name]).write_text(render(p, nav, site_url, failed.get(p.name), cfg.title), encoding='utf-8')
     shutil.rmtree(src); shutil.rmtree(proc)
     for name, err in failed.items(): print(f'docs_preview: nbdev could not process {name}: {err}', file=sys.stderr)
     return out / 'index.html'
