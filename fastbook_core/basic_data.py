@@ -212,7 +212,7 @@ def _ddl_create(cls: type[DeviceDataLoader], dataset: Dataset,  # the dataset to
     res = cls(make_loader(dataset, bs, shuffle, drop_last, num_workers, collate_fn, **kwargs), device=device, tfms=tfms)
     res.on_device = on_device
     return res
-patch_as(nm='create')(_ddl_create)  # a class method (`cls: type[...]`), named `create`
+_ = patch_as(nm='create')(_ddl_create)  # a class method (`cls: type[...]`), named `create`
 
 # %% ../nbs/02_basic_data.ipynb #0825794f
 @patch
@@ -648,14 +648,14 @@ def _add_tfm_all(self: DataBunch, tfm: Callable):
     "Add `tfm` to the transforms of every loader."
     for d in self.dls: d.add_tfm(tfm)
     self.dl_tfms.append(tfm)
-patch_as(nm='add_tfm')(_add_tfm_all)  # the module has another `add_tfm` of its own
+_ = patch_as(nm='add_tfm')(_add_tfm_all)  # the module has another `add_tfm` of its own
 
 # %% ../nbs/02_basic_data.ipynb #bbb414bd
 def _remove_tfm_all(self: DataBunch, tfm: Callable):
     "Remove `tfm` from the transforms of every loader."
     for d in self.dls: d.remove_tfm(tfm)
     if tfm in self.dl_tfms: self.dl_tfms.remove(tfm)
-patch_as(nm='remove_tfm')(_remove_tfm_all)  # the module has another `remove_tfm` of its own
+_ = patch_as(nm='remove_tfm')(_remove_tfm_all)  # the module has another `remove_tfm` of its own
 
 # %% ../nbs/02_basic_data.ipynb #9facbee1
 @patch_as(as_prop=True)

@@ -27,6 +27,7 @@ import matplotlib.pyplot as plt
 import torch
 from torch import nn, optim, Tensor
 import torch.nn.functional as F
+from .progress import MasterBar, ProgressBar, master_bar, progress_bar  # v1's imports gave fastprogress's
 
 def _star_names(m) -> set:
     "The names `from m import *` gives: `m.__all__`, or, for a module without one (v1's torch_core), its public names."
@@ -34,5 +35,6 @@ def _star_names(m) -> set:
 
 _modules = (torch_core, basic_data, callback, basic_train, metrics, train)
 _v1_also = {'partial', 'Path', 'np', 'plt', 'torch', 'nn', 'optim', 'Tensor', 'F', 'dataclass', 'Any', 'Callable',
-            'Collection', 'Iterable', 'Optional', 'Sequence', 'Union', 'callbacks'}
+            'Collection', 'Iterable', 'Optional', 'Sequence', 'Union', 'callbacks',
+            'MasterBar', 'ProgressBar', 'master_bar', 'progress_bar'}
 __all__ = sorted(set().union(*map(_star_names, _modules)) | _v1_also)

@@ -378,7 +378,7 @@ def _load_with_state(cls: type[OptimWrapper], state: dict, layer_groups: list) -
     res.load_state_dict(state['opt_state'])
     res.mom, res.beta = state['mom'], state['beta']
     return res
-patch_as(nm='load_with_state_and_layer_group')(_load_with_state)  # a class method (`cls: type[...]`)
+_ = patch_as(nm='load_with_state_and_layer_group')(_load_with_state)  # a class method (`cls: type[...]`)
 
 # %% ../nbs/03_callback.ipynb #2daf6e66
 @patch

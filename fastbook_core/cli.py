@@ -81,7 +81,7 @@ def train_digits(out: str | Path = 'out',  # folder for the model and the plots 
                                  f'train with a smaller learning rate (see {out / "lr_find.png"}).')
     save(learn.recorder.plot_losses(return_fig=True), 'losses.png', f'Training and validation loss, {epochs} epochs of one cycle')
     save(learn.recorder.plot_lr(show_moms=True, return_fig=True), 'lr_mom.png', f'One cycle: learning rate and momentum (max lr {lr:g})')
-    if epochs > 1: save(learn.recorder.plot_metrics(return_fig=True), 'metrics.png', 'Validation accuracy at the end of each epoch, against the batches processed')
+    if epochs > 1: save(learn.recorder.plot_metrics(return_fig=True), 'metrics.png', 'Validation accuracy at the end of each epoch')
     fig = learn.interpret().plot_confusion_matrix(title='Digits: confusion matrix of the validation set', return_fig=True)
     fig.savefig(out / 'confusion_matrix.png', bbox_inches='tight'); plt.close(fig)  # it has its own title
     path = learn.save('digits_cnn', return_path=True)

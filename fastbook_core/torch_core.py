@@ -423,6 +423,8 @@ def even_mults(start: float, stop: float, n: int) -> np.ndarray:
 # %% ../nbs/00_torch_core.ipynb #34ec7e9b
 class AdamW(torch.optim.Adam):
     "Adam with fastai v1's betas `(0.9, 0.99)`: a Learner's default; its weight decay is decoupled by `true_wd`."
+    # v1's AdamW was `partial(optim.Adam, betas=(0.9,0.99))`: code reads `learn.opt_func.func.__name__` (mlflow's autolog)
+    func, args, keywords = torch.optim.Adam, (), {'betas': (0.9, 0.99)}
     def __init__(self, params: Iterable, lr: float = 1e-3, betas: tuple = (0.9, 0.99), **kwargs):
         super().__init__(params, lr=lr, betas=betas, **kwargs)
 

@@ -289,3 +289,24 @@ def test_torchrun_restarts_after_a_worker_is_killed(tmp_path):
         assert got['val_losses'] == ref['val_losses']
         if rank == 0: assert got['losses'] == ref['losses']  # the history a backup keeps is rank 0's
     assert not (tmp_path / 'killed' / 'lib' / 'backup').exists()
+
+
+def test_a_damaged_backup_or_another_weight_decay_rule_is_refused_saying_how_to_discard_it(tmp_path):
+    "A backup that cannot be read, or one written with another true_wd/bn_wd/train_bn/loss, is refused, left as it is."
+    from fastbook_core.basics import Callback, CheckpointError
+    from fastbook_core.callbacks.backup import BackupAndRestore
+    from fastbook_core.test_utils import synth_learner
+    class Boom(Callback):
+        def on_batch_end(self, iteration, train, **kwargs):
+            if train and iteration == 5: raise RuntimeError('boom')
+    learn = synth_learner(); learn.path = tmp_path
+    with pytest.raises(RuntimeError, match='boom'): learn.fit(3, callbacks=[BackupAndRestore(learn, save_freq=2), Boom()])
+    file = tmp_path / 'backup' / 'backup.pth'
+    for change in ('true_wd', 'bn_wd', 'train_bn'):
+        other = synth_learner(); other.path = tmp_path; setattr(other, change, False)
+        with pytest.raises(CheckpointError, match=rf'learner\.{change}: True in the backup, False in this fit'):
+            other.fit(3, callbacks=[BackupAndRestore(other, save_freq=2)])
+    file.write_bytes(file.read_bytes()[:3000]); damaged = file.read_bytes()
+    with pytest.raises(CheckpointError, match=r"backup that cannot be read.*shutil\.rmtree"):
+        learn.fit(3, callbacks=[BackupAndRestore(learn, save_freq=2)])
+    assert file.read_bytes() == damaged

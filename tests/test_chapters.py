@@ -75,7 +75,7 @@ def tools_imports(cs: list[dict]) -> list[str]:
             if c['type'] == 'code' and (_sys_path.search(c['src']) or _tools.search(c['src']))]
 
 
-_title = re.compile(r'^# [\w.]+: \S.*$')
+_title = re.compile(r'^# `?[\w.]+`?: \S.*$')  # a module name may be in backticks (`__main__` would read as bold)
 
 def title(cs: list[dict]) -> list[str]:
     "(d) the first cell: `# module: what it is`, then a one-line subtitle."
@@ -87,9 +87,15 @@ def title(cs: list[dict]) -> list[str]:
     return []
 
 
+def home_title(cs: list[dict]) -> list[str]:
+    "(d) for the home page (index.ipynb, also the README): the project's name as its H1, then a one-line subtitle."
+    lines = [l for l in cs[0]['src'].splitlines() if l.strip()] if cs and cs[0]['type'] == 'markdown' else []
+    return [] if len(lines) == 2 and lines[0] == '# fastbook_core' else ["cell 0: the home page's title is not `# fastbook_core` and a subtitle"]
+
+
 def measure(nb: Path) -> list[str]:
     cs = cells(nb)
-    return long_cells(cs) + show_doc_runs(cs) + tools_imports(cs) + title(cs)
+    return long_cells(cs) + show_doc_runs(cs) + tools_imports(cs) + (home_title(cs) if nb.name == 'index.ipynb' else title(cs))
 
 
 @pytest.mark.parametrize('nb', NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])

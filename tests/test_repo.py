@@ -59,11 +59,14 @@ def test_runtime_requirements_install_beside_fastai_and_lightning():
 
 
 def test_torch_range_is_what_ci_tests():
-    "The range starts at the release CI installs (torch==2.13.0 CPU, in the README's commands and .ci/run)."
+    "The range starts at the oldest release the suite passed on (the README's table), which CI tests too, below 3."
     torch_req = _names(_setup_kwargs()['install_requires'])['torch']
-    assert str(torch_req.specifier) in ('<3,>=2.13', '>=2.13,<3')
-    assert torch_req.specifier.contains('2.13.0') and not torch_req.specifier.contains('2.12.1')
-    assert 'PyTorch 2.13 or later (below 3)' in (ROOT / 'README.md').read_text()
+    floor = next(s.version for s in torch_req.specifier if s.operator == '>=')
+    assert torch_req.specifier.contains('2.13.0') and torch_req.specifier.contains('2.14.1')
+    assert not torch_req.specifier.contains('3.0.0')
+    ci = (ROOT / '.ci' / 'run').read_text()
+    assert re.search(rf'torch=={re.escape(floor)}(\.0)?\b', ci), f'.ci/run does not test the floor {floor}'
+    assert f'PyTorch {floor} or later (below 3)' in (ROOT / 'README.md').read_text()
     assert all('torch==2.13.0' in c for c in _readme_commands())
 
 

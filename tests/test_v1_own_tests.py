@@ -42,6 +42,17 @@ DELIBERATE = {
 }
 # tests of v1's application APIs (vision/text/tabular/collab data, models and learners): out of fastbook_core's scope
 APPLICATION = {
+    # v1's core.py helpers for the data block API and the applications, left out of fastbook_core on purpose
+    # (tests/test_v1_names.py's LEFT_OUT gives each reason): file and folder helpers, pandas columns, plots of items
+    'test_core.py::test_df_names_to_idx': 'a pandas/tabular helper of the data block API',
+    'test_core.py::test_download_url': 'downloads (fastai.datasets); fastbook_core reads no data from the network',
+    'test_core.py::test_find_classes': 'image folders of fastai.vision',
+    'test_core.py::test_itembase_eq': "the data block API's ItemBase",
+    'test_core.py::test_itembase_hash': "the data block API's ItemBase",
+    'test_core.py::test_join_paths': 'file lists of the data block API',
+    'test_core.py::test_series2cat': 'a pandas/tabular helper of the data block API',
+    'test_core.py::test_subplots_multi_row_cols': "the applications' show helpers",
+    'test_core.py::test_subplots_single': "the applications' show helpers",
     'test_callbacks_hooks.py::test_model_summary_vision': 'MNIST through fastai.vision',
     'test_callbacks_hooks.py::test_hook_output_basics': 'MNIST through fastai.vision',
     'test_callbacks_hooks.py::test_model_summary_text': 'IMDB through fastai.text',

@@ -133,6 +133,8 @@ def _setup(learn: Learner, handler: CallbackHandler, me: Callback, n_epochs: int
             'layer_groups': [sum(p.numel() for p in g.parameters()) for g in learn.layer_groups],
             'optimizer': [type(opt.opt).__name__, [len(pg['params']) for pg in opt.param_groups]],
             'epochs': int(n_epochs), 'processes': num_distrib(),
+            'learner': {'true_wd': bool(learn.true_wd), 'bn_wd': bool(learn.bn_wd), 'train_bn': bool(learn.train_bn),
+                        'loss_func': getattr(learn.loss_func, '__name__', type(learn.loss_func).__name__)},
             'data': {'batches': len(learn.data.train_dl), 'batch_size': learn.data.train_dl.batch_size,
                      'items': len(learn.data.train_dl.dataset)},
             'hyper_parameters': _plain({k: hp[k] for k in ('lr', 'mom', 'beta', 'wd')}),
@@ -361,7 +363,11 @@ class BackupAndRestore(_BackupEvents):
         self._setup = _setup(self.learn, h, self, n_epochs, metrics_names)
         self._resume, file = None, self.file
         if file.is_file():
-            st = load_checkpoint(file, map_location='cpu')
+            try: st = load_checkpoint(file, map_location='cpu')
+            except CheckpointError as e:  # a damaged file: say that the backup is the problem, and how to discard it
+                raise CheckpointError(f"{e} It is the backup that cannot be read, and it was left as it is: to start this "
+                                      f"fit afresh, delete it (`shutil.rmtree('{file.parent}')`), or give BackupAndRestore "
+                                      "another `backup_dir`.") from e
             if isinstance(st, dict) and isinstance(st.get('training'), dict):
                 st['training']['callbacks'] = _unpack(st['training'].get('callbacks'))
             _check_backup(st, file, self._setup, self.learn, self._stateful)
