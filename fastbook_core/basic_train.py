@@ -914,10 +914,17 @@ def backward(self: Learner, item: tuple) -> Tensor:
     return loss_batch(self.model, xb, yb, self.loss_func, opt=FakeOptimizer(), cb_handler=CallbackHandler(self.callbacks))
 
 # %% ../nbs/04_basic_train.ipynb #40a53319
+def _binary(f: Any) -> Any:
+    "Refuse an open file in text mode, saying how to open it; return it otherwise."
+    if isinstance(f, io.TextIOBase):
+        raise ValueError(f"{f!r} is open in text mode: checkpoints and exports are bytes, so open it in binary mode "
+                         "('wb' to save or export, 'rb' to load).")
+    return f
+
 @patch
 def _model_file(self: Learner, file) -> Path | IO[bytes]:
     "Where `file` is: an open file as it is; an absolute path as it is; any other name in `path/model_dir`, `.pth` added."
-    if is_filelike(file): return file
+    if is_filelike(file): return _binary(file)
     if not isinstance(file, (str, Path)) or not str(file).strip():
         raise ValueError(f"file={file!r}: give a name (saved in path/model_dir), a path, or an open binary file.")
     p = Path(file)
@@ -1050,6 +1057,7 @@ def export(self: Learner,
 ) -> None:
     "Save the model, loss, metrics, classes, callbacks and callback functions to `path/file` for `load_learner`, atomically."
     if rank_distrib() != 0: return
+    if is_filelike(file): _binary(file)  # before anything is written or destroyed
     fns = [f for f in self.callback_fns if getattr(f, 'func', f) is not Recorder]
     raw = export_bytes(get_model(self.model), self.loss_func, self.opt_func, fns, self.metrics, self.callbacks,
                        getattr(self.data, 'classes', None), {k: getattr(self, k) for k in EXPORT_HYPERS})  # checked: nothing written yet

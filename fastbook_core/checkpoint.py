@@ -59,10 +59,7 @@ def check_model_state(model_state: Any,  # the state dict read from the file
     prefixed = bool(extra) and all(k.startswith('module.') for k in extra) and any(k[7:] in ours for k in extra)
     fix = ("Its keys start with `module.` (a DistributedDataParallel or DataParallel model's): pass remove_module=True."
            if prefixed else "Pass strict=False to load the keys that match.")
-    if strict and (missing or extra): raise CheckpointError(f"{source_name(source)} does not fit this model: {diff}. {fix}")
-    if ours and len(missing) == len(ours):
-        raise CheckpointError(f"{source_name(source)} shares no key with this model ({diff}): a non-strict load would load "
-                              f"nothing and keep the model's weights. {fix if prefixed else 'Is it the checkpoint of another model?'}")
+    # shapes and dtypes first: where a key clashes, a non-strict load would fail too, so it must not be the advice
     kind = lambda t: 'complex' if t.is_complex() else 'float' if t.is_floating_point() else 'bool' if t.dtype == torch.bool else 'int'
     for k, v in model_state.items():
         if k not in ours: continue
@@ -72,6 +69,10 @@ def check_model_state(model_state: Any,  # the state dict read from the file
         if kind(v) != kind(ours[k]):
             raise CheckpointError(f"{source_name(source)} does not fit this model: {k} is {v.dtype} in the file and "
                                   f"{ours[k].dtype} in the model.")
+    if strict and (missing or extra): raise CheckpointError(f"{source_name(source)} does not fit this model: {diff}. {fix}")
+    if ours and len(missing) == len(ours):
+        raise CheckpointError(f"{source_name(source)} shares no key with this model ({diff}): a non-strict load would load "
+                              f"nothing and keep the model's weights. {fix if prefixed else 'Is it the checkpoint of another model?'}")
     return missing + extra
 
 # %% ../nbs/03a_checkpoint.ipynb #5252d09d

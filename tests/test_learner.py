@@ -509,3 +509,21 @@ def test_a_silent_learner_s_lr_plot_prints_no_suggestion():
         with contextlib.redirect_stdout(out): learn.recorder.plot(suggestion=True, skip_start=0, skip_end=0)
         assert (printed in out.getvalue()) if printed else out.getvalue() == ''
         assert learn.recorder.min_grad_lr > 0
+
+
+def test_a_strict_load_whose_shapes_clash_names_the_clash_not_strict_false():
+    "Where a common key has another shape, strict=False would fail too: the error names the shape, not that advice."
+    learn = synth_learner(model=nn.Sequential(nn.Linear(1, 4), nn.BatchNorm1d(4), nn.Linear(4, 1)))
+    learn.save('bn', with_opt=False)
+    other = synth_learner(model=nn.Sequential(nn.Linear(1, 4), nn.Linear(4, 1)))
+    other.path = learn.path
+    with pytest.raises(CheckpointError, match=r'1\.weight has shape \(4,\) in the file and \(1, 4\) in the model') as e:
+        other.load('bn')
+    assert 'strict=False' not in str(e.value)
+
+
+def test_a_file_open_in_text_mode_is_refused_saying_to_open_it_in_binary(tmp_path):
+    learn = synth_learner()
+    for op in (learn.save, learn.export, learn.load):
+        with open(tmp_path / 't.txt', 'w') as fh:
+            with pytest.raises(ValueError, match=r"open in text mode.*binary mode \('wb' to save or export, 'rb' to load\)"): op(fh)
