@@ -1127,6 +1127,7 @@ def destroy(self: Learner) -> None:
     if torch.cuda.is_available(): torch.cuda.empty_cache()
     print("this Learner object self-destroyed - it still exists, but no longer usable")
 
+# %% ../nbs/04_basic_train.ipynb #75854022
 class DestroyedLearner(Learner):
     "What `Learner.destroy` leaves (fastai v1's): every method does nothing and every attribute is None, each printing so."
     msg = "this object has been destroyed"

@@ -87,6 +87,9 @@ def _v1_source(name: str):
 _IMPORTS = [  # (pattern on an import line, replacement)
     (r'^from fastai\.gen_doc\.doctest import .*$', 'from v1_test_helpers import this_tests'),
     (r'^from fastai\.utils\.(fakes|text) import (.*)$', r'from v1_test_helpers import \2'),
+    # the same helpers as fastai 1.0.61's sdist (on PyPI) imports them, from its tests/utils package
+    (r'^from utils\.(fakes|text) import (.*)$', r'from v1_test_helpers import \2'),
+    (r'^from utils\.mem import \*$', 'from v1_test_helpers import torch_preload_mem  # v1 GPU-memory helpers'),
     (r'^from fastai\.utils\.mem import \*$', 'pass  # v1 GPU-memory helpers: used only by its CUDA memory tests'),
     (r'^from fastai\.(vision|text|tabular|collab)(\.\w+)* import .*$', 'from fastbook_core.basics import *'),
     (r'^from fastai\.layers import \*$', 'from v1_test_helpers import simple_cnn  # the one v1 layer the tests use'),

@@ -47,6 +47,7 @@ def param_groups(self: MixedPrecision) -> list:
     "The parameter groups of the Learner's optimizer (what `GradScaler` unscales)."
     return self.learn.opt.param_groups
 
+# %% ../../nbs/06g_callbacks.fp16.ipynb #dc3e8bd2
 @patch
 def step(self: MixedPrecision, *args, **kwargs):
     "Called by `GradScaler.step` when every gradient is finite: the loop's own step may run."
@@ -116,6 +117,7 @@ def loss_scale(self: MixedPrecision) -> float:
     "The current loss scale (1 when not scaling)."
     return self.scaler.get_scale() if self.scaler.is_enabled() else 1.
 
+# %% ../../nbs/06g_callbacks.fp16.ipynb #f5a37d67
 @patch
 def checkpoint_state(self: MixedPrecision) -> dict:
     "The loss scale and its counters, so that a resumed fit scales as the uninterrupted one would."

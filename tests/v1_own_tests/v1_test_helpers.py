@@ -106,3 +106,8 @@ def simple_cnn(actns, kernel_szs=None, strides=None, bn=False):
         layers.append(_torch.nn.Sequential(*block))
     layers.append(_torch.nn.Sequential(_torch.nn.AdaptiveAvgPool2d(1), _torch.nn.Flatten()))
     return _torch.nn.Sequential(*layers)
+
+
+def torch_preload_mem():
+    "v1's tests/utils/mem.py: load CUDA's context before a test measures GPU memory (nothing to load without CUDA)."
+    if _torch.cuda.is_available(): _torch.ones((1, 1)).cuda()
