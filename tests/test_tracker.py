@@ -192,3 +192,14 @@ def test_stage_loaded_into_a_new_learner():
         warnings.simplefilter('ignore')
         new.fit(1, callbacks=[cb])
     assert len(new.recorder.val_losses) == 1 and cb.best <= learn.recorder.val_losses[-1]
+
+
+def test_two_save_model_callbacks_writing_one_file_are_refused_before_training():
+    "Two monitors, one file: each would load the other's best model, so the fit is refused before it trains."
+    from fastbook_core.test_utils import classif_learner
+    from fastbook_core.metrics import accuracy
+    learn = classif_learner(metrics=[accuracy])
+    with pytest.raises(ValueError, match=r"Two SaveModelCallbacks of this fit write 'b2' .*give each its own `name`"):
+        learn.fit(2, 1e-2, callbacks=[SaveModelCallback(learn, name='b2'),
+                                      SaveModelCallback(learn, monitor='accuracy', mode='min', name='b2')])
+    assert getattr(learn, 'recorder', None) is None or not learn.recorder.losses  # nothing trained

@@ -122,6 +122,10 @@ class SaveModelCallback(TrackerCallback):
         super().load_checkpoint_state({k: v for k, v in state.items() if not (k == 'run' and v is None)})
 
     def on_train_begin(self, **kwargs):
+        same = [cb for cb in getattr(self.learn, '_fit_callbacks', []) if cb is not self and isinstance(cb, SaveModelCallback)
+                and cb.name == self.name]  # one file for two monitors: each would load the other's best model
+        if same: raise ValueError(f"Two SaveModelCallbacks of this fit write {self.name!r} (monitors {self.monitor!r} and "
+                                  f"{same[0].monitor!r}): give each its own `name`.")
         # this run's mark, in the files it writes (a resumed fit takes back the original run's)
         self.saved, self.run, self._last_run = False, uuid.uuid4().hex, None
         super().on_train_begin(**kwargs)
