@@ -162,16 +162,10 @@ def _plain(v) -> bool:
     if isinstance(v, str): return bool(_SIMPLE_NAME.fullmatch(v))  # a monitor or a file name; never a path or an address
     return v is None or isinstance(v, (bool, int, float, torch.dtype))
 
-def _plain_arg(v):
-    "`v` with numpy numbers as Python ones, tuples kept as tuples (an argument's own type)."
-    if isinstance(v, np.generic): return v.item()
-    if isinstance(v, (list, tuple)): return type(v)(_plain_arg(o) for o in v)
-    return v
-
 def _init_args(cb: Callback) -> dict:
     "The arguments that would make `cb` again: its attributes named like the parameters of its class, when plain values."
     params = [k for k in inspect.signature(type(cb).__init__).parameters if k not in ('self', 'learn', 'args', 'kwargs')]
-    args = {k: _plain_arg(getattr(cb, k)) for k in params if k in vars(cb)}
+    args = {k: _plain_numbers(getattr(cb, k)) for k in params if k in vars(cb)}  # tuples stay tuples
     return {k: v for k, v in args.items() if _plain(v)}
 
 # %% ../nbs/03a_checkpoint.ipynb #976276e3
