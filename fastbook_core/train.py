@@ -7,11 +7,12 @@ from __future__ import annotations
 import itertools, math
 from functools import partial
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from .torch_core import defaults, ifnone, listify
+from .torch_core import defaults, ifnone, listify, patch
 from .basic_data import DatasetType
 from .callback import Callback, CallbackHandler
 from .basic_train import Learner, check_train_batches, finish_fig, get_preds, loss_func2activ, noop, per_item_loss
@@ -30,6 +31,8 @@ from .callbacks.mixup import MixUpCallback
 from .callbacks.misc import AccumulateScheduler, BnFreeze, GradientClipping
 from .callbacks.show_graph import ShowGraph
 from .callbacks import hooks as _hooks  # attaches Learner.summary
+if TYPE_CHECKING:  # the methods patched onto the interpretations below, declared in their classes for type checkers
+    from fastbook_core import train as _here
 
 # %% auto #0
 __all__ = ['fit_one_cycle', 'one_cycle_scheduler', 'lr_find', 'to_fp16', 'to_fp32', 'mixup', 'clip_grad', 'flip_lr',
@@ -195,51 +198,6 @@ def TTA(learn: Learner,
 
 Learner.TTA = TTA
 
-# %% ../nbs/07_train.ipynb #d350deb2
-def _drawable(x) -> bool:
-    "Whether `_show_array` can draw `x`: a vector, or an image (2-D, or 3-D with 1, 3 or 4 channels first or last)."
-    return isinstance(x, (Tensor, np.ndarray)) and x.ndim in (1, 2, 3) and (
-        x.ndim < 3 or x.shape[0] in (1, 3, 4) or x.shape[-1] in (1, 3, 4))
-
-def _check_drawable(x):
-    if _drawable(x): return
-    what = f'a tensor of shape {tuple(x.shape)}' if hasattr(x, 'shape') else f'a {type(x).__name__}'
-    raise TypeError(f"plot_top_losses cannot draw {what}: it draws images (2-D, or 3-D with 1, 3 or 4 channels) and "
-                    "vectors. Pass `show_item=`, a function (item, ax) that draws one item on a matplotlib Axes.")
-
-def _show_array(x, ax):
-    "Draw an image (2-D, or 3-D with 1, 3 or 4 channels first or last) or a vector on `ax`."
-    _check_drawable(x)
-    a = np.asarray(x.detach().cpu().float() if isinstance(x, Tensor) else x, dtype=float)
-    if a.ndim == 1:
-        if len(a) <= 32: ax.bar(range(len(a)), a)
-        else: ax.plot(a)
-        return
-    if a.ndim == 3:
-        if a.shape[0] in (1, 3, 4) and a.shape[-1] not in (1, 3, 4): a = a.transpose(1, 2, 0)  # channels last
-        if a.shape[-1] == 1: a = a[..., 0]
-        else: a = (a - a.min()) / max(a.max() - a.min(), 1e-12)  # colours in [0, 1]
-    ax.imshow(a, cmap='gray' if a.ndim == 2 else None)
-    ax.axis('off')
-
-def _draw_grid(items: list, titles: list, draw: Callable, figsize: tuple | None, suptitle: str,
-               return_fig: bool | None):
-    "Draw `items` with `draw(item, ax)` on a grid (4 a row at most), each under its title; no figure left on failure."
-    import matplotlib.pyplot as plt
-    cols = min(4, len(items)); rows = math.ceil(len(items) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=ifnone(figsize, (3 * cols, 3 * rows)), squeeze=False)
-    try:
-        for ax, title, x in zip(axes.flat, titles, items):
-            draw(x, ax)
-            ax.set_title(title, fontsize=9)
-    except BaseException:
-        plt.close(fig)
-        raise
-    for ax in list(axes.flat)[len(items):]: ax.axis('off')
-    fig.suptitle(suptitle)
-    fig.tight_layout()
-    return finish_fig(fig, return_fig)
-
 # %% ../nbs/07_train.ipynb #33820a27
 def _fmt(v) -> str:
     v = v.item() if isinstance(v, Tensor) else v
@@ -282,23 +240,75 @@ class Interpretation:
 
     def _suptitle(self) -> str: return 'prediction/actual/loss'
 
-    def plot_top_losses(self, k: int = 9,  # how many items
-                        largest: bool = True,  # the largest losses (else the smallest)
-                        figsize: tuple | None = None,  # default: 3 inches per item, 4 items a row at most
-                        show_item: Callable | None = None,  # draws one item: show_item(item, ax)
-                        return_fig: bool | None = None):  # return the figure; default: defaults.return_fig
-        "Draw the items with the `k` largest (or smallest) losses, titled prediction/actual/loss."
-        if self.ds_type == DatasetType.Train:
-            raise ValueError("The training loader shuffles, so predictions on it are not in the order of its items: "
-                             "interpret `DatasetType.Fix` (the training set in order) to see training items.")
-        ds = self.ds
-        if ds is None: raise ValueError(f"This Learner's data has no {DatasetType(self.ds_type).name} set to take items from.")
-        _, idxs = self.top_losses(min(k, len(self.losses)), largest=largest)
-        items = [ds[int(i)][0] for i in idxs]
-        if show_item is None:
-            for x in items: _check_drawable(x)  # before a figure is made
-        return _draw_grid(items, [self._title(int(i)) for i in idxs], ifnone(show_item, _show_array), figsize,
-                          self._suptitle(), return_fig)
+    if TYPE_CHECKING:  # defined below, with the helpers that draw the items
+        plot_top_losses = _here.plot_top_losses
+
+# %% ../nbs/07_train.ipynb #d350deb2
+def _drawable(x) -> bool:
+    "Whether `_show_array` can draw `x`: a vector, or an image (2-D, or 3-D with 1, 3 or 4 channels first or last)."
+    return isinstance(x, (Tensor, np.ndarray)) and x.ndim in (1, 2, 3) and (
+        x.ndim < 3 or x.shape[0] in (1, 3, 4) or x.shape[-1] in (1, 3, 4))
+
+def _check_drawable(x):
+    if _drawable(x): return
+    what = f'a tensor of shape {tuple(x.shape)}' if hasattr(x, 'shape') else f'a {type(x).__name__}'
+    raise TypeError(f"plot_top_losses cannot draw {what}: it draws images (2-D, or 3-D with 1, 3 or 4 channels) and "
+                    "vectors. Pass `show_item=`, a function (item, ax) that draws one item on a matplotlib Axes.")
+
+# %% ../nbs/07_train.ipynb #57583ff0
+def _show_array(x, ax):
+    "Draw an image (2-D, or 3-D with 1, 3 or 4 channels first or last) or a vector on `ax`."
+    _check_drawable(x)
+    a = np.asarray(x.detach().cpu().float() if isinstance(x, Tensor) else x, dtype=float)
+    if a.ndim == 1:
+        if len(a) <= 32: ax.bar(range(len(a)), a)
+        else: ax.plot(a)
+        return
+    if a.ndim == 3:
+        if a.shape[0] in (1, 3, 4) and a.shape[-1] not in (1, 3, 4): a = a.transpose(1, 2, 0)  # channels last
+        if a.shape[-1] == 1: a = a[..., 0]
+        else: a = (a - a.min()) / max(a.max() - a.min(), 1e-12)  # colours in [0, 1]
+    ax.imshow(a, cmap='gray' if a.ndim == 2 else None)
+    ax.axis('off')
+
+# %% ../nbs/07_train.ipynb #308f8e7f
+def _draw_grid(items: list, titles: list, draw: Callable, figsize: tuple | None, suptitle: str,
+               return_fig: bool | None):
+    "Draw `items` with `draw(item, ax)` on a grid (4 a row at most), each under its title; no figure left on failure."
+    import matplotlib.pyplot as plt
+    cols = min(4, len(items)); rows = math.ceil(len(items) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=ifnone(figsize, (3 * cols, 3 * rows)), squeeze=False)
+    try:
+        for ax, title, x in zip(axes.flat, titles, items):
+            draw(x, ax)
+            ax.set_title(title, fontsize=9)
+    except BaseException:
+        plt.close(fig)
+        raise
+    for ax in list(axes.flat)[len(items):]: ax.axis('off')
+    fig.suptitle(suptitle)
+    fig.tight_layout()
+    return finish_fig(fig, return_fig)
+
+# %% ../nbs/07_train.ipynb #2ae1d22d
+@patch
+def plot_top_losses(self: Interpretation, k: int = 9,  # how many items
+                    largest: bool = True,  # the largest losses (else the smallest)
+                    figsize: tuple | None = None,  # default: 3 inches per item, 4 items a row at most
+                    show_item: Callable | None = None,  # draws one item: show_item(item, ax)
+                    return_fig: bool | None = None):  # return the figure; default: defaults.return_fig
+    "Draw the items with the `k` largest (or smallest) losses, titled prediction/actual/loss."
+    if self.ds_type == DatasetType.Train:
+        raise ValueError("The training loader shuffles, so predictions on it are not in the order of its items: "
+                         "interpret `DatasetType.Fix` (the training set in order) to see training items.")
+    ds = self.ds
+    if ds is None: raise ValueError(f"This Learner's data has no {DatasetType(self.ds_type).name} set to take items from.")
+    _, idxs = self.top_losses(min(k, len(self.losses)), largest=largest)
+    items = [ds[int(i)][0] for i in idxs]
+    if show_item is None:
+        for x in items: _check_drawable(x)  # before a figure is made
+    return _draw_grid(items, [self._title(int(i)) for i in idxs], ifnone(show_item, _show_array), figsize,
+                      self._suptitle(), return_fig)
 
 # %% ../nbs/07_train.ipynb #71a144ca
 class ClassificationInterpretation(Interpretation):
@@ -318,45 +328,14 @@ class ClassificationInterpretation(Interpretation):
         n = self.preds.shape[1]
         return torch.bincount(self.y_true.long() * n + self.pred_class, minlength=n * n).view(n, n).numpy()
 
-    def most_confused(self, min_val: int = 1, slice_size: int | None = 1) -> list:
-        "`(actual, predicted, count)` for the off-diagonal pairs seen at least `min_val` times, most frequent first."
-        cm, c = self.confusion_matrix(), self.classes
-        res = [(c[i], c[j], int(cm[i, j])) for i, j in itertools.product(range(len(c)), repeat=2)
-               if i != j and cm[i, j] >= min_val]
-        return sorted(res, key=lambda o: o[2], reverse=True)
-
-    def plot_confusion_matrix(self, normalize: bool = False,  # proportions of each actual class instead of counts
-                              title: str = 'Confusion matrix', cmap: str = 'Blues',
-                              slice_size: int | None = 1,  # fastai v1's; unused
-                              norm_dec: int = 2,  # decimals of the proportions
-                              plot_txt: bool = True,  # write the values in the cells
-                              return_fig: bool | None = None,  # return the figure; default: defaults.return_fig
-                              **kwargs):  # passed to plt.subplots (figsize...)
-        "Plot the confusion matrix, counts (or proportions of each actual class with `normalize`) in the cells."
-        import matplotlib.pyplot as plt
-        cm = self.confusion_matrix()
-        if normalize: cm = cm.astype('float') / np.maximum(cm.sum(axis=1)[:, np.newaxis], 1)
-        fig, ax = plt.subplots(**kwargs)
-        ax.imshow(cm, interpolation='nearest', cmap=cmap)
-        ax.set_title(title)
-        ticks = np.arange(len(self.classes))
-        ax.set_xticks(ticks); ax.set_xticklabels(self.classes, rotation=90)
-        ax.set_yticks(ticks); ax.set_yticklabels(self.classes, rotation=0)
-        if plot_txt:
-            thresh = cm.max() / 2.
-            for i, j in itertools.product(range(cm.shape[0]), range(cm.shape[1])):
-                coeff = f'{cm[i, j]:.{norm_dec}f}' if normalize else f'{cm[i, j]}'
-                ax.text(j, i, coeff, horizontalalignment='center', verticalalignment='center',
-                        color='white' if cm[i, j] > thresh else 'black')
-        ax.set_ylabel('Actual'); ax.set_xlabel('Predicted'); ax.grid(False)
-        fig.tight_layout()
-        return finish_fig(fig, return_fig)
-
     def _title(self, i: int) -> str:
         c, p, y = self.classes, int(self.pred_class[i]), int(self.y_true[i])
         return f'{c[p]}/{c[y]} / {float(self.losses[i]):.2f} / {float(self.preds[i][y]):.2f}'
 
     def _suptitle(self) -> str: return 'prediction/actual/loss/probability'
+
+    if TYPE_CHECKING:  # defined below, one per cell
+        most_confused = _here.most_confused; plot_confusion_matrix = _here.plot_confusion_matrix
 
 # %% ../nbs/07_train.ipynb #523e4d74
 def interpret(learn: Learner,
@@ -367,6 +346,44 @@ def interpret(learn: Learner,
     return ClassificationInterpretation.from_learner(learn, ds_type=ds_type, activ=activ)
 
 Learner.interpret = interpret
+
+# %% ../nbs/07_train.ipynb #7a6f8003
+@patch
+def most_confused(self: ClassificationInterpretation, min_val: int = 1, slice_size: int | None = 1) -> list:
+    "`(actual, predicted, count)` for the off-diagonal pairs seen at least `min_val` times, most frequent first."
+    cm, c = self.confusion_matrix(), self.classes
+    res = [(c[i], c[j], int(cm[i, j])) for i, j in itertools.product(range(len(c)), repeat=2)
+           if i != j and cm[i, j] >= min_val]
+    return sorted(res, key=lambda o: o[2], reverse=True)
+
+# %% ../nbs/07_train.ipynb #0ae2041a
+@patch
+def plot_confusion_matrix(self: ClassificationInterpretation, normalize: bool = False,  # proportions of each actual class instead of counts
+                          title: str = 'Confusion matrix', cmap: str = 'Blues',
+                          slice_size: int | None = 1,  # fastai v1's; unused
+                          norm_dec: int = 2,  # decimals of the proportions
+                          plot_txt: bool = True,  # write the values in the cells
+                          return_fig: bool | None = None,  # return the figure; default: defaults.return_fig
+                          **kwargs):  # passed to plt.subplots (figsize...)
+    "Plot the confusion matrix, counts (or proportions of each actual class with `normalize`) in the cells."
+    import matplotlib.pyplot as plt
+    cm = self.confusion_matrix()
+    if normalize: cm = cm.astype('float') / np.maximum(cm.sum(axis=1)[:, np.newaxis], 1)
+    fig, ax = plt.subplots(**kwargs)
+    ax.imshow(cm, interpolation='nearest', cmap=cmap)
+    ax.set_title(title)
+    ticks = np.arange(len(self.classes))
+    ax.set_xticks(ticks); ax.set_xticklabels(self.classes, rotation=90)
+    ax.set_yticks(ticks); ax.set_yticklabels(self.classes, rotation=0)
+    if plot_txt:
+        thresh = cm.max() / 2.
+        for i, j in itertools.product(range(cm.shape[0]), range(cm.shape[1])):
+            coeff = f'{cm[i, j]:.{norm_dec}f}' if normalize else f'{cm[i, j]}'
+            ax.text(j, i, coeff, horizontalalignment='center', verticalalignment='center',
+                    color='white' if cm[i, j] > thresh else 'black')
+    ax.set_ylabel('Actual'); ax.set_xlabel('Predicted'); ax.grid(False)
+    fig.tight_layout()
+    return finish_fig(fig, return_fig)
 
 # %% ../nbs/07_train.ipynb #c874ce8e
 class MultiLabelClassificationInterpretation(Interpretation):

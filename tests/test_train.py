@@ -113,3 +113,24 @@ def test_lr_find_module_function():
     learn = classif_learner()
     lr_find(learn, num_it=12)
     assert len(learn.recorder.lrs) <= 12
+
+
+def test_interpretation_methods_patched_in_sections_are_declared_for_type_checkers():
+    "The interpretations are a core class plus `@patch` sections (issue 25): each patched method is declared in its class"
+    " under TYPE_CHECKING, none is also in the class body, none shares its name with another module-level function."
+    import ast
+    from pathlib import Path
+    from test_patched_methods import _declared, _patches
+    tree = ast.parse(Path(train.__file__).read_text())
+    patches = _patches(tree)
+    assert {(c, n) for c, n, _, _ in patches} == {('Interpretation', 'plot_top_losses'),
+                                                  ('ClassificationInterpretation', 'most_confused'),
+                                                  ('ClassificationInterpretation', 'plot_confusion_matrix')}
+    defs = [n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))]
+    for cls, name, fn, kind in patches:
+        declared, body = _declared(tree, cls)
+        assert name in declared and name not in body, (cls, name)
+        assert defs.count(fn) == 1, fn
+        assert vars(getattr(train, cls))[name] is not None  # attached at runtime
+    assert 'plot_top_losses' in dir(MultiLabelClassificationInterpretation)  # inherited from Interpretation
+    assert not {'plot_top_losses', 'most_confused', 'plot_confusion_matrix'} & set(train.__all__)  # v1's __all__ unchanged
