@@ -44,8 +44,8 @@ def make_loader(ds: Dataset,  # the dataset to load
                 collate_fn: Callable | None = None,  # how samples make a batch; default: torch's
                 batched_fetch: bool | None = None,  # fetch whole batches at once; default: when ds allows it
                 generator: torch.Generator | None = None,  # the random generator of the shuffling
-                **kwargs,  # passed to the DataLoader
-) -> DataLoader:
+                **kwargs,
+) -> DataLoader:  # the loader; `kwargs` went to torch's DataLoader
     "A `DataLoader` over `ds`; whole-batch fetching when `ds` supports it (default) unless `batched_fetch=False`."
     fetch = _batch_indexable(ds) and collate_fn is None if batched_fetch is None else batched_fetch
     extra = {'generator': generator} if generator is not None else {}
@@ -80,14 +80,14 @@ def _derived_init_kwargs(dl: DataLoader) -> dict:
         return kw
     return {**kw, 'batch_sampler': bsamp}
 
-def _get_init_kwargs(self: DataLoader) -> dict:
+@patch_as(as_prop=True)
+def init_kwargs(self: DataLoader) -> dict:
     "The keyword arguments this loader was created with (fastai v1's `DataLoader.init_kwargs`)."
     rec = self.__dict__.get('_recorded_init_kwargs')
     return dict(rec) if rec is not None else _derived_init_kwargs(self)
 
+@patch_as(set_prop=True, nm='init_kwargs')
 def _set_init_kwargs(self: DataLoader, v: dict): self.__dict__['_recorded_init_kwargs'] = dict(v)
-
-DataLoader.init_kwargs = property(_get_init_kwargs, _set_init_kwargs)
 
 def intercept_args(self: DataLoader, dataset: Dataset, batch_size: int | None = 1, shuffle: bool | None = False,
                    sampler: Any | None = None, batch_sampler: Any | None = None, num_workers: int = 0,
@@ -98,6 +98,103 @@ def intercept_args(self: DataLoader, dataset: Dataset, batch_size: int | None = 
                         'num_workers': num_workers, 'collate_fn': collate_fn, 'pin_memory': pin_memory,
                         'drop_last': drop_last, 'timeout': timeout, 'worker_init_fn': worker_init_fn, **kwargs}
     DataLoader.__init__(self, dataset, **self.init_kwargs)
+
+# %% ../nbs/02_basic_data.ipynb #ceb0c1f9
+def _map_tensors(b: Any, f: Callable) -> Any:
+    "`b` with `f` applied to each of its tensors (in nested lists, tuples and dicts)."
+    if isinstance(b, Tensor): return f(b)
+    if isinstance(b, dict): return {k: _map_tensors(v, f) for k, v in b.items()}
+    if is_listy(b): return type(b)(_map_tensors(o, f) for o in b)
+    return b
+
+def _cuda_index(d: torch.device) -> int:
+    return torch.cuda.current_device() if d.index is None else d.index
+
+def _same_device(a: torch.device, b: torch.device) -> bool:
+    "Whether `a` and `b` are the same device (`cuda` without an index is the current CUDA device)."
+    if a.type != b.type: return False
+    if a.type == 'cuda': return _cuda_index(a) == _cuda_index(b)
+    return a.index is None or b.index is None or a.index == b.index
+
+def _whole_batch_tensors(dl) -> bool:
+    "Whether `dl` fetches whole batches (a `BatchSampler` as sampler) of a `TensorDataset` with torch's `__getitem__`."
+    return (isinstance(dl, DataLoader) and dl.batch_size is None and isinstance(dl.sampler, BatchSampler)
+            and dl.collate_fn is default_convert and _plain_tensor_ds(dl.dataset))
+
+def _plain_tensor_ds(ds) -> bool:
+    "Whether `ds` is a `TensorDataset` whose items are rows of its tensors (a subclass may compute its items)."
+    return isinstance(ds, TensorDataset) and type(ds).__getitem__ is TensorDataset.__getitem__
+
+def _tensors_device(ds: Any) -> torch.device | None:
+    "The device of every tensor of `ds` (None when they are on several)."
+    devs = {t.device for t in ds.tensors}
+    return devs.pop() if len(devs) == 1 else None
+
+# %% ../nbs/02_basic_data.ipynb #6b2c2cf8
+def _random_order(s: RandomSampler) -> Tensor:
+    "`list(s)` as a tensor, drawn as torch's `RandomSampler.__iter__` draws it, for a sampler of one permutation."
+    n, g = len(s.data_source), s.generator
+    if g is None:  # torch seeds a generator of its own from the global one
+        g = torch.Generator(); g.manual_seed(int(torch.empty((), dtype=torch.int64).random_().item()))
+    idx = torch.randperm(n, generator=g)
+    torch.randperm(n, generator=g)  # exhausted, torch's sampler draws one more permutation and keeps none of it
+    return idx
+
+def _epoch_index(dl: DataLoader) -> tuple[Tensor, list]:
+    "The item indices of one epoch of whole-batch loader `dl` and each batch's size, drawn as iterating `dl` draws them."
+    torch.empty((), dtype=torch.int64).random_(generator=dl.generator)  # torch's iterator draws its workers' seed first
+    bsamp = dl.sampler
+    if type(bsamp) is BatchSampler:  # torch's batching: chunks of `batch_size` of its sampler's order
+        s, bs = bsamp.sampler, bsamp.batch_size
+        if type(s) is SequentialSampler: idx = torch.arange(len(s))
+        elif type(s) is RandomSampler and not s.replacement and s._num_samples is None: idx = _random_order(s)
+        else: idx = torch.tensor(list(s), dtype=torch.long)
+        sizes = [bs] * (len(idx) // bs) + ([len(idx) % bs] if len(idx) % bs and not bsamp.drop_last else [])
+        return idx[:sum(sizes)], sizes
+    batches = list(bsamp)
+    return torch.tensor([i for b in batches for i in b], dtype=torch.long), [len(b) for b in batches]
+
+def _rows(t: Tensor, idx: Tensor, pin: bool) -> Tensor:
+    "Rows `idx` of `t`; gathered straight into pinned memory if `pin`, ready for an asynchronous copy."
+    if not pin or t.requires_grad: return t.index_select(0, idx)
+    return torch.index_select(t, 0, idx, out=torch.empty((len(idx), *t.shape[1:]), dtype=t.dtype, pin_memory=True))
+
+def _prefetch(batches: Iterable, issue: Callable, ready: Callable) -> Iterator:
+    "`ready(issue(b))` for each `b` of `batches`, the next batch issued before each one is handed over."
+    it = iter(batches)
+    try: nxt = issue(next(it))
+    except StopIteration: return
+    while True:
+        cur, done, err = ready(nxt), False, None
+        try: nxt = issue(next(it))
+        except StopIteration: done = True
+        except Exception as e: done, err = True, e  # raised once the batch before it has been used
+        yield cur
+        if err is not None: raise err
+        if done: return
+
+# %% ../nbs/02_basic_data.ipynb #fece4241
+class _CudaCopier:
+    "Copies batches to a CUDA `device` on a side stream, from pinned memory, without making the host wait."
+    pin = True  # whole batches are gathered into pinned memory
+    def __init__(self, device: torch.device): self.device, self.stream = device, torch.cuda.Stream(device)
+
+    def _copy(self, t: Tensor) -> Tensor:
+        if t.device.type == 'cpu' and not t.is_pinned(): t = t.pin_memory()
+        return t.to(self.device, non_blocking=True)
+
+    def issue(self, b: Any) -> Any:
+        "Start copying batch `b` to the device on the side stream; return the device tensors."
+        with torch.cuda.stream(self.stream): return _map_tensors(b, self._copy)
+
+    def ready(self, b: Any) -> Any:
+        "Order the current stream after the copies issued so far (on the device), and keep `b`'s memory for it."
+        cur = torch.cuda.current_stream(self.device)
+        cur.wait_stream(self.stream)
+        def keep(t):
+            t.record_stream(cur)  # the allocator reuses the memory only once the current stream is done with it
+            return t
+        return _map_tensors(b, keep)
 
 # %% ../nbs/02_basic_data.ipynb #c76ceff3
 def _check_bool(name: str, v):
@@ -167,22 +264,6 @@ class DeviceDataLoader:
         self.dl = _new_loader(self.dl, batch_size=v)
         if hasattr(self.dl.dataset, 'bs'): self.dl.dataset.bs = v
 
-    def __iter__(self):
-        "The batches of the loader, on the device, after the `tfms`."
-        dl, dev = self.dl, self.device
-        if self.on_device or dev.type != 'cpu':
-            where = _tensors_device(dl.dataset) if _whole_batch_tensors(dl) else None
-            if where is not None and (self.on_device or _same_device(where, dev)):
-                yield from self._indexed(where)  # the data sits on the device: index it there, no copy
-                return
-        if dev.type == 'cpu' and not self.tfms:  # CPU tensors stay where they are: no copy, no per-batch walk
-            yield from dl
-            return
-        if dev.type == 'cuda':
-            yield from self._ahead(_CudaCopier(dev))  # pinned memory, asynchronous copies, one batch ahead
-            return
-        for b in dl: yield self.proc_batch(b)
-
     def __repr__(self) -> str: return f'DeviceDataLoader({len(self)} batches of {self.batch_size}, device={self.device})'
 
     if TYPE_CHECKING:  # defined below, one per cell
@@ -190,6 +271,7 @@ class DeviceDataLoader:
         create = classmethod(_here._ddl_create); new = _here.new; proc_batch = _here.proc_batch
         add_tfm = _here.add_tfm; remove_tfm = _here.remove_tfm
         _tfmed = _here._tfmed; _first = _here._first; _indexed = _here._indexed; _ahead = _here._ahead
+        __iter__ = _here._ddl_iter
 
 # %% ../nbs/02_basic_data.ipynb #a151d316
 def _ddl_create(cls: type[DeviceDataLoader], dataset: Dataset,  # the dataset to load
@@ -200,8 +282,8 @@ def _ddl_create(cls: type[DeviceDataLoader], dataset: Dataset,  # the dataset to
            num_workers: int = 0,  # worker processes (0: load in the main process)
            collate_fn: Callable | None = None,  # how samples make a batch; default: torch's
            on_device: bool = False,  # keep a TensorDataset on device (if it fits): batches indexed there, no copies
-           **kwargs,  # passed to make_loader (drop_last, generator, ...)
-) -> DeviceDataLoader:
+           **kwargs,
+) -> DeviceDataLoader:  # the wrapped loader; `kwargs` (drop_last, generator, ...) went to make_loader
     "A `DeviceDataLoader` over `dataset` with batch size `bs`, shuffled if `shuffle`; on `device` with `on_device`."
     _check_bool('on_device', on_device)
     device = torch.device(ifnone(device, defaults.device))
@@ -239,6 +321,53 @@ def proc_batch(self: DeviceDataLoader, b: Any) -> Any:
 def _tfmed(self: DeviceDataLoader, b: Any) -> Any:
     for f in self.tfms: b = f(b)
     return b
+
+# %% ../nbs/02_basic_data.ipynb #7909ea8e
+@patch
+def _indexed(self: DeviceDataLoader, where: torch.device) -> Iterator:
+    "The batches of a whole-batch `TensorDataset` loader, indexed on `where`, the device of its tensors."
+    idx, sizes = _epoch_index(self.dl)
+    if where.type == 'cuda': idx = idx.pin_memory().to(where, non_blocking=True)  # one copy per epoch
+    elif where.type != 'cpu': idx = idx.to(where)
+    ts, move = cast(TensorDataset, self.dl.dataset).tensors, not _same_device(where, self.device)
+    for i in idx.split(sizes):
+        b = [t.index_select(0, i) for t in ts]  # a list, as torch's loader gives it
+        yield self.proc_batch(b) if move else self._tfmed(b)
+
+# %% ../nbs/02_basic_data.ipynb #77ae229e
+@patch
+def _ahead(self: DeviceDataLoader, copier) -> Iterator:
+    "The batches, each copied by `copier` one batch ahead of its use, then passed through the `tfms`."
+    dl = self.dl
+    if dl.num_workers == 0 and _whole_batch_tensors(dl) and _tensors_device(dl.dataset) == torch.device('cpu'):
+        idx, sizes = _epoch_index(dl)  # gather each batch ourselves, straight into pinned memory
+        ts = cast(TensorDataset, dl.dataset).tensors
+        batches: Iterable = ([_rows(t, i, copier.pin) for t in ts] for i in idx.split(sizes))
+    else: batches = dl
+    return _prefetch(batches, copier.issue, lambda b: self._tfmed(copier.ready(b)))
+
+# %% ../nbs/02_basic_data.ipynb #ba398ae6
+def _cpu_indexable(dl: DataLoader) -> bool:
+    "Whether indexing `dl`'s CPU tensors gives its batches with the same random draws at the same moments."
+    s = dl.sampler  # a sampler with its own generator keeps torch's path: an epoch stopped early would differ
+    return (dl.num_workers == 0 and not dl.pin_memory and dl.generator is None and type(s) is BatchSampler
+            and type(s.sampler) in (SequentialSampler, RandomSampler) and getattr(s.sampler, 'generator', None) is None)
+
+@patch_as(nm='__iter__')
+def _ddl_iter(self: DeviceDataLoader) -> Iterator:
+    "The batches of the loader, on the device, after the `tfms`."
+    dl, dev = self.dl, self.device
+    where = _tensors_device(dl.dataset) if _whole_batch_tensors(dl) else None
+    if where is not None and (self.on_device or (_same_device(where, dev) and (dev.type != 'cpu' or _cpu_indexable(dl)))):
+        yield from self._indexed(where)  # the data sits where the batches go: one index tensor per epoch, no copy
+        return
+    if dev.type == 'cpu' and not self.tfms:  # CPU tensors stay where they are: no copy, no per-batch walk
+        yield from dl
+        return
+    if dev.type == 'cuda':
+        yield from self._ahead(_CudaCopier(dev))  # pinned memory, asynchronous copies, one batch ahead
+        return
+    for b in dl: yield self.proc_batch(b)
 
 # %% ../nbs/02_basic_data.ipynb #d3009fb1
 @patch
@@ -279,116 +408,6 @@ def collate_fn(self: DeviceDataLoader) -> Callable:
 @patch_as(set_prop=True, nm='collate_fn')
 def _set_collate_fn(self: DeviceDataLoader, v: Callable): self.dl = _new_loader(self.dl, collate_fn=v)
 
-# %% ../nbs/02_basic_data.ipynb #ceb0c1f9
-def _map_tensors(b: Any, f: Callable) -> Any:
-    "`b` with `f` applied to each of its tensors (in nested lists, tuples and dicts)."
-    if isinstance(b, Tensor): return f(b)
-    if isinstance(b, dict): return {k: _map_tensors(v, f) for k, v in b.items()}
-    if is_listy(b): return type(b)(_map_tensors(o, f) for o in b)
-    return b
-
-def _cuda_index(d: torch.device) -> int:
-    return torch.cuda.current_device() if d.index is None else d.index
-
-def _same_device(a: torch.device, b: torch.device) -> bool:
-    "Whether `a` and `b` are the same device (`cuda` without an index is the current CUDA device)."
-    if a.type != b.type: return False
-    if a.type == 'cuda': return _cuda_index(a) == _cuda_index(b)
-    return a.index is None or b.index is None or a.index == b.index
-
-def _whole_batch_tensors(dl) -> bool:
-    "Whether `dl` fetches whole batches (a `BatchSampler` as sampler) of a `TensorDataset` with torch's `__getitem__`."
-    return (isinstance(dl, DataLoader) and dl.batch_size is None and isinstance(dl.sampler, BatchSampler)
-            and dl.collate_fn is default_convert and _plain_tensor_ds(dl.dataset))
-
-def _plain_tensor_ds(ds) -> bool:
-    "Whether `ds` is a `TensorDataset` whose items are rows of its tensors (a subclass may compute its items)."
-    return isinstance(ds, TensorDataset) and type(ds).__getitem__ is TensorDataset.__getitem__
-
-def _tensors_device(ds: Any) -> torch.device | None:
-    "The device of every tensor of `ds` (None when they are on several)."
-    devs = {t.device for t in ds.tensors}
-    return devs.pop() if len(devs) == 1 else None
-
-# %% ../nbs/02_basic_data.ipynb #6b2c2cf8
-def _epoch_index(dl: DataLoader) -> tuple[Tensor, list]:
-    "The item indices of one epoch of whole-batch loader `dl` and each batch's size, drawn as iterating `dl` draws them."
-    torch.empty((), dtype=torch.int64).random_(generator=dl.generator)  # torch's iterator draws its workers' seed first
-    bsamp = dl.sampler
-    if type(bsamp) is BatchSampler:  # torch's batching: chunks of `batch_size` of its sampler's order
-        s, bs = bsamp.sampler, bsamp.batch_size
-        idx = torch.arange(len(s)) if type(s) is SequentialSampler else torch.tensor(list(s), dtype=torch.long)
-        sizes = [bs] * (len(idx) // bs) + ([len(idx) % bs] if len(idx) % bs and not bsamp.drop_last else [])
-        return idx[:sum(sizes)], sizes
-    batches = list(bsamp)
-    return torch.tensor([i for b in batches for i in b], dtype=torch.long), [len(b) for b in batches]
-
-def _rows(t: Tensor, idx: Tensor, pin: bool) -> Tensor:
-    "Rows `idx` of `t`; gathered straight into pinned memory if `pin`, ready for an asynchronous copy."
-    if not pin or t.requires_grad: return t.index_select(0, idx)
-    return torch.index_select(t, 0, idx, out=torch.empty((len(idx), *t.shape[1:]), dtype=t.dtype, pin_memory=True))
-
-def _prefetch(batches: Iterable, issue: Callable, ready: Callable) -> Iterator:
-    "`ready(issue(b))` for each `b` of `batches`, the next batch issued before each one is handed over."
-    it = iter(batches)
-    try: nxt = issue(next(it))
-    except StopIteration: return
-    while True:
-        cur, done, err = ready(nxt), False, None
-        try: nxt = issue(next(it))
-        except StopIteration: done = True
-        except Exception as e: done, err = True, e  # raised once the batch before it has been used
-        yield cur
-        if err is not None: raise err
-        if done: return
-
-# %% ../nbs/02_basic_data.ipynb #fece4241
-class _CudaCopier:
-    "Copies batches to a CUDA `device` on a side stream, from pinned memory, without making the host wait."
-    pin = True  # whole batches are gathered into pinned memory
-    def __init__(self, device: torch.device): self.device, self.stream = device, torch.cuda.Stream(device)
-
-    def _copy(self, t: Tensor) -> Tensor:
-        if t.device.type == 'cpu' and not t.is_pinned(): t = t.pin_memory()
-        return t.to(self.device, non_blocking=True)
-
-    def issue(self, b: Any) -> Any:
-        "Start copying batch `b` to the device on the side stream; return the device tensors."
-        with torch.cuda.stream(self.stream): return _map_tensors(b, self._copy)
-
-    def ready(self, b: Any) -> Any:
-        "Order the current stream after the copies issued so far (on the device), and keep `b`'s memory for it."
-        cur = torch.cuda.current_stream(self.device)
-        cur.wait_stream(self.stream)
-        def keep(t):
-            t.record_stream(cur)  # the allocator reuses the memory only once the current stream is done with it
-            return t
-        return _map_tensors(b, keep)
-
-# %% ../nbs/02_basic_data.ipynb #7909ea8e
-@patch
-def _indexed(self: DeviceDataLoader, where: torch.device) -> Iterator:
-    "The batches of a whole-batch `TensorDataset` loader, indexed on `where`, the device of its tensors."
-    idx, sizes = _epoch_index(self.dl)
-    if where.type == 'cuda': idx = idx.pin_memory().to(where, non_blocking=True)  # one copy per epoch
-    elif where.type != 'cpu': idx = idx.to(where)
-    ts, move = cast(TensorDataset, self.dl.dataset).tensors, not _same_device(where, self.device)
-    for i in idx.split(sizes):
-        b = [t.index_select(0, i) for t in ts]  # a list, as torch's loader gives it
-        yield self.proc_batch(b) if move else self._tfmed(b)
-
-# %% ../nbs/02_basic_data.ipynb #77ae229e
-@patch
-def _ahead(self: DeviceDataLoader, copier) -> Iterator:
-    "The batches, each copied by `copier` one batch ahead of its use, then passed through the `tfms`."
-    dl = self.dl
-    if dl.num_workers == 0 and _whole_batch_tensors(dl) and _tensors_device(dl.dataset) == torch.device('cpu'):
-        idx, sizes = _epoch_index(dl)  # gather each batch ourselves, straight into pinned memory
-        ts = cast(TensorDataset, dl.dataset).tensors
-        batches: Iterable = ([_rows(t, i, copier.pin) for t in ts] for i in idx.split(sizes))
-    else: batches = dl
-    return _prefetch(batches, copier.issue, lambda b: self._tfmed(copier.ready(b)))
-
 # %% ../nbs/02_basic_data.ipynb #b6f09645
 class DataBunch:
     "The training, validation, fix, single and (optional) test loaders of a Learner, on `device`."
@@ -421,24 +440,6 @@ class DataBunch:
         self.path, self.classes = Path(path), classes
         if not no_check: self.sanity_check()
 
-    if not TYPE_CHECKING:  # type checkers keep reporting misspelt attributes
-        def __getattr__(self, k: str) -> Any:
-            train_dl = self.__dict__.get('train_dl')
-            if k.startswith('__') or train_dl is None: raise AttributeError(k)
-            try: return getattr(train_dl, k)  # as in v1: data.c is the training dataset's c
-            except AttributeError: pass
-            raise AttributeError(f"'{type(self).__name__}' object has no attribute {k!r} (nor have its training loader "
-                                 "and dataset).")
-    def __setstate__(self, data: dict):
-        if 'device' in data: data['_device'] = data.pop('device')  # pickled before `device` was a property
-        self.__dict__.update(data)
-
-    def __repr__(self) -> str:
-        n = lambda dl: 'none' if dl is None else f'{_len_or_none(dl.dataset)} items'
-        return (f'{self.__class__.__name__}(train: {n(self.train_dl)}, valid: {n(self.valid_dl)}, test: '
-                f'{n(self.test_dl)}; bs={(self.train_dl or self.valid_dl or self.test_dl or _NoLoader).batch_size}, '
-                f'device={self._device})')
-
     if TYPE_CHECKING:  # defined below, one per cell
         @property
         def device(self) -> torch.device: ...
@@ -449,6 +450,30 @@ class DataBunch:
         create = classmethod(_here._databunch_create); dl = _here.dl; one_batch = _here.one_batch; one_item = _here.one_item
         add_test = _here.add_test; sanity_check = _here.sanity_check; save = _here.save
         add_tfm = _here._add_tfm_all; remove_tfm = _here._remove_tfm_all
+        __repr__ = _here._databunch_repr; __setstate__ = _here._databunch_setstate
+
+# %% ../nbs/02_basic_data.ipynb #783f0409
+@patch_as(nm='__getattr__')
+def _databunch_getattr(self: DataBunch, k: str) -> Any:
+    train_dl = self.__dict__.get('train_dl')
+    if k.startswith('__') or train_dl is None: raise AttributeError(k)
+    try: return getattr(train_dl, k)  # as in v1: data.c is the training dataset's c
+    except AttributeError: pass
+    raise AttributeError(f"'{type(self).__name__}' object has no attribute {k!r} (nor have its training loader "
+                         "and dataset).")
+
+# %% ../nbs/02_basic_data.ipynb #6e6b2cd8
+@patch_as(nm='__repr__')
+def _databunch_repr(self: DataBunch) -> str:
+    n = lambda dl: 'none' if dl is None else f'{_len_or_none(dl.dataset)} items'
+    return (f'{self.__class__.__name__}(train: {n(self.train_dl)}, valid: {n(self.valid_dl)}, test: '
+            f'{n(self.test_dl)}; bs={(self.train_dl or self.valid_dl or self.test_dl or _NoLoader).batch_size}, '
+            f'device={self._device})')
+
+@patch_as(nm='__setstate__')
+def _databunch_setstate(self: DataBunch, data: dict):
+    if 'device' in data: data['_device'] = data.pop('device')  # pickled before `device` was a property
+    self.__dict__.update(data)
 
 # %% ../nbs/02_basic_data.ipynb #2a81df80
 def _databunch_create(cls: type[DataBunch],
@@ -466,8 +491,8 @@ def _databunch_create(cls: type[DataBunch],
            batched_fetch: bool | None = None,  # fetch whole batches at once; default: when the dataset allows
            classes: list | None = None,  # names of the classes, for predictions and interpretation
            on_device: bool = False,  # keep TensorDatasets on device (if they fit): batches indexed there, no copies
-           **dl_kwargs,  # passed to every DataLoader (generator, pin_memory, ...)
-) -> DataBunch:
+           **dl_kwargs,
+) -> DataBunch:  # the DataBunch; `dl_kwargs` (generator, pin_memory, ...) went to every DataLoader
     "Create a `DataBunch` from datasets: train shuffled with its last incomplete batch dropped, valid/test in order."
     _check_bool('on_device', on_device)
     bs = _check_pos_int('bs', bs)
@@ -814,8 +839,8 @@ def load_data(path: str | Path,  # the folder of the file (and the `path` of the
               collate_fn: Callable | None = None,  # how samples make a batch; default: torch's
               no_check: bool = False,  # skip sanity_check
               trust_code: bool = False,  # allow unpickling datasets that are not TensorDatasets (runs their code)
-              **kwargs,  # passed to DataBunch.create
-) -> DataBunch:
+              **kwargs,
+) -> DataBunch:  # the loaded DataBunch; `kwargs` went to DataBunch.create
     "Load a `DataBunch` saved by `DataBunch.save` from `path/file` (or file object `file`); safe unless `trust_code`."
     if hasattr(file, 'read'): source, name = file, f'the file object {file!r}'
     elif not isinstance(file, (str, os.PathLike)):
