@@ -6,9 +6,10 @@
 __all__ = []
 
 # %% ../nbs/10_basics.ipynb #ab6fabee
-from . import torch_core, basic_data, callback, basic_train, metrics, train
+from . import torch_core, layers, basic_data, callback, basic_train, metrics, train
 from . import callbacks  # the package, as a name: `callbacks.CSVLogger` (as v1's basics)
 from .torch_core import *
+from .layers import *
 from .basic_data import *
 from .callback import *
 from .basic_train import *
@@ -33,7 +34,7 @@ def _star_names(m) -> set:
     "The names `from m import *` gives: `m.__all__`, or, for a module without one (v1's torch_core), its public names."
     return set(m.__all__) if hasattr(m, '__all__') else {n for n in dir(m) if not n.startswith('_')}
 
-_modules = (torch_core, basic_data, callback, basic_train, metrics, train)
+_modules = (torch_core, layers, basic_data, callback, basic_train, metrics, train)
 _v1_also = {'partial', 'Path', 'np', 'plt', 'torch', 'nn', 'optim', 'Tensor', 'F', 'dataclass', 'Any', 'Callable',
             'Collection', 'Iterable', 'Optional', 'Sequence', 'Union', 'callbacks',
             'MasterBar', 'ProgressBar', 'master_bar', 'progress_bar'}

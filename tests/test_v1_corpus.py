@@ -49,6 +49,9 @@ def runs(tmp_path_factory):
 def test_the_corpus_has_programs_of_ten_sources_at_least():
     sources = {re.search(r'^# After: ([^,]+)', p.read_text(), re.M).group(1) for p in CORPUS}
     assert len(CORPUS) >= 10 and len(sources) >= 10, sources
+    # ten of them at least name their public repository (`owner/name, path`), not only an index's file id
+    named = {s for s in sources if re.fullmatch(r'[\w.-]+/[\w.-]+', s)}
+    assert len(named) >= 10, sorted(named)
 
 
 @pytest.mark.parametrize('name', [p.name if p.name not in DELIBERATE else

@@ -30,7 +30,7 @@ def test_basics_gives_the_callbacks_package():
     assert ns['callbacks'].SaveModelCallback.__name__ == 'SaveModelCallback'
 
 
-@pytest.mark.parametrize('module', ['torch_core', 'basic_data', 'callback', 'basic_train', 'metrics', 'train'])
+@pytest.mark.parametrize('module', ['torch_core', 'layers', 'basic_data', 'callback', 'basic_train', 'metrics', 'train'])
 def test_basics_reexports_every_star_name(module):
     basics = set(_star('fastbook_core.basics'))
     missing = sorted(set(_star(f'fastbook_core.{module}')) - basics)
@@ -43,6 +43,23 @@ def test_basics_names_of_today():
                  'torch', 'nn', 'F', 'optim', 'np', 'Path', 'partial', 'Tensor', 'Optional', 'Collection', 'Any',
                  'BnFreeze', 'ClassificationInterpretation', 'callbacks']:
         assert name in ns, name
+
+
+# v1's basics star-imported fastai.layers (`__all__` of fastai/layers.py at 1.0.61): what v1 programs use unqualified
+V1_LAYERS = ['AdaptiveConcatPool2d', 'BCEWithLogitsFlat', 'BCEFlat', 'MSELossFlat', 'CrossEntropyFlat', 'Debugger',
+             'Flatten', 'Lambda', 'PoolFlatten', 'View', 'ResizeBatch', 'bn_drop_lin', 'conv2d', 'conv2d_trans',
+             'conv_layer', 'embedding', 'simple_cnn', 'NormType', 'relu', 'batchnorm_2d', 'trunc_normal_',
+             'PixelShuffle_ICNR', 'icnr', 'NoopLoss', 'WassersteinLoss', 'SelfAttention', 'SequentialEx', 'MergeLayer',
+             'res_block', 'sigmoid_range', 'SigmoidRange', 'PartialLayer', 'FlattenedLoss', 'BatchNorm1dFlat',
+             'LabelSmoothingCrossEntropy', 'PooledSelfAttention2d']
+
+@pytest.mark.parametrize('module', ['fastbook_core.layers', 'fastbook_core.basics'])
+def test_v1_layers_names_come_with_the_star_import(module):
+    import fastbook_core.layers as layers
+    ns = _star(module)
+    assert [n for n in V1_LAYERS if n not in ns] == []
+    assert all(ns[n] is getattr(layers, n) for n in V1_LAYERS)
+    if module == 'fastbook_core.layers': assert sorted(ns) == sorted(V1_LAYERS)  # exactly v1's __all__
 
 
 @pytest.mark.parametrize('module', ['fastbook_core.core', 'fastbook_core.imports'])
