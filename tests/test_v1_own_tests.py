@@ -59,7 +59,6 @@ APPLICATION = {
     'test_callbacks_hooks.py::test_model_summary_tabular': 'ADULT through fastai.tabular',
     'test_callbacks_hooks.py::test_model_summary_collab': 'MovieLens through fastai.collab',
     'test_torch_core.py::test_to_data': 'MNIST through fastai.vision',
-    'test_torch_core.py::test_keep_parameter': "v1's layers.SelfAttention",
 }
 
 # v1 tests that cannot run with the installed third-party libraries, whatever fastbook_core does: test id ->
