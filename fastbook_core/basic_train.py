@@ -17,7 +17,7 @@ from torch import nn, Tensor
 from torch.utils.data import Dataset
 from .torch_core import (CheckpointError, CheckpointNotFoundError, add_note, atomic_write, camel2snake, defaults,
                                       distrib_sum, even_mults, first_el, flatten_model, get_model, get_rng_states,
-                                      ifnone, is_listy, listify, load_checkpoint, bn_types, norm_types, patch, rank_distrib,
+                                      ifnone, is_listy, listify, load_checkpoint, bn_types, norm_types, patch, patch_as, rank_distrib,
                                       remove_module_load, requires_grad, set_rng_states, split_model, to_detach,
                                       to_device, unpickle_blob)
 from .basic_data import DataBunch, DatasetType
@@ -27,7 +27,7 @@ from .callback import (Callback, CallbackHandler, OptimWrapper, callback_events,
                                     check_callbacks, check_metrics, check_wd)
 from .progress import MasterBar, format_time, master_bar, progress_bar
 from .checkpoint import (EXPORT_HYPERS, Checkpoint, callback_states, check_device, check_model_state,
-                                      export_bytes, is_filelike, match_callback_states, read_checkpoint, read_export,
+                                      check_state_keys, export_bytes, is_export, is_filelike, match_callback_states, read_checkpoint, read_export,
                                       source_name)
 if TYPE_CHECKING:  # for type checkers only: this module itself (its patched methods) and the modules that add methods
     from fastbook_core import basic_train as _here
@@ -63,6 +63,7 @@ def _loss_name(loss_func) -> str:
 
 def _dtypes(b) -> str: return ', '.join(str(o.dtype).removeprefix('torch.') for o in b if isinstance(o, Tensor))
 
+# %% ../nbs/04_basic_train.ipynb #cccc3e33
 def _loss(loss_func: Callable, out, yb: list) -> Tensor:
     try: loss = loss_func(out, *yb)
     except (RuntimeError, ValueError, IndexError) as e:
@@ -81,6 +82,7 @@ def _loss(loss_func: Callable, out, yb: list) -> Tensor:
                          "a scalar: reduce it (reduction='mean' or 'sum'; reduction='none' gives one loss per item).")
     return loss
 
+# %% ../nbs/04_basic_train.ipynb #3c12c4d2
 def loss_batch(model: nn.Module,  # the model
                xb: Tensor | list,  # the input batch (a tensor, or a list of tensors for several inputs)
                yb: Tensor | list,  # the target batch
@@ -358,38 +360,10 @@ class Learner:
         self._resume_states: dict | None = None  # callback states read by `load(with_opt=True)`, for the next fit
         self._resume_epoch: int | None = None  # and the epochs that checkpoint had completed
 
-    @property
-    def metrics(self) -> list:
-        "The metrics computed on the validation set at each epoch (functions or metric callbacks)."
-        return self._metrics
-    @metrics.setter
-    def metrics(self, ms): self._metrics = check_metrics(ms)
-
     def __repr__(self) -> str:
         return (f'Learner(data={self.data!r}, model={self.model.__class__.__name__}, opt_func='
                 f'{getattr(self.opt_func, "func", self.opt_func).__name__}, loss_func={_loss_name(self.loss_func)}, '
                 f'metrics={[getattr(m, "__name__", m) for m in self.metrics]})')
-
-    def lr_range(self, lr: float | Sequence[float] | np.ndarray | slice) -> float | np.ndarray:
-        "Per-layer-group learning rates from `lr`: a number, a sequence (one per group) or a `slice`."
-        n = len(self.layer_groups)
-        if isinstance(lr, slice):
-            _check_lr(lr.stop, 'slice stop')
-            if lr.start:
-                _check_lr(lr.start, 'slice start')
-                return even_mults(lr.start, lr.stop, n)
-            return np.array([lr.stop / 10] * (n - 1) + [lr.stop])
-        if is_listy(lr) or isinstance(lr, np.ndarray):
-            lr = list(lr)
-            if len(lr) != n: raise ValueError(f"{len(lr)} learning rates for {n} layer groups: give one per group, or a slice.")
-            for v in lr: _check_lr(v)
-            return np.array(lr, dtype=float)
-        _check_lr(lr)
-        return lr
-
-    def create_opt(self, lr: float | Sequence[float] | np.ndarray, wd: float | list = 0.) -> None:
-        "Create the `OptimWrapper` over `opt_func` for the trainable parameters of the layer groups."
-        self.opt = OptimWrapper.create(self.opt_func, lr, self.layer_groups, wd=wd, true_wd=self.true_wd, bn_wd=self.bn_wd)
 
     def _make_callbacks(self) -> list:
         "The callbacks of `callback_fns` (and `defaults.extra_callback_fns`), made for this fit."
@@ -425,6 +399,7 @@ class Learner:
             if self._resume_states:  # refused here, before training, if two callbacks could take one state
                 match_callback_states(self._resume_states, _with_state(cbs))
                 cbs.append(_ResumeCallbackStates(self, cbs))
+            check_state_keys(_with_state(cbs))  # two states under one key: refused before the first batch, not at a save
             self._fit_callbacks = cbs
             fit(epochs, self, metrics=self.metrics, callbacks=cbs)
         except BaseException:
@@ -462,10 +437,6 @@ class Learner:
         cb_handler.on_epoch_end(val_loss)
         return cb_handler.state_dict['last_metrics']
 
-    def dl(self, ds_type: DatasetType = DatasetType.Valid):
-        "The loader of `ds_type`."
-        return self.data.dl(ds_type)
-
     def get_preds(self,
                   ds_type: DatasetType = DatasetType.Valid,  # which set
                   activ: Callable | None = None,  # default: the loss's activation
@@ -483,18 +454,14 @@ class Learner:
         return get_preds(self.model, dl, cb_handler=CallbackHandler(self.prediction_callbacks()), activ=activ,
                          loss_func=lf, n_batch=n_batch, pbar=pbar, silent=self.silent)
 
-    def prediction_callbacks(self) -> list:
-        "The callbacks that apply when predicting: the Learner's own, and those of `callback_fns` but the Recorder."
-        fns = [f for f in self.callback_fns + listify(defaults.extra_callback_fns) if getattr(f, 'func', f) is not Recorder]
-        return [f(self) for f in fns] + self.callbacks
-
-    @staticmethod
-    def apply_dropout(m: nn.Module) -> None:
-        "Put `m` in training mode if it is a dropout layer (for Monte Carlo dropout)."
-        if 'dropout' in m.__class__.__name__.lower(): m.train()
-
     # --- the methods attached below with `@patch` (this module) and by later modules, declared for type checkers ---
     if TYPE_CHECKING:
+        metrics: list  # a property: the metrics, checked when set
+        lr_range = _here.lr_range
+        create_opt = _here.create_opt
+        dl = _here.dl
+        prediction_callbacks = _here.prediction_callbacks
+        apply_dropout = _here.apply_dropout
         init = _here.init
         show_training_loop = _here.show_training_loop
         split = _here.split
@@ -528,6 +495,59 @@ class Learner:
         fit_fc = _flat_cos_anneal.fit_fc
         to_distributed = _distributed.to_distributed
         to_parallel = _distributed.to_parallel
+
+# %% ../nbs/04_basic_train.ipynb #92008069
+@patch_as(as_prop=True)
+def metrics(self: Learner) -> list:
+    "The metrics computed on the validation set at each epoch (functions or metric callbacks), checked when set."
+    return self._metrics
+
+@patch_as(set_prop=True, nm='metrics')
+def _set_metrics(self: Learner, ms): self._metrics = check_metrics(ms)
+
+# %% ../nbs/04_basic_train.ipynb #937ab29a
+@patch
+def lr_range(self: Learner, lr: float | Sequence[float] | np.ndarray | slice) -> float | np.ndarray:
+    "Per-layer-group learning rates from `lr`: a number, a sequence (one per group) or a `slice`."
+    n = len(self.layer_groups)
+    if isinstance(lr, slice):
+        _check_lr(lr.stop, 'slice stop')
+        if lr.start:
+            _check_lr(lr.start, 'slice start')
+            return even_mults(lr.start, lr.stop, n)
+        return np.array([lr.stop / 10] * (n - 1) + [lr.stop])
+    if is_listy(lr) or isinstance(lr, np.ndarray):
+        lr = list(lr)
+        if len(lr) != n: raise ValueError(f"{len(lr)} learning rates for {n} layer groups: give one per group, or a slice.")
+        for v in lr: _check_lr(v)
+        return np.array(lr, dtype=float)
+    _check_lr(lr)
+    return lr
+
+# %% ../nbs/04_basic_train.ipynb #f140817a
+@patch
+def create_opt(self: Learner, lr: float | Sequence[float] | np.ndarray, wd: float | list = 0.) -> None:
+    "Create the `OptimWrapper` over `opt_func` for the trainable parameters of the layer groups."
+    self.opt = OptimWrapper.create(self.opt_func, lr, self.layer_groups, wd=wd, true_wd=self.true_wd, bn_wd=self.bn_wd)
+
+# %% ../nbs/04_basic_train.ipynb #8fb44cf1
+@patch
+def dl(self: Learner, ds_type: DatasetType = DatasetType.Valid):
+    "The loader of `ds_type`."
+    return self.data.dl(ds_type)
+
+# %% ../nbs/04_basic_train.ipynb #f2a68863
+@patch
+def prediction_callbacks(self: Learner) -> list:
+    "The callbacks that apply when predicting: the Learner's own, and those of `callback_fns` but the Recorder."
+    fns = [f for f in self.callback_fns + listify(defaults.extra_callback_fns) if getattr(f, 'func', f) is not Recorder]
+    return [f(self) for f in fns] + self.callbacks
+
+# %% ../nbs/04_basic_train.ipynb #6d458677
+@patch
+def apply_dropout(self: Learner, m: nn.Module) -> None:
+    "Put `m` in training mode if it is a dropout layer (for Monte Carlo dropout)."
+    if 'dropout' in m.__class__.__name__.lower(): m.train()
 
 # %% ../nbs/04_basic_train.ipynb #79118b86
 class LearnerCallback(Callback):
@@ -816,8 +836,7 @@ def split(self: Learner, split_on: nn.Module | list | Callable) -> Learner:
     "Split the model into layer groups at `split_on` (modules, a list of groups, or a function of the model)."
     if callable(split_on) and not isinstance(split_on, nn.Module): split_on = split_on(self.model)
     self.layer_groups = split_model(self.model, split_on)
-    self.opt = None  # the next fit builds an optimizer over the new groups
-    return self
+    return self  # the optimizer is kept, as in fastai v1: `freeze`, `unfreeze` or `create_opt` make one over the new groups
 
 # %% ../nbs/04_basic_train.ipynb #e2c32ec5
 @patch
@@ -978,12 +997,24 @@ class _LoadPlan:
     resume: bool  # with_opt=True: random states, history and callback states too
     opt: OptimWrapper | None = None  # the optimizer that takes the file's state (the Learner's, or a new one)
 
+def _export_named(learn: Learner, file: Any) -> Path | None:
+    "The export file `file` names, when `load` was given one: in `path` (where `export` writes) or `model_dir`, as named or with `.pkl`."
+    if not isinstance(file, (str, Path)) or not str(file).strip(): return None
+    p = Path(file)
+    names = [p] if p.suffix else [p, p.with_name(p.name + '.pkl')]
+    found = [q if q.is_absolute() else d / q for q in names for d in (learn.path, learn.path / learn.model_dir)]
+    return next((q for q in found if q.is_file() and is_export(q)), None)
+
 @patch
 def _check_load(self: Learner, file: Any, device: Any = None, strict: bool = True, with_opt: bool | None = None,
                 remove_module: bool = False) -> _LoadPlan:
     "Step 1 of `load`: read `file` and check all of it against this Learner; change nothing."
-    device = check_device(device)
-    ck = read_checkpoint(self._model_file(file), ifnone(device, self.data.device), remove_module)
+    device, target = check_device(device), self._model_file(file)
+    if not is_filelike(target) and not target.exists() and (exp := _export_named(self, file)) is not None:
+        where = 'learn.path' if exp.parent == self.path else repr(str(exp.parent))
+        raise CheckpointError(f"{exp.name} is an export (written by `Learner.export`), not a checkpoint: "
+                              f"`load_learner({where}, {exp.name!r})` reads it; `load` reads what `save` writes.")
+    ck = read_checkpoint(target, ifnone(device, self.data.device), remove_module)
     plan = _LoadPlan(ck, strict, check_model_state(ck.model, self.model, ck.source, strict), with_opt is True)
     if with_opt and ck.opt is None and not ck.resumable:  # a v1 file holds `opt` without our random states
         raise CheckpointError(f"{source_name(ck.source)} holds no optimizer state (it was saved with with_opt=False): load it "
@@ -1030,7 +1061,10 @@ def _apply_load(self: Learner, plan: _LoadPlan, purge: bool = False) -> None:
             for k, v in ck.opt_hypers.items():
                 if v is not None and None not in v: setattr(self.opt, k, v)
     if plan.resume:
-        if ck.recorder is not None: Recorder(self).load_checkpoint_state(ck.recorder)
+        if ck.recorder is not None:
+            rec = Recorder(self)
+            rec.load_checkpoint_state(ck.recorder)
+            rec.n_epochs = rec.epoch if ck.fit_complete else None  # so that a save before the next fit keeps `fit_complete`
         # a stage saved after its fit ended is not an interrupted fit: the next fit may start at epoch 0
         self._resume_states, self._resume_epoch = ck.callbacks or None, None if ck.fit_complete else ck.epoch
 
@@ -1059,8 +1093,10 @@ def export(self: Learner,
     if rank_distrib() != 0: return
     if is_filelike(file): _binary(file)  # before anything is written or destroyed
     fns = [f for f in self.callback_fns if getattr(f, 'func', f) is not Recorder]
+    rec = next((f.keywords for f in self.callback_fns if getattr(f, 'func', f) is Recorder and isinstance(f, partial)), {})
+    hypers = {k: rec.get(k, getattr(self, k)) for k in EXPORT_HYPERS}  # the Recorder's add_time and silent, as it has them
     raw = export_bytes(get_model(self.model), self.loss_func, self.opt_func, fns, self.metrics, self.callbacks,
-                       getattr(self.data, 'classes', None), {k: getattr(self, k) for k in EXPORT_HYPERS})  # checked: nothing written yet
+                       getattr(self.data, 'classes', None), hypers)  # checked: nothing written yet
     if is_filelike(file): file.write(raw)
     else:
         with atomic_write(self.path / file) as f: f.write(raw)
@@ -1076,8 +1112,8 @@ def load_learner(path: str | Path,  # the folder of the export (the Learner's `p
                  trust_code: bool = False,  # unpickle whatever classes the file names: only for files you trust
                  device: torch.device | str | None = None,  # where the model goes
                  **kwargs,  # more arguments for the Learner
-) -> Learner:
-    "A Learner for inference from `path/file` written by `export`; `test` (a dataset) becomes its test set. Safe by default."
+) -> Learner:  # a Learner for inference, its model in eval mode
+    "A Learner for inference from `path/file` written by `export`; `test` (a dataset) becomes its test set; `kwargs` go to the Learner. Safe by default."
     if tfm_y is not None: raise ValueError("tfm_y belongs to fastai v1's data block API, which this library does not have.")
     source = file if is_filelike(file) else Path(path) / file
     state, objs = read_export(source, need_objects=model is None or loss_func is None, trust_code=trust_code)

@@ -17,8 +17,8 @@ from .callback import Callback, check_wd
 
 # %% auto #0
 __all__ = ['EXPORT_HYPERS', 'is_filelike', 'source_name', 'check_device', 'check_model_state', 'state_key', 'callback_states',
-           'match_callback_states', 'plain_value', 'check_export_hypers', 'export_bytes', 'read_export', 'Checkpoint',
-           'read_checkpoint']
+           'match_callback_states', 'has_state', 'check_state_keys', 'plain_value', 'check_export_hypers',
+           'export_bytes', 'read_export', 'is_export', 'Checkpoint', 'read_checkpoint']
 
 # %% ../nbs/03a_checkpoint.ipynb #21a9f580
 def is_filelike(f) -> bool:
@@ -80,11 +80,24 @@ def state_key(cb: Callback) -> str:
     "The key of `cb`'s state in a checkpoint: its `state_key` (by default its class name)."
     return getattr(cb, 'state_key', type(cb).__name__)
 
+# %% ../nbs/03a_checkpoint.ipynb #cde4dc50
+def _type_name(v) -> str:
+    "`v`'s type as a reader knows it, with an article: 'a numpy.random.Generator' (private modules left out), 'an int'."
+    mod, name = re.split(r'\._', '.' + type(v).__module__)[0][1:], type(v).__qualname__  # numpy.random._generator -> numpy.random
+    name = name if mod in ('', 'builtins') else f'{mod}.{name}'
+    return f"{'an' if name[0].lower() in 'aeiou' else 'a'} {name}"
+
+def _not_plain(v, where: str = '') -> tuple | None:
+    "`(where, value)` of the first part of `v` a callback's checkpoint state may not hold; None when all of it is plain."
+    if isinstance(v, dict):
+        bad = next(((f'{where}[{k!r}] (a key)', k) for k in v if not isinstance(k, str)), None)
+        return bad or next(filter(None, (_not_plain(o, f'{where}[{k!r}]') for k, o in v.items())), None)
+    if isinstance(v, (list, tuple)): return next(filter(None, (_not_plain(o, f'{where}[{i}]') for i, o in enumerate(v))), None)
+    return None if v is None or isinstance(v, (bool, int, float, str, Tensor)) else (where, v)
+
 def _plain_state(v) -> bool:
     "Whether `v` holds only what a callback's checkpoint state may: numbers, strings, bools, None, tensors, and containers of them."
-    if isinstance(v, dict): return all(isinstance(k, str) and _plain_state(o) for k, o in v.items())
-    if isinstance(v, (list, tuple)): return all(_plain_state(o) for o in v)
-    return v is None or isinstance(v, (bool, int, float, str, Tensor))
+    return _not_plain(v) is None
 
 # %% ../nbs/03a_checkpoint.ipynb #30366a24
 def _plain_numbers(v):
@@ -95,6 +108,11 @@ def _plain_numbers(v):
     if isinstance(v, (list, tuple)): return type(v)(_plain_numbers(o) for o in v)
     return v
 
+def _one_key_error(key: str, a: Callback, b: Callback) -> ValueError:
+    return ValueError(f"Two callbacks of this fit keep their state under the key {key!r} ({a!r} and {b!r}), so a checkpoint "
+                      "could not tell them apart: keep one of them, give them different settings (a monitor or file name), "
+                      "or override `state_key` to name what differs.")
+
 def callback_states(callbacks: list) -> dict:
     "The `checkpoint_state()` of each callback that has one, under its state key; two callbacks with one key are refused."
     res: dict = {}
@@ -103,13 +121,10 @@ def callback_states(callbacks: list) -> dict:
         st = _plain_numbers(cb.checkpoint_state()) if hasattr(cb, 'checkpoint_state') else None
         if not st: continue
         key = state_key(cb)
-        if key in res:
-            raise ValueError(f"Two callbacks of this fit keep their state under the key {key!r} ({owner[key]!r} and "
-                             f"{cb!r}), so a checkpoint could not tell them apart: give them different settings (a "
-                             "monitor or file name) or override `state_key` to name what differs.")
-        if not _plain_state(st):
-            raise ValueError(f"The checkpoint state of {key} holds values that are not plain numbers, strings or tensors: "
-                             "a safe load could not read it back.")
+        if key in res: raise _one_key_error(key, owner[key], cb)
+        bad = ('', st) if not isinstance(st, dict) else _not_plain(st)
+        if bad: raise ValueError(f"{key}.state{bad[0]}: {_type_name(bad[1])}, not plain data; return plain numbers, strings, "
+                                 "lists, dicts or tensors from checkpoint_state (a safe load could not read it back).")
         res[key], owner[key] = st, cb
     return res
 
@@ -124,9 +139,21 @@ def match_callback_states(states: dict, callbacks: list) -> dict:
                              "resume does not guess which one it belongs to.")
     return {k: by_key[k][0] for k in states if k in by_key}
 
+# %% ../nbs/03a_checkpoint.ipynb #1df8553e
+def has_state(cb: Any) -> bool:
+    "Whether `cb` keeps a state in checkpoints: its class has a `checkpoint_state` of its own."
+    f = getattr(type(cb), 'checkpoint_state', None)
+    return callable(f) and f is not Callback.checkpoint_state
+
+def check_state_keys(callbacks: list) -> None:
+    "Refuse two callbacks with a state under one state key, before any of them has a state to save."
+    owner: dict = {}
+    for cb in callbacks:
+        if has_state(cb) and owner.setdefault(state_key(cb), cb) is not cb: raise _one_key_error(state_key(cb), owner[state_key(cb)], cb)
+
 # %% ../nbs/03a_checkpoint.ipynb #89e1003c
 _EXPORT_FORMAT, _EXPORT_PARTS = 'fastbook_core.export/1', ('format', 'state_dict', 'objects', 'classes', 'hypers')
-EXPORT_HYPERS = ('true_wd', 'bn_wd', 'wd', 'train_bn', 'model_dir')
+EXPORT_HYPERS = ('true_wd', 'bn_wd', 'wd', 'train_bn', 'model_dir', 'add_time', 'silent')
 
 def plain_value(v: Any) -> Any:
     "`v` as values a safe load reads: a `Path` as a string, numpy numbers and arrays as Python ones, tuples as lists."
@@ -172,8 +199,9 @@ def _init_args(cb: Callback) -> dict:
 def check_export_hypers(hypers: Any, classes: Any = None) -> None:
     "Raise a `ValueError` unless `hypers` (and `classes`) are what an export may hold, as plain values."
     if not isinstance(hypers, dict) or not set(hypers) <= set(EXPORT_HYPERS): raise ValueError(f"its hyper-parameters are {hypers!r}")
-    for k in ('true_wd', 'bn_wd', 'train_bn'):
+    for k in ('true_wd', 'bn_wd', 'train_bn', 'add_time'):
         if not isinstance(hypers.get(k, True), bool): raise ValueError(f"{k}={hypers[k]!r} is not a bool")
+    if not isinstance(hypers.get('silent'), (bool, type(None))): raise ValueError(f"silent={hypers['silent']!r} is not a bool or None")
     md = hypers.get('model_dir', 'models')
     if not isinstance(md, str) or Path(md).is_absolute() or '..' in Path(md).parts:
         raise ValueError(f"model_dir={md!r} is not a folder inside the Learner's path (a file may not choose where saves go)")
@@ -261,6 +289,12 @@ def read_export(source: Any,  # a path or an open binary file
     if not trust_code: _check_export_objects(objs, state['hypers'], state['classes'], source)
     return state, objs
 
+def is_export(source: Any) -> bool:
+    "Whether the file `source` was written by `Learner.export` (read safely; False for anything else, or no file)."
+    try: state = load_checkpoint(source, map_location='cpu')
+    except CheckpointError: return False
+    return isinstance(state, dict) and state.get('format') == _EXPORT_FORMAT
+
 # %% ../nbs/03a_checkpoint.ipynb #87020ca4
 @dataclass
 class Checkpoint:
@@ -276,12 +310,16 @@ class Checkpoint:
     opt_hypers: dict | None = None  # the optimizer wrapper's lr, mom, beta and wd per layer group
     fit_complete: bool = False  # saved after its fit had run all its epochs (a stage, not an interrupted fit)
 
+# %% ../nbs/03a_checkpoint.ipynb #e4932b08
 def read_checkpoint(source: Any, map_location: Any = None, remove_module: bool = False) -> Checkpoint:
     "Read the checkpoint `source` safely and check what needs no Learner; a `CheckpointError` naming what is wrong."
     state = load_checkpoint(source, map_location=map_location)
     if not isinstance(state, dict):
         raise CheckpointError(f"{source_name(source)} holds a {type(state).__name__}, not a checkpoint (a dict of the "
                               "model's tensors, or what `Learner.save` writes).")
+    if state.get('format') == _EXPORT_FORMAT:
+        raise CheckpointError(f"{source_name(source)} is an export (written by `Learner.export`), not a checkpoint: read it "
+                              "with `load_learner(path, file)`; `Learner.load` reads what `Learner.save` writes.")
     if not ('model' in state and isinstance(state['model'], dict)): state = {'model': state}  # a bare state dict
     model = remove_module_load(state['model']) if remove_module else state['model']
     cbs = state.get('callbacks') or {}

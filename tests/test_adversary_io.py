@@ -198,13 +198,18 @@ def test_two_callbacks_of_one_class_get_their_own_states_in_another_order(cls):
     again.fit(3, lr=1e-2, callbacks=[b2, a2, probe, TrackEpochCallback(again, epoch_offset=2)])  # the other order
     assert [s['best'] for s in probe.states] == [s['best'] for s in saved]
 
-def test_two_callbacks_with_the_same_key_are_refused_at_save():
+def test_two_callbacks_with_the_same_key_are_refused_when_the_fit_begins():
+    "Refused before the first batch (not at the first save, an epoch later), naming the key and how to tell them apart."
     learn = learner()
-    learn.fit(1, callbacks=[EarlyStoppingCallback(learn, patience=3), EarlyStoppingCallback(learn, patience=3)])
-    learn.save('ck', with_opt=False)
-    before, w = files_under(learn.path), weights(learn)
-    with pytest.raises((ValueError, CheckpointError), match='EarlyStoppingCallback'): learn.save('ck')
-    assert files_under(learn.path) == before and same_weights(w, weights(learn))
+    seen = []
+    class Batches(Callback):
+        def on_batch_begin(self, **kwargs): seen.append(1)
+    w = weights(learn)
+    with pytest.raises(ValueError, match=r"under the key 'EarlyStoppingCallback\[monitor=valid_loss\]'.*(different settings|state_key)"):
+        learn.fit(1, callbacks=[EarlyStoppingCallback(learn, patience=3), EarlyStoppingCallback(learn, patience=3), Batches()])
+    assert seen == [] and same_weights(w, weights(learn))
+    learn.fit(1, callbacks=[EarlyStoppingCallback(learn, patience=3), EarlyStoppingCallback(learn, monitor='train_loss')])
+    learn.save('ck')  # two monitors: two keys
 
 
 # --- 4. a non-strict load says what it skipped, and one that loads nothing is an error ----------------------

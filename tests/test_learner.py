@@ -1,5 +1,5 @@
 "Learner beyond fit: predictions, TTA, summary, discriminative training, save/load/export, interpretation."
-import os, pickle, subprocess, sys
+import os, pickle, subprocess, sys, warnings
 import numpy as np
 import pytest
 import torch
@@ -280,12 +280,11 @@ def test_callback_states_go_to_the_callback_of_their_key_whatever_the_order(tmp_
     assert (a2.n, b2.n) == (a.n + a.n, b.n + a.n)  # each resumed from its own count, then counted one more epoch
 
 
-def test_two_callbacks_with_one_key_are_refused_at_save_and_an_ambiguous_resume_is_refused():
+def test_two_callbacks_with_one_key_are_refused_when_the_fit_begins_and_an_ambiguous_resume_is_refused():
     learn = synth_learner()
-    learn.fit(1, callbacks=[Counted('x'), Counted('x')])
-    with pytest.raises(ValueError, match=r"under the key 'Counted\[name=x\]'"):
-        learn.save('dup')
-    assert not (learn.path / learn.model_dir / 'dup.pth').exists()
+    with pytest.raises(ValueError, match=r"under the key 'Counted\[name=x\]'.*override `state_key`"):
+        learn.fit(1, callbacks=[Counted('x'), Counted('x')])
+    assert not hasattr(learn, 'recorder')  # refused before the first batch: nothing trained, nothing recorded
     learn.fit(1, callbacks=[Counted('x')])
     learn.save('one')
     learn.load('one', with_opt=True)
@@ -466,8 +465,11 @@ def test_a_checkpoint_loaded_and_saved_again_before_a_fit_keeps_the_callback_sta
     again = synth_learner(); again.path = learn.path
     again.load('second', with_opt=True)
     cb = Counted('a')
-    again.fit(1, callbacks=[cb])
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')  # the stage's fit was complete: no "saved after 1 epochs" warning
+        again.fit(1, callbacks=[cb])
     assert cb.n == 5 + 10 + 10
+    assert torch.load(learn.path / learn.model_dir / 'second.pth', weights_only=True)['fit_complete'] is True
 
 
 def test_a_resumed_fit_without_the_saved_callbacks_says_so_and_forgets_them():
@@ -527,3 +529,60 @@ def test_a_file_open_in_text_mode_is_refused_saying_to_open_it_in_binary(tmp_pat
     for op in (learn.save, learn.export, learn.load):
         with open(tmp_path / 't.txt', 'w') as fh:
             with pytest.raises(ValueError, match=r"open in text mode.*binary mode \('wb' to save or export, 'rb' to load\)"): op(fh)
+
+
+def test_split_keeps_the_optimizer_as_v1():
+    "fastai v1's `split` re-splits the layer groups and keeps `learn.opt`; `freeze`/`unfreeze`/`create_opt` make a new one."
+    learn = classif_learner()
+    learn.fit(1, 1e-2)
+    opt, state = learn.opt, {k: v.clone() for k, v in learn.opt.state_dict()['state'][0].items()}
+    assert learn.split(lambda m: [m[3]]) is learn and len(learn.layer_groups) == 2
+    assert learn.opt is opt and torch.equal(learn.opt.state_dict()['state'][0]['exp_avg'], state['exp_avg'])
+    learn.fit(1, 1e-3)  # one lr for every group of the kept optimizer
+    with pytest.raises(ValueError, match='List len mismatch'): learn.fit(1, slice(1e-4, 1e-2))  # as v1: the kept opt has one group
+    learn.unfreeze()
+    assert learn.opt is not opt and len(learn.opt.param_groups) == 4
+    learn.fit(1, slice(1e-4, 1e-2))
+
+
+def test_load_of_an_export_file_says_it_is_one_and_names_load_learner():
+    learn = synth_learner()
+    learn.export('x.pkl')
+    with pytest.raises(CheckpointError, match=r"x.pkl is an export .*`load_learner\(learn.path, 'x.pkl'\)` reads it"):
+        learn.load('x.pkl')
+    learn.export()
+    with pytest.raises(CheckpointError, match=r"`load_learner\(learn.path, 'export.pkl'\)`"): learn.load('export')
+    (learn.path / learn.model_dir).mkdir(exist_ok=True)
+    (learn.path / 'x.pkl').rename(learn.path / learn.model_dir / 'y.pth')
+    with pytest.raises(CheckpointError, match='is an export'): learn.load('y')  # found as a checkpoint's name, read, then named
+    with pytest.raises(CheckpointError, match='No file at'): learn.load('nothing')
+
+
+def test_export_keeps_the_recorders_add_time_and_silent():
+    from fastbook_core.checkpoint import export_bytes
+    for add_time, silent in [(False, True), (True, False), (False, None)]:
+        learn = synth_learner(add_time=add_time, silent=silent)
+        learn.export()
+        inf = load_learner(learn.path)
+        rec = inf.callback_fns[0]
+        assert (rec.keywords['add_time'], rec.keywords['silent']) == (add_time, learn.silent)
+        assert (inf.add_time, inf.silent) == (add_time, learn.silent)
+    learn = synth_learner(add_time=False, silent=True)
+    old = {k: getattr(learn, k) for k in ('true_wd', 'bn_wd', 'wd', 'train_bn', 'model_dir')}  # an export written before
+    (learn.path / 'old.pkl').write_bytes(export_bytes(learn.model, learn.loss_func, learn.opt_func, [], [], [], None, old))
+    inf = load_learner(learn.path, 'old.pkl')
+    assert (inf.add_time, inf.silent) == (True, defaults.silent)  # the defaults, as before
+
+
+def test_a_callback_state_that_is_not_plain_data_names_the_key_path_and_the_type():
+    class MyCallback(Callback):
+        def __init__(self, state): self.state = state
+        def checkpoint_state(self): return self.state
+    learn = synth_learner()
+    for state, where in [({'best': np.random.default_rng(0)}, r"MyCallback.state\['best'\]: a numpy.random.Generator"),
+                         ({'h': [1, {'x': object()}]}, r"MyCallback.state\['h'\]\[1\]\['x'\]: an object"),
+                         ({3: 1}, r"MyCallback.state\[3\] \(a key\): an int"), ([1, 2], r"MyCallback.state: a list")]:
+        learn.fit(1, callbacks=[MyCallback(state)])
+        with pytest.raises(ValueError, match=where + ', not plain data; return plain numbers, strings, lists, dicts or tensors'):
+            learn.save('odd')
+        assert not (learn.path / learn.model_dir / 'odd.pth').exists()
