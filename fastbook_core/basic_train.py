@@ -226,11 +226,12 @@ def noop(x: Any) -> Any:
     return x
 
 def loss_func2activ(loss_func: Callable) -> Callable:
-    "The activation that turns outputs into predictions for `loss_func`: softmax (over dim 1), sigmoid, exp or none."
+    "The activation that turns outputs into predictions for `loss_func`: softmax (over the classes), sigmoid, exp or none."
     crit = getattr(loss_func, 'crit', None)  # a loss that wraps another (mixup) predicts like it
     if crit is not None: return loss_func2activ(crit)
     name = _loss_name(loss_func)
-    if name in ('cross_entropy', 'CrossEntropyLoss'): return partial(F.softmax, dim=1)
+    if name in ('cross_entropy', 'CrossEntropyLoss'):  # over the classes: a flattened loss's `axis`, else dim 1
+        return partial(F.softmax, dim=getattr(loss_func, 'axis', 1))
     if name in ('binary_cross_entropy_with_logits', 'BCEWithLogitsLoss'): return torch.sigmoid
     if name in ('nll_loss', 'NLLLoss', 'kl_div', 'KLDivLoss'): return torch.exp
     if name in ('poisson_nll_loss', 'PoissonNLLLoss'):  # log rates, unless the loss was told its inputs are rates

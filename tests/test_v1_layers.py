@@ -222,3 +222,12 @@ def test_export_keeps_a_cross_entropy_flat_weight(tmp_path):
     assert torch.equal(back.loss_func.weight, torch.tensor([1., 2., 3.]))
     p = torch.softmax(learn.model(x[:5]), dim=1)
     assert torch.allclose(learn.pred_batch(batch=(x[:5], y[:5])), p, atol=1e-6)  # softmax, as for CrossEntropyLoss
+
+
+def test_get_preds_softmax_follows_a_flattened_loss_axis():
+    "As v1: predictions for `CrossEntropyFlat(axis=-1)` on (bs, seq, classes) outputs sum to 1 over the classes."
+    from fastbook_core.basic_train import loss_func2activ
+    out = torch.randn(4, 5, 3)
+    probs = loss_func2activ(CrossEntropyFlat(axis=-1))(out)
+    assert torch.allclose(probs.sum(-1), torch.ones(4, 5))
+    assert torch.allclose(loss_func2activ(nn.CrossEntropyLoss())(out).sum(1), torch.ones(4, 3))  # torch's dim 1
