@@ -5,7 +5,10 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).parent.parent
-MODULES = ['torch_core', 'progress', 'callback', 'basic_data']
+MODULES = ['torch_core', 'progress', 'callback', 'basic_data', 'train']
+# Classes a module patches but does not define, so it cannot declare the patch in the class: torch's DataLoader gets
+# v1's `init_kwargs` (v1 patched torch's DataLoader too).
+FOREIGN = {('basic_data', 'DataLoader', 'init_kwargs')}
 
 
 def _patches(tree):
@@ -47,7 +50,7 @@ def test_every_patched_method_is_declared_and_shadows_nothing(mod):
     patches = _patches(tree)
     defs = [n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))]
     for cls, name, fn, kind in patches:
-        if cls == 'Point': continue
+        if cls == 'Point' or (mod, cls, name) in FOREIGN: continue
         if kind == 'prop': fn = name  # a property: its setter is a function of another name
         declared, body = _declared(tree, cls)
         assert name in declared, f'{mod}: {cls}.{name} is patched but not declared for type checkers'
