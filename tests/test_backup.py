@@ -358,8 +358,16 @@ def torchrun(mode, out, *args, limit=300):
         return subprocess.CompletedProcess(cmd, rc, o.read(), e.read())
 
 
-# Opt-in: see the notes in test_torchrun_restarts_after_a_worker_is_killed
-@pytest.mark.skipif(not os.environ.get('FASTBOOK_TORCHRUN_TESTS'), reason='set FASTBOOK_TORCHRUN_TESTS=1 (slow; gloo)')
+def _has_torchrun() -> bool:
+    import importlib.util
+    import torch.distributed as dist
+    return dist.is_available() and dist.is_gloo_available() and importlib.util.find_spec('torch.distributed.run') is not None
+
+
+# Runs by default: each torchrun has a hard limit of 300 s (so 600 s at most), workers killed with it. It used to hang
+# inside pytest in gloo's connectFullMesh after the restart: the restarted workers read their killed predecessors'
+# addresses from the rendezvous store that torch shares across restarts (see `torchrun`).
+@pytest.mark.skipif(not _has_torchrun(), reason='torch.distributed (gloo) or torchrun is missing')
 def test_torchrun_restarts_after_a_worker_is_killed(tmp_path):
     r = torchrun('ref', tmp_path / 'ref')
     assert r.returncode == 0, f"torchrun: {'killed after 300 s' if r.returncode is None else r.returncode}\n{r.stderr[-3000:]}"
