@@ -7,7 +7,9 @@ data ('tensor': whole-batch TensorDataset; 'items': a dataset that draws random 
 generator (shuffle with a seeded torch.Generator), kill_at (iterations at whose on_backward_end the process SIGKILLs
 itself, each once: a marker file in OUT remembers it), kill_in_write (numbers of backup writes, counted over all the
 runs, between whose temporary file and rename the process SIGKILLs itself), term_at (an iteration after which it
-sends itself SIGTERM), tracker (add a SaveModelCallback). The final weights and the Recorder's lists go to OUT/result.pt.
+sends itself SIGTERM), tracker (add a SaveModelCallback), track_epoch (add a TrackEpochCallback), kill_at_epoch_end
+(epochs at whose end the process SIGKILLs itself, each once, after TrackEpochCallback has written its file and before
+the backup is written), schedule ('general': `fit` with a GeneralScheduler of three phases, not `fit_one_cycle`). The final weights and the Recorder's lists go to OUT/result.pt.
 """
 import json, os, signal, sys
 from pathlib import Path
@@ -17,7 +19,9 @@ from torch.utils.data import Dataset
 from fastbook_core.basics import *
 import fastbook_core.train  # noqa: F401  (fit_one_cycle)
 from fastbook_core.basic_train import to_floats
-from fastbook_core.callbacks.tracker import SaveModelCallback
+from fastbook_core.callbacks.tracker import SaveModelCallback, TrackEpochCallback
+from fastbook_core.callbacks.general_sched import GeneralScheduler, TrainingPhase
+from fastbook_core.callback import annealing_cos, annealing_linear
 from fastbook_core.callbacks.backup import BackupAndRestore
 
 out, cfg = Path(sys.argv[1]), json.loads(sys.argv[2])
@@ -44,6 +48,8 @@ class Killer(Callback):
         if iteration in cfg.get('kill_at', []) and once(f'kill{iteration}'): os.kill(os.getpid(), signal.SIGKILL)
     def on_batch_end(self, iteration, train, **kwargs):
         if train and iteration == cfg.get('term_at') and once(f'term{iteration}'): os.kill(os.getpid(), signal.SIGTERM)
+    def on_epoch_end(self, epoch, **kwargs):  # _order 0: after TrackEpochCallback (-20), before BackupAndRestore
+        if epoch in cfg.get('kill_at_epoch_end', []) and once(f'end{epoch}'): os.kill(os.getpid(), signal.SIGKILL)
 
 
 if cfg.get('kill_in_write'):
@@ -71,7 +77,13 @@ learn = Learner(data, model, metrics=[accuracy], path=out, silent=cfg.get('silen
 cbs = [Killer()]
 if cfg.get('backup', True): cbs.append(BackupAndRestore(learn, save_freq=cfg.get('save_freq', 'epoch')))
 if cfg.get('tracker'): cbs.append(SaveModelCallback(learn, every='epoch', name='ep'))
-learn.fit_one_cycle(cfg.get('epochs', 3), 1e-2, callbacks=cbs)
+if cfg.get('track_epoch'): cbs.append(TrackEpochCallback(learn))
+if cfg.get('schedule') == 'general':  # three phases of 7, 9 and 14 batches: phases end inside epochs
+    phases = [TrainingPhase(7).schedule_hp('lr', (1e-3, 1e-2), annealing_linear).schedule_hp('mom', (0.95, 0.85)),
+              TrainingPhase(9).schedule_hp('lr', 1e-2),
+              TrainingPhase(14).schedule_hp('lr', (1e-2, 1e-4), annealing_cos).schedule_hp('mom', (0.85, 0.95))]
+    learn.fit(cfg.get('epochs', 3), 1e-2, callbacks=cbs + [GeneralScheduler(learn, phases)])
+else: learn.fit_one_cycle(cfg.get('epochs', 3), 1e-2, callbacks=cbs)
 r = learn.recorder
 torch.save({'weights': learn.model.state_dict(), 'losses': to_floats(r.losses), 'lrs': to_floats(r.lrs),
             'moms': to_floats(r.moms), 'val_losses': to_floats(r.val_losses),

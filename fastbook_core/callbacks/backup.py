@@ -4,7 +4,7 @@
 
 # %% ../../nbs/06t_callbacks.backup.ipynb #8658545a
 from __future__ import annotations
-import hashlib, inspect, os, signal, sys, threading, warnings
+import hashlib, inspect, os, random, re, signal, sys, threading, warnings
 from pathlib import Path
 import numpy as np
 import torch
@@ -15,7 +15,7 @@ from ..torch_core import (CheckpointError, atomic_write, get_model, get_rng_stat
 from ..callback import Callback, CallbackHandler
 from ..basic_data import DeviceDataLoader
 from ..basic_train import Learner, LearnerCallback, Recorder
-from .general_sched import GeneralScheduler
+from .tracker import TrackEpochCallback
 
 # %% auto #0
 __all__ = ['TrainingPreempted', 'BackupAndRestore']
@@ -107,8 +107,8 @@ def _settings(cb: Callback) -> dict:
     return {k: _plain(getattr(cb, k)) for k in params if k in vars(cb)}
 
 def _has_state(cb) -> bool:
-    "Whether `cb` has state an exact resume needs: its own `checkpoint_state`, or a schedule's position."
-    return type(cb).checkpoint_state is not Callback.checkpoint_state or isinstance(cb, GeneralScheduler)
+    "Whether `cb` has state an exact resume needs: its own `checkpoint_state` (a schedule's is its place)."
+    return type(cb).checkpoint_state is not Callback.checkpoint_state
 
 def _stateful(handler: CallbackHandler, me: Callback) -> dict:
     "The callbacks (and metrics) of the fit that have state, by state key; two with one key are refused."
@@ -122,6 +122,32 @@ def _stateful(handler: CallbackHandler, me: Callback) -> dict:
         res[key] = cb
     return res
 
+# %% ../../nbs/06t_callbacks.backup.ipynb #b2e2f6d2
+def _digest_of(v, h) -> None:
+    "Feed `h` with what `v` holds: tensors and arrays by dtype, shape and bytes; numbers and strings; containers item by item."
+    if isinstance(v, Tensor): v = v.detach().cpu().contiguous().numpy() if v.dtype != torch.bfloat16 else v.float().numpy()
+    if isinstance(v, np.ndarray): h.update(f'{v.dtype}{v.shape}'.encode()); h.update(np.ascontiguousarray(v).tobytes())
+    elif isinstance(v, (list, tuple)):
+        for o in v: _digest_of(o, h)
+    elif isinstance(v, dict):
+        for k in sorted(v, key=str): h.update(str(k).encode()); _digest_of(v[k], h)
+    elif isinstance(v, (bool, int, float, str, np.generic)) or v is None: h.update(repr(v).encode())
+    else: h.update(type(v).__qualname__.encode())  # an image or other object: its type only (its repr may hold an address)
+
+def _model_digest(model) -> str:
+    "A digest of `repr(model)`, without the memory addresses a function's or an object's repr holds."
+    return hashlib.sha1(re.sub(r' at 0x[0-9a-fA-F]+', '', repr(model)).encode()).hexdigest()[:16]
+
+def _items_digest(ds) -> str | None:
+    "A digest of the first and last items of `ds`, fetched under fixed random states that are then put back."
+    if isinstance(ds, IterableDataset) or not hasattr(ds, '__getitem__') or len(ds) == 0: return None
+    st, h = get_rng_states(), hashlib.sha1()
+    try:
+        torch.manual_seed(0); np.random.seed(0); random.seed(0)
+        for i in (0, len(ds) - 1): _digest_of(ds[i], h)
+    finally: set_rng_states(st)
+    return h.hexdigest()[:16]
+
 # %% ../../nbs/06t_callbacks.backup.ipynb #cf4b6e12
 def _setup(learn: Learner, handler: CallbackHandler, me: Callback, n_epochs: int, metrics_names: list) -> dict:
     "What a backup must have been written by, to be resumed by this fit: model, layer groups, data, epochs, schedules, callbacks."
@@ -129,14 +155,15 @@ def _setup(learn: Learner, handler: CallbackHandler, me: Callback, n_epochs: int
     shapes = [(k, tuple(v.shape), str(v.dtype)) for k, v in model.state_dict().items()]
     hp = opt.get_state()
     return {'model': {'class': type(model).__name__, 'parameters': sum(p.numel() for p in model.parameters()),
-                      'digest': hashlib.sha1(repr(shapes).encode()).hexdigest()[:16]},
+                      'digest': hashlib.sha1(repr(shapes).encode()).hexdigest()[:16], 'modules': _model_digest(model)},
             'layer_groups': [sum(p.numel() for p in g.parameters()) for g in learn.layer_groups],
             'optimizer': [type(opt.opt).__name__, [len(pg['params']) for pg in opt.param_groups]],
             'epochs': int(n_epochs), 'processes': num_distrib(),
             'learner': {'true_wd': bool(learn.true_wd), 'bn_wd': bool(learn.bn_wd), 'train_bn': bool(learn.train_bn),
                         'loss_func': getattr(learn.loss_func, '__name__', type(learn.loss_func).__name__)},
             'data': {'batches': len(learn.data.train_dl), 'batch_size': learn.data.train_dl.batch_size,
-                     'items': len(learn.data.train_dl.dataset)},
+                     'items': len(learn.data.train_dl.dataset),
+                     'first_and_last_items': _items_digest(learn.data.train_dl.dataset)},
             'hyper_parameters': _plain({k: hp[k] for k in ('lr', 'mom', 'beta', 'wd')}),
             'metrics': _plain(metrics_names),
             'callbacks': {k: {'class': type(cb).__name__, **({} if isinstance(cb, Recorder) else _settings(cb))}
@@ -179,7 +206,7 @@ class TrainingPreempted(SystemExit):
     def __str__(self) -> str: return self.msg
 
 # %% ../../nbs/06t_callbacks.backup.ipynb #41681065
-_FORMAT, _PACKED = 'fastbook_core.backup/1', '__floats__'
+_FORMAT, _PACKED = 'fastbook_core.backup/2', '__floats__'
 
 def _pack(v):
     "`v` with its long lists of floats as float64 tensors (exact for every Python float), far quicker to save than one number each."
@@ -201,8 +228,6 @@ def _training_state(learn: Learner, h: CallbackHandler, stateful: dict) -> dict:
     return {'model': get_model(learn.model).state_dict(), 'opt': learn.opt.state_dict(),
             'hyper_parameters': _plain({k: hp[k] for k in ('lr', 'mom', 'beta', 'wd')}),
             'callbacks': {k: _pack(cb.checkpoint_state()) for k, cb in stateful.items()},
-            'schedules': {k: {'idx_s': cb.idx_s, 'n': [[s.n for s in p.scheds.values()] for p in cb.phases]}
-                          for k, cb in stateful.items() if isinstance(cb, GeneralScheduler)},
             'smooth': _smooth_state(h)}
 
 def _apply_training_state(learn: Learner, h: CallbackHandler, stateful: dict, st: dict) -> None:
@@ -214,10 +239,6 @@ def _apply_training_state(learn: Learner, h: CallbackHandler, stateful: dict, st
     if hp['beta'] is not None: learn.opt.beta = hp['beta']
     for k, cb in stateful.items():
         if k in st['callbacks']: cb.load_checkpoint_state(st['callbacks'][k])
-        if k in st['schedules']:
-            cb.idx_s = st['schedules'][k]['idx_s']
-            for p, ns in zip(cb.phases, st['schedules'][k]['n']):
-                for s, n in zip(p.scheds.values(), ns): s.n = n
     _set_smooth_state(h, st['smooth'], learn.data.device)
 
 def _check_backup(st, file: Path, setup: dict, learn: Learner, stateful: dict) -> None:
@@ -225,7 +246,7 @@ def _check_backup(st, file: Path, setup: dict, learn: Learner, stateful: dict) -
     fix = (f"It is the backup that does not fit, and it was left as it is: to start this fit afresh, delete it "
            f"(`shutil.rmtree('{file.parent}')`), or give BackupAndRestore another `backup_dir`.")
     if not isinstance(st, dict) or st.get('format') != _FORMAT:
-        raise CheckpointError(f"{file} is not a backup written by BackupAndRestore. {fix}")
+        raise CheckpointError(f"{file} is not a backup written by this version of BackupAndRestore. {fix}")
     diffs = _differences(st['setup'], setup)
     if diffs: raise CheckpointError(f"The backup {file} was written by another set-up than this fit's:\n  "
                                     + '\n  '.join(diffs) + f"\n{fix}")
@@ -295,6 +316,8 @@ class _BackupEvents(_BackupFiles):
         st, self._resume = self._resume, None
         if st is None:
             self._epoch_rng = _rng_now(self.learn.data.train_dl)
+            if self._first: self._write(epoch, 0, kwargs['iteration'])  # before TrackEpochCallback writes its file
+            self._first = False
             return None
         _apply_training_state(self.learn, self._handler, self._stateful, st['training'])
         # the smoothed loss so far: v1's state has no such key before the first batch, so it is set, not returned
@@ -352,6 +375,7 @@ class BackupAndRestore(_BackupEvents):
         self.backup_dir, self.save_freq, self.delete_checkpoint = backup_dir, save_freq, delete_checkpoint
         self._every = None if save_freq == 'epoch' else int(save_freq)
         self._resume, self._wrapper, self._sigterm, self._old_handler, self._handler = None, None, False, None, None
+        self._first = False
 
     def on_train_begin(self, n_epochs: int, metrics_names: list, **kwargs):
         "Check the backup, if there is one, against this fit (refusing another set-up's); say where the fit resumes; watch for SIGTERM."
@@ -376,8 +400,10 @@ class BackupAndRestore(_BackupEvents):
         if threading.current_thread() is threading.main_thread() and _dist() is None:
             self._old_handler = signal.signal(signal.SIGTERM, self._on_sigterm)
         if _dist() is not None: _dist().barrier()  # every process has read the backup before any writes a new one
+        # TrackEpochCallback's file can be an epoch ahead of the last backup: a first backup pins where the fit begins
+        self._first = self._resume is None and any(isinstance(cb, TrackEpochCallback) for cb in h.callbacks)
         if self._resume is None: return None
         if self._resume['batch'] == 0: _set_rng(self._resume['rng'][rank_distrib()], self.learn.data.train_dl)
-        return {'epoch': self._resume['epoch']} if self._resume['epoch'] else None
+        return {'epoch': self._resume['epoch']}  # even 0: the backup, not another callback, says where the fit is
 
     def _on_sigterm(self, signum, frame): self._sigterm = True

@@ -4,8 +4,10 @@
 
 # %% ../../nbs/06b_callbacks.general_sched.ipynb #315bd06e
 from __future__ import annotations
+import warnings
 from collections.abc import Callable
 from ..callback import Scheduler, annealing_cos, annealing_linear, annealing_no
+from ..torch_core import patch
 from ..basic_train import Learner, LearnerCallback
 
 # %% auto #0
@@ -29,20 +31,25 @@ class GeneralScheduler(LearnerCallback):
     def __init__(self, learn: Learner, phases: list, start_epoch: int | None = None):
         super().__init__(learn)
         if any(not p.scheds for p in phases): raise ValueError("Each TrainingPhase needs at least one `schedule_hp`.")
-        self.phases, self.start_epoch = phases, start_epoch
+        self.phases, self.start_epoch, self._running = phases, start_epoch, False
 
     def on_train_begin(self, epoch: int, **kwargs):
         res = {'epoch': self.start_epoch} if self.start_epoch else None
-        self.opt = self.learn.opt
+        self.opt, self._running = self.learn.opt, True
+        self._replay(0)
+        return res
+
+    def _replay(self, steps: int) -> None:
+        "Start the schedule again, then take `steps` training batches' steps: where a fit stands after that many."
         for phase in self.phases:
             for s in phase.scheds.values(): s.restart()
         for k, s in self.phases[0].scheds.items(): self.opt.set_stat(k, s.start)
         self.idx_s = 0
-        return res
+        for _ in range(steps): self.on_batch_end(True)
 
     def jump_to_epoch(self, epoch: int):
-        "Advance the schedule by `epoch` epochs of training batches (a resumed fit)."
-        for _ in range(len(self.learn.data.train_dl) * epoch): self.on_batch_end(True)
+        "Put the schedule where it stands after `epoch` epochs of training batches (a resumed fit), whatever its place was."
+        self._replay(len(self.learn.data.train_dl) * epoch)
 
     def on_batch_end(self, train: bool, **kwargs):
         "Step the current phase's schedules and move to the next phase when it ends; after the last, stop training."
@@ -51,3 +58,34 @@ class GeneralScheduler(LearnerCallback):
         scheds = self.phases[self.idx_s].scheds
         for k, s in scheds.items(): self.opt.set_stat(k, s.step())
         if next(iter(scheds.values())).is_done: self.idx_s += 1
+
+    def on_epoch_end(self, epoch: int, n_epochs: int, stop_training: bool, **kwargs):
+        if epoch + 1 >= n_epochs or stop_training: self._running = False  # the fit is over: nothing to resume
+
+    def on_train_end(self, **kwargs): self._running = False
+
+
+# %% ../../nbs/06b_callbacks.general_sched.ipynb #b7e1c2d4
+@patch
+def checkpoint_state(self: GeneralScheduler) -> dict:
+    "Where the schedule stands in a running fit: the phase, each schedule's step (and the phases' lengths, to check); nothing once the fit is over."
+    if not getattr(self, '_running', False): return {}  # a stage saved after its fit starts the next fit's schedule afresh
+    return {'lengths': [p.length for p in self.phases], 'idx_s': self.idx_s,
+            'n': [[s.n for s in p.scheds.values()] for p in self.phases]}
+
+@patch
+def load_checkpoint_state(self: GeneralScheduler, state: dict) -> None:
+    "Put the schedule (and the hyper-parameters it sets) where `checkpoint_state` found it, by replaying its steps."
+    if not state: return
+    n, idx_s = state.get('n'), state.get('idx_s')
+    if (not isinstance(n, list) or [len(r) if isinstance(r, list) else None for r in n] != [len(p.scheds) for p in self.phases]
+            or not all(isinstance(v, int) and not isinstance(v, bool) for r in n for v in r) or not isinstance(idx_s, int)):
+        raise ValueError(f"{type(self).__name__}: the checkpoint's schedule position {state!r} is not one of these "
+                         f"{len(self.phases)} phases': a damaged file?")
+    if state.get('lengths') != [p.length for p in self.phases]:
+        warnings.warn(f"{type(self).__name__}: the checkpoint's schedule has phases of {state.get('lengths')} iterations, this "
+                      f"fit's of {[p.length for p in self.phases]}: the schedule keeps this fit's own start.")
+        return
+    self._replay(sum(r[0] for r in n))  # each phase's schedules step together
+    if (self.idx_s, [[s.n for s in p.scheds.values()] for p in self.phases]) != (idx_s, n):
+        raise ValueError(f"{type(self).__name__}: the checkpoint's schedule position {state!r} is not one a fit reaches: a damaged file?")
