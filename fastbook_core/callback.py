@@ -133,6 +133,7 @@ def check_wd(wd: float | Sequence[float], n_groups: int | None = None) -> list:
     return vals
 
 # %% ../nbs/03_callback.ipynb #67bd4352
+# one cell: a class body cannot span cells; the methods patched on in the next sections are declared at its end
 class OptimWrapper:
     "Wrap torch optimizer `opt`: per-layer-group `lr`, `mom`, `beta`, `wd`, and true (decoupled) weight decay."
     def __init__(self,
@@ -180,7 +181,7 @@ class OptimWrapper:
         "How many parameters the optimizer updates."
         return sum(len(pg['params']) for pg in self.opt.param_groups)
 
-    if TYPE_CHECKING:  # defined below, one per cell
+    if TYPE_CHECKING:  # patched on one per cell in the next sections
         lr: Any; mom: Any; beta: Any; wd: Any  # properties: the last layer group's value; set one or one per group
         step = _here.step; zero_grad = _here.zero_grad; state_dict = _here.state_dict; clear = _here.clear
         read_defaults = _here.read_defaults; read_val = _here.read_val; set_val = _here.set_val
@@ -460,6 +461,7 @@ def check_callbacks(callbacks: Any, what: str = 'callbacks') -> list:
     return callbacks
 
 # %% ../nbs/03_callback.ipynb #5c5f3ea7
+# one cell: a class body cannot span cells; this is the core (the state, the dispatch table, the call), the events are patched below
 class CallbackHandler:
     "Call `callbacks` (sorted by `_order`) and `metrics` (functions or callbacks) at each event, through one state dict."
     def __init__(self, callbacks: Callback | list | None = None, metrics: Callable | list | None = None, beta: float = 0.98):

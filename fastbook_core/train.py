@@ -153,18 +153,19 @@ def plot_lr(learn: Learner,
 
 Learner.plot_lr = plot_lr
 
+# %% ../nbs/07_train.ipynb #9b778fe6
+def flip_lr(x: Tensor) -> Tensor:
+    "Flip a batch of images left-right (the last dimension)."
+    if x.ndim < 4: raise ValueError(f"The default TTA augment flips images, but the inputs have shape {tuple(x.shape)}: "
+                                    "pass `augment=`, a function of a batch of inputs.")
+    return torch.flip(x, dims=[-1])
+
 # %% ../nbs/07_train.ipynb #cd269975
 class _AugmentInputs(Callback):
     "Apply `augment` to the inputs of prediction batches."
     def __init__(self, augment): self.augment = augment
     def on_batch_begin(self, last_input, train: bool, **kwargs):
         if not train: return {'last_input': self.augment(last_input)}
-
-def flip_lr(x: Tensor) -> Tensor:
-    "Flip a batch of images left-right (the last dimension)."
-    if x.ndim < 4: raise ValueError(f"The default TTA augment flips images, but the inputs have shape {tuple(x.shape)}: "
-                                    "pass `augment=`, a function of a batch of inputs.")
-    return torch.flip(x, dims=[-1])
 
 def _loss_on_preds(loss_func, preds: Tensor, targs: Tensor) -> Tensor:
     "Per-item losses from predictions that already went through the loss's activation."
