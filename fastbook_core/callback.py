@@ -418,8 +418,12 @@ class AverageMetric(Callback):
     def on_batch_end(self, last_output, last_target, **kwargs):
         "Accumulate the metric on one validation batch."
         if not is_listy(last_target): last_target = [last_target]
-        n = first_el(last_target).shape[0]
-        self.val = self.val + n * self.func(last_output, *last_target).detach().float()
+        n, v = first_el(last_target).shape[0], self.func(last_output, *last_target)
+        v = v.detach() if isinstance(v, Tensor) else torch.as_tensor(v)  # a Python number is a value too
+        if v.numel() != 1:  # else torch.stack fails at the epoch's end, naming neither the metric nor the shape
+            raise ValueError(f"Metric {self.name} returned a value of shape {tuple(v.shape)} for a batch of {n}: a "
+                             "metric returns one number per batch (take its .mean() over the items).")
+        self.val = self.val + n * v.float().reshape(())
         self.count += n
 
     def on_epoch_end(self, last_metrics, **kwargs):

@@ -184,6 +184,9 @@ def TTA(learn: Learner,
         activ: Callable | None = None,  # default: the activation implied by the loss
 ) -> list:
     "`[predictions, targets]` (+ losses) mixing plain and `n` augmented predictions, `beta` weighing the plain ones."
+    if isinstance(ds_type, float):  # fastai v1's vision TTA took (beta, scale, ds_type)
+        raise TypeError(f"TTA's first argument is the set to predict (a DatasetType), not {ds_type}: fastai v1's "
+                        "vision TTA took beta first; pass beta= by name, and a zoom as augment=.")
     if n < 1: raise ValueError(f"n={n}: TTA needs at least one augmented pass.")
     augment = ifnone(augment, flip_lr)
     dl = learn.dl(ds_type)

@@ -242,3 +242,15 @@ def test_average_metric_weights_by_batch_size():
     learn = Learner(data, nn.Identity(), loss_func=lambda o, t: (o * 0).sum().requires_grad_(), silent=True)
     res = learn.validate(metrics=[first_item_small])
     assert math.isclose(res[1], 0.4, rel_tol=1e-6)  # 4 of 10 items, not the mean of batch values (1, 0, 0)
+
+
+def test_a_metric_returning_one_value_per_item_names_the_metric_and_the_shape():
+    "v1 failed inside torch.stack at the epoch's end; the error names the metric, the shape and the fix."
+    from fastbook_core.test_utils import synth_learner
+    def per_item(out, targ): return (out - targ).abs().squeeze()
+    learn = synth_learner(metrics=[per_item])
+    with pytest.raises(ValueError, match=r"Metric per_item returned a value of shape \(\d+,\).*\.mean\(\)"):
+        learn.fit(1)
+    learn.metrics = [lambda out, targ: float((out - targ).abs().mean())]  # a Python number is one value
+    learn.fit(1)
+    assert isinstance(learn.recorder.metrics[-1][0], torch.Tensor)

@@ -134,3 +134,12 @@ def test_interpretation_methods_patched_in_sections_are_declared_for_type_checke
         assert vars(getattr(train, cls))[name] is not None  # attached at runtime
     assert 'plot_top_losses' in dir(MultiLabelClassificationInterpretation)  # inherited from Interpretation
     assert not {'plot_top_losses', 'most_confused', 'plot_confusion_matrix'} & set(train.__all__)  # v1's __all__ unchanged
+
+
+def test_tta_with_v1s_positional_beta_says_how_to_call_it():
+    "fastai v1's vision TTA took (beta, scale, ds_type): a number first is refused with the way to pass it."
+    from fastbook_core.test_utils import synth_learner
+    learn = synth_learner()
+    with pytest.raises(TypeError, match='pass beta= by name'): learn.TTA(0.4, 1.35)
+    preds, y = learn.TTA(beta=0.4, augment=lambda x: x)  # an identity augmentation: TTA gives the plain predictions
+    assert torch.allclose(preds, learn.get_preds()[0], atol=1e-6)
