@@ -472,7 +472,7 @@ def _databunch_repr(self: DataBunch) -> str:
 
 @patch_as(nm='__setstate__')
 def _databunch_setstate(self: DataBunch, data: dict):
-    if 'device' in data: data['_device'] = data.pop('device')  # pickled before `device` was a property
+    if 'device' in data: data['_device'] = data.pop('device')  # as v1's DataBunch named it
     self.__dict__.update(data)
 
 # %% ../nbs/02_basic_data.ipynb #2a81df80
@@ -520,7 +520,7 @@ def _databunch_create(cls: type[DataBunch],
         res.on_device = True
         for d in res.dls: d.on_device = True
     return res
-patch_as(nm='create')(_databunch_create)
+_ = patch_as(nm='create')(_databunch_create)
 
 # %% ../nbs/02_basic_data.ipynb #742d6a12
 @patch
@@ -813,6 +813,8 @@ def _unpickle(blob, what: str, name: str, trust_code: bool):
     "Pickled content of a saved DataBunch: only with `trust_code` (a `TensorDataset` is saved as tensors, needing none)."
     return unpickle_blob(blob, name, f'the {what}', trust_code)
 
+
+# %% ../nbs/02_basic_data.ipynb #58bb13e2
 def _unpack_dataset(s, what: str, name: str, trust_code: bool):
     if s is None: return None
     if isinstance(s, dict) and set(s) == {'tensors'}:
@@ -829,6 +831,8 @@ def _unpack_dataset(s, what: str, name: str, trust_code: bool):
         return ds
     raise CheckpointError(f"{name}: the {what} is neither tensors nor a pickled dataset.")
 
+
+# %% ../nbs/02_basic_data.ipynb #39e9a8d7
 def load_data(path: str | Path,  # the folder of the file (and the `path` of the new DataBunch)
               file: str | Path | BinaryIO = 'data_save.pkl',  # file name in path, or a file object
               bs: int = 64,  # training batch size
@@ -867,3 +871,4 @@ def load_data(path: str | Path,  # the folder of the file (and the `path` of the
     return DataBunch.create(sets['train'], sets['valid'], sets['test'], path=path, bs=bs, val_bs=val_bs,
                             num_workers=num_workers, dl_tfms=dl_tfms, device=device, collate_fn=collate_fn,
                             no_check=no_check, classes=classes, **kwargs)
+
