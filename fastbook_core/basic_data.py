@@ -99,103 +99,6 @@ def intercept_args(self: DataLoader, dataset: Dataset, batch_size: int | None = 
                         'drop_last': drop_last, 'timeout': timeout, 'worker_init_fn': worker_init_fn, **kwargs}
     DataLoader.__init__(self, dataset, **self.init_kwargs)
 
-# %% ../nbs/02_basic_data.ipynb #ceb0c1f9
-def _map_tensors(b: Any, f: Callable) -> Any:
-    "`b` with `f` applied to each of its tensors (in nested lists, tuples and dicts)."
-    if isinstance(b, Tensor): return f(b)
-    if isinstance(b, dict): return {k: _map_tensors(v, f) for k, v in b.items()}
-    if is_listy(b): return type(b)(_map_tensors(o, f) for o in b)
-    return b
-
-def _cuda_index(d: torch.device) -> int:
-    return torch.cuda.current_device() if d.index is None else d.index
-
-def _same_device(a: torch.device, b: torch.device) -> bool:
-    "Whether `a` and `b` are the same device (`cuda` without an index is the current CUDA device)."
-    if a.type != b.type: return False
-    if a.type == 'cuda': return _cuda_index(a) == _cuda_index(b)
-    return a.index is None or b.index is None or a.index == b.index
-
-def _whole_batch_tensors(dl) -> bool:
-    "Whether `dl` fetches whole batches (a `BatchSampler` as sampler) of a `TensorDataset` with torch's `__getitem__`."
-    return (isinstance(dl, DataLoader) and dl.batch_size is None and isinstance(dl.sampler, BatchSampler)
-            and dl.collate_fn is default_convert and _plain_tensor_ds(dl.dataset))
-
-def _plain_tensor_ds(ds) -> bool:
-    "Whether `ds` is a `TensorDataset` whose items are rows of its tensors (a subclass may compute its items)."
-    return isinstance(ds, TensorDataset) and type(ds).__getitem__ is TensorDataset.__getitem__
-
-def _tensors_device(ds: Any) -> torch.device | None:
-    "The device of every tensor of `ds` (None when they are on several)."
-    devs = {t.device for t in ds.tensors}
-    return devs.pop() if len(devs) == 1 else None
-
-# %% ../nbs/02_basic_data.ipynb #6b2c2cf8
-def _random_order(s: RandomSampler) -> Tensor:
-    "`list(s)` as a tensor, drawn as torch's `RandomSampler.__iter__` draws it, for a sampler of one permutation."
-    n, g = len(s.data_source), s.generator
-    if g is None:  # torch seeds a generator of its own from the global one
-        g = torch.Generator(); g.manual_seed(int(torch.empty((), dtype=torch.int64).random_().item()))
-    idx = torch.randperm(n, generator=g)
-    torch.randperm(n, generator=g)  # exhausted, torch's sampler draws one more permutation and keeps none of it
-    return idx
-
-def _epoch_index(dl: DataLoader) -> tuple[Tensor, list]:
-    "The item indices of one epoch of whole-batch loader `dl` and each batch's size, drawn as iterating `dl` draws them."
-    torch.empty((), dtype=torch.int64).random_(generator=dl.generator)  # torch's iterator draws its workers' seed first
-    bsamp = dl.sampler
-    if type(bsamp) is BatchSampler:  # torch's batching: chunks of `batch_size` of its sampler's order
-        s, bs = bsamp.sampler, bsamp.batch_size
-        if type(s) is SequentialSampler: idx = torch.arange(len(s))
-        elif type(s) is RandomSampler and not s.replacement and s._num_samples is None: idx = _random_order(s)
-        else: idx = torch.tensor(list(s), dtype=torch.long)
-        sizes = [bs] * (len(idx) // bs) + ([len(idx) % bs] if len(idx) % bs and not bsamp.drop_last else [])
-        return idx[:sum(sizes)], sizes
-    batches = list(bsamp)
-    return torch.tensor([i for b in batches for i in b], dtype=torch.long), [len(b) for b in batches]
-
-def _rows(t: Tensor, idx: Tensor, pin: bool) -> Tensor:
-    "Rows `idx` of `t`; gathered straight into pinned memory if `pin`, ready for an asynchronous copy."
-    if not pin or t.requires_grad: return t.index_select(0, idx)
-    return torch.index_select(t, 0, idx, out=torch.empty((len(idx), *t.shape[1:]), dtype=t.dtype, pin_memory=True))
-
-def _prefetch(batches: Iterable, issue: Callable, ready: Callable) -> Iterator:
-    "`ready(issue(b))` for each `b` of `batches`, the next batch issued before each one is handed over."
-    it = iter(batches)
-    try: nxt = issue(next(it))
-    except StopIteration: return
-    while True:
-        cur, done, err = ready(nxt), False, None
-        try: nxt = issue(next(it))
-        except StopIteration: done = True
-        except Exception as e: done, err = True, e  # raised once the batch before it has been used
-        yield cur
-        if err is not None: raise err
-        if done: return
-
-# %% ../nbs/02_basic_data.ipynb #fece4241
-class _CudaCopier:
-    "Copies batches to a CUDA `device` on a side stream, from pinned memory, without making the host wait."
-    pin = True  # whole batches are gathered into pinned memory
-    def __init__(self, device: torch.device): self.device, self.stream = device, torch.cuda.Stream(device)
-
-    def _copy(self, t: Tensor) -> Tensor:
-        if t.device.type == 'cpu' and not t.is_pinned(): t = t.pin_memory()
-        return t.to(self.device, non_blocking=True)
-
-    def issue(self, b: Any) -> Any:
-        "Start copying batch `b` to the device on the side stream; return the device tensors."
-        with torch.cuda.stream(self.stream): return _map_tensors(b, self._copy)
-
-    def ready(self, b: Any) -> Any:
-        "Order the current stream after the copies issued so far (on the device), and keep `b`'s memory for it."
-        cur = torch.cuda.current_stream(self.device)
-        cur.wait_stream(self.stream)
-        def keep(t):
-            t.record_stream(cur)  # the allocator reuses the memory only once the current stream is done with it
-            return t
-        return _map_tensors(b, keep)
-
 # %% ../nbs/02_basic_data.ipynb #c76ceff3
 def _check_bool(name: str, v):
     if not isinstance(v, bool): raise TypeError(f"{name}={v!r}: pass True or False (the device itself is `device=`).")
@@ -321,6 +224,103 @@ def proc_batch(self: DeviceDataLoader, b: Any) -> Any:
 def _tfmed(self: DeviceDataLoader, b: Any) -> Any:
     for f in self.tfms: b = f(b)
     return b
+
+# %% ../nbs/02_basic_data.ipynb #ceb0c1f9
+def _map_tensors(b: Any, f: Callable) -> Any:
+    "`b` with `f` applied to each of its tensors (in nested lists, tuples and dicts)."
+    if isinstance(b, Tensor): return f(b)
+    if isinstance(b, dict): return {k: _map_tensors(v, f) for k, v in b.items()}
+    if is_listy(b): return type(b)(_map_tensors(o, f) for o in b)
+    return b
+
+def _cuda_index(d: torch.device) -> int:
+    return torch.cuda.current_device() if d.index is None else d.index
+
+def _same_device(a: torch.device, b: torch.device) -> bool:
+    "Whether `a` and `b` are the same device (`cuda` without an index is the current CUDA device)."
+    if a.type != b.type: return False
+    if a.type == 'cuda': return _cuda_index(a) == _cuda_index(b)
+    return a.index is None or b.index is None or a.index == b.index
+
+def _whole_batch_tensors(dl) -> bool:
+    "Whether `dl` fetches whole batches (a `BatchSampler` as sampler) of a `TensorDataset` with torch's `__getitem__`."
+    return (isinstance(dl, DataLoader) and dl.batch_size is None and isinstance(dl.sampler, BatchSampler)
+            and dl.collate_fn is default_convert and _plain_tensor_ds(dl.dataset))
+
+def _plain_tensor_ds(ds) -> bool:
+    "Whether `ds` is a `TensorDataset` whose items are rows of its tensors (a subclass may compute its items)."
+    return isinstance(ds, TensorDataset) and type(ds).__getitem__ is TensorDataset.__getitem__
+
+def _tensors_device(ds: Any) -> torch.device | None:
+    "The device of every tensor of `ds` (None when they are on several)."
+    devs = {t.device for t in ds.tensors}
+    return devs.pop() if len(devs) == 1 else None
+
+# %% ../nbs/02_basic_data.ipynb #6b2c2cf8
+def _random_order(s: RandomSampler) -> Tensor:
+    "`list(s)` as a tensor, drawn as torch's `RandomSampler.__iter__` draws it, for a sampler of one permutation."
+    n, g = len(s.data_source), s.generator
+    if g is None:  # torch seeds a generator of its own from the global one
+        g = torch.Generator(); g.manual_seed(int(torch.empty((), dtype=torch.int64).random_().item()))
+    idx = torch.randperm(n, generator=g)
+    torch.randperm(n, generator=g)  # exhausted, torch's sampler draws one more permutation and keeps none of it
+    return idx
+
+def _epoch_index(dl: DataLoader) -> tuple[Tensor, list]:
+    "The item indices of one epoch of whole-batch loader `dl` and each batch's size, drawn as iterating `dl` draws them."
+    torch.empty((), dtype=torch.int64).random_(generator=dl.generator)  # torch's iterator draws its workers' seed first
+    bsamp = dl.sampler
+    if type(bsamp) is BatchSampler:  # torch's batching: chunks of `batch_size` of its sampler's order
+        s, bs = bsamp.sampler, bsamp.batch_size
+        if type(s) is SequentialSampler: idx = torch.arange(len(s))
+        elif type(s) is RandomSampler and not s.replacement and s._num_samples is None: idx = _random_order(s)
+        else: idx = torch.tensor(list(s), dtype=torch.long)
+        sizes = [bs] * (len(idx) // bs) + ([len(idx) % bs] if len(idx) % bs and not bsamp.drop_last else [])
+        return idx[:sum(sizes)], sizes
+    batches = list(bsamp)
+    return torch.tensor([i for b in batches for i in b], dtype=torch.long), [len(b) for b in batches]
+
+def _rows(t: Tensor, idx: Tensor, pin: bool) -> Tensor:
+    "Rows `idx` of `t`; gathered straight into pinned memory if `pin`, ready for an asynchronous copy."
+    if not pin or t.requires_grad: return t.index_select(0, idx)
+    return torch.index_select(t, 0, idx, out=torch.empty((len(idx), *t.shape[1:]), dtype=t.dtype, pin_memory=True))
+
+def _prefetch(batches: Iterable, issue: Callable, ready: Callable) -> Iterator:
+    "`ready(issue(b))` for each `b` of `batches`, the next batch issued before each one is handed over."
+    it = iter(batches)
+    try: nxt = issue(next(it))
+    except StopIteration: return
+    while True:
+        cur, done, err = ready(nxt), False, None
+        try: nxt = issue(next(it))
+        except StopIteration: done = True
+        except Exception as e: done, err = True, e  # raised once the batch before it has been used
+        yield cur
+        if err is not None: raise err
+        if done: return
+
+# %% ../nbs/02_basic_data.ipynb #fece4241
+class _CudaCopier:
+    "Copies batches to a CUDA `device` on a side stream, from pinned memory, without making the host wait."
+    pin = True  # whole batches are gathered into pinned memory
+    def __init__(self, device: torch.device): self.device, self.stream = device, torch.cuda.Stream(device)
+
+    def _copy(self, t: Tensor) -> Tensor:
+        if t.device.type == 'cpu' and not t.is_pinned(): t = t.pin_memory()
+        return t.to(self.device, non_blocking=True)
+
+    def issue(self, b: Any) -> Any:
+        "Start copying batch `b` to the device on the side stream; return the device tensors."
+        with torch.cuda.stream(self.stream): return _map_tensors(b, self._copy)
+
+    def ready(self, b: Any) -> Any:
+        "Order the current stream after the copies issued so far (on the device), and keep `b`'s memory for it."
+        cur = torch.cuda.current_stream(self.device)
+        cur.wait_stream(self.stream)
+        def keep(t):
+            t.record_stream(cur)  # the allocator reuses the memory only once the current stream is done with it
+            return t
+        return _map_tensors(b, keep)
 
 # %% ../nbs/02_basic_data.ipynb #7909ea8e
 @patch
@@ -472,7 +472,7 @@ def _databunch_repr(self: DataBunch) -> str:
 
 @patch_as(nm='__setstate__')
 def _databunch_setstate(self: DataBunch, data: dict):
-    if 'device' in data: data['_device'] = data.pop('device')  # pickled before `device` was a property
+    if 'device' in data: data['_device'] = data.pop('device')  # as v1's DataBunch named it
     self.__dict__.update(data)
 
 # %% ../nbs/02_basic_data.ipynb #2a81df80
@@ -520,7 +520,7 @@ def _databunch_create(cls: type[DataBunch],
         res.on_device = True
         for d in res.dls: d.on_device = True
     return res
-patch_as(nm='create')(_databunch_create)
+_ = patch_as(nm='create')(_databunch_create)
 
 # %% ../nbs/02_basic_data.ipynb #742d6a12
 @patch
@@ -813,6 +813,8 @@ def _unpickle(blob, what: str, name: str, trust_code: bool):
     "Pickled content of a saved DataBunch: only with `trust_code` (a `TensorDataset` is saved as tensors, needing none)."
     return unpickle_blob(blob, name, f'the {what}', trust_code)
 
+
+# %% ../nbs/02_basic_data.ipynb #58bb13e2
 def _unpack_dataset(s, what: str, name: str, trust_code: bool):
     if s is None: return None
     if isinstance(s, dict) and set(s) == {'tensors'}:
@@ -829,6 +831,8 @@ def _unpack_dataset(s, what: str, name: str, trust_code: bool):
         return ds
     raise CheckpointError(f"{name}: the {what} is neither tensors nor a pickled dataset.")
 
+
+# %% ../nbs/02_basic_data.ipynb #39e9a8d7
 def load_data(path: str | Path,  # the folder of the file (and the `path` of the new DataBunch)
               file: str | Path | BinaryIO = 'data_save.pkl',  # file name in path, or a file object
               bs: int = 64,  # training batch size
@@ -867,3 +871,4 @@ def load_data(path: str | Path,  # the folder of the file (and the `path` of the
     return DataBunch.create(sets['train'], sets['valid'], sets['test'], path=path, bs=bs, val_bs=val_bs,
                             num_workers=num_workers, dl_tfms=dl_tfms, device=device, collate_fn=collate_fn,
                             no_check=no_check, classes=classes, **kwargs)
+

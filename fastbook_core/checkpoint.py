@@ -17,7 +17,7 @@ from .callback import Callback, check_wd
 
 # %% auto #0
 __all__ = ['EXPORT_HYPERS', 'is_filelike', 'source_name', 'check_device', 'check_model_state', 'state_key', 'callback_states',
-           'match_callback_states', 'has_state', 'check_state_keys', 'plain_value', 'check_export_hypers',
+           'has_state', 'check_state_keys', 'match_callback_states', 'plain_value', 'check_export_hypers',
            'export_bytes', 'read_export', 'is_export', 'Checkpoint', 'read_checkpoint']
 
 # %% ../nbs/03a_checkpoint.ipynb #21a9f580
@@ -108,11 +108,15 @@ def _plain_numbers(v):
     if isinstance(v, (list, tuple)): return type(v)(_plain_numbers(o) for o in v)
     return v
 
+
+# %% ../nbs/03a_checkpoint.ipynb #7d2817ce
 def _one_key_error(key: str, a: Callback, b: Callback) -> ValueError:
     return ValueError(f"Two callbacks of this fit keep their state under the key {key!r} ({a!r} and {b!r}), so a checkpoint "
                       "could not tell them apart: keep one of them, give them different settings (a monitor or file name), "
                       "or override `state_key` to name what differs.")
 
+
+# %% ../nbs/03a_checkpoint.ipynb #3ea51b82
 def callback_states(callbacks: list) -> dict:
     "The `checkpoint_state()` of each callback that has one, under its state key; two callbacks with one key are refused."
     res: dict = {}
@@ -128,16 +132,6 @@ def callback_states(callbacks: list) -> dict:
         res[key], owner[key] = st, cb
     return res
 
-def match_callback_states(states: dict, callbacks: list) -> dict:
-    "The callback of `callbacks` for each key of `states` that one has; a key two callbacks share is refused, not guessed."
-    by_key: dict = {}
-    for cb in callbacks: by_key.setdefault(state_key(cb), []).append(cb)
-    for k in states:
-        if len(by_key.get(k, [])) > 1:
-            raise ValueError(f"The checkpoint's state {k!r} could go to {len(by_key[k])} callbacks of this fit "
-                             f"({', '.join(map(repr, by_key[k]))}): give them different settings or `state_key`s; a "
-                             "resume does not guess which one it belongs to.")
-    return {k: by_key[k][0] for k in states if k in by_key}
 
 # %% ../nbs/03a_checkpoint.ipynb #1df8553e
 def has_state(cb: Any) -> bool:
@@ -150,6 +144,19 @@ def check_state_keys(callbacks: list) -> None:
     owner: dict = {}
     for cb in callbacks:
         if has_state(cb) and owner.setdefault(state_key(cb), cb) is not cb: raise _one_key_error(state_key(cb), owner[state_key(cb)], cb)
+
+# %% ../nbs/03a_checkpoint.ipynb #89776d07
+def match_callback_states(states: dict, callbacks: list) -> dict:
+    "The callback of `callbacks` for each key of `states` that one has; a key two callbacks share is refused, not guessed."
+    by_key: dict = {}
+    for cb in callbacks: by_key.setdefault(state_key(cb), []).append(cb)
+    for k in states:
+        if len(by_key.get(k, [])) > 1:
+            raise ValueError(f"The checkpoint's state {k!r} could go to {len(by_key[k])} callbacks of this fit "
+                             f"({', '.join(map(repr, by_key[k]))}): give them different settings or `state_key`s; a "
+                             "resume does not guess which one it belongs to.")
+    return {k: by_key[k][0] for k in states if k in by_key}
+
 
 # %% ../nbs/03a_checkpoint.ipynb #89e1003c
 _EXPORT_FORMAT, _EXPORT_PARTS = 'fastbook_core.export/1', ('format', 'state_dict', 'objects', 'classes', 'hypers')
@@ -289,11 +296,14 @@ def read_export(source: Any,  # a path or an open binary file
     if not trust_code: _check_export_objects(objs, state['hypers'], state['classes'], source)
     return state, objs
 
+
+# %% ../nbs/03a_checkpoint.ipynb #d2406621
 def is_export(source: Any) -> bool:
     "Whether the file `source` was written by `Learner.export` (read safely; False for anything else, or no file)."
     try: state = load_checkpoint(source, map_location='cpu')
     except CheckpointError: return False
     return isinstance(state, dict) and state.get('format') == _EXPORT_FORMAT
+
 
 # %% ../nbs/03a_checkpoint.ipynb #87020ca4
 @dataclass
