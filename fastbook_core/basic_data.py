@@ -451,6 +451,7 @@ class DataBunch:
         add_test = _here.add_test; sanity_check = _here.sanity_check; save = _here.save
         add_tfm = _here._add_tfm_all; remove_tfm = _here._remove_tfm_all
         __repr__ = _here._databunch_repr; __setstate__ = _here._databunch_setstate
+        __getattr__ = _here._databunch_getattr  # as in the class body before: v1's data.c reaches the training loader
 
 # %% ../nbs/02_basic_data.ipynb #783f0409
 @patch_as(nm='__getattr__')
