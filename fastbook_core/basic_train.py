@@ -701,9 +701,6 @@ def checkpoint_state(self: Recorder) -> dict:
             'metrics': [to_floats(m) for m in self.metrics], 'nb_batches': [int(n) for n in self.nb_batches],
             'metrics_names': list(self.metrics_names), 'epoch': int(self.epoch), 'iteration': int(self.iteration)}
 
-_state_types = {'names': list, 'rows': list, 'losses': list, 'val_losses': list, 'lrs': list, 'moms': list,
-                'metrics': list, 'nb_batches': list, 'metrics_names': list, 'epoch': int, 'iteration': int}
-
 # %% ../nbs/04_basic_train.ipynb #226c163d
 @patch
 def load_checkpoint_state(self: Recorder, state: dict) -> None:
