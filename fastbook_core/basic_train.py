@@ -159,6 +159,7 @@ def check_epochs(epochs: int) -> None:
     if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 1:
         raise ValueError(f"epochs={epochs!r}: fit needs a whole number of epochs >= 1.")
 
+# %% ../nbs/04_basic_train.ipynb #dcebad53
 def check_train_batches(dl: Any) -> None:
     "Refuse a training loader that yields no batch, saying why (its items against the batch size)."
     try: n = len(dl)
@@ -172,6 +173,7 @@ def check_train_batches(dl: Any) -> None:
     raise ValueError(f"The training set yields no batch: {items} with batch size {bs}{' and drop_last=True' if drop else ''}. "
                      "Lower the batch size (`data.batch_size = ...`) or add items, so that each epoch has a batch to train on.")
 
+# %% ../nbs/04_basic_train.ipynb #0b75ddfc
 def _one_epoch(learn, cb_handler: CallbackHandler, pbar: MasterBar) -> bool:
     "Train one epoch, then validate; whether a callback stopped the training."
     learn.model.train()
@@ -701,9 +703,6 @@ def checkpoint_state(self: Recorder) -> dict:
             'metrics': [to_floats(m) for m in self.metrics], 'nb_batches': [int(n) for n in self.nb_batches],
             'metrics_names': list(self.metrics_names), 'epoch': int(self.epoch), 'iteration': int(self.iteration)}
 
-_state_types = {'names': list, 'rows': list, 'losses': list, 'val_losses': list, 'lrs': list, 'moms': list,
-                'metrics': list, 'nb_batches': list, 'metrics_names': list, 'epoch': int, 'iteration': int}
-
 # %% ../nbs/04_basic_train.ipynb #226c163d
 @patch
 def load_checkpoint_state(self: Recorder, state: dict) -> None:
@@ -998,6 +997,7 @@ class _LoadPlan:
     resume: bool  # with_opt=True: random states, history and callback states too
     opt: OptimWrapper | None = None  # the optimizer that takes the file's state (the Learner's, or a new one)
 
+# %% ../nbs/04_basic_train.ipynb #64d78919
 def _export_named(learn: Learner, file: Any) -> Path | None:
     "The export file `file` names, when `load` was given one: in `path` (where `export` writes) or `model_dir`, as named or with `.pkl`."
     if not isinstance(file, (str, Path)) or not str(file).strip(): return None
@@ -1006,6 +1006,7 @@ def _export_named(learn: Learner, file: Any) -> Path | None:
     found = [q if q.is_absolute() else d / q for q in names for d in (learn.path, learn.path / learn.model_dir)]
     return next((q for q in found if q.is_file() and is_export(q)), None)
 
+# %% ../nbs/04_basic_train.ipynb #d99b5014
 @patch
 def _check_load(self: Learner, file: Any, device: Any = None, strict: bool = True, with_opt: bool | None = None,
                 remove_module: bool = False) -> _LoadPlan:
