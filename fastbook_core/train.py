@@ -47,7 +47,7 @@ _all_ = ['BnFreeze', 'GradientClipping', 'ShowGraph', 'AccumulateScheduler', 'fi
 def fit_one_cycle(learn: Learner,
                   cyc_len: int,  # epochs of the cycle
                   max_lr: float | Sequence[float] | np.ndarray | slice = defaults.lr,  # the peak lr: a number, one per layer group, or a slice
-                  moms: tuple = (0.95, 0.85),  # momentum at the ends and at the peak
+                  moms: tuple | float = (0.95, 0.85),  # momentum at the ends and at the peak (one number: constant)
                   div_factor: float = 25.,  # the cycle starts at max_lr/div_factor
                   pct_start: float = 0.3,  # the part of the iterations spent warming up
                   final_div: float | None = None,  # the cycle ends at max_lr/final_div; default div_factor*1e4
@@ -60,6 +60,11 @@ def fit_one_cycle(learn: Learner,
     callbacks = listify(callbacks) + [OneCycleScheduler(learn, max_lr, moms=moms, div_factor=div_factor,
                                                         pct_start=pct_start, final_div=final_div,
                                                         tot_epochs=tot_epochs, start_epoch=start_epoch)]
+    if start_epoch and start_epoch >= cyc_len:  # OneCycleScheduler has checked that it is a whole number >= 0
+        n = tot_epochs if tot_epochs and tot_epochs > start_epoch else 'N'
+        raise ValueError(f"fit_one_cycle({cyc_len}, start_epoch={start_epoch}) leaves no epoch to run: `cyc_len` counts the "
+                         f"epochs skipped too (the fit runs epochs {start_epoch} to cyc_len - 1). To run the rest of a cycle of "
+                         f"{n} epochs from epoch {start_epoch}: fit_one_cycle({n}, start_epoch={start_epoch}).")
     learn.fit(cyc_len, max_lr, wd=wd, callbacks=callbacks)
 
 Learner.fit_one_cycle = fit_one_cycle
