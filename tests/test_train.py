@@ -193,3 +193,30 @@ def test_fit_one_cycle_numpy_start_epoch_resumes():
     learn = synth_learner()
     learn.fit_one_cycle(np.int64(3), 0.1, start_epoch=np.int64(2), tot_epochs=np.int64(3))
     assert [r[0] for r in learn.recorder.rows] == ['2']
+
+
+# ---------------------------------------------------------------- issue 26 review B5: lr_find between a fit and a save
+
+def test_lr_find_leaves_the_last_fit_for_save(tmp_path):
+    "The sweep's Recorder is learn.recorder (v1), but the last fit's callbacks, their states and hyper-parameters stay."
+    from fastbook_core.callbacks.tracker import EarlyStoppingCallback
+    learn = synth_learner(); learn.path = tmp_path
+    own = EarlyStoppingCallback(learn, monitor='train_loss', patience=5)
+    learn.callbacks.append(own)  # the Learner's own: the sweep runs it too
+    es = EarlyStoppingCallback(learn, patience=5)
+    learn.fit(3, 0.1, callbacks=[es])
+    rec, cbs, own_state, hypers = learn.recorder, list(learn._fit_callbacks), own.checkpoint_state(), learn.opt.get_state()
+    learn.lr_find(num_it=20)
+    assert learn.recorder is not rec and len(learn.recorder.lrs) <= 20  # what learn.recorder.plot() draws
+    assert learn.recorder._before_lr_find is rec  # for save: the stage's history
+    assert learn._fit_callbacks == cbs and own.checkpoint_state() == own_state
+    assert {k: learn.opt.get_state()[k] for k in ('lr', 'mom', 'wd')} == {k: hypers[k] for k in ('lr', 'mom', 'wd')}
+    st = torch.load(learn.save('s', return_path=True), weights_only=True)
+    assert st['callbacks'] == {'EarlyStoppingCallback[monitor=valid_loss]': es.checkpoint_state(),
+                               'EarlyStoppingCallback[monitor=train_loss]': own_state}
+
+
+def test_lr_find_before_any_fit_marks_no_recorder():
+    learn = synth_learner()
+    learn.lr_find(num_it=10)
+    assert learn.recorder._before_lr_find is None and learn._fit_callbacks == []
