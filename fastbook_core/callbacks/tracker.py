@@ -174,8 +174,8 @@ class ReduceLROnPlateauCallback(TrackerCallback):
         if exception is False: self._running = False  # the fit ran to its end (or a callback stopped it): a stage
 
     def checkpoint_state(self) -> dict:
-        "Within a fit (or after an interruption), the values a resumed fit needs; after a fit that ended, none: the next fit starts afresh."
-        return super().checkpoint_state() if getattr(self, '_running', False) else {}
+        "The values a resumed fit needs; the reductions only within a fit (or after an interruption), not once it has ended."
+        return {**super().checkpoint_state(), **({} if getattr(self, '_running', False) else {'reductions': 0})}
 
     def load_checkpoint_state(self, state: dict) -> None:
         "Take back the values saved, and divide this fit's lr as many times as the interrupted run had before its checkpoint."
