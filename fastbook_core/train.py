@@ -4,7 +4,7 @@
 
 # %% ../nbs/07_train.ipynb #8dd2f3ed
 from __future__ import annotations
-import itertools, math
+import copy as _copy, itertools, math  # `copy` is the function v1's torch_core star import gives
 from functools import partial
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
@@ -47,7 +47,7 @@ _all_ = ['BnFreeze', 'GradientClipping', 'ShowGraph', 'AccumulateScheduler', 'fi
 def fit_one_cycle(learn: Learner,
                   cyc_len: int,  # epochs of the cycle
                   max_lr: float | Sequence[float] | np.ndarray | slice = defaults.lr,  # the peak lr: a number, one per layer group, or a slice
-                  moms: tuple = (0.95, 0.85),  # momentum at the ends and at the peak
+                  moms: tuple | float = (0.95, 0.85),  # momentum at the ends and at the peak (one number: constant)
                   div_factor: float = 25.,  # the cycle starts at max_lr/div_factor
                   pct_start: float = 0.3,  # the part of the iterations spent warming up
                   final_div: float | None = None,  # the cycle ends at max_lr/final_div; default div_factor*1e4
@@ -60,6 +60,11 @@ def fit_one_cycle(learn: Learner,
     callbacks = listify(callbacks) + [OneCycleScheduler(learn, max_lr, moms=moms, div_factor=div_factor,
                                                         pct_start=pct_start, final_div=final_div,
                                                         tot_epochs=tot_epochs, start_epoch=start_epoch)]
+    if start_epoch and start_epoch >= cyc_len:  # OneCycleScheduler has checked that it is a whole number >= 0
+        n = tot_epochs if tot_epochs and tot_epochs > start_epoch else 'N'
+        raise ValueError(f"fit_one_cycle({cyc_len}, start_epoch={start_epoch}) leaves no epoch to run: `cyc_len` counts the "
+                         f"epochs skipped too (the fit runs epochs {start_epoch} to cyc_len - 1). To run the rest of a cycle of "
+                         f"{n} epochs from epoch {start_epoch}: fit_one_cycle({n}, start_epoch={start_epoch}).")
     learn.fit(cyc_len, max_lr, wd=wd, callbacks=callbacks)
 
 Learner.fit_one_cycle = fit_one_cycle
@@ -69,6 +74,21 @@ def one_cycle_scheduler(lr_max: float,  # the peak lr
                         **kwargs):  # the other arguments of OneCycleScheduler (moms, div_factor, pct_start...)
     "A function of the Learner that makes a `OneCycleScheduler` with `lr_max`, for `callback_fns`."
     return partial(OneCycleScheduler, lr_max=lr_max, **kwargs)
+
+# %% ../nbs/07_train.ipynb #c385f945
+def _keep_last_fit(learn: Learner) -> Callable:
+    "What a sweep must leave as the last real fit had it: its callbacks and their states, the optimizer's hyper-parameters, its Recorder (for `save`)."
+    rec, cbs, opt = getattr(learn, 'recorder', None), list(learn._fit_callbacks), learn.opt
+    hypers = None if opt is None else (opt._lr, opt._mom, opt._beta, opt._wd)
+    # the Learner's own callbacks run in the sweep too, which resets them (their on_train_begin): keep their states
+    states = [(cb, _copy.deepcopy(cb.checkpoint_state())) for cb in learn.callbacks if any(cb is c for c in cbs)]
+    def restore():
+        for cb, st in states: cb.load_checkpoint_state(st)
+        if hypers is not None and learn.opt is opt: opt.lr, opt.mom, opt.beta, opt.wd = hypers
+        learn._fit_callbacks = cbs
+        new = getattr(learn, 'recorder', None)
+        if new is not rec and new is not None: new._before_lr_find = rec  # what `save` records: the last real fit
+    return restore
 
 # %% ../nbs/07_train.ipynb #7b0182bd
 def lr_find(learn: Learner,
@@ -82,7 +102,9 @@ def lr_find(learn: Learner,
     check_train_batches(learn.data.train_dl)  # before the sweep divides by the number of batches
     cb = LRFinder(learn, start_lr, end_lr, num_it, stop_div)
     epochs = int(np.ceil(num_it / len(learn.data.train_dl)))
-    learn.fit(epochs, start_lr, callbacks=[cb], wd=wd)
+    restore = _keep_last_fit(learn)
+    try: learn.fit(epochs, start_lr, callbacks=[cb], wd=wd)
+    finally: restore()
 
 Learner.lr_find = lr_find
 Learner.find_lr = lr_find  # the fastai book's name for it

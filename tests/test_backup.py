@@ -403,3 +403,25 @@ def test_a_damaged_backup_or_another_weight_decay_rule_is_refused_saying_how_to_
     with pytest.raises(CheckpointError, match=r"backup that cannot be read.*shutil\.rmtree"):
         learn.fit(3, callbacks=[BackupAndRestore(learn, save_freq=2)])
     assert file.read_bytes() == damaged
+
+
+def test_backup_and_restore_says_it_saves_checkpoints():
+    "The contract with Learner.fit: a callback that writes checkpoints during a fit says so, as a class attribute."
+    assert BackupAndRestore.saves_checkpoints is True
+
+
+def test_reduce_lr_on_plateau_resumed_from_a_backup_divides_the_lr_once(tmp_path):
+    "The backup gives back the lr as it was; ReduceLROnPlateau's reductions must not be applied to it a second time."
+    from fastbook_core.callbacks.tracker import ReduceLROnPlateauCallback
+    class Cut(Callback):
+        def on_epoch_begin(self, epoch, **kwargs):
+            if epoch == 3: raise RuntimeError('cut')
+    cbs = lambda L: [ReduceLROnPlateauCallback(L, patience=0, min_delta=10., min_lr=1e-6), BackupAndRestore(L)]
+    whole = make(tmp_path / 'whole')
+    whole.fit(5, 0.1, callbacks=[ReduceLROnPlateauCallback(whole, patience=0, min_delta=10., min_lr=1e-6)])
+    part = make(tmp_path / 'part')
+    with pytest.raises(RuntimeError, match='cut'): part.fit(5, 0.1, callbacks=cbs(part) + [Cut()])
+    resumed = make(tmp_path / 'part')
+    resumed.fit(5, 0.1, callbacks=cbs(resumed))
+    assert resumed.recorder.lrs == pytest.approx(whole.recorder.lrs)
+    assert resumed.recorder.val_losses == pytest.approx(whole.recorder.val_losses)

@@ -203,3 +203,75 @@ def test_two_save_model_callbacks_writing_one_file_are_refused_before_training()
         learn.fit(2, 1e-2, callbacks=[SaveModelCallback(learn, name='b2'),
                                       SaveModelCallback(learn, monitor='accuracy', mode='min', name='b2')])
     assert getattr(learn, 'recorder', None) is None or not learn.recorder.losses  # nothing trained
+
+
+# ---------------------------------------------------------------- issue 26 review: saves_checkpoints, names, stages
+
+def test_save_model_callback_says_it_saves_checkpoints():
+    "The contract with Learner.fit: a callback that writes checkpoints during a fit says so, as a class attribute."
+    assert SaveModelCallback.saves_checkpoints is True
+    assert SaveModelCallback(synth_learner()).saves_checkpoints is True
+
+
+@pytest.mark.parametrize('name', ['best.pth', 'best.pt', 'best'])
+def test_save_model_callback_name_with_a_suffix_loads_the_runs_best_after_a_resumed_stage(name, tmp_path):
+    "B4: the file looked up at the end is the one `learn.save(name)` wrote, `.pth` added only when the name has no suffix."
+    learn = synth_learner(); learn.path = tmp_path
+    learn.fit(3, 0.1, callbacks=[SaveModelCallback(learn, name=name)])
+    best = learn.validate()[0]
+    learn.save('stage')
+    learn.load('stage', with_opt=True)
+    learn.fit(1, 3.0, callbacks=[SaveModelCallback(learn, name=name)])  # a huge lr: worse, nothing saved in this part
+    assert learn.validate()[0] == pytest.approx(best)  # the run's best, loaded back from the file the first part wrote
+    expected = name if name.endswith(('.pth', '.pt')) else f'{name}.pth'
+    assert sorted(p.name for p in (tmp_path / 'models').iterdir()) == sorted([expected, 'stage.pth'])
+
+
+def test_two_save_model_callbacks_on_one_file_spelled_two_ways_are_refused():
+    learn = synth_learner()
+    with pytest.raises(ValueError, match='give each its own `name`'):
+        learn.fit(1, callbacks=[SaveModelCallback(learn, name='b'), SaveModelCallback(learn, monitor='train_loss', name='b.pth')])
+
+
+def _rlrop(learn): return ReduceLROnPlateauCallback(learn, patience=0, min_delta=10., min_lr=1e-6)
+
+
+def test_reduce_lr_on_plateau_a_completed_stage_does_not_divide_the_next_fits_lr(tmp_path):
+    "B7: after a fit that ended, no reductions are saved; the next fit trains at the lr it asks for, as in the same Learner."
+    learn = synth_learner(); learn.path = tmp_path
+    learn.callbacks.append(_rlrop(learn))
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        learn.fit(3, 0.1)  # two reductions
+    assert learn.callbacks[-1].reductions == 2 and learn.callbacks[-1].checkpoint_state()['reductions'] == 0
+    learn.save('s')
+    st = torch.load(tmp_path / 'models' / 's.pth', weights_only=True)['callbacks']['ReduceLROnPlateauCallback[monitor=valid_loss]']
+    assert st['reductions'] == 0 and st['best'] == learn.callbacks[-1].best  # the stage's best goes on, its lr does not
+    new = synth_learner(); new.path = tmp_path
+    new.callbacks.append(_rlrop(new))
+    new.load('s', with_opt=True)
+    new.fit(1, 0.1)
+    learn.fit(1, 0.1)  # the same Learner, without the save and load
+    assert new.recorder.lrs == pytest.approx([0.1] * len(new.recorder.lrs))  # the lr asked for (not 0.1 * 0.2**2)
+    assert learn.recorder.lrs == pytest.approx(new.recorder.lrs)
+
+
+def test_reduce_lr_on_plateau_an_interrupted_run_resumes_at_its_reduced_lr(tmp_path):
+    "B7, the other case: a checkpoint written during the fit holds the reductions, and the resumed fit goes on exactly."
+    from fastbook_core.callback import Callback
+    class Cut(Callback):
+        def on_epoch_begin(self, epoch, **kwargs):
+            if epoch == 3: raise RuntimeError('cut')
+    mk = lambda L: [_rlrop(L), SaveModelCallback(L, every='epoch', name='e')]
+    whole = synth_learner(); whole.path = tmp_path / 'whole'
+    whole.fit(6, 0.1, callbacks=mk(whole))
+    part = synth_learner(); part.path = tmp_path / 'part'
+    with pytest.raises(RuntimeError, match='cut'): part.fit(6, 0.1, callbacks=mk(part) + [Cut()])
+    resumed = synth_learner(); resumed.path = part.path
+    resumed.load('e_2', with_opt=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')  # it says this fit starts at epoch 0: meant here
+        resumed.fit(3, 0.1, callbacks=mk(resumed))
+    assert resumed.recorder.lrs[0] == pytest.approx(0.1 * 0.2 ** 2)  # where the interrupted run was
+    assert resumed.recorder.lrs == pytest.approx(whole.recorder.lrs[len(whole.recorder.lrs) // 2:])
+    assert resumed.recorder.val_losses == pytest.approx(whole.recorder.val_losses[3:])

@@ -143,3 +143,80 @@ def test_tta_with_v1s_positional_beta_says_how_to_call_it():
     with pytest.raises(TypeError, match='pass beta= by name'): learn.TTA(0.4, 1.35)
     preds, y = learn.TTA(beta=0.4, augment=lambda x: x)  # an identity augmentation: TTA gives the plain predictions
     assert torch.allclose(preds, learn.get_preds()[0], atol=1e-6)
+
+
+# ---------------------------------------------------------------- issue 26 review: moms and start_epoch in fit_one_cycle
+
+@pytest.mark.parametrize('moms', [[0.95, 0.85], (0.95, 0.85), np.array([0.95, 0.85])])
+def test_fit_one_cycle_takes_moms_as_v1_did(moms):
+    "E10: a list (or an array) of two momentums is the documented tuple; the schedule is the same."
+    learn = synth_learner()
+    learn.fit_one_cycle(1, 0.1, moms=moms)
+    assert learn.recorder.moms[0] == pytest.approx(0.95) and min(learn.recorder.moms) == pytest.approx(0.85, abs=1e-3)
+
+
+def test_fit_one_cycle_one_momentum_is_constant():
+    learn = synth_learner()
+    learn.fit_one_cycle(1, 0.1, moms=0.9)  # v1: listify(moms, 2)
+    assert learn.recorder.moms == pytest.approx([0.9] * len(learn.recorder.moms))
+
+
+@pytest.mark.parametrize('moms', [(0.95, 0.9, 0.85), [], 'high', None])
+def test_fit_one_cycle_other_moms_name_the_form(moms):
+    learn = synth_learner()
+    with pytest.raises(ValueError, match=r"moms=.*give two momentums, \(at the ends, at the peak\) such as \(0.95, 0.85\)"):
+        learn.fit_one_cycle(1, 0.1, moms=moms)
+    assert getattr(learn, 'recorder', None) is None or not learn.recorder.losses  # refused before training
+
+
+def test_fit_one_cycle_start_epoch_past_cyc_len_says_cyc_len_counts_the_skipped_epochs():
+    "E5: the error says that cyc_len counts the epochs skipped, and gives the call that runs the rest of the cycle."
+    learn = synth_learner()
+    with pytest.raises(ValueError, match=r"`cyc_len` counts the epochs skipped.*fit_one_cycle\(4, start_epoch=2\)"):
+        learn.fit_one_cycle(2, 0.1, start_epoch=2, tot_epochs=4)
+    with pytest.raises(ValueError, match=r"fit_one_cycle\(3, start_epoch=5\) leaves no epoch to run"):
+        learn.fit_one_cycle(3, 0.1, start_epoch=5)
+
+
+@pytest.mark.parametrize('kw, msg', [({'start_epoch': -1}, r'start_epoch=-1: give a whole number of epochs, >= 0'),
+                                     ({'start_epoch': 1.5}, r'start_epoch=1.5: give a whole number of epochs'),
+                                     ({'start_epoch': True}, r'start_epoch=True: give a whole number'),
+                                     ({'tot_epochs': 0}, r'tot_epochs=0: give a whole number of epochs, >= 1'),
+                                     ({'tot_epochs': 2.5}, r'tot_epochs=2.5: give a whole number')])
+def test_fit_one_cycle_start_epoch_and_tot_epochs_must_be_whole_numbers(kw, msg):
+    "E5b: a negative or fractional start is named, not 'leaves none of the epochs' or 'slice indices must be integers'."
+    learn = synth_learner()
+    with pytest.raises(ValueError, match=msg): learn.fit_one_cycle(3, 0.1, **kw)
+
+
+def test_fit_one_cycle_numpy_start_epoch_resumes():
+    learn = synth_learner()
+    learn.fit_one_cycle(np.int64(3), 0.1, start_epoch=np.int64(2), tot_epochs=np.int64(3))
+    assert [r[0] for r in learn.recorder.rows] == ['2']
+
+
+# ---------------------------------------------------------------- issue 26 review B5: lr_find between a fit and a save
+
+def test_lr_find_leaves_the_last_fit_for_save(tmp_path):
+    "The sweep's Recorder is learn.recorder (v1), but the last fit's callbacks, their states and hyper-parameters stay."
+    from fastbook_core.callbacks.tracker import EarlyStoppingCallback
+    learn = synth_learner(); learn.path = tmp_path
+    own = EarlyStoppingCallback(learn, monitor='train_loss', patience=5)
+    learn.callbacks.append(own)  # the Learner's own: the sweep runs it too
+    es = EarlyStoppingCallback(learn, patience=5)
+    learn.fit(3, 0.1, callbacks=[es])
+    rec, cbs, own_state, hypers = learn.recorder, list(learn._fit_callbacks), own.checkpoint_state(), learn.opt.get_state()
+    learn.lr_find(num_it=20)
+    assert learn.recorder is not rec and len(learn.recorder.lrs) <= 20  # what learn.recorder.plot() draws
+    assert learn.recorder._before_lr_find is rec  # for save: the stage's history
+    assert learn._fit_callbacks == cbs and own.checkpoint_state() == own_state
+    assert {k: learn.opt.get_state()[k] for k in ('lr', 'mom', 'wd')} == {k: hypers[k] for k in ('lr', 'mom', 'wd')}
+    st = torch.load(learn.save('s', return_path=True), weights_only=True)
+    assert st['callbacks'] == {'EarlyStoppingCallback[monitor=valid_loss]': es.checkpoint_state(),
+                               'EarlyStoppingCallback[monitor=train_loss]': own_state}
+
+
+def test_lr_find_before_any_fit_marks_no_recorder():
+    learn = synth_learner()
+    learn.lr_find(num_it=10)
+    assert learn.recorder._before_lr_find is None and learn._fit_callbacks == []

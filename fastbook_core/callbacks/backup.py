@@ -234,11 +234,13 @@ def _apply_training_state(learn: Learner, h: CallbackHandler, stateful: dict, st
     "Give the fit back what `_training_state` kept (already checked against this fit's set-up)."
     get_model(learn.model).load_state_dict(st['model'])
     learn.opt.load_state_dict(st['opt'])
+    for k, cb in stateful.items():
+        if k in st['callbacks']: cb.load_checkpoint_state(st['callbacks'][k])
+    # then the hyper-parameters as they were: a callback that sets them when given its state (ReduceLROnPlateau divides
+    # the fit's lr by its reductions, a schedule replays its steps) must not move them a second time
     hp = st['hyper_parameters']
     learn.opt.lr, learn.opt.mom, learn.opt.wd = hp['lr'], hp['mom'], hp['wd']
     if hp['beta'] is not None: learn.opt.beta = hp['beta']
-    for k, cb in stateful.items():
-        if k in st['callbacks']: cb.load_checkpoint_state(st['callbacks'][k])
     _set_smooth_state(h, st['smooth'], learn.data.device)
 
 def _check_backup(st, file: Path, setup: dict, learn: Learner, stateful: dict) -> None:
@@ -362,6 +364,7 @@ class _BackupEvents(_BackupFiles):
 class BackupAndRestore(_BackupEvents):
     "Back up the whole training state to `learn.path/backup_dir` each epoch (or every `save_freq` batches); a fit that finds a backup resumes from it, exactly."
     _order = 10**8  # after every other callback: their states are up to date when it writes, and it restores last
+    saves_checkpoints = True  # Learner.fit checks that no two callbacks share a state key before the first batch only if one saves
     def __init__(self, learn: Learner,
                  backup_dir: str | Path = 'backup',  # the folder of the backup, relative to `learn.path`
                  save_freq: str | int = 'epoch',  # 'epoch', or a number of training batches

@@ -14,13 +14,21 @@ from .general_sched import GeneralScheduler, TrainingPhase
 # %% auto #0
 __all__ = ['OneCycleScheduler']
 
+# %% ../../nbs/06c_callbacks.one_cycle.ipynb #590dd1ed
+def _check_moms(moms) -> tuple:
+    "`moms` as v1 took it: two momentums (a tuple, a list or an array), or one number for a constant momentum."
+    if isinstance(moms, (int, float, np.integer, np.floating)) and not isinstance(moms, bool): return (moms, moms)
+    if isinstance(moms, (list, tuple, np.ndarray)) and np.ndim(moms) >= 1 and len(moms) == 2: return tuple(moms)
+    raise ValueError(f"moms={moms!r}: give two momentums, (at the ends, at the peak) such as (0.95, 0.85), "
+                     "or one number for a constant momentum.")
+
 # %% ../../nbs/06c_callbacks.one_cycle.ipynb #e88ab144
 class OneCycleScheduler(GeneralScheduler):
     "Train with the 1cycle policy: cosine warm-up from `lr_max/div_factor` to `lr_max` for `pct_start` of the iterations, then cosine annealing to `lr_max/final_div`."
     def __init__(self,
                  learn: Learner,
                  lr_max: float | np.ndarray,  # the peak lr (one per layer group, from Learner.lr_range)
-                 moms: tuple = (0.95, 0.85),  # momentum at the ends and at the peak
+                 moms: tuple | float = (0.95, 0.85),  # momentum at the ends and at the peak (one number: constant)
                  div_factor: float = 25.,  # the cycle starts at lr_max/div_factor
                  pct_start: float = 0.3,  # the part of the iterations spent warming up
                  final_div: float | None = None,  # the cycle ends at lr_max/final_div; default div_factor*1e4
@@ -30,7 +38,11 @@ class OneCycleScheduler(GeneralScheduler):
         for name, v in (('div_factor', div_factor), ('final_div', final_div)):
             if v is not None and not (isinstance(v, (int, float, np.integer, np.floating)) and math.isfinite(v) and v > 0):
                 raise ValueError(f"{name}={v!r}: must be a finite number > 0 (the lr is divided by it).")
-        if len(moms) != 2: raise ValueError(f"moms={moms!r}: give two momentums, (at the ends, at the peak).")
+        moms = _check_moms(moms)
+        for name, v in (('start_epoch', start_epoch), ('tot_epochs', tot_epochs)):
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < (1 if name == 'tot_epochs' else 0)):
+                raise ValueError(f"{name}={v!r}: give a whole number of epochs, "
+                                 f"{'>= 1 (the length of the whole cycle)' if name == 'tot_epochs' else '>= 0 (where the cycle resumes)'}.")
         super().__init__(learn, [], start_epoch)
         self.lr_max, self.moms, self.div_factor, self.pct_start = lr_max, moms, div_factor, pct_start
         self.final_div, self.tot_epochs = ifnone(final_div, div_factor * 1e4), tot_epochs

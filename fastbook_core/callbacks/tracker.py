@@ -101,6 +101,7 @@ class SaveModelCallback(TrackerCallback):
     "Save the model when `monitor` improves (or every epoch), and load the best one back at the end of training."
     _order = 10  # after the other callbacks of the epoch, so that their state in the checkpoint is up to date
     _resume_keys = ('best', 'run')
+    saves_checkpoints = True  # Learner.fit checks that no two callbacks share a state key before the first batch only if one saves
     def __init__(self, learn: Learner, monitor: str = 'valid_loss', mode: str = 'auto', every: str = 'improvement',
                  name: str = 'bestmodel'):
         super().__init__(learn, monitor=monitor, mode=mode)
@@ -123,7 +124,7 @@ class SaveModelCallback(TrackerCallback):
 
     def on_train_begin(self, **kwargs):
         same = [cb for cb in getattr(self.learn, '_fit_callbacks', []) if cb is not self and isinstance(cb, SaveModelCallback)
-                and cb.name == self.name]  # one file for two monitors: each would load the other's best model
+                and self.learn._model_file(cb.name) == self.learn._model_file(self.name)]  # one file, two bests
         if same: raise ValueError(f"Two SaveModelCallbacks of this fit write {self.name!r} (monitors {self.monitor!r} and "
                                   f"{same[0].monitor!r}): give each its own `name`.")
         # this run's mark, in the files it writes (a resumed fit takes back the original run's)
@@ -149,7 +150,7 @@ class SaveModelCallback(TrackerCallback):
         "Load the best model saved by this run (never a stale file of another run); a stage saved next continues the run."
         run, saved, self.run, self._last_run, self.saved = self.run, self.saved, None, self.run, False
         if self.every != 'improvement' or run is None: return
-        file = self.learn.path / self.learn.model_dir / f'{self.name}.pth'
+        file = self.learn._model_file(self.name)  # where `learn.save(self.name)` wrote: `.pth` added unless named
         if not saved and file.is_file():  # a resumed run: the file is ours if an earlier part of this run wrote it
             try: saved = any(isinstance(st, dict) and st.get('run') == run
                              for st in load_checkpoint(file, 'cpu').get('callbacks', {}).values())
@@ -167,10 +168,17 @@ class ReduceLROnPlateauCallback(TrackerCallback):
 
     def on_train_begin(self, **kwargs):
         super().on_train_begin(**kwargs)
-        self.wait, self.opt, self.reductions = 0, self.learn.opt, 0
+        self.wait, self.opt, self.reductions, self._running = 0, self.learn.opt, 0, True
+
+    def on_train_end(self, exception=False, **kwargs):
+        if exception is False: self._running = False  # the fit ran to its end (or a callback stopped it): a stage
+
+    def checkpoint_state(self) -> dict:
+        "The values a resumed fit needs; the reductions only within a fit (or after an interruption), not once it has ended."
+        return {**super().checkpoint_state(), **({} if getattr(self, '_running', False) else {'reductions': 0})}
 
     def load_checkpoint_state(self, state: dict) -> None:
-        "Take back the values saved, and divide this fit's lr as many times as the run had before its checkpoint."
+        "Take back the values saved, and divide this fit's lr as many times as the interrupted run had before its checkpoint."
         super().load_checkpoint_state(state)
         if self.reductions: self.opt.lr = [lr * self.factor ** self.reductions for lr in self.opt.read_val('lr')]
 
