@@ -402,9 +402,11 @@ class Learner:
             if self._resume_states:  # refused here, before training, if two callbacks could take one state
                 match_callback_states(self._resume_states, _with_state(cbs))
                 cbs.append(_ResumeCallbackStates(self, cbs))
-            check_state_keys(_with_state(cbs))  # two states under one key: refused before the first batch, not at a save
-            self._fit_callbacks = cbs
-            fit(epochs, self, metrics=self.metrics, callbacks=cbs)
+            if any(getattr(cb, 'saves_checkpoints', False) for cb in cbs):  # a callback saves during this fit:
+                check_state_keys(_with_state(cbs))  # two states under one key refused before the first batch, not at its save
+            self._fit_callbacks, self._fitting = cbs, True
+            try: fit(epochs, self, metrics=self.metrics, callbacks=cbs)
+            finally: self._fitting = False  # a `load` from now on is the user's, not a callback's (see `_apply_load`)
         except BaseException:
             self._undo_if_refused(before)
             raise
@@ -961,13 +963,19 @@ def _opt_hypers(opt: OptimWrapper) -> dict:
     return {k: None if getattr(opt, f'_{k}') is None else [None if o is None else float(o) for o in listify(getattr(opt, f'_{k}'))]
             for k in ('lr', 'mom', 'beta', 'wd')}
 
+def _check_flag(v: Any, name: str, none_ok: bool = False) -> bool | None:
+    "`v` as a bool (a numpy bool too), else a `TypeError`: `1` or `'False'` would be taken for what they are not."
+    if isinstance(v, (bool, np.bool_)) or (none_ok and v is None): return None if v is None else bool(v)
+    raise TypeError(f"{name}={v!r} ({type(v).__name__}) is not a bool: pass {name}=True or {name}=False"
+                    f"{' (or None)' if none_ok else ''}, e.g. `bool(int(flag))` for a number read from a command line.")
+
 @patch
 def save(self: Learner,
          file: str | Path | IO[bytes] = 'bestmodel',  # a name in path/model_dir, a path, or an open binary file
          return_path: bool = False,  # return where it was written
          with_opt: bool = True):  # also the optimizer, training position, random states, history and callback states
     "Save the model (and, `with_opt`, what an exact resume needs) to `path/model_dir/file.pth`, atomically."
-    target = self._model_file(file)
+    with_opt, target = _check_flag(with_opt, 'with_opt'), self._model_file(file)
     if rank_distrib() != 0: return target if return_path else None  # one writer in a distributed run
     state: dict = {'model': get_model(self.model).state_dict()}
     if with_opt:
@@ -1069,6 +1077,11 @@ def _apply_load(self: Learner, plan: _LoadPlan, purge: bool = False) -> None:
             rec.n_epochs = rec.epoch if ck.fit_complete else None  # so that a save before the next fit keeps `fit_complete`
         # a stage saved after its fit ended is not an interrupted fit: the next fit may start at epoch 0
         self._resume_states, self._resume_epoch = ck.callbacks or None, None if ck.fit_complete else ck.epoch
+        self._loaded_recorder = getattr(self, 'recorder', None)
+    elif not getattr(self, '_fitting', False):  # new weights: what an earlier resume load left pending describes others
+        self._resume_states, self._resume_epoch = None, None  # (a callback's load inside a fit keeps them: it is the resume)
+        if getattr(self, 'recorder', None) is not None and self.recorder is getattr(self, '_loaded_recorder', None):
+            del self.recorder  # that load's history, not of these weights
 
 # %% ../nbs/04_basic_train.ipynb #909afe01
 @patch
@@ -1081,6 +1094,8 @@ def load(self: Learner,
          remove_module: bool = False,  # strip the module. prefix of a DDP model's keys
 ) -> Learner:
     "Load `file` safely, all or nothing: the weights, the optimizer state if present (or `with_opt`), and with `with_opt=True` the random states, history and callback states."
+    strict, purge, remove_module = _check_flag(strict, 'strict'), _check_flag(purge, 'purge'), _check_flag(remove_module, 'remove_module')
+    with_opt = _check_flag(with_opt, 'with_opt', none_ok=True)
     plan = self._check_load(file, device, strict, with_opt, remove_module)  # 1. read and check everything: nothing changes
     self._apply_load(plan, purge)  # 2. apply it
     return self

@@ -8,6 +8,7 @@ from torch.utils.data import TensorDataset
 from fastbook_core.basics import *
 from fastbook_core.basic_train import CheckpointError
 from fastbook_core.test_utils import synth_learner, classif_learner, synth_classif_data
+from fastbook_core.callbacks.tracker import EarlyStoppingCallback
 
 
 @pytest.fixture(scope='module')
@@ -280,11 +281,20 @@ def test_callback_states_go_to_the_callback_of_their_key_whatever_the_order(tmp_
     assert (a2.n, b2.n) == (a.n + a.n, b.n + a.n)  # each resumed from its own count, then counted one more epoch
 
 
+class Saver(Callback):
+    "Stands for a callback that saves checkpoints during a fit (SaveModelCallback, BackupAndRestore)."
+    saves_checkpoints = True
+    def on_epoch_end(self, **kwargs): pass
+
+
 def test_two_callbacks_with_one_key_are_refused_when_the_fit_begins_and_an_ambiguous_resume_is_refused():
     learn = synth_learner()
     with pytest.raises(ValueError, match=r"under the key 'Counted\[name=x\]'.*override `state_key`"):
-        learn.fit(1, callbacks=[Counted('x'), Counted('x')])
+        learn.fit(1, callbacks=[Counted('x'), Counted('x'), Saver()])
     assert not hasattr(learn, 'recorder')  # refused before the first batch: nothing trained, nothing recorded
+    learn.fit(1, callbacks=[Counted('x'), Counted('x')])  # nothing saves during this fit: it trains
+    with pytest.raises(ValueError, match=r"under the key 'Counted\[name=x\]'"): learn.save('two')  # its save is refused
+    assert not (learn.path / learn.model_dir / 'two.pth').exists()
     learn.fit(1, callbacks=[Counted('x')])
     learn.save('one')
     learn.load('one', with_opt=True)
@@ -586,3 +596,73 @@ def test_a_callback_state_that_is_not_plain_data_names_the_key_path_and_the_type
         with pytest.raises(ValueError, match=where + ', not plain data; return plain numbers, strings, lists, dicts or tensors'):
             learn.save('odd')
         assert not (learn.path / learn.model_dir / 'odd.pth').exists()
+
+
+def test_two_identical_trackers_fit_without_a_saver_and_are_refused_before_any_batch_with_one():
+    "v1 programs pass one tracker twice (callback_fns and callbacks=) and never save: they train as in v1."
+    seen = []
+    class Batches(Callback):
+        def on_batch_begin(self, **kwargs): seen.append(1)
+    learn = synth_learner(callback_fns=[partial(EarlyStoppingCallback, patience=3)])
+    learn.fit(2, callbacks=[EarlyStoppingCallback(learn, patience=3), Batches()])
+    assert len(learn.recorder.val_losses) == 2 and seen
+    seen.clear()
+    n_losses = len(learn.recorder.losses)
+    with pytest.raises(ValueError, match=r"under the key 'EarlyStoppingCallback\[monitor=valid_loss\]'"):
+        learn.fit(1, callbacks=[EarlyStoppingCallback(learn, patience=3), Batches(), Saver()])
+    assert seen == [] and len(learn.recorder.losses) == n_losses  # refused before the first batch
+    with pytest.raises(ValueError, match='under the key'): learn.save('s')  # and a save is refused, as before
+
+
+def test_a_weights_only_load_drops_what_an_earlier_resume_load_left_for_the_next_fit():
+    "B1: load(A, with_opt=True), then load(B): the next fit starts fresh trackers on B, not A's best or A's history."
+    learn = synth_learner()
+    learn.fit(3, lr=1e-2, callbacks=[EarlyStoppingCallback(learn, patience=5)])
+    learn.save('A')
+    other = synth_learner(model=type(learn.model)())
+    other.path = learn.path
+    other.save('B')
+    for load_b in [dict(), dict(with_opt=False)]:
+        new = synth_learner(model=type(learn.model)())
+        new.path = learn.path
+        new.load('A', with_opt=True)
+        assert new._resume_states and len(new.recorder.val_losses) == 3
+        new.load('B', **load_b)
+        assert new._resume_states is None and new._resume_epoch is None and not hasattr(new, 'recorder')
+        es = EarlyStoppingCallback(new, patience=0)
+        new.fit(1, callbacks=[es])
+        assert es.best == new.recorder.val_losses[0]  # this fit's own best, not A's
+
+
+def test_a_load_inside_a_resumed_fit_keeps_the_pending_states():
+    "A callback's weights-only load at the start of a resumed fit (SaveModelCallback(every='epoch')) is part of the resume."
+    learn = synth_learner()
+    learn.fit(1, callbacks=[Counted('a', n=7)])
+    learn.save('ck')
+    class LoadsFirst(Callback):
+        _order = -100
+        def on_train_begin(self, **kwargs): learn.load('ck', with_opt=False)
+    learn.load('ck', with_opt=True)
+    a = Counted('a')
+    learn.fit(1, callbacks=[LoadsFirst(), a])
+    assert a.n > 7  # resumed from the saved count
+
+
+@pytest.mark.parametrize('kw', [dict(with_opt=1), dict(with_opt='yes'), dict(with_opt=0), dict(strict='False'),
+                                dict(strict=None), dict(purge=1), dict(remove_module='no')])
+def test_load_flags_must_be_bools(tmp_path, kw):
+    "B8: an int or a string flag (from argparse) is refused by name, not taken for a partial resume."
+    learn = synth_learner()
+    learn.fit(1)
+    learn.save('ck')
+    name = next(iter(kw))
+    with pytest.raises(TypeError, match=rf"{name}=.* is not a bool: pass {name}=True or {name}=False"): learn.load('ck', **kw)
+    with pytest.raises(TypeError, match="with_opt=1 .* is not a bool"): learn.save('x', with_opt=1)
+
+
+def test_numpy_bool_flags_are_bools():
+    learn = synth_learner()
+    learn.fit(1, callbacks=[Counted('a', n=3)])
+    learn.save('ck', with_opt=np.True_)
+    learn.load('ck', with_opt=np.True_, strict=np.True_)
+    assert learn._resume_states == {'Counted[name=a]': {'n': 3 + len(learn.recorder.losses)}}
