@@ -4,7 +4,7 @@
 
 # %% ../nbs/03a_checkpoint.ipynb #300135ac
 from __future__ import annotations
-import importlib, inspect, io, pickle, re, sys
+import importlib, inspect, io, pickle, re, sys, warnings
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -196,11 +196,46 @@ def _plain(v) -> bool:
     if isinstance(v, str): return bool(_SIMPLE_NAME.fullmatch(v))  # a monitor or a file name; never a path or an address
     return v is None or isinstance(v, (bool, int, float, torch.dtype))
 
+_FIX = (" Remove it from `learn.callbacks` before exporting (inference does not need it) and add it again after "
+        "`load_learner`.")
+
 def _init_args(cb: Callback) -> dict:
-    "The arguments that would make `cb` again: its attributes named like the parameters of its class, when plain values."
-    params = [k for k in inspect.signature(type(cb).__init__).parameters if k not in ('self', 'learn', 'args', 'kwargs')]
+    "The arguments that make `cb` again exactly: its attributes named like its parameters; a `ValueError` naming the one an export cannot keep."
+    name, sig = type(cb).__name__, inspect.signature(type(cb).__init__)
+    params = {k: p for k, p in sig.parameters.items() if k not in ('self', 'learn') and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
     args = {k: _plain_numbers(getattr(cb, k)) for k in params if k in vars(cb)}  # tuples stay tuples
-    return {k: v for k, v in args.items() if _plain(v)}
+    for k, v in args.items():
+        if not _plain(v): raise ValueError(f"Cannot export: the callback {name} has {k}={getattr(cb, k)!r}, which a safe load cannot "
+                                           "read back (it takes numbers, bools, None, dtypes, simple names and tuples of them), so "
+                                           f"`load_learner` could not make it again as it is.{_FIX}")
+    missing = [k for k in params if k not in args]
+    required = [k for k in missing if params[k].default is inspect.Parameter.empty]
+    if required: raise ValueError(f"Cannot export: the callback {name} does not keep its argument {', '.join(required)} as an attribute "
+                                  f"of that name, so `load_learner` could not make it again.{_FIX}")
+    if missing: _check_made_again(cb, args, missing, 'learn' in sig.parameters)
+    return args
+
+# %% ../nbs/03a_checkpoint.ipynb #67734e97
+class _ReadThrough:
+    "The Learner as a callback made again by `_check_made_again` sees it: its attributes read through, the callback's own writes kept here."
+    def __init__(self, learn): self.__dict__['_of'] = learn
+    def __getattr__(self, k: str): return getattr(self.__dict__['_of'], k)
+
+def _check_made_again(cb: Callback, args: dict, missing: list, with_learn: bool) -> None:
+    "Refuse `cb` if, made again from `args` (its `missing` arguments at their defaults), it has other names or paths."
+    ref = vars(cb).get('_learn')
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')
+            new = type(cb)(_ReadThrough(ref() if ref is not None else None), **args) if with_learn else type(cb)(**args)
+    except Exception as e:
+        raise ValueError(f"Cannot export: the callback {type(cb).__name__} cannot be made again from the arguments it keeps "
+                         f"({type(e).__name__}: {e}).{_FIX}") from None
+    differ = [a for a, v in vars(cb).items() if isinstance(v, (str, Path)) and vars(new).get(a) != v]
+    if differ: raise ValueError(
+        f"Cannot export: the callback {type(cb).__name__} does not keep its argument(s) {', '.join(missing)} as attributes of "
+        f"those names, and made again without them it would have {', '.join(f'{a}={vars(new).get(a)!r}' for a in differ)}, "
+        f"not {', '.join(f'{a}={vars(cb)[a]!r}' for a in differ)}.{_FIX}")
 
 # %% ../nbs/03a_checkpoint.ipynb #976276e3
 def check_export_hypers(hypers: Any, classes: Any = None) -> None:
