@@ -1120,6 +1120,15 @@ def export(self: Learner,
     if destroy: self.destroy()
 
 # %% ../nbs/04_basic_train.ipynb #54b1df07
+def _check_load_learner_args(path: Any, source: Any, kwargs: dict) -> None:
+    "Refuse what `load_learner` cannot take, by name: a file as `path`, and `data` (it makes the Learner's data)."
+    if 'data' in kwargs: raise TypeError("load_learner makes the Learner's data (with `test=` as its test set): set `learn.data` "
+                                         "after loading to train the Learner on other data.")
+    if not is_filelike(source) and not Path(source).exists() and Path(path).is_file():
+        p = Path(path)
+        raise CheckpointNotFoundError(f"No file at {source}: `path` is the folder of the export and `file` its name, and {p} is "
+                                      f"a file: load_learner({str(p.parent)!r}, {p.name!r}).")
+
 def load_learner(path: str | Path,  # the folder of the export (the Learner's `path`)
                  file: str | Path | IO[bytes] = 'export.pkl',  # the file name in path, or an open binary file
                  test: Dataset | None = None,  # a dataset that becomes the test set
@@ -1130,10 +1139,17 @@ def load_learner(path: str | Path,  # the folder of the export (the Learner's `p
                  device: torch.device | str | None = None,  # where the model goes
                  **kwargs,  # more arguments for the Learner
 ) -> Learner:  # a Learner for inference, its model in eval mode
-    "A Learner for inference from `path/file` written by `export`; `test` (a dataset) becomes its test set; `kwargs` go to the Learner. Safe by default."
+    "A Learner for inference from `path/file` written by `export`; `test` (a dataset) becomes its test set; `kwargs` go to the Learner (`metrics`, `callback_fns`, `opt_func` replace the file's). Safe by default."
     if tfm_y is not None: raise ValueError("tfm_y belongs to fastai v1's data block API, which this library does not have.")
     source = file if is_filelike(file) else Path(path) / file
-    state, objs = read_export(source, need_objects=model is None or loss_func is None, trust_code=trust_code)
+    _check_load_learner_args(path, source, kwargs)
+    try: state, objs = read_export(source, need_objects=model is None or loss_func is None, trust_code=trust_code)
+    except CheckpointError as e:  # the model was given, but the loss is read from the same pickle as the model's class
+        if model is None or loss_func is not None or 'trust_code' not in str(e): raise
+        raise CheckpointError(f"{e} You passed `model=`: pass `loss_func=` too, and nothing in the file is unpickled (its "
+                              "metrics, callback functions and callbacks are then not read: pass `metrics=` and "
+                              "`callback_fns=` as well if you need them).") from None
+    objs.update({k: kwargs.pop(k) for k in ('opt_func', 'callback_fns', 'metrics') if k in kwargs})  # given: they replace the file's
     device = check_device(device)
     model = ifnone(model, objs.get('model'))
     if not isinstance(model, nn.Module): raise CheckpointError(f"{source_name(source)} holds no model: pass `model=`.")

@@ -695,3 +695,43 @@ def test_export_refuses_a_callback_it_cannot_make_again_before_writing_or_destro
     assert [type(c) for c in back] == [type(c) for c in learn.callbacks]
     assert back[0].path == learn.callbacks[0].path and (back[1].name, back[1].monitor) == ('best', 'train_loss')
     assert back[2].moms == (0.9, 0.8) and np.allclose(back[2].lr_max, learn.callbacks[2].lr_max)
+
+
+class _MainNet(nn.Module):
+    "A model class outside the trusted modules (as `__main__.MyNet` is for a script)."
+    def __init__(self): super().__init__(); self.lin = nn.Linear(1, 1)
+    def forward(self, x): return self.lin(x)
+
+
+def test_load_learner_with_a_model_but_no_loss_says_to_pass_the_loss_too(tmp_path):
+    "E1: the model's class is refused although `model=` was given: the message names `loss_func=`, which avoids unpickling."
+    learn = synth_learner(model=_MainNet())
+    learn.path = tmp_path
+    learn.export()
+    with pytest.raises(CheckpointError, match=r"_MainNet.*You passed `model=`: pass `loss_func=` too"):
+        load_learner(tmp_path, model=_MainNet())
+    inf = load_learner(tmp_path, model=_MainNet(), loss_func=learn.loss_func)
+    assert torch.equal(inf.model.lin.weight, learn.model.lin.weight)
+
+
+def test_load_learner_kwargs_replace_the_exported_metrics_callback_fns_and_opt_func(tmp_path):
+    "E6: not a raw 'multiple values for keyword argument'."
+    learn = synth_learner(metrics=[mean_squared_error])
+    learn.path = tmp_path
+    learn.export()
+    inf = load_learner(tmp_path, metrics=[mean_absolute_error], callback_fns=[], opt_func=torch.optim.SGD)
+    assert inf.metrics == [mean_absolute_error] and inf.opt_func is torch.optim.SGD
+    assert [getattr(f, 'func', f) for f in inf.callback_fns] == [Recorder]
+    assert load_learner(tmp_path).metrics == [mean_squared_error]  # the file's, when none are given
+    with pytest.raises(TypeError, match="load_learner makes the Learner's data"): load_learner(tmp_path, data=learn.data)
+
+
+def test_load_learner_given_the_file_as_path_says_which_is_which(tmp_path):
+    "E4: v1's habit `load_learner(path/'export.pkl')`."
+    learn = synth_learner()
+    learn.path = tmp_path
+    learn.export()
+    with pytest.raises(CheckpointNotFoundError, match=rf"`path` is the folder of the export and `file` its name.*load_learner\('{tmp_path}', 'export.pkl'\)"):
+        load_learner(tmp_path / 'export.pkl')
+    with pytest.raises(CheckpointNotFoundError) as e: load_learner(tmp_path, 'other.pkl')
+    assert '`path` is the folder' not in str(e.value)
