@@ -407,6 +407,8 @@ class Learner:
             self._fit_callbacks, self._fitting = cbs, True
             try: fit(epochs, self, metrics=self.metrics, callbacks=cbs)
             finally: self._fitting = False  # a `load` from now on is the user's, not a callback's (see `_apply_load`)
+            if getattr(self, 'recorder', None) is not None:  # it ended: all its epochs, or a callback (early stopping) ended it
+                self.recorder.n_epochs = self.recorder.epoch  # a stage, not an interrupted fit (`fit_complete` of a save)
         except BaseException:
             self._undo_if_refused(before)
             raise
@@ -981,6 +983,8 @@ def save(self: Learner,
     if with_opt:
         rec = getattr(self, 'recorder', None)
         if self.opt is not None: state.update(opt=self.opt.state_dict(), opt_hypers=_opt_hypers(self.opt))
+        elif rec is not None: warnings.warn(f"Saving {source_name(target)} without an optimizer state (none after `purge()`): "
+                                            "`load(..., with_opt=True)` will refuse it; save before purging to resume exactly.")
         rng, gen = get_rng_states(), self._shuffle_generator()
         if gen is not None: rng['train_dl'] = gen.get_state()  # the order of the next epochs, when `generator=` was given
         state.update(rng=rng, recorder=rec.checkpoint_state() if rec is not None else None,
@@ -1029,6 +1033,9 @@ def _check_load(self: Learner, file: Any, device: Any = None, strict: bool = Tru
     if with_opt and ck.opt is None and not ck.resumable:  # a v1 file holds `opt` without our random states
         raise CheckpointError(f"{source_name(ck.source)} holds no optimizer state (it was saved with with_opt=False): load it "
                               "with with_opt=False, or resume from a checkpoint saved with with_opt=True.")
+    if with_opt and ck.opt is None and ck.recorder is not None:  # trained, but saved without its optimizer (after purge)
+        raise CheckpointError(f"{source_name(ck.source)} was saved after training but holds no optimizer state (the Learner "
+                              "had none, after `purge()`?), so it cannot resume exactly: load it with with_opt=False.")
     if ck.opt is not None and with_opt is not False:
         opt = self.opt if self.opt is not None else OptimWrapper.create(
             self.opt_func, self.lr_range(defaults.lr), self.layer_groups, wd=self.wd, true_wd=self.true_wd, bn_wd=self.bn_wd)

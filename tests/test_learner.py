@@ -735,3 +735,39 @@ def test_load_learner_given_the_file_as_path_says_which_is_which(tmp_path):
         load_learner(tmp_path / 'export.pkl')
     with pytest.raises(CheckpointNotFoundError) as e: load_learner(tmp_path, 'other.pkl')
     assert '`path` is the folder' not in str(e.value)
+
+
+def test_a_save_after_purge_warns_and_its_file_is_no_full_resume():
+    "B9: purge() then save(): the file has a history but no optimizer state; with_opt=True refuses it, weights-only loads it."
+    learn = synth_learner()
+    learn.fit(2, callbacks=[EarlyStoppingCallback(learn, patience=5)])
+    learn.purge()
+    with pytest.warns(UserWarning, match=r"without an optimizer state \(none after `purge\(\)`\)"): learn.save('s')
+    with pytest.raises(CheckpointError, match="saved after training but holds no optimizer state.*with_opt=False"):
+        learn.load('s', with_opt=True)
+    learn.load('s', with_opt=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        synth_learner().save('fresh')  # nothing trained, no optimizer: no warning
+
+
+def test_a_stage_ended_by_early_stopping_is_complete_and_the_next_fit_is_not_told_to_skip_epochs():
+    "E3: fit_complete is True when a callback ended the fit; only an interrupted fit says where to resume."
+    learn = synth_learner()
+    learn.fit(10, lr=0.1, callbacks=[EarlyStoppingCallback(learn, patience=0, min_delta=100.)])
+    assert len(learn.recorder.val_losses) < 10
+    learn.save('stage1')
+    assert torch.load(learn.path / learn.model_dir / 'stage1.pth', weights_only=True)['fit_complete'] is True
+    new = synth_learner(model=type(learn.model)())
+    new.path = learn.path
+    new.load('stage1', with_opt=True)
+    with warnings.catch_warnings(record=True) as ws:
+        warnings.simplefilter('always')
+        new.fit(2, lr=0.01, callbacks=[EarlyStoppingCallback(new, patience=5)])
+    assert not [w for w in ws if 'start_epoch' in str(w.message)] and len(new.recorder.val_losses) == 2
+    class Stop(Callback):
+        def on_epoch_end(self, epoch, **kwargs):
+            if epoch == 1: raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt): learn.fit(5, callbacks=[Stop()])
+    learn.save('interrupted')
+    assert torch.load(learn.path / learn.model_dir / 'interrupted.pth', weights_only=True)['fit_complete'] is False
