@@ -982,6 +982,7 @@ def save(self: Learner,
     state: dict = {'model': get_model(self.model).state_dict()}
     if with_opt:
         rec = getattr(self, 'recorder', None)
+        if rec is not None and '_before_lr_find' in vars(rec): rec = rec._before_lr_find  # an lr_find sweep is not a fit to record
         if self.opt is not None: state.update(opt=self.opt.state_dict(), opt_hypers=_opt_hypers(self.opt))
         elif rec is not None: warnings.warn(f"Saving {source_name(target)} without an optimizer state (none after `purge()`): "
                                             "`load(..., with_opt=True)` will refuse it; save before purging to resume exactly.")

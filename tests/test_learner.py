@@ -771,3 +771,17 @@ def test_a_stage_ended_by_early_stopping_is_complete_and_the_next_fit_is_not_tol
     with pytest.raises(KeyboardInterrupt): learn.fit(5, callbacks=[Stop()])
     learn.save('interrupted')
     assert torch.load(learn.path / learn.model_dir / 'interrupted.pth', weights_only=True)['fit_complete'] is False
+
+
+def test_save_records_the_fit_before_an_lr_find_sweep():
+    "B5 (with cbs26's lr_find, which marks its sweep's Recorder with `_before_lr_find`): save writes the real fit's history."
+    learn = synth_learner()
+    learn.fit(3, 0.1, callbacks=[EarlyStoppingCallback(learn, patience=5)])
+    before = learn.recorder
+    learn.fit(1)  # stands for the sweep: a Recorder of its own
+    learn.recorder._before_lr_find = before
+    st = torch.load(learn.save('s', return_path=True), weights_only=True)
+    assert st['epoch'] == 3 and st['fit_complete'] and len(st['recorder']['val_losses']) == 3
+    learn.recorder._before_lr_find = None  # a sweep on a Learner that had not trained
+    st = torch.load(learn.save('s', return_path=True), weights_only=True)
+    assert st['recorder'] is None and st['epoch'] == 0
