@@ -315,7 +315,8 @@ class _ResumeCallbackStates(Callback):
         start = getattr(learn, '_resume_epoch', None)
         if start is not None and epoch != start:
             warnings.warn(f"The checkpoint was saved after {start} epochs, and this fit starts at epoch {epoch}: to resume "
-                          f"where it stopped, pass start_epoch={start} (fit_one_cycle) or use TrackEpochCallback.")
+                          f"where it stopped, pass start_epoch={start} to fit_one_cycle, or give fit "
+                          f"callbacks=[TrackEpochCallback(learn, epoch_offset={start})] and the run's total epochs.")
 
 # %% ../nbs/04_basic_train.ipynb #cf822b63
 # one cell: a class body cannot span cells; this is the core (construction, fit, validate, get_preds), the rest is patched below

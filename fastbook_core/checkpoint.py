@@ -301,9 +301,14 @@ def export_bytes(model: nn.Module, loss_func, opt_func, callback_fns: list, metr
                              f"({f.args or ''}{f.keywords}): a safe load refuses paths and addresses. Give simple names, or "
                              "remove it from `learn.callback_fns` before exporting (inference does not need it).")
     hypers = {k: plain_value(v) for k, v in hypers.items()}
+    hypers.update({k: bool(v) for k, v in hypers.items()  # `add_time=1` trains as True: it is exported as True
+                   if k in ('true_wd', 'bn_wd', 'train_bn', 'add_time', 'silent') and type(v) is int and v in (0, 1)})
     classes = None if classes is None else plain_value(list(classes)) or None  # as they were: 20 stays 20
     try: check_export_hypers(hypers, classes)
-    except ValueError as e: raise ValueError(f"Cannot export: {e}, so `load_learner` would refuse the file.") from None
+    except ValueError as e:
+        fix = (" Set `learn.model_dir` to a folder inside `learn.path` before exporting (it only says where later saves go)."
+               if 'model_dir=' in str(e) else '')
+        raise ValueError(f"Cannot export: {e}, so `load_learner` would refuse the file.{fix}") from None
     blob = io.BytesIO()
     torch.save({'model': model, 'loss_func': loss_func, 'callback_fns': fns, 'opt_func': opt_func, 'metrics': metrics,
                 'callbacks': [(type(cb), _init_args(cb)) for cb in callbacks]}, blob)

@@ -785,3 +785,35 @@ def test_save_records_the_fit_before_an_lr_find_sweep():
     learn.recorder._before_lr_find = None  # a sweep on a Learner that had not trained
     st = torch.load(learn.save('s', return_path=True), weights_only=True)
     assert st['recorder'] is None and st['epoch'] == 0
+
+
+@pytest.mark.parametrize('kw', [dict(add_time=1), dict(train_bn=0), dict(silent=0), dict(true_wd=np.True_)])
+def test_export_takes_a_zero_or_one_flag_the_constructor_took_as_a_bool(tmp_path, kw):
+    "E2: a setting that trains goes through export; it comes back as the bool it stood for."
+    learn = synth_learner(**kw)
+    learn.path = tmp_path
+    learn.export()
+    (k, v), = kw.items()
+    back = getattr(load_learner(tmp_path), k)
+    assert back is bool(v)
+
+
+def test_an_absolute_model_dir_refused_at_export_names_the_fix(tmp_path):
+    learn = synth_learner(model_dir=str(tmp_path / 'models'))
+    with pytest.raises(ValueError, match=r"is not a folder inside the Learner's path.*Set `learn.model_dir` to a folder inside"):
+        learn.export()
+    learn.model_dir = 'models'
+    learn.export()
+
+
+def test_the_resume_warning_of_a_plain_fit_says_how_to_resume_with_fit(tmp_path):
+    "E8: an interrupted fit resumed with fit: the warning names TrackEpochCallback(learn, epoch_offset=...)."
+    learn = synth_learner()
+    class Stop(Callback):
+        def on_epoch_end(self, epoch, **kwargs):
+            if epoch == 1: raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt): learn.fit(4, callbacks=[Stop(), Counted('c')])
+    learn.save('i')
+    learn.load('i', with_opt=True)
+    with pytest.warns(UserWarning, match=r"pass start_epoch=2 to fit_one_cycle, or give fit callbacks=\[TrackEpochCallback\(learn, epoch_offset=2\)\]"):
+        learn.fit(1, callbacks=[Counted('c')])
