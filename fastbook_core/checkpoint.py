@@ -51,8 +51,13 @@ def check_model_state(model_state: Any,  # the state dict read from the file
 ) -> list:
     "Raise a `CheckpointError` unless `model_state` fits `model` (keys, shapes, kinds of dtype); return the keys a non-strict load skips."
     if not isinstance(model_state, dict) or not all(isinstance(v, Tensor) for v in model_state.values()):
+        sub = [k for k, v in model_state.items() if isinstance(v, dict) and v and all(isinstance(o, Tensor) for o in v.values())
+               ] if isinstance(model_state, dict) else []
+        found = (f" It holds the keys {', '.join(map(repr, list(model_state)[:8]))}" + (f"; {sub[0]!r} looks like a state dict: "
+                 f"`learn.model.load_state_dict(torch.load(f, weights_only=True)[{sub[0]!r}])` reads it" if sub else '') + '.'
+                 ) if isinstance(model_state, dict) else ''
         raise CheckpointError(f"{source_name(source)} holds a {type(model_state).__name__}, not a model's state dict of "
-                              "tensors: was it written by `Learner.save`?")
+                              f"tensors: was it written by `Learner.save`?{found}")
     ours = get_model(model).state_dict()
     missing, extra = [k for k in ours if k not in model_state], [k for k in model_state if k not in ours]
     diff = '; '.join(_keys_text(w, ks) for w, ks in (('missing keys', missing), ('unexpected keys', extra)) if ks)
@@ -327,8 +332,10 @@ def read_export(source: Any,  # a path or an open binary file
     "`(state, objects)` of an export file, read and checked safely; a `CheckpointError` naming what is wrong."
     state = load_checkpoint(source, map_location='cpu')
     if not isinstance(state, dict) or state.get('format') != _EXPORT_FORMAT:
+        ck = isinstance(state, dict) and 'model' in state and isinstance(state['model'], dict)
         raise CheckpointError(f"{source_name(source)} was not written by `Learner.export` (it holds a {type(state).__name__}"
-                              f"{' without the export format tag' if isinstance(state, dict) else ''}).")
+                              f"{' without the export format tag' if isinstance(state, dict) else ''})"
+                              f"{': it is a checkpoint, which `learn.load(...)` reads' if ck else ''}.")
     missing = [k for k in _EXPORT_PARTS if k not in state]
     if missing: raise CheckpointError(f"{source_name(source)} is an incomplete export: it lacks {', '.join(missing)}.")
     from fastbook_core.torch_core import unpickle_blob

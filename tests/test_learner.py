@@ -817,3 +817,19 @@ def test_the_resume_warning_of_a_plain_fit_says_how_to_resume_with_fit(tmp_path)
     learn.load('i', with_opt=True)
     with pytest.warns(UserWarning, match=r"pass start_epoch=2 to fit_one_cycle, or give fit callbacks=\[TrackEpochCallback\(learn, epoch_offset=2\)\]"):
         learn.fit(1, callbacks=[Counted('c')])
+
+
+def test_other_tools_checkpoints_and_checkpoints_given_to_load_learner_name_the_way_to_read_them(tmp_path):
+    "E7/E9: a Lightning-style dict names its state-dict entry; load_learner on a checkpoint names learn.load."
+    learn = synth_learner()
+    learn.path = tmp_path
+    (tmp_path / 'models').mkdir()
+    f = tmp_path / 'models' / 'lightning.pth'
+    torch.save({'state_dict': learn.model.state_dict(), 'epoch': 3}, f)
+    with pytest.raises(CheckpointError, match=r"keys 'state_dict', 'epoch'; 'state_dict' looks like a state dict: "
+                                              r"`learn.model.load_state_dict\(torch.load\(f, weights_only=True\)\['state_dict'\]\)`"):
+        learn.load('lightning')
+    learn.model.load_state_dict(torch.load(f, weights_only=True)['state_dict'])  # the way the message names works
+    learn.save('ck')
+    with pytest.raises(CheckpointError, match=r"it is a checkpoint, which `learn.load\(...\)` reads"):
+        load_learner(tmp_path / 'models', 'ck.pth')
