@@ -315,7 +315,8 @@ class _ResumeCallbackStates(Callback):
         start = getattr(learn, '_resume_epoch', None)
         if start is not None and epoch != start:
             warnings.warn(f"The checkpoint was saved after {start} epochs, and this fit starts at epoch {epoch}: to resume "
-                          f"where it stopped, pass start_epoch={start} (fit_one_cycle) or use TrackEpochCallback.")
+                          f"where it stopped, pass start_epoch={start} to fit_one_cycle, or give fit "
+                          f"callbacks=[TrackEpochCallback(learn, epoch_offset={start})] and the run's total epochs.")
 
 # %% ../nbs/04_basic_train.ipynb #cf822b63
 # one cell: a class body cannot span cells; this is the core (construction, fit, validate, get_preds), the rest is patched below
@@ -402,9 +403,13 @@ class Learner:
             if self._resume_states:  # refused here, before training, if two callbacks could take one state
                 match_callback_states(self._resume_states, _with_state(cbs))
                 cbs.append(_ResumeCallbackStates(self, cbs))
-            check_state_keys(_with_state(cbs))  # two states under one key: refused before the first batch, not at a save
-            self._fit_callbacks = cbs
-            fit(epochs, self, metrics=self.metrics, callbacks=cbs)
+            if any(getattr(cb, 'saves_checkpoints', False) for cb in cbs):  # a callback saves during this fit:
+                check_state_keys(_with_state(cbs))  # two states under one key refused before the first batch, not at its save
+            self._fit_callbacks, self._fitting = cbs, True
+            try: fit(epochs, self, metrics=self.metrics, callbacks=cbs)
+            finally: self._fitting = False  # a `load` from now on is the user's, not a callback's (see `_apply_load`)
+            if getattr(self, 'recorder', None) is not None:  # it ended: all its epochs, or a callback (early stopping) ended it
+                self.recorder.n_epochs = self.recorder.epoch  # a stage, not an interrupted fit (`fit_complete` of a save)
         except BaseException:
             self._undo_if_refused(before)
             raise
@@ -961,18 +966,27 @@ def _opt_hypers(opt: OptimWrapper) -> dict:
     return {k: None if getattr(opt, f'_{k}') is None else [None if o is None else float(o) for o in listify(getattr(opt, f'_{k}'))]
             for k in ('lr', 'mom', 'beta', 'wd')}
 
+def _check_flag(v: Any, name: str, none_ok: bool = False) -> bool | None:
+    "`v` as a bool (a numpy bool too), else a `TypeError`: `1` or `'False'` would be taken for what they are not."
+    if isinstance(v, (bool, np.bool_)) or (none_ok and v is None): return None if v is None else bool(v)
+    raise TypeError(f"{name}={v!r} ({type(v).__name__}) is not a bool: pass {name}=True or {name}=False"
+                    f"{' (or None)' if none_ok else ''}, e.g. `bool(int(flag))` for a number read from a command line.")
+
 @patch
 def save(self: Learner,
          file: str | Path | IO[bytes] = 'bestmodel',  # a name in path/model_dir, a path, or an open binary file
          return_path: bool = False,  # return where it was written
          with_opt: bool = True):  # also the optimizer, training position, random states, history and callback states
     "Save the model (and, `with_opt`, what an exact resume needs) to `path/model_dir/file.pth`, atomically."
-    target = self._model_file(file)
+    with_opt, target = _check_flag(with_opt, 'with_opt'), self._model_file(file)
     if rank_distrib() != 0: return target if return_path else None  # one writer in a distributed run
     state: dict = {'model': get_model(self.model).state_dict()}
     if with_opt:
         rec = getattr(self, 'recorder', None)
+        if rec is not None and '_before_lr_find' in vars(rec): rec = rec._before_lr_find  # an lr_find sweep is not a fit to record
         if self.opt is not None: state.update(opt=self.opt.state_dict(), opt_hypers=_opt_hypers(self.opt))
+        elif rec is not None: warnings.warn(f"Saving {source_name(target)} without an optimizer state (none after `purge()`): "
+                                            "`load(..., with_opt=True)` will refuse it; save before purging to resume exactly.")
         rng, gen = get_rng_states(), self._shuffle_generator()
         if gen is not None: rng['train_dl'] = gen.get_state()  # the order of the next epochs, when `generator=` was given
         state.update(rng=rng, recorder=rec.checkpoint_state() if rec is not None else None,
@@ -1021,6 +1035,9 @@ def _check_load(self: Learner, file: Any, device: Any = None, strict: bool = Tru
     if with_opt and ck.opt is None and not ck.resumable:  # a v1 file holds `opt` without our random states
         raise CheckpointError(f"{source_name(ck.source)} holds no optimizer state (it was saved with with_opt=False): load it "
                               "with with_opt=False, or resume from a checkpoint saved with with_opt=True.")
+    if with_opt and ck.opt is None and ck.recorder is not None:  # trained, but saved without its optimizer (after purge)
+        raise CheckpointError(f"{source_name(ck.source)} was saved after training but holds no optimizer state (the Learner "
+                              "had none, after `purge()`?), so it cannot resume exactly: load it with with_opt=False.")
     if ck.opt is not None and with_opt is not False:
         opt = self.opt if self.opt is not None else OptimWrapper.create(
             self.opt_func, self.lr_range(defaults.lr), self.layer_groups, wd=self.wd, true_wd=self.true_wd, bn_wd=self.bn_wd)
@@ -1069,6 +1086,11 @@ def _apply_load(self: Learner, plan: _LoadPlan, purge: bool = False) -> None:
             rec.n_epochs = rec.epoch if ck.fit_complete else None  # so that a save before the next fit keeps `fit_complete`
         # a stage saved after its fit ended is not an interrupted fit: the next fit may start at epoch 0
         self._resume_states, self._resume_epoch = ck.callbacks or None, None if ck.fit_complete else ck.epoch
+        self._loaded_recorder = getattr(self, 'recorder', None)
+    elif not getattr(self, '_fitting', False):  # new weights: what an earlier resume load left pending describes others
+        self._resume_states, self._resume_epoch = None, None  # (a callback's load inside a fit keeps them: it is the resume)
+        if getattr(self, 'recorder', None) is not None and self.recorder is getattr(self, '_loaded_recorder', None):
+            del self.recorder  # that load's history, not of these weights
 
 # %% ../nbs/04_basic_train.ipynb #909afe01
 @patch
@@ -1081,6 +1103,8 @@ def load(self: Learner,
          remove_module: bool = False,  # strip the module. prefix of a DDP model's keys
 ) -> Learner:
     "Load `file` safely, all or nothing: the weights, the optimizer state if present (or `with_opt`), and with `with_opt=True` the random states, history and callback states."
+    strict, purge, remove_module = _check_flag(strict, 'strict'), _check_flag(purge, 'purge'), _check_flag(remove_module, 'remove_module')
+    with_opt = _check_flag(with_opt, 'with_opt', none_ok=True)
     plan = self._check_load(file, device, strict, with_opt, remove_module)  # 1. read and check everything: nothing changes
     self._apply_load(plan, purge)  # 2. apply it
     return self
@@ -1105,6 +1129,15 @@ def export(self: Learner,
     if destroy: self.destroy()
 
 # %% ../nbs/04_basic_train.ipynb #54b1df07
+def _check_load_learner_args(path: Any, source: Any, kwargs: dict) -> None:
+    "Refuse what `load_learner` cannot take, by name: a file as `path`, and `data` (it makes the Learner's data)."
+    if 'data' in kwargs: raise TypeError("load_learner makes the Learner's data (with `test=` as its test set): set `learn.data` "
+                                         "after loading to train the Learner on other data.")
+    if not is_filelike(source) and not Path(source).exists() and Path(path).is_file():
+        p = Path(path)
+        raise CheckpointNotFoundError(f"No file at {source}: `path` is the folder of the export and `file` its name, and {p} is "
+                                      f"a file: load_learner({str(p.parent)!r}, {p.name!r}).")
+
 def load_learner(path: str | Path,  # the folder of the export (the Learner's `path`)
                  file: str | Path | IO[bytes] = 'export.pkl',  # the file name in path, or an open binary file
                  test: Dataset | None = None,  # a dataset that becomes the test set
@@ -1115,10 +1148,17 @@ def load_learner(path: str | Path,  # the folder of the export (the Learner's `p
                  device: torch.device | str | None = None,  # where the model goes
                  **kwargs,  # more arguments for the Learner
 ) -> Learner:  # a Learner for inference, its model in eval mode
-    "A Learner for inference from `path/file` written by `export`; `test` (a dataset) becomes its test set; `kwargs` go to the Learner. Safe by default."
+    "A Learner for inference from `path/file` written by `export`; `test` (a dataset) becomes its test set; `kwargs` go to the Learner (`metrics`, `callback_fns`, `opt_func` replace the file's). Safe by default."
     if tfm_y is not None: raise ValueError("tfm_y belongs to fastai v1's data block API, which this library does not have.")
     source = file if is_filelike(file) else Path(path) / file
-    state, objs = read_export(source, need_objects=model is None or loss_func is None, trust_code=trust_code)
+    _check_load_learner_args(path, source, kwargs)
+    try: state, objs = read_export(source, need_objects=model is None or loss_func is None, trust_code=trust_code)
+    except CheckpointError as e:  # the model was given, but the loss is read from the same pickle as the model's class
+        if model is None or loss_func is not None or 'trust_code' not in str(e): raise
+        raise CheckpointError(f"{e} You passed `model=`: pass `loss_func=` too, and nothing in the file is unpickled (its "
+                              "metrics, callback functions and callbacks are then not read: pass `metrics=` and "
+                              "`callback_fns=` as well if you need them).") from None
+    objs.update({k: kwargs.pop(k) for k in ('opt_func', 'callback_fns', 'metrics') if k in kwargs})  # given: they replace the file's
     device = check_device(device)
     model = ifnone(model, objs.get('model'))
     if not isinstance(model, nn.Module): raise CheckpointError(f"{source_name(source)} holds no model: pass `model=`.")

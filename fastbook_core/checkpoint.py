@@ -4,7 +4,7 @@
 
 # %% ../nbs/03a_checkpoint.ipynb #300135ac
 from __future__ import annotations
-import importlib, inspect, io, pickle, re, sys
+import importlib, inspect, io, pickle, re, sys, warnings
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -51,8 +51,13 @@ def check_model_state(model_state: Any,  # the state dict read from the file
 ) -> list:
     "Raise a `CheckpointError` unless `model_state` fits `model` (keys, shapes, kinds of dtype); return the keys a non-strict load skips."
     if not isinstance(model_state, dict) or not all(isinstance(v, Tensor) for v in model_state.values()):
+        sub = [k for k, v in model_state.items() if isinstance(v, dict) and v and all(isinstance(o, Tensor) for o in v.values())
+               ] if isinstance(model_state, dict) else []
+        found = (f" It holds the keys {', '.join(map(repr, list(model_state)[:8]))}" + (f"; {sub[0]!r} looks like a state dict: "
+                 f"`learn.model.load_state_dict(torch.load(f, weights_only=True)[{sub[0]!r}])` reads it" if sub else '') + '.'
+                 ) if isinstance(model_state, dict) else ''
         raise CheckpointError(f"{source_name(source)} holds a {type(model_state).__name__}, not a model's state dict of "
-                              "tensors: was it written by `Learner.save`?")
+                              f"tensors: was it written by `Learner.save`?{found}")
     ours = get_model(model).state_dict()
     missing, extra = [k for k in ours if k not in model_state], [k for k in model_state if k not in ours]
     diff = '; '.join(_keys_text(w, ks) for w, ks in (('missing keys', missing), ('unexpected keys', extra)) if ks)
@@ -196,11 +201,46 @@ def _plain(v) -> bool:
     if isinstance(v, str): return bool(_SIMPLE_NAME.fullmatch(v))  # a monitor or a file name; never a path or an address
     return v is None or isinstance(v, (bool, int, float, torch.dtype))
 
+_FIX = (" Remove it from `learn.callbacks` before exporting (inference does not need it) and add it again after "
+        "`load_learner`.")
+
 def _init_args(cb: Callback) -> dict:
-    "The arguments that would make `cb` again: its attributes named like the parameters of its class, when plain values."
-    params = [k for k in inspect.signature(type(cb).__init__).parameters if k not in ('self', 'learn', 'args', 'kwargs')]
+    "The arguments that make `cb` again exactly: its attributes named like its parameters; a `ValueError` naming the one an export cannot keep."
+    name, sig = type(cb).__name__, inspect.signature(type(cb).__init__)
+    params = {k: p for k, p in sig.parameters.items() if k not in ('self', 'learn') and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
     args = {k: _plain_numbers(getattr(cb, k)) for k in params if k in vars(cb)}  # tuples stay tuples
-    return {k: v for k, v in args.items() if _plain(v)}
+    for k, v in args.items():
+        if not _plain(v): raise ValueError(f"Cannot export: the callback {name} has {k}={getattr(cb, k)!r}, which a safe load cannot "
+                                           "read back (it takes numbers, bools, None, dtypes, simple names and tuples of them), so "
+                                           f"`load_learner` could not make it again as it is.{_FIX}")
+    missing = [k for k in params if k not in args]
+    required = [k for k in missing if params[k].default is inspect.Parameter.empty]
+    if required: raise ValueError(f"Cannot export: the callback {name} does not keep its argument {', '.join(required)} as an attribute "
+                                  f"of that name, so `load_learner` could not make it again.{_FIX}")
+    if missing: _check_made_again(cb, args, missing, 'learn' in sig.parameters)
+    return args
+
+# %% ../nbs/03a_checkpoint.ipynb #67734e97
+class _ReadThrough:
+    "The Learner as a callback made again by `_check_made_again` sees it: its attributes read through, the callback's own writes kept here."
+    def __init__(self, learn): self.__dict__['_of'] = learn
+    def __getattr__(self, k: str): return getattr(self.__dict__['_of'], k)
+
+def _check_made_again(cb: Callback, args: dict, missing: list, with_learn: bool) -> None:
+    "Refuse `cb` if, made again from `args` (its `missing` arguments at their defaults), it has other names or paths."
+    ref = vars(cb).get('_learn')
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')
+            new = type(cb)(_ReadThrough(ref() if ref is not None else None), **args) if with_learn else type(cb)(**args)
+    except Exception as e:
+        raise ValueError(f"Cannot export: the callback {type(cb).__name__} cannot be made again from the arguments it keeps "
+                         f"({type(e).__name__}: {e}).{_FIX}") from None
+    differ = [a for a, v in vars(cb).items() if isinstance(v, (str, Path)) and vars(new).get(a) != v]
+    if differ: raise ValueError(
+        f"Cannot export: the callback {type(cb).__name__} does not keep its argument(s) {', '.join(missing)} as attributes of "
+        f"those names, and made again without them it would have {', '.join(f'{a}={vars(new).get(a)!r}' for a in differ)}, "
+        f"not {', '.join(f'{a}={vars(cb)[a]!r}' for a in differ)}.{_FIX}")
 
 # %% ../nbs/03a_checkpoint.ipynb #976276e3
 def check_export_hypers(hypers: Any, classes: Any = None) -> None:
@@ -266,9 +306,14 @@ def export_bytes(model: nn.Module, loss_func, opt_func, callback_fns: list, metr
                              f"({f.args or ''}{f.keywords}): a safe load refuses paths and addresses. Give simple names, or "
                              "remove it from `learn.callback_fns` before exporting (inference does not need it).")
     hypers = {k: plain_value(v) for k, v in hypers.items()}
+    hypers.update({k: bool(v) for k, v in hypers.items()  # `add_time=1` trains as True: it is exported as True
+                   if k in ('true_wd', 'bn_wd', 'train_bn', 'add_time', 'silent') and type(v) is int and v in (0, 1)})
     classes = None if classes is None else plain_value(list(classes)) or None  # as they were: 20 stays 20
     try: check_export_hypers(hypers, classes)
-    except ValueError as e: raise ValueError(f"Cannot export: {e}, so `load_learner` would refuse the file.") from None
+    except ValueError as e:
+        fix = (" Set `learn.model_dir` to a folder inside `learn.path` before exporting (it only says where later saves go)."
+               if 'model_dir=' in str(e) else '')
+        raise ValueError(f"Cannot export: {e}, so `load_learner` would refuse the file.{fix}") from None
     blob = io.BytesIO()
     torch.save({'model': model, 'loss_func': loss_func, 'callback_fns': fns, 'opt_func': opt_func, 'metrics': metrics,
                 'callbacks': [(type(cb), _init_args(cb)) for cb in callbacks]}, blob)
@@ -287,8 +332,10 @@ def read_export(source: Any,  # a path or an open binary file
     "`(state, objects)` of an export file, read and checked safely; a `CheckpointError` naming what is wrong."
     state = load_checkpoint(source, map_location='cpu')
     if not isinstance(state, dict) or state.get('format') != _EXPORT_FORMAT:
+        ck = isinstance(state, dict) and 'model' in state and isinstance(state['model'], dict)
         raise CheckpointError(f"{source_name(source)} was not written by `Learner.export` (it holds a {type(state).__name__}"
-                              f"{' without the export format tag' if isinstance(state, dict) else ''}).")
+                              f"{' without the export format tag' if isinstance(state, dict) else ''})"
+                              f"{': it is a checkpoint, which `learn.load(...)` reads' if ck else ''}.")
     missing = [k for k in _EXPORT_PARTS if k not in state]
     if missing: raise CheckpointError(f"{source_name(source)} is an incomplete export: it lacks {', '.join(missing)}.")
     from fastbook_core.torch_core import unpickle_blob

@@ -199,14 +199,16 @@ def test_two_callbacks_of_one_class_get_their_own_states_in_another_order(cls):
     assert [s['best'] for s in probe.states] == [s['best'] for s in saved]
 
 def test_two_callbacks_with_the_same_key_are_refused_when_the_fit_begins():
-    "Refused before the first batch (not at the first save, an epoch later), naming the key and how to tell them apart."
+    """With a callback that saves during the fit: refused before the first batch (not at its first save, an epoch later),
+    naming the key and how to tell them apart. Without one, the fit trains (v1 programs do that) and `save` refuses."""
     learn = learner()
     seen = []
     class Batches(Callback):
         def on_batch_begin(self, **kwargs): seen.append(1)
+    class Saves(Callback): saves_checkpoints = True
     w = weights(learn)
     with pytest.raises(ValueError, match=r"under the key 'EarlyStoppingCallback\[monitor=valid_loss\]'.*(different settings|state_key)"):
-        learn.fit(1, callbacks=[EarlyStoppingCallback(learn, patience=3), EarlyStoppingCallback(learn, patience=3), Batches()])
+        learn.fit(1, callbacks=[EarlyStoppingCallback(learn, patience=3), EarlyStoppingCallback(learn, patience=3), Batches(), Saves()])
     assert seen == [] and same_weights(w, weights(learn))
     learn.fit(1, callbacks=[EarlyStoppingCallback(learn, patience=3), EarlyStoppingCallback(learn, monitor='train_loss')])
     learn.save('ck')  # two monitors: two keys

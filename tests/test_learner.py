@@ -8,6 +8,7 @@ from torch.utils.data import TensorDataset
 from fastbook_core.basics import *
 from fastbook_core.basic_train import CheckpointError
 from fastbook_core.test_utils import synth_learner, classif_learner, synth_classif_data
+from fastbook_core.callbacks.tracker import EarlyStoppingCallback
 
 
 @pytest.fixture(scope='module')
@@ -280,11 +281,20 @@ def test_callback_states_go_to_the_callback_of_their_key_whatever_the_order(tmp_
     assert (a2.n, b2.n) == (a.n + a.n, b.n + a.n)  # each resumed from its own count, then counted one more epoch
 
 
+class Saver(Callback):
+    "Stands for a callback that saves checkpoints during a fit (SaveModelCallback, BackupAndRestore)."
+    saves_checkpoints = True
+    def on_epoch_end(self, **kwargs): pass
+
+
 def test_two_callbacks_with_one_key_are_refused_when_the_fit_begins_and_an_ambiguous_resume_is_refused():
     learn = synth_learner()
     with pytest.raises(ValueError, match=r"under the key 'Counted\[name=x\]'.*override `state_key`"):
-        learn.fit(1, callbacks=[Counted('x'), Counted('x')])
+        learn.fit(1, callbacks=[Counted('x'), Counted('x'), Saver()])
     assert not hasattr(learn, 'recorder')  # refused before the first batch: nothing trained, nothing recorded
+    learn.fit(1, callbacks=[Counted('x'), Counted('x')])  # nothing saves during this fit: it trains
+    with pytest.raises(ValueError, match=r"under the key 'Counted\[name=x\]'"): learn.save('two')  # its save is refused
+    assert not (learn.path / learn.model_dir / 'two.pth').exists()
     learn.fit(1, callbacks=[Counted('x')])
     learn.save('one')
     learn.load('one', with_opt=True)
@@ -586,3 +596,240 @@ def test_a_callback_state_that_is_not_plain_data_names_the_key_path_and_the_type
         with pytest.raises(ValueError, match=where + ', not plain data; return plain numbers, strings, lists, dicts or tensors'):
             learn.save('odd')
         assert not (learn.path / learn.model_dir / 'odd.pth').exists()
+
+
+def test_two_identical_trackers_fit_without_a_saver_and_are_refused_before_any_batch_with_one():
+    "v1 programs pass one tracker twice (callback_fns and callbacks=) and never save: they train as in v1."
+    seen = []
+    class Batches(Callback):
+        def on_batch_begin(self, **kwargs): seen.append(1)
+    learn = synth_learner(callback_fns=[partial(EarlyStoppingCallback, patience=3)])
+    learn.fit(2, callbacks=[EarlyStoppingCallback(learn, patience=3), Batches()])
+    assert len(learn.recorder.val_losses) == 2 and seen
+    seen.clear()
+    n_losses = len(learn.recorder.losses)
+    with pytest.raises(ValueError, match=r"under the key 'EarlyStoppingCallback\[monitor=valid_loss\]'"):
+        learn.fit(1, callbacks=[EarlyStoppingCallback(learn, patience=3), Batches(), Saver()])
+    assert seen == [] and len(learn.recorder.losses) == n_losses  # refused before the first batch
+    with pytest.raises(ValueError, match='under the key'): learn.save('s')  # and a save is refused, as before
+
+
+def test_a_weights_only_load_drops_what_an_earlier_resume_load_left_for_the_next_fit():
+    "B1: load(A, with_opt=True), then load(B): the next fit starts fresh trackers on B, not A's best or A's history."
+    learn = synth_learner()
+    learn.fit(3, lr=1e-2, callbacks=[EarlyStoppingCallback(learn, patience=5)])
+    learn.save('A')
+    other = synth_learner(model=type(learn.model)())
+    other.path = learn.path
+    other.save('B')
+    for load_b in [dict(), dict(with_opt=False)]:
+        new = synth_learner(model=type(learn.model)())
+        new.path = learn.path
+        new.load('A', with_opt=True)
+        assert new._resume_states and len(new.recorder.val_losses) == 3
+        new.load('B', **load_b)
+        assert new._resume_states is None and new._resume_epoch is None and not hasattr(new, 'recorder')
+        es = EarlyStoppingCallback(new, patience=0)
+        new.fit(1, callbacks=[es])
+        assert es.best == new.recorder.val_losses[0]  # this fit's own best, not A's
+
+
+def test_a_load_inside_a_resumed_fit_keeps_the_pending_states():
+    "A callback's weights-only load at the start of a resumed fit (SaveModelCallback(every='epoch')) is part of the resume."
+    learn = synth_learner()
+    learn.fit(1, callbacks=[Counted('a', n=7)])
+    learn.save('ck')
+    class LoadsFirst(Callback):
+        _order = -100
+        def on_train_begin(self, **kwargs): learn.load('ck', with_opt=False)
+    learn.load('ck', with_opt=True)
+    a = Counted('a')
+    learn.fit(1, callbacks=[LoadsFirst(), a])
+    assert a.n > 7  # resumed from the saved count
+
+
+@pytest.mark.parametrize('kw', [dict(with_opt=1), dict(with_opt='yes'), dict(with_opt=0), dict(strict='False'),
+                                dict(strict=None), dict(purge=1), dict(remove_module='no')])
+def test_load_flags_must_be_bools(tmp_path, kw):
+    "B8: an int or a string flag (from argparse) is refused by name, not taken for a partial resume."
+    learn = synth_learner()
+    learn.fit(1)
+    learn.save('ck')
+    name = next(iter(kw))
+    with pytest.raises(TypeError, match=rf"{name}=.* is not a bool: pass {name}=True or {name}=False"): learn.load('ck', **kw)
+    with pytest.raises(TypeError, match="with_opt=1 .* is not a bool"): learn.save('x', with_opt=1)
+
+
+def test_numpy_bool_flags_are_bools():
+    learn = synth_learner()
+    learn.fit(1, callbacks=[Counted('a', n=3)])
+    learn.save('ck', with_opt=np.True_)
+    learn.load('ck', with_opt=np.True_, strict=np.True_)
+    assert learn._resume_states == {'Counted[name=a]': {'n': 3 + len(learn.recorder.losses)}}
+
+
+def test_export_refuses_a_callback_it_cannot_make_again_before_writing_or_destroying(tmp_path):
+    "B2/B3: a callback of `learn.callbacks` comes back from load_learner identical, or export refuses it by name."
+    from fastbook_core.callbacks.one_cycle import OneCycleScheduler
+    from fastbook_core.callbacks.tracker import SaveModelCallback, TrackEpochCallback
+    cases = [(lambda l: OneCycleScheduler(l, slice(1e-3, 1e-2)), r"OneCycleScheduler has lr_max=slice\(0.001, 0.01"),
+             (lambda l: SaveModelCallback(l, name='stage-1/best'), r"SaveModelCallback has name='stage-1/best'"),
+             (lambda l: TrackEpochCallback(l, name='myepoch'), r"TrackEpochCallback does not keep its argument\(s\) name")]
+    for make, msg in cases:
+        learn = synth_learner()
+        learn.path = tmp_path
+        learn.callbacks.append(make(learn))
+        w = {k: v.clone() for k, v in learn.model.state_dict().items()}
+        for destroy in (False, True):
+            with pytest.raises(ValueError, match=msg + r".*Remove it from `learn.callbacks` before exporting"):
+                learn.export('e.pkl', destroy=destroy)
+        assert not (tmp_path / 'e.pkl').exists() and all(torch.equal(v, learn.model.state_dict()[k]) for k, v in w.items())
+    learn = synth_learner()
+    learn.path = tmp_path
+    learn.callbacks += [TrackEpochCallback(learn), SaveModelCallback(learn, name='best', monitor='train_loss'),
+                        OneCycleScheduler(learn, learn.lr_range(slice(1e-3, 1e-2)), moms=(0.9, 0.8))]
+    before = {k: v for k, v in vars(learn).items()}
+    learn.export('ok.pkl')
+    assert {k: v for k, v in vars(learn).items()} == before  # making a callback again at export did not touch the Learner
+    back = load_learner(tmp_path, 'ok.pkl').callbacks
+    assert [type(c) for c in back] == [type(c) for c in learn.callbacks]
+    assert back[0].path == learn.callbacks[0].path and (back[1].name, back[1].monitor) == ('best', 'train_loss')
+    assert back[2].moms == (0.9, 0.8) and np.allclose(back[2].lr_max, learn.callbacks[2].lr_max)
+
+
+class _MainNet(nn.Module):
+    "A model class outside the trusted modules (as `__main__.MyNet` is for a script)."
+    def __init__(self): super().__init__(); self.lin = nn.Linear(1, 1)
+    def forward(self, x): return self.lin(x)
+
+
+def test_load_learner_with_a_model_but_no_loss_says_to_pass_the_loss_too(tmp_path):
+    "E1: the model's class is refused although `model=` was given: the message names `loss_func=`, which avoids unpickling."
+    learn = synth_learner(model=_MainNet())
+    learn.path = tmp_path
+    learn.export()
+    with pytest.raises(CheckpointError, match=r"_MainNet.*You passed `model=`: pass `loss_func=` too"):
+        load_learner(tmp_path, model=_MainNet())
+    inf = load_learner(tmp_path, model=_MainNet(), loss_func=learn.loss_func)
+    assert torch.equal(inf.model.lin.weight, learn.model.lin.weight)
+
+
+def test_load_learner_kwargs_replace_the_exported_metrics_callback_fns_and_opt_func(tmp_path):
+    "E6: not a raw 'multiple values for keyword argument'."
+    learn = synth_learner(metrics=[mean_squared_error])
+    learn.path = tmp_path
+    learn.export()
+    inf = load_learner(tmp_path, metrics=[mean_absolute_error], callback_fns=[], opt_func=torch.optim.SGD)
+    assert inf.metrics == [mean_absolute_error] and inf.opt_func is torch.optim.SGD
+    assert [getattr(f, 'func', f) for f in inf.callback_fns] == [Recorder]
+    assert load_learner(tmp_path).metrics == [mean_squared_error]  # the file's, when none are given
+    with pytest.raises(TypeError, match="load_learner makes the Learner's data"): load_learner(tmp_path, data=learn.data)
+
+
+def test_load_learner_given_the_file_as_path_says_which_is_which(tmp_path):
+    "E4: v1's habit `load_learner(path/'export.pkl')`."
+    learn = synth_learner()
+    learn.path = tmp_path
+    learn.export()
+    with pytest.raises(CheckpointNotFoundError, match=rf"`path` is the folder of the export and `file` its name.*load_learner\('{tmp_path}', 'export.pkl'\)"):
+        load_learner(tmp_path / 'export.pkl')
+    with pytest.raises(CheckpointNotFoundError) as e: load_learner(tmp_path, 'other.pkl')
+    assert '`path` is the folder' not in str(e.value)
+
+
+def test_a_save_after_purge_warns_and_its_file_is_no_full_resume():
+    "B9: purge() then save(): the file has a history but no optimizer state; with_opt=True refuses it, weights-only loads it."
+    learn = synth_learner()
+    learn.fit(2, callbacks=[EarlyStoppingCallback(learn, patience=5)])
+    learn.purge()
+    with pytest.warns(UserWarning, match=r"without an optimizer state \(none after `purge\(\)`\)"): learn.save('s')
+    with pytest.raises(CheckpointError, match="saved after training but holds no optimizer state.*with_opt=False"):
+        learn.load('s', with_opt=True)
+    learn.load('s', with_opt=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        synth_learner().save('fresh')  # nothing trained, no optimizer: no warning
+
+
+def test_a_stage_ended_by_early_stopping_is_complete_and_the_next_fit_is_not_told_to_skip_epochs():
+    "E3: fit_complete is True when a callback ended the fit; only an interrupted fit says where to resume."
+    learn = synth_learner()
+    learn.fit(10, lr=0.1, callbacks=[EarlyStoppingCallback(learn, patience=0, min_delta=100.)])
+    assert len(learn.recorder.val_losses) < 10
+    learn.save('stage1')
+    assert torch.load(learn.path / learn.model_dir / 'stage1.pth', weights_only=True)['fit_complete'] is True
+    new = synth_learner(model=type(learn.model)())
+    new.path = learn.path
+    new.load('stage1', with_opt=True)
+    with warnings.catch_warnings(record=True) as ws:
+        warnings.simplefilter('always')
+        new.fit(2, lr=0.01, callbacks=[EarlyStoppingCallback(new, patience=5)])
+    assert not [w for w in ws if 'start_epoch' in str(w.message)] and len(new.recorder.val_losses) == 2
+    class Stop(Callback):
+        def on_epoch_end(self, epoch, **kwargs):
+            if epoch == 1: raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt): learn.fit(5, callbacks=[Stop()])
+    learn.save('interrupted')
+    assert torch.load(learn.path / learn.model_dir / 'interrupted.pth', weights_only=True)['fit_complete'] is False
+
+
+def test_save_records_the_fit_before_an_lr_find_sweep():
+    "B5 (with cbs26's lr_find, which marks its sweep's Recorder with `_before_lr_find`): save writes the real fit's history."
+    learn = synth_learner()
+    learn.fit(3, 0.1, callbacks=[EarlyStoppingCallback(learn, patience=5)])
+    before = learn.recorder
+    learn.fit(1)  # stands for the sweep: a Recorder of its own
+    learn.recorder._before_lr_find = before
+    st = torch.load(learn.save('s', return_path=True), weights_only=True)
+    assert st['epoch'] == 3 and st['fit_complete'] and len(st['recorder']['val_losses']) == 3
+    learn.recorder._before_lr_find = None  # a sweep on a Learner that had not trained
+    st = torch.load(learn.save('s', return_path=True), weights_only=True)
+    assert st['recorder'] is None and st['epoch'] == 0
+
+
+@pytest.mark.parametrize('kw', [dict(add_time=1), dict(train_bn=0), dict(silent=0), dict(true_wd=np.True_)])
+def test_export_takes_a_zero_or_one_flag_the_constructor_took_as_a_bool(tmp_path, kw):
+    "E2: a setting that trains goes through export; it comes back as the bool it stood for."
+    learn = synth_learner(**kw)
+    learn.path = tmp_path
+    learn.export()
+    (k, v), = kw.items()
+    back = getattr(load_learner(tmp_path), k)
+    assert back is bool(v)
+
+
+def test_an_absolute_model_dir_refused_at_export_names_the_fix(tmp_path):
+    learn = synth_learner(model_dir=str(tmp_path / 'models'))
+    with pytest.raises(ValueError, match=r"is not a folder inside the Learner's path.*Set `learn.model_dir` to a folder inside"):
+        learn.export()
+    learn.model_dir = 'models'
+    learn.export()
+
+
+def test_the_resume_warning_of_a_plain_fit_says_how_to_resume_with_fit(tmp_path):
+    "E8: an interrupted fit resumed with fit: the warning names TrackEpochCallback(learn, epoch_offset=...)."
+    learn = synth_learner()
+    class Stop(Callback):
+        def on_epoch_end(self, epoch, **kwargs):
+            if epoch == 1: raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt): learn.fit(4, callbacks=[Stop(), Counted('c')])
+    learn.save('i')
+    learn.load('i', with_opt=True)
+    with pytest.warns(UserWarning, match=r"pass start_epoch=2 to fit_one_cycle, or give fit callbacks=\[TrackEpochCallback\(learn, epoch_offset=2\)\]"):
+        learn.fit(1, callbacks=[Counted('c')])
+
+
+def test_other_tools_checkpoints_and_checkpoints_given_to_load_learner_name_the_way_to_read_them(tmp_path):
+    "E7/E9: a Lightning-style dict names its state-dict entry; load_learner on a checkpoint names learn.load."
+    learn = synth_learner()
+    learn.path = tmp_path
+    (tmp_path / 'models').mkdir()
+    f = tmp_path / 'models' / 'lightning.pth'
+    torch.save({'state_dict': learn.model.state_dict(), 'epoch': 3}, f)
+    with pytest.raises(CheckpointError, match=r"keys 'state_dict', 'epoch'; 'state_dict' looks like a state dict: "
+                                              r"`learn.model.load_state_dict\(torch.load\(f, weights_only=True\)\['state_dict'\]\)`"):
+        learn.load('lightning')
+    learn.model.load_state_dict(torch.load(f, weights_only=True)['state_dict'])  # the way the message names works
+    learn.save('ck')
+    with pytest.raises(CheckpointError, match=r"it is a checkpoint, which `learn.load\(...\)` reads"):
+        load_learner(tmp_path / 'models', 'ck.pth')
