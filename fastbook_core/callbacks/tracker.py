@@ -216,6 +216,7 @@ class TrackEpochCallback(LearnerCallback):
     _order = -20  # before the schedules, which read where to start
     def __init__(self, learn: Learner, name: str = 'epoch', epoch_offset: int | None = None):
         super().__init__(learn)
+        self.name, self.epoch_offset = name, epoch_offset  # kept, so that an export makes it again as it was
         self.path = learn.path / learn.model_dir / name
         self.start_epoch = epoch_offset if epoch_offset is not None else self._read()
 
