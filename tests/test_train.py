@@ -220,3 +220,12 @@ def test_lr_find_before_any_fit_marks_no_recorder():
     learn = synth_learner()
     learn.lr_find(num_it=10)
     assert learn.recorder._before_lr_find is None and learn._fit_callbacks == []
+
+
+def test_train_s_functions_are_the_learner_methods_in_a_fresh_process():
+    """v1's module functions and the Learner's methods are one function. Checked in a fresh interpreter: in a notebook
+    kernel that ran other notebooks first, the notebook's own definitions patch Learner after the module did."""
+    import subprocess, sys
+    code = ('import fastbook_core.train as t; from fastbook_core.basic_train import Learner; '
+            'assert all(getattr(t, m) is getattr(Learner, m) for m in ("fit_one_cycle", "lr_find", "to_fp16", "mixup"))')
+    subprocess.run([sys.executable, '-c', code], check=True)
