@@ -4,7 +4,8 @@
 
 # %% ../nbs/08_distributed.ipynb #711ef95d
 from __future__ import annotations
-import atexit, os, warnings
+import atexit, os, time, warnings
+from functools import partial
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DataParallel, DistributedDataParallel
@@ -41,7 +42,12 @@ def teardown_distrib():
         # without the barrier, a process that exits first can close its connections while another one still
         # uses them, and gloo aborts that one ("terminate called without an active exception")
         dist.barrier()
+        gloo = dist.get_backend() == 'gloo'
         dist.destroy_process_group()
+        # gloo's worker threads outlive the group, and free the last collectives (which can hold tensors Python has
+        # let go) after their callers have moved on; that needs the GIL, which they can no longer get once the
+        # interpreter is shutting down: the process aborts (pytorch/pytorch#179291). Let them have it a moment now.
+        if gloo: time.sleep(0.1)
 
 # %% ../nbs/08_distributed.ipynb #d246a51c
 class ShardSampler(Sampler):
@@ -52,23 +58,37 @@ class ShardSampler(Sampler):
 
 # %% ../nbs/08_distributed.ipynb #a03a432e
 class DistributedTrainer(LearnerCallback):
-    "Give each process its share of the training and validation sets during fit; reshuffle the training share each epoch."
-    _order = -20  # before the Recorder and every other callback see the loaders
+    "During fit: wrap the model in DDP, give each process its share of the data, reshuffle the training share each epoch."
+    _order = -20  # before the Recorder and every other callback see the model and the loaders
+
+    def __init__(self, learn: Learner, find_unused_parameters: bool = False):
+        super().__init__(learn)
+        self.find_unused_parameters = find_unused_parameters
 
     def on_train_begin(self, **kwargs):
-        data, rank, world = self.learn.data, dist.get_rank(), dist.get_world_size()
+        if not dist.is_initialized():  # e.g. a Learner exported from a torchrun job, fitted again in one process
+            warnings.warn("This Learner was set up with `to_distributed`, but no process group is running (no torchrun "
+                          "launch): it trains in this process alone.", RuntimeWarning)
+            return
+        learn, data, rank, world = self.learn, self.learn.data, dist.get_rank(), dist.get_world_size()
+        device = data.device
+        learn.model = _DDP(get_model(learn.model), device_ids=[device.index] if device.type == 'cuda' else None,
+                           find_unused_parameters=self.find_unused_parameters)
         self.old = data.train_dl, data.valid_dl
         tdl = data.train_dl
         self.sampler = DistributedSampler(tdl.dataset, num_replicas=world, rank=rank, shuffle=True, drop_last=True)
-        data.train_dl = DeviceDataLoader(_loader(tdl.dataset, tdl.batch_size, self.sampler, drop_last=True, like=tdl.dl), data.device)
+        data.train_dl = DeviceDataLoader(_loader(tdl.dataset, tdl.batch_size, self.sampler, drop_last=True, like=tdl.dl), device)
         if data.valid_dl is not None:
             vdl = data.valid_dl
             sampler = ShardSampler(len(vdl.dataset), rank, world)
-            data.valid_dl = DeviceDataLoader(_loader(vdl.dataset, vdl.batch_size, sampler, drop_last=False, like=vdl.dl), data.device)
+            data.valid_dl = DeviceDataLoader(_loader(vdl.dataset, vdl.batch_size, sampler, drop_last=False, like=vdl.dl), device)
 
-    def on_epoch_begin(self, epoch: int, **kwargs): self.sampler.set_epoch(epoch)
+    def on_epoch_begin(self, epoch: int, **kwargs):
+        if hasattr(self, 'sampler'): self.sampler.set_epoch(epoch)
 
     def on_train_end(self, **kwargs):
+        # DDP holds the process group: unwrapped, the model lets `teardown_distrib` destroy the group cleanly at exit
+        if isinstance(self.learn.model, DistributedDataParallel): self.learn.model = self.learn.model.module
         if hasattr(self, 'old'): self.learn.data.train_dl, self.learn.data.valid_dl = self.old
 
 def _loader(ds, bs, sampler, drop_last, like):
@@ -78,6 +98,7 @@ def _loader(ds, bs, sampler, drop_last, like):
         return DataLoader(ds, batch_size=None, sampler=BatchSampler(sampler, bs, drop_last), num_workers=like.num_workers)
     return DataLoader(ds, batch_size=bs, sampler=sampler, drop_last=drop_last, num_workers=like.num_workers,
                       collate_fn=like.collate_fn)
+
 
 # %% ../nbs/08_distributed.ipynb #1ffa056c
 class _DDP(DistributedDataParallel):
@@ -91,6 +112,8 @@ class _DDP(DistributedDataParallel):
                            "parameter take part in the loss.")
             raise
 
+def _is_distributed_trainer(f) -> bool: return getattr(f, 'func', f) is DistributedTrainer
+
 def to_distributed(learn: Learner,
                    backend: str | None = None,  # 'gloo' or 'nccl'; default: nccl on CUDA, gloo on CPU
                    find_unused_parameters: bool = False,  # for models whose parameters do not all take part in each loss
@@ -99,14 +122,14 @@ def to_distributed(learn: Learner,
     device = setup_distrib(backend)
     learn.data.device = device
     for dl in learn.data.dls: dl.device = device
-    model = get_model(learn.model).to(device)
-    learn.model = _DDP(model, device_ids=[device.index] if device.type == 'cuda' else None,
-                       find_unused_parameters=find_unused_parameters)
+    learn.model = get_model(learn.model).to(device)
     learn.opt = None  # rebuilt over the model on its device at the next fit
-    learn.callback_fns = [f for f in learn.callback_fns if f is not DistributedTrainer] + [DistributedTrainer]
+    trainer = partial(DistributedTrainer, find_unused_parameters=True) if find_unused_parameters else DistributedTrainer
+    learn.callback_fns = [f for f in learn.callback_fns if not _is_distributed_trainer(f)] + [trainer]
     return learn
 
 Learner.to_distributed = to_distributed
+
 
 # %% ../nbs/08_distributed.ipynb #3268606a
 class ParallelTrainer(LearnerCallback):

@@ -521,7 +521,17 @@ def distrib_sum(t: Tensor) -> Tensor:
     t = t.detach().clone()
     if dist.get_backend() == 'nccl': t = t.cuda()  # nccl reduces CUDA tensors only
     dist.all_reduce(t)
+    if dist.get_backend() == 'gloo': _wait_until_released(t)
     return t.cpu()
+
+def _wait_until_released(t: Tensor, timeout: float = 1.0) -> None:
+    "Wait (letting go of the GIL) until no thread of the backend holds `t` any more, for at most `timeout` seconds."
+    # gloo's worker thread frees a finished all_reduce after the caller has moved on. A tensor that Python has
+    # dropped by then is freed from that thread, which needs the GIL: at interpreter exit it cannot get it, and the
+    # process aborts ("terminate called without an active exception", seen on torch 2.14.1; pytorch/pytorch#179291).
+    import time
+    end = time.monotonic() + timeout
+    while t._use_count() > 1 and time.monotonic() < end: time.sleep(1e-4)
 
 # %% ../nbs/00_torch_core.ipynb #8325ccad
 import tempfile, contextlib

@@ -35,6 +35,6 @@ learn.to_distributed(backend='gloo')
 cbs = [BackupAndRestore(learn, save_freq=4), Kill()] if mode == 'backup' else []
 learn.fit_one_cycle(3, 1e-2, callbacks=cbs)
 r = learn.recorder
-torch.save({'weights': {k: v.cpu() for k, v in learn.model.module.state_dict().items()},
+torch.save({'weights': {k: v.cpu() for k, v in get_model(learn.model).state_dict().items()},
             'losses': [float(v) for v in r.losses], 'val_losses': [float(v) for v in r.val_losses],
             'restarts': os.environ.get('TORCHELASTIC_RESTART_COUNT')}, out / f'result{rank}.pt')

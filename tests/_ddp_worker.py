@@ -40,8 +40,8 @@ counter = CountBatches()
 learn.fit(2, 1e-2, callbacks=[counter, CSVLogger(learn)])
 learn.save('final')
 learn.export()
-torch.save({k: v.cpu() for k, v in learn.model.module.state_dict().items()}, out / f'weights{rank}.pt')
+torch.save({k: v.cpu() for k, v in learn.model.state_dict().items()}, out / f'weights{rank}.pt')
 (out / f'res{rank}.json').write_text(json.dumps({
     'batches': counter.n, 'val_loss': float(learn.recorder.val_losses[-1]), 'accuracy': float(learn.recorder.metrics[-1][0]),
     'precision': float(learn.recorder.metrics[-1][1]),
-    'world': torch.distributed.get_world_size(), 'validate': [float(v) for v in learn.validate()]}))
+    'world': torch.distributed.get_world_size(), 'model_after_fit': type(learn.model).__name__, 'validate': [float(v) for v in learn.validate()]}))

@@ -21,11 +21,17 @@ def launch(mode, out):
     return subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
 
 
+def _err(r) -> str:
+    "A failed launch's stderr: its start holds the workers' own errors, its end torchrun's summary."
+    e = r.stderr
+    return e if len(e) < 5000 else e[:3000] + '\n[...]\n' + e[-2000:]
+
+
 @pytest.fixture(scope='module')
 def run(tmp_path_factory):
     out = tmp_path_factory.mktemp('ddp')
     r = launch('train', out)
-    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.returncode == 0, _err(r)
     return out, r, [json.loads((out / f'res{i}.json').read_text()) for i in range(2)]
 
 
@@ -40,6 +46,13 @@ def test_each_rank_saw_half_the_batches(run):
     single = 2 * (320 // 16)           # two epochs of one process
     assert [r['batches'] for r in res] == [single // 2, single // 2]
     assert all(r['world'] == 2 for r in res)
+
+
+def test_model_unwrapped_after_fit(run):
+    # as in fastai v1, DDP wraps the model only while fitting (and, holding the process group, it must be gone
+    # before the group is destroyed at exit: with it alive, gloo workers aborted at exit on torch 2.14.1)
+    _, _, res = run
+    assert [r['model_after_fit'] for r in res] == ['Sequential', 'Sequential']
 
 
 def test_reported_validation_is_global(run):
@@ -71,7 +84,7 @@ def test_only_rank0_writes(run):
 
 def test_unused_parameters(tmp_path):
     r = launch('unused_ok', tmp_path)
-    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.returncode == 0, _err(r)
     assert json.loads((tmp_path / 'res0.json').read_text())['ok']
     r = launch('unused', tmp_path)
     res = json.loads((tmp_path / 'res0.json').read_text())
@@ -82,3 +95,16 @@ def test_outside_a_launch_is_a_clear_error():
     import fastbook_core.distributed  # noqa: F401
     from fastbook_core.test_utils import synth_learner
     with pytest.raises(RuntimeError, match='needs a torchrun launch'): synth_learner().to_distributed()
+
+
+def test_export_from_a_launch_trains_in_one_process(run):
+    # the export of a torchrun job keeps DistributedTrainer in callback_fns: fitted again outside a launch, it says so
+    # and trains in this process alone
+    import fastbook_core.distributed  # noqa: F401
+    out, _, _ = run
+    learn = load_learner(out / 'lib')
+    learn.data = synth_classif_data(n_train=64, n_valid=32, bs=16)
+    before = [p.detach().clone() for p in learn.model.parameters()]
+    with pytest.warns(RuntimeWarning, match='trains in this process alone'): learn.fit(1, 1e-2)
+    assert type(learn.model).__name__ == 'Sequential'
+    assert any(not torch.equal(a, b) for a, b in zip(before, learn.model.parameters()))
