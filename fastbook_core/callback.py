@@ -30,6 +30,7 @@ callback_events = ('train_begin', 'epoch_begin', 'batch_begin', 'loss_begin', 'b
 class Callback:
     "Base class for callbacks: override the `on_*` events you need; return a dict to update the training state."
     _order = 0  # callbacks run in increasing _order
+    saves_checkpoints = False  # True for a callback that writes checkpoints during a fit (see below)
     def on_train_begin(self, **kwargs): "At the beginning of training."
     def on_epoch_begin(self, **kwargs): "At the beginning of each epoch."
     def on_batch_begin(self, **kwargs): "With the input and target of a batch, before the model sees them."
@@ -286,8 +287,11 @@ def get_stat(self: OptimWrapper, name: str):
 def set_stat(self: OptimWrapper, name: str, value: float | Sequence[float]) -> None:
     "Set hyper-parameter `name` (one value or one per layer group)."
     if name in ('lr', 'mom', 'beta', 'wd'): return setattr(self, name, value)
-    if name not in self._stats: raise KeyError(f"{name!r} is not a hyper-parameter of {self.opt.__class__.__name__}: "
-                                               f"use one of lr, mom, beta, wd, {', '.join(self._stats)}.")
+    if name not in self._stats:
+        numeric = [k for k, v in self._stats.items()  # options such as amsgrad or maximize are no hyper-parameters
+                   if all(isinstance(o, (int, float)) and not isinstance(o, bool) for o in v)]
+        raise KeyError(f"{name!r} is not a hyper-parameter of {self.opt.__class__.__name__}: "
+                       f"use one of {', '.join(['lr', 'mom', 'beta', 'wd', *numeric])}.")
     self._stats[name] = self.set_val(name, listify(value, self._stats[name]))
 
 # %% ../nbs/03_callback.ipynb #7ef6f024

@@ -121,3 +121,13 @@ def test_a_seeded_fit_is_bitwise_that_of_torchs_dataloader(monkeypatch, stop):
     for p, q in zip(fast[4], plain[4]): assert torch.equal(p, q)
     for p, q in zip(fast[5], plain[5]): assert torch.equal(p, q)
     assert torch.equal(fast[6], plain[6])
+
+
+def test_prefetch_issues_the_next_batch_before_handing_one_over():
+    "The copy-ahead path's order of work: batch k+1 issued before batch k is used, each made ready just before use."
+    log = []
+    def issue(b): log.append(f'issue {b}'); return b
+    def ready(b): log.append(f'ready {b}'); return b
+    for b in bd._prefetch(range(3), issue, ready): log.append(f'use {b}')
+    assert log == ['issue 0', 'ready 0', 'issue 1', 'use 0', 'ready 1', 'issue 2', 'use 1', 'ready 2', 'use 2']
+    assert list(bd._prefetch([], issue, ready)) == []

@@ -254,3 +254,28 @@ def test_a_metric_returning_one_value_per_item_names_the_metric_and_the_shape():
     learn.metrics = [lambda out, targ: float((out - targ).abs().mean())]  # a Python number is one value
     learn.fit(1)
     assert isinstance(learn.recorder.metrics[-1][0], torch.Tensor)
+
+
+@pytest.mark.parametrize('opt_func, numbers, options', [
+    (torch.optim.Adam, ['eps'], ['amsgrad', 'maximize', 'capturable', 'differentiable']),
+    (torch.optim.SGD, ['dampening'], ['nesterov', 'maximize']),
+    (torch.optim.RMSprop, ['eps'], ['centered', 'maximize'])])
+def test_set_stat_lists_only_numeric_hyper_parameters(opt_func, numbers, options):
+    "An unknown name is refused with the hyper-parameters one can set: numbers, never the boolean options."
+    opt = OptimWrapper.create(opt_func, 1e-3, [nn.Linear(3, 2)])
+    with pytest.raises(KeyError) as e: opt.set_stat('epsilon', 1.)
+    listed = str(e.value).split('use one of ')[1].rstrip(".'\"").split(', ')
+    assert listed == ['lr', 'mom', 'beta', 'wd', *numbers]
+    assert not set(options) & set(listed)
+    opt.set_stat(numbers[0], 0.5)  # what is listed can be set
+    assert opt.get_stat(numbers[0]) == 0.5
+
+
+def test_callbacks_do_not_save_checkpoints_unless_they_say_so():
+    "`Callback.saves_checkpoints` defaults to False; the callbacks that write during a fit set it."
+    from fastbook_core.callbacks.tracker import SaveModelCallback, EarlyStoppingCallback
+    from fastbook_core.callbacks.backup import BackupAndRestore
+    assert Callback.saves_checkpoints is False and Callback().saves_checkpoints is False
+    assert EarlyStoppingCallback.saves_checkpoints is False
+    assert SaveModelCallback.saves_checkpoints is True and BackupAndRestore.saves_checkpoints is True
+    assert 'saves_checkpoints' not in Callback().get_state()  # a class attribute, not exported state
