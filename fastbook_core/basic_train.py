@@ -480,6 +480,7 @@ class Learner:
         backward = _here.backward
         _model_file = _here._model_file
         save = _here.save
+        keep_last_fit = _here.keep_last_fit
         _check_load = _here._check_load
         _apply_load = _here._apply_load
         load = _here.load
