@@ -98,7 +98,7 @@ class EarlyStoppingCallback(TrackerCallback):
 
 # %% ../../nbs/06e_callbacks.tracker.ipynb #97247279
 class SaveModelCallback(TrackerCallback):
-    "Save the model when `monitor` improves (or every epoch), and load the best one back at the end of training."
+    "Save the model when `monitor` improves (or every epoch), and load the best one back when the fit ends (not after an interruption)."
     _order = 10  # after the other callbacks of the epoch, so that their state in the checkpoint is up to date
     _resume_keys = ('best', 'run')
     saves_checkpoints = True  # Learner.fit checks that no two callbacks share a state key before the first batch only if one saves
