@@ -4,7 +4,7 @@
 
 # %% ../nbs/04_basic_train.ipynb #19f01d93
 from __future__ import annotations
-import copy, gc, inspect, io, sys, time, warnings, weakref
+import contextlib, copy, gc, inspect, io, sys, time, warnings, weakref
 from dataclasses import dataclass, field
 from collections.abc import Callable, Iterable, Sequence
 from functools import partial
@@ -26,7 +26,7 @@ from .torch_core import add_metrics  # v1's home of add_metrics; `from ...basic_
 from .callback import (Callback, CallbackHandler, OptimWrapper, callback_events,
                                     check_callbacks, check_metrics, check_wd)
 from .progress import MasterBar, format_time, master_bar, progress_bar
-from .checkpoint import (EXPORT_HYPERS, Checkpoint, callback_states, check_device, check_model_state,
+from .checkpoint import (EXPORT_HYPERS, Checkpoint, callback_states, check_device, check_model_state, check_not_folder,
                                       check_state_keys, export_bytes, is_export, is_filelike, match_callback_states, read_checkpoint, read_export,
                                       source_name)
 if TYPE_CHECKING:  # for type checkers only: this module itself (its patched methods) and the modules that add methods
@@ -306,8 +306,8 @@ class _ResumeCallbackStates(Callback):
         learn = self._learn()
         states = learn._resume_states
         matched = match_callback_states(states, _with_state(self.callbacks))
-        if not matched and any(getattr(cb, 'keeps_resume_states', type(cb).__name__ == 'LRFinder') for cb in self.callbacks):
-            return  # an lr_find between the load and the resume: the states wait for the resume
+        if getattr(learn, '_sweeping', False) or (not matched and any(type(cb).__name__ == 'LRFinder' for cb in self.callbacks)):
+            return  # a sweep (`keep_last_fit`, lr_find) between the load and the resume: the states wait for the resume
         for key, cb in matched.items(): cb.load_checkpoint_state(states[key])
         learn._resume_states = None
         skipped = sorted(set(states) - set(matched))
@@ -408,8 +408,6 @@ class Learner:
             self._fit_callbacks, self._fitting = cbs, True
             try: fit(epochs, self, metrics=self.metrics, callbacks=cbs)
             finally: self._fitting = False  # a `load` from now on is the user's, not a callback's (see `_apply_load`)
-            if getattr(self, 'recorder', None) is not None:  # it ended: all its epochs, or a callback (early stopping) ended it
-                self.recorder.n_epochs = self.recorder.epoch  # a stage, not an interrupted fit (`fit_complete` of a save)
         except BaseException:
             self._undo_if_refused(before)
             raise
@@ -482,6 +480,7 @@ class Learner:
         backward = _here.backward
         _model_file = _here._model_file
         save = _here.save
+        keep_last_fit = _here.keep_last_fit
         _check_load = _here._check_load
         _apply_load = _here._apply_load
         load = _here.load
@@ -658,6 +657,10 @@ class Recorder(LearnerCallback):
             self.val_losses.append(last_metrics[0])
             if len(last_metrics) > 1: self.metrics.append(last_metrics[1:])
         self.format_stats([epoch, smooth_loss] + ([] if self.no_val else last_metrics))
+
+    def on_train_end(self, exception: BaseException | bool = False, **kwargs):
+        "A fit that ended (all its epochs, or stopped by a callback) is a stage: a `save` now says `fit_complete`."
+        if exception is False: self.n_epochs = self.epoch  # an interrupted fit keeps the epochs it meant to run
 
     _state_types = {'names': list, 'rows': list, 'losses': list, 'val_losses': list, 'lrs': list, 'moms': list,
                     'metrics': list, 'nb_batches': list, 'metrics_names': list, 'epoch': int, 'iteration': int}
@@ -979,11 +982,12 @@ def save(self: Learner,
          with_opt: bool = True):  # also the optimizer, training position, random states, history and callback states
     "Save the model (and, `with_opt`, what an exact resume needs) to `path/model_dir/file.pth`, atomically."
     with_opt, target = _check_flag(with_opt, 'with_opt'), self._model_file(file)
+    check_not_folder(target, 'a checkpoint file', 'give `save` another name: a save never replaces a folder.')
     if rank_distrib() != 0: return target if return_path else None  # one writer in a distributed run
     state: dict = {'model': get_model(self.model).state_dict()}
     if with_opt:
         rec = getattr(self, 'recorder', None)
-        if rec is not None and '_before_lr_find' in vars(rec): rec = rec._before_lr_find  # an lr_find sweep is not a fit to record
+        while rec is not None and '_before_lr_find' in vars(rec): rec = rec._before_lr_find  # sweeps are not fits to record (`keep_last_fit`)
         if self.opt is not None: state.update(opt=self.opt.state_dict(), opt_hypers=_opt_hypers(self.opt))
         elif rec is not None: warnings.warn(f"Saving {source_name(target)} without an optimizer state (none after `purge()`): "
                                             "`load(..., with_opt=True)` will refuse it; save before purging to resume exactly.")
@@ -1000,6 +1004,28 @@ def save(self: Learner,
     else:
         with atomic_write(target) as f: f.write(buf.getbuffer())
     return target if return_path else None
+
+# %% ../nbs/04_basic_train.ipynb #9d3e00e2
+@contextlib.contextmanager
+def _kept_last_fit(learn: Learner):
+    rec, cbs, opt = getattr(learn, 'recorder', None), list(learn._fit_callbacks), learn.opt
+    hypers = None if opt is None else (opt._lr, opt._mom, opt._beta, opt._wd)
+    # the Learner's own callbacks run in the sweep too, which resets them (their on_train_begin): keep their states
+    states = [(cb, copy.deepcopy(cb.checkpoint_state())) for cb in learn.callbacks if any(cb is c for c in cbs)]
+    sweeping, learn._sweeping = getattr(learn, '_sweeping', False), True  # a checkpoint's pending states wait for a real fit
+    try: yield learn
+    finally:
+        learn._sweeping = sweeping
+        for cb, st in states: cb.load_checkpoint_state(st)
+        if hypers is not None and learn.opt is opt: opt.lr, opt.mom, opt.beta, opt.wd = hypers
+        learn._fit_callbacks = cbs
+        new = getattr(learn, 'recorder', None)
+        if new is not rec and new is not None: new._before_lr_find = rec  # what `save` records: the last real fit
+
+@patch
+def keep_last_fit(self: Learner) -> contextlib.AbstractContextManager:
+    "A context in which a fit is a sweep (as `lr_find`'s): after it, the callbacks, their states, the optimizer's hyper-parameters and what `save` records are the last real fit's."
+    return _kept_last_fit(self)
 
 # %% ../nbs/04_basic_train.ipynb #f93b289b
 @dataclass
@@ -1118,6 +1144,7 @@ def export(self: Learner,
     "Save the model, loss, metrics, classes, callbacks and callback functions to `path/file` for `load_learner`, atomically."
     if rank_distrib() != 0: return
     if is_filelike(file): _binary(file)  # before anything is written or destroyed
+    else: check_not_folder(self.path / file, 'an export file', 'give `export` another file name: an export never replaces a folder.')
     fns = [f for f in self.callback_fns if getattr(f, 'func', f) is not Recorder]
     rec = next((f.keywords for f in self.callback_fns if getattr(f, 'func', f) is Recorder and isinstance(f, partial)), {})
     hypers = {k: rec.get(k, getattr(self, k)) for k in EXPORT_HYPERS}  # the Recorder's add_time and silent, as it has them

@@ -16,9 +16,10 @@ from .torch_core import AdamW, CheckpointError, get_model, load_checkpoint, remo
 from .callback import Callback, check_wd
 
 # %% auto #0
-__all__ = ['EXPORT_HYPERS', 'is_filelike', 'source_name', 'check_device', 'check_model_state', 'state_key', 'callback_states',
-           'has_state', 'check_state_keys', 'match_callback_states', 'plain_value', 'check_export_hypers',
-           'export_bytes', 'read_export', 'is_export', 'Checkpoint', 'read_checkpoint']
+__all__ = ['EXPORT_HYPERS', 'is_filelike', 'source_name', 'CheckpointIsFolderError', 'check_not_folder', 'check_device',
+           'check_model_state', 'state_key', 'callback_states', 'has_state', 'check_state_keys',
+           'match_callback_states', 'plain_value', 'check_export_hypers', 'export_bytes', 'read_export', 'is_export',
+           'Checkpoint', 'read_checkpoint']
 
 # %% ../nbs/03a_checkpoint.ipynb #21a9f580
 def is_filelike(f) -> bool:
@@ -28,6 +29,19 @@ def is_filelike(f) -> bool:
 def source_name(source) -> str:
     "How messages name `source`: its path, or the file object."
     return str(source) if isinstance(source, (str, Path)) else f'the file object {source!r}'
+
+# %% ../nbs/03a_checkpoint.ipynb #0daa4c45
+class CheckpointIsFolderError(CheckpointError, IsADirectoryError):
+    "A path to read or write a checkpoint or an export that is a folder (also an `IsADirectoryError`)."
+
+# %% ../nbs/03a_checkpoint.ipynb #e13d512d
+def check_not_folder(target: Any,  # a path, or an open file (always fine)
+                     what: str,  # what the file should be: 'a checkpoint file', 'an export file'
+                     fix: str,  # what to do instead
+) -> None:
+    "Refuse a `target` path that is a folder, naming it and the fix, before anything is read or written."
+    if is_filelike(target) or not isinstance(target, (str, Path)) or not Path(target).is_dir(): return
+    raise CheckpointIsFolderError(f"{target} is a folder, not {what}: {fix}")
 
 # %% ../nbs/03a_checkpoint.ipynb #d202c9b2
 def check_device(device) -> torch.device | None:
@@ -330,6 +344,7 @@ def read_export(source: Any,  # a path or an open binary file
                 trust_code: bool = False,  # unpickle whatever classes the file names
 ) -> tuple:
     "`(state, objects)` of an export file, read and checked safely; a `CheckpointError` naming what is wrong."
+    check_not_folder(source, 'an export file', "`file` names the export inside `path` (`load_learner(path, 'export.pkl')`): check the name.")
     state = load_checkpoint(source, map_location='cpu')
     if not isinstance(state, dict) or state.get('format') != _EXPORT_FORMAT:
         ck = isinstance(state, dict) and 'model' in state and isinstance(state['model'], dict)
@@ -370,6 +385,7 @@ class Checkpoint:
 # %% ../nbs/03a_checkpoint.ipynb #e4932b08
 def read_checkpoint(source: Any, map_location: Any = None, remove_module: bool = False) -> Checkpoint:
     "Read the checkpoint `source` safely and check what needs no Learner; a `CheckpointError` naming what is wrong."
+    check_not_folder(source, 'a checkpoint file', "name a file that `Learner.save` wrote (one inside the folder, or another name).")
     state = load_checkpoint(source, map_location=map_location)
     if not isinstance(state, dict):
         raise CheckpointError(f"{source_name(source)} holds a {type(state).__name__}, not a checkpoint (a dict of the "

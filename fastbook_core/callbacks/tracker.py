@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from ..callback import Callback
 import uuid
-from ..torch_core import CheckpointError, atomic_write, load_checkpoint
+from ..torch_core import CheckpointError, atomic_write, load_checkpoint, patch
 from ..basic_train import Learner, LearnerCallback
 
 # %% auto #0
@@ -98,7 +98,7 @@ class EarlyStoppingCallback(TrackerCallback):
 
 # %% ../../nbs/06e_callbacks.tracker.ipynb #97247279
 class SaveModelCallback(TrackerCallback):
-    "Save the model when `monitor` improves (or every epoch), and load the best one back at the end of training."
+    "Save the model when `monitor` improves (or every epoch), and load the best one back when the fit ends (not after an interruption)."
     _order = 10  # after the other callbacks of the epoch, so that their state in the checkpoint is up to date
     _resume_keys = ('best', 'run')
     saves_checkpoints = True  # Learner.fit checks that no two callbacks share a state key before the first batch only if one saves
@@ -128,7 +128,7 @@ class SaveModelCallback(TrackerCallback):
         if same: raise ValueError(f"Two SaveModelCallbacks of this fit write {self.name!r} (monitors {self.monitor!r} and "
                                   f"{same[0].monitor!r}): give each its own `name`.")
         # this run's mark, in the files it writes (a resumed fit takes back the original run's)
-        self.saved, self.run, self._last_run = False, uuid.uuid4().hex, None
+        self.saved, self.run, self._last_run, self.best_epoch = False, uuid.uuid4().hex, None, None
         super().on_train_begin(**kwargs)
 
     def jump_to_epoch(self, epoch: int):
@@ -142,20 +142,28 @@ class SaveModelCallback(TrackerCallback):
         current = self.get_monitor_value()
         if current is not None and self.is_improvement(current):
             print(f'Better model found at epoch {epoch} with {self.monitor} value: {current}.')
-            self.best = current
+            self.best, self.best_epoch = current, epoch
             self.learn.save(self.name)  # holds this callback's state, and so its run's mark
             self.saved = True
 
-    def on_train_end(self, **kwargs):
-        "Load the best model saved by this run (never a stale file of another run); a stage saved next continues the run."
-        run, saved, self.run, self._last_run, self.saved = self.run, self.saved, None, self.run, False
-        if self.every != 'improvement' or run is None: return
-        file = self.learn._model_file(self.name)  # where `learn.save(self.name)` wrote: `.pth` added unless named
-        if not saved and file.is_file():  # a resumed run: the file is ours if an earlier part of this run wrote it
-            try: saved = any(isinstance(st, dict) and st.get('run') == run
-                             for st in load_checkpoint(file, 'cpu').get('callbacks', {}).values())
-            except (CheckpointError, AttributeError): saved = False
-        if saved: self.learn.load(self.name)  # the weights, and the optimizer state saved with them (as v1)
+# %% ../../nbs/06e_callbacks.tracker.ipynb #7a60734c
+@patch
+def on_train_end(self: SaveModelCallback, exception: BaseException | bool = False, **kwargs):
+    "Load the best model saved by this run (never a stale file of another run); after an interruption, say where it is instead."
+    run, saved, self.run, self._last_run, self.saved = self.run, self.saved, None, self.run, False
+    if self.every != 'improvement' or run is None: return
+    file = self.learn._model_file(self.name)  # where `learn.save(self.name)` wrote: `.pth` added unless named
+    if not saved and file.is_file():  # a resumed run: the file is ours if an earlier part of this run wrote it
+        try: saved = any(isinstance(st, dict) and st.get('run') == run
+                         for st in load_checkpoint(file, 'cpu').get('callbacks', {}).values())
+        except (CheckpointError, AttributeError): saved = False
+    if not saved: return
+    if exception is False:  # the fit ended: the best weights, and the optimizer state saved with them (as v1)
+        self.learn.load(self.name)
+        return
+    at = '' if getattr(self, 'best_epoch', None) is None else f"epoch {self.best_epoch}, "
+    warnings.warn(f"The fit was interrupted ({type(exception).__name__}): the Learner keeps the weights it had then. The best "
+                  f"model ({at}{self.monitor}={self.best}) is in {file}: `learn.load({self.name!r})` brings it back.")
 
 # %% ../../nbs/06e_callbacks.tracker.ipynb #a5c2a3be
 class ReduceLROnPlateauCallback(TrackerCallback):
