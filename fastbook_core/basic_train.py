@@ -306,7 +306,7 @@ class _ResumeCallbackStates(Callback):
         learn = self._learn()
         states = learn._resume_states
         matched = match_callback_states(states, _with_state(self.callbacks))
-        if getattr(learn, '_sweeping', False) or (not matched and any(type(cb).__name__ == 'LRFinder' for cb in self.callbacks)):
+        if getattr(learn, '_sweeping', False):
             return  # a sweep (`keep_last_fit`, lr_find) between the load and the resume: the states wait for the resume
         for key, cb in matched.items(): cb.load_checkpoint_state(states[key])
         learn._resume_states = None

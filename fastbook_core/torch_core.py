@@ -540,6 +540,7 @@ import tempfile, contextlib
 def atomic_write(path: str | Path, mode: str = 'wb'):
     "Open a temporary file beside `path`; on success it replaces `path` atomically, on failure it is removed."
     path = Path(path)
+    if path.is_dir(): raise IsADirectoryError(f"{path} is a folder: writing there would replace it. Give another name.")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
     try:
@@ -608,6 +609,7 @@ def load_checkpoint(source: str | os.PathLike | io.IOBase,  # a path, or an open
     name = _source_name(source)
     if not hasattr(source, 'read'):
         source = Path(source)
+        if source.is_dir(): raise CheckpointError(f"{source} is a folder, not a file to load: name a file inside it.")
         if not source.is_file():
             sfx = ('.pth', '.pt') if source.suffix in ('.pth', '.pt') else (source.suffix,)
             there = sorted(p.name for x in sfx if x and source.parent.is_dir() for p in source.parent.glob(f'*{x}'))

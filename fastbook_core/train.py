@@ -4,7 +4,7 @@
 
 # %% ../nbs/07_train.ipynb #8dd2f3ed
 from __future__ import annotations
-import copy as _copy, itertools, math  # `copy` is the function v1's torch_core star import gives
+import itertools, math
 from functools import partial
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
@@ -75,21 +75,6 @@ def one_cycle_scheduler(lr_max: float,  # the peak lr
     "A function of the Learner that makes a `OneCycleScheduler` with `lr_max`, for `callback_fns`."
     return partial(OneCycleScheduler, lr_max=lr_max, **kwargs)
 
-# %% ../nbs/07_train.ipynb #c385f945
-def _keep_last_fit(learn: Learner) -> Callable:
-    "What a sweep must leave as the last real fit had it: its callbacks and their states, the optimizer's hyper-parameters, its Recorder (for `save`)."
-    rec, cbs, opt = getattr(learn, 'recorder', None), list(learn._fit_callbacks), learn.opt
-    hypers = None if opt is None else (opt._lr, opt._mom, opt._beta, opt._wd)
-    # the Learner's own callbacks run in the sweep too, which resets them (their on_train_begin): keep their states
-    states = [(cb, _copy.deepcopy(cb.checkpoint_state())) for cb in learn.callbacks if any(cb is c for c in cbs)]
-    def restore():
-        for cb, st in states: cb.load_checkpoint_state(st)
-        if hypers is not None and learn.opt is opt: opt.lr, opt.mom, opt.beta, opt.wd = hypers
-        learn._fit_callbacks = cbs
-        new = getattr(learn, 'recorder', None)
-        if new is not rec and new is not None: new._before_lr_find = rec  # what `save` records: the last real fit
-    return restore
-
 # %% ../nbs/07_train.ipynb #7b0182bd
 def lr_find(learn: Learner,
             start_lr: float | Sequence[float] | np.ndarray | slice = 1e-7,  # the first lr (or one per layer group, or a slice)
@@ -102,9 +87,7 @@ def lr_find(learn: Learner,
     check_train_batches(learn.data.train_dl)  # before the sweep divides by the number of batches
     cb = LRFinder(learn, start_lr, end_lr, num_it, stop_div)
     epochs = int(np.ceil(num_it / len(learn.data.train_dl)))
-    restore = _keep_last_fit(learn)
-    try: learn.fit(epochs, start_lr, callbacks=[cb], wd=wd)
-    finally: restore()
+    with learn.keep_last_fit(): learn.fit(epochs, start_lr, callbacks=[cb], wd=wd)  # a sweep: `save` records the last real fit
 
 Learner.lr_find = lr_find
 Learner.find_lr = lr_find  # the fastai book's name for it

@@ -108,3 +108,13 @@ def test_load_learner_refuses_data_by_name():
     learn.export()
     with pytest.raises(TypeError, match="load_learner makes the Learner's data"):
         load_learner(learn.path, data=learn.data)
+
+
+def test_torch_core_writers_and_readers_refuse_folders(tmp_path):
+    # the low-level helpers DataBunch.save/load and others use: a folder is named, never replaced
+    from fastbook_core.torch_core import atomic_write, load_checkpoint, CheckpointError
+    d = tmp_path / 'x.pth'; d.mkdir(); (d / 'keep').write_text('1')
+    with pytest.raises(IsADirectoryError, match='is a folder'):
+        with atomic_write(d) as f: f.write(b'0')
+    assert (d / 'keep').read_text() == '1' and not list(tmp_path.glob('.x.pth.*'))
+    with pytest.raises(CheckpointError, match='is a folder, not a file to load'): load_checkpoint(d)
