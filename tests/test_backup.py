@@ -121,6 +121,19 @@ def test_delete_checkpoint_false_with_an_early_stop_is_not_trained_past(tmp_path
     assert_same(result(learn), done)
 
 
+def test_a_finished_backup_with_track_epoch_callback_trains_nothing(tmp_path):
+    "TrackEpochCallback's file says the fit is past its last epoch: the finished backup, not the file, says where it is."
+    from fastbook_core.callbacks.tracker import TrackEpochCallback
+    cbs = lambda l: [TrackEpochCallback(l), BackupAndRestore(l, delete_checkpoint=False)]
+    learn = make(tmp_path)
+    learn.fit_one_cycle(3, 1e-2, callbacks=cbs(learn))
+    done = result(learn)
+    learn, count = make(tmp_path), Count()
+    learn.fit_one_cycle(3, 1e-2, callbacks=cbs(learn) + [count])
+    assert count.n == 0
+    assert_same(result(learn), done)
+
+
 def _interrupted(tmp_path, save_freq=4):
     learn = make(tmp_path)
     with pytest.raises(RuntimeError): learn.fit_one_cycle(3, 1e-2, callbacks=[BackupAndRestore(learn, save_freq=save_freq), Boom(13)])

@@ -294,7 +294,7 @@ def _check_parts(st: dict, file: Path, learn: Learner, n_epochs: int, fix: str) 
         for k, t in parts.items():
             if k not in d: bad(f"it has no {where}{k!r}")
             if not isinstance(d[k], t) or (t is int and isinstance(d[k], bool)): bad(f"its {where}{k} is a {type(d[k]).__name__}, not a {t.__name__}")
-    n, procs = len(learn.data.train_dl), max(num_distrib(), 1)
+    n, procs = len(learn.data.train_dl), (_dist().get_world_size() if _dist() is not None else 1)  # as `_gather` wrote
     if not 0 <= st['epoch'] <= n_epochs or (st['epoch'] == n_epochs and not st['finished']):
         bad(f"its epoch {st['epoch']} is not one that a fit of {n_epochs} epochs resumes from")
     if not 0 <= st['batch'] <= n or st['iteration'] < st['batch']:
@@ -503,19 +503,19 @@ class BackupAndRestore(_BackupEvents):
         self._stateful = _stateful(h, self)
         self._setup = _setup(self.learn, h, self, n_epochs, metrics_names)
         self._resume = self._read(h, n_epochs)
+        if _dist() is not None: _dist().barrier()  # every process has read the backup before any writes or deletes it
         self._sigterm = False
         if self._resume is not None and self._resume['finished']:  # kept by delete_checkpoint=False: train nothing
             st, self._resume = self._resume, None
             self._apply(st)
             self._say_resumed(st)
-            pbar = kwargs.get('pbar')
+            pbar = kwargs.get('pbar')  # epoch 0: no other callback (TrackEpochCallback's file) says where a finished fit is
             if hasattr(pbar, 'skip') and pbar.total is not None:
                 pbar.skip(pbar.total)  # no epoch left: the loop ends at once, and its display with it
-                return None
-            return {'stop_training': True}
+                return {'epoch': 0}
+            return {'epoch': 0, 'stop_training': True}
         if threading.current_thread() is threading.main_thread() and _dist() is None:
             self._old_handler = signal.signal(signal.SIGTERM, self._on_sigterm)
-        if _dist() is not None: _dist().barrier()  # every process has read the backup before any writes a new one
         # TrackEpochCallback's file can be an epoch ahead of the last backup: a first backup pins where the fit begins
         self._first = self._resume is None and any(isinstance(cb, TrackEpochCallback) for cb in h.callbacks)
         if self._resume is None: return None
