@@ -201,7 +201,8 @@ def test_a_damaged_backup_is_refused(tmp_path):
 
 
 @pytest.mark.parametrize('kw,msg', [(dict(save_freq=0), 'save_freq=0'), (dict(save_freq='batch'), "save_freq='batch'"),
-                                    (dict(save_freq=True), 'save_freq=True'), (dict(backup_dir=' '), 'backup_dir')])
+                                    (dict(save_freq=True), 'save_freq=True'), (dict(backup_dir=' '), 'backup_dir'),
+                                    (dict(delete_checkpoint='no'), "delete_checkpoint='no'")])
 def test_bad_arguments(tmp_path, kw, msg):
     with pytest.raises(ValueError, match=msg): BackupAndRestore(make(tmp_path), **kw)
 

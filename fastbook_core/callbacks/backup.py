@@ -481,6 +481,8 @@ class BackupAndRestore(_BackupEvents):
             raise ValueError(f"save_freq={save_freq!r}: use 'epoch', or a number of training batches >= 1.")
         if not isinstance(backup_dir, (str, Path)) or not str(backup_dir).strip():
             raise ValueError(f"backup_dir={backup_dir!r}: give a folder name (relative to learn.path).")
+        if not isinstance(delete_checkpoint, (bool, np.bool_)):  # 'no' is truthy: it would delete
+            raise ValueError(f"delete_checkpoint={delete_checkpoint!r}: use True (delete the backup when the fit ends well) or False.")
         super().__init__(learn)
         self.backup_dir, self.save_freq, self.delete_checkpoint = backup_dir, save_freq, delete_checkpoint
         self._every = None if save_freq == 'epoch' else int(save_freq)
