@@ -12,6 +12,9 @@ from fastbook_core.torch_core import CheckpointError
 from fastbook_core.test_utils import synth_classif_data
 from fastbook_core.callbacks.tracker import EarlyStoppingCallback, SaveModelCallback
 from fastbook_core.callbacks.backup import BackupAndRestore, TrainingPreempted
+from fastbook_core.callbacks.general_sched import TrainingPhase
+from fastbook_core.callback import annealing_cos, annealing_linear
+from fastbook_core.layers import CrossEntropyFlat
 
 WORKER = Path(__file__).parent / '_backup_worker.py'
 
@@ -81,13 +84,54 @@ def test_resume_with_callback_fns_trackers_and_a_shuffle_generator(tmp_path):
     assert_same(result(learn), ref)
 
 
-def test_delete_checkpoint_false_keeps_a_finished_backup_which_is_not_resumed(tmp_path):
+class Count(Callback):
+    "Count the training batches of a fit."
+    def __init__(self): self.n = 0
+    def on_batch_end(self, train, **kwargs): self.n += bool(train)
+
+
+@pytest.mark.parametrize('save_freq', ['epoch', 4, 5])
+def test_delete_checkpoint_false_keeps_a_finished_backup_and_a_rerun_trains_nothing(tmp_path, save_freq):
+    "Whatever save_freq is, the backup kept says the fit finished; the same fit again ends as it ended, training nothing."
     learn = make(tmp_path)
-    learn.fit(2, callbacks=[BackupAndRestore(learn, delete_checkpoint=False)])
+    learn.fit_one_cycle(3, 1e-2, callbacks=[BackupAndRestore(learn, save_freq=save_freq, delete_checkpoint=False)])
+    done = result(learn)
     f = tmp_path / 'backup' / 'backup.pth'
-    assert f.is_file()
-    with pytest.raises(CheckpointError, match='finished its 2 epochs'): learn.fit(2, callbacks=[BackupAndRestore(learn)])
-    assert f.is_file()
+    st = torch.load(f, weights_only=True)
+    assert (st['epoch'], st['batch'], st['iteration'], st['finished']) == (3, 0, 30, True)
+    learn, count = make(tmp_path), Count()
+    learn.fit_one_cycle(3, 1e-2, callbacks=[BackupAndRestore(learn, save_freq=save_freq, delete_checkpoint=False), count])
+    assert count.n == 0 and f.is_file()
+    assert_same(result(learn), done)
+    learn = make(tmp_path)  # a fit that deletes its backup when it ends: it ends at once, then deletes it
+    learn.fit_one_cycle(3, 1e-2, callbacks=[BackupAndRestore(learn, save_freq=save_freq)])
+    assert_same(result(learn), done) and not f.exists()
+
+
+def test_delete_checkpoint_false_with_an_early_stop_is_not_trained_past(tmp_path):
+    cbs = lambda l: [EarlyStoppingCallback(l, min_delta=0.5, patience=0), BackupAndRestore(l, delete_checkpoint=False, save_freq=3)]
+    learn = make(tmp_path)
+    learn.fit(6, 1e-3, callbacks=cbs(learn))
+    done, n = result(learn), len(learn.recorder.losses)
+    assert n < 60  # it stopped early
+    assert torch.load(tmp_path / 'backup' / 'backup.pth', weights_only=True)['finished'] is True
+    learn, count = make(tmp_path), Count()
+    learn.fit(6, 1e-3, callbacks=cbs(learn) + [count])
+    assert count.n == 0 and len(learn.recorder.losses) == n
+    assert_same(result(learn), done)
+
+
+def test_a_finished_backup_with_track_epoch_callback_trains_nothing(tmp_path):
+    "TrackEpochCallback's file says the fit is past its last epoch: the finished backup, not the file, says where it is."
+    from fastbook_core.callbacks.tracker import TrackEpochCallback
+    cbs = lambda l: [TrackEpochCallback(l), BackupAndRestore(l, delete_checkpoint=False)]
+    learn = make(tmp_path)
+    learn.fit_one_cycle(3, 1e-2, callbacks=cbs(learn))
+    done = result(learn)
+    learn, count = make(tmp_path), Count()
+    learn.fit_one_cycle(3, 1e-2, callbacks=cbs(learn) + [count])
+    assert count.n == 0
+    assert_same(result(learn), done)
 
 
 def _interrupted(tmp_path, save_freq=4):
@@ -157,7 +201,8 @@ def test_a_damaged_backup_is_refused(tmp_path):
 
 
 @pytest.mark.parametrize('kw,msg', [(dict(save_freq=0), 'save_freq=0'), (dict(save_freq='batch'), "save_freq='batch'"),
-                                    (dict(save_freq=True), 'save_freq=True'), (dict(backup_dir=' '), 'backup_dir')])
+                                    (dict(save_freq=True), 'save_freq=True'), (dict(backup_dir=' '), 'backup_dir'),
+                                    (dict(delete_checkpoint='no'), "delete_checkpoint='no'")])
 def test_bad_arguments(tmp_path, kw, msg):
     with pytest.raises(ValueError, match=msg): BackupAndRestore(make(tmp_path), **kw)
 
@@ -425,3 +470,216 @@ def test_reduce_lr_on_plateau_resumed_from_a_backup_divides_the_lr_once(tmp_path
     resumed.fit(5, 0.1, callbacks=cbs(resumed))
     assert resumed.recorder.lrs == pytest.approx(whole.recorder.lrs)
     assert resumed.recorder.val_losses == pytest.approx(whole.recorder.val_losses)
+
+
+# --- damaged, hand-edited or misplaced backups --------------------------------------------------------------------
+def _edit(f, change):
+    st = torch.load(f, weights_only=True)
+    change(st)
+    torch.save(st, f)
+    return f.read_bytes()
+
+
+def _del(d, *keys):
+    for k in keys[:-1]: d = d[k]
+    del d[keys[-1]]
+
+
+@pytest.mark.parametrize('change,expect', [
+    (lambda st: _del(st, 'rng'), "it has no 'rng'"),
+    (lambda st: _del(st, 'training', 'model', '0.weight'), "its weights ['0.weight']"),
+    (lambda st: _del(st, 'training', 'opt'), "it has no training.'opt'"),
+    (lambda st: _del(st, 'training', 'smooth', 'mov_avg'), "training.smooth lacks ['mov_avg']"),
+    (lambda st: st.update(batch=99), 'batch 99'),
+    (lambda st: st.update(epoch=7), 'epoch 7'),
+    (lambda st: st.update(epoch_rng=None), "random states 'epoch_rng'"),
+    (lambda st: st.update(iteration='12'), 'its iteration is a str, not a int'),
+    (lambda st: st['training']['model'].update({'0.weight': torch.zeros(2, 2)}), "its weights ['0.weight']"),
+    (lambda st: st['training']['callbacks'].update(OneCycleScheduler={'n': 'x'}), 'incomplete or damaged'),
+])
+def test_an_incomplete_backup_is_refused_naming_what_is_wrong(tmp_path, change, expect):
+    f, _ = _interrupted(tmp_path)
+    before = _edit(f, change)
+    learn = make(tmp_path)
+    with pytest.raises(CheckpointError) as e: learn.fit_one_cycle(3, 1e-2, callbacks=[BackupAndRestore(learn, save_freq=4)])
+    msg = str(e.value)
+    assert expect in msg and str(f) in msg and 'incomplete or damaged' in msg, msg
+    assert 'the backup that is the problem' in msg and f"shutil.rmtree('{f.parent}')" in msg
+    assert f.read_bytes() == before  # never deleted, never rewritten
+
+
+def test_a_folder_where_the_backup_file_should_be_is_refused(tmp_path):
+    learn = make(tmp_path)
+    (tmp_path / 'backup' / 'backup.pth').mkdir(parents=True)
+    with pytest.raises(CheckpointError, match=r"is a folder, not a backup file.*shutil\.rmtree"):
+        learn.fit(1, callbacks=[BackupAndRestore(learn, save_freq=4)])
+    assert (tmp_path / 'backup' / 'backup.pth').is_dir()
+    (tmp_path / 'other').write_text('not a folder')
+    with pytest.raises(CheckpointError, match='is a file, not the folder of the backups'):
+        learn.fit(1, callbacks=[BackupAndRestore(learn, backup_dir='other')])
+    assert (tmp_path / 'other').read_text() == 'not a folder'
+
+
+# --- what makes another fit ---------------------------------------------------------------------------------------
+def _phases(end=1e-5, length=14, anneal=annealing_cos):
+    return [TrainingPhase(7).schedule_hp('lr', (1e-4, 1e-2), annealing_cos),
+            TrainingPhase(9).schedule_hp('lr', 1e-2),
+            TrainingPhase(length).schedule_hp('lr', (1e-2, end), anneal)]
+
+
+@pytest.mark.parametrize('phases,expect', [
+    (lambda: _phases(end=1e-3), 'phases.2.scheds.lr.end: 1e-05 in the backup, 0.001 in this fit'),
+    (lambda: _phases(length=20), 'phases.2.length: 14 in the backup, 20 in this fit'),
+    (lambda: _phases(anneal=annealing_linear), "phases.2.scheds.lr.func: 'annealing_cos' in the backup, 'annealing_linear'"),
+])
+def test_a_general_scheduler_with_other_phases_is_refused(tmp_path, phases, expect):
+    from fastbook_core.callbacks.general_sched import GeneralScheduler
+    learn = make(tmp_path)
+    with pytest.raises(RuntimeError, match='boom'):
+        learn.fit(3, callbacks=[GeneralScheduler(learn, _phases()), BackupAndRestore(learn, save_freq=4), Boom(13)])
+    f = tmp_path / 'backup' / 'backup.pth'
+    before = f.read_bytes()
+    learn = make(tmp_path)
+    with pytest.raises(CheckpointError, match='another set-up') as e:
+        learn.fit(3, callbacks=[GeneralScheduler(learn, phases()), BackupAndRestore(learn, save_freq=4)])
+    assert expect in str(e.value) and len(str(e.value).split('\n')) == 3, str(e.value)  # that line alone
+    assert f.read_bytes() == before
+    learn = make(tmp_path)  # the same phases resume
+    learn.fit(3, callbacks=[GeneralScheduler(learn, _phases()), BackupAndRestore(learn, save_freq=4)])
+    assert not f.exists()
+
+
+@pytest.mark.parametrize('first,then', [
+    (lambda: CrossEntropyFlat(), lambda: CrossEntropyFlat(weight=torch.tensor([1., 2., 3.]))),
+    (lambda: CrossEntropyFlat(weight=torch.tensor([1., 2., 3.])), lambda: CrossEntropyFlat(weight=torch.tensor([1., 1., 3.]))),
+    (lambda: CrossEntropyFlat(), lambda: CrossEntropyFlat(label_smoothing=0.1)),
+    (lambda: nn.CrossEntropyLoss(), lambda: nn.CrossEntropyLoss(label_smoothing=0.1))])
+def test_a_loss_of_the_same_class_with_other_settings_is_refused(tmp_path, first, then):
+    learn = make(tmp_path)
+    learn.loss_func = first()
+    with pytest.raises(RuntimeError): learn.fit(2, callbacks=[BackupAndRestore(learn, save_freq=4), Boom(13)])
+    f = tmp_path / 'backup' / 'backup.pth'
+    before = f.read_bytes()
+    learn = make(tmp_path)
+    learn.loss_func = then()
+    with pytest.raises(CheckpointError, match=r'learner\.loss_func\.') as e:
+        learn.fit(2, callbacks=[BackupAndRestore(learn, save_freq=4)])
+    assert 'another set-up' in str(e.value)
+    assert f.read_bytes() == before
+
+
+def test_the_same_loss_is_accepted(tmp_path):
+    "A loss made again with the same settings (a new object) is the same fit."
+    learn = make(tmp_path)
+    learn.loss_func = CrossEntropyFlat(weight=torch.tensor([1., 2., 3.]))
+    with pytest.raises(RuntimeError): learn.fit(2, callbacks=[BackupAndRestore(learn, save_freq=4), Boom(13)])
+    learn = make(tmp_path)
+    learn.loss_func = CrossEntropyFlat(weight=torch.tensor([1., 2., 3.]))
+    learn.fit(2, callbacks=[BackupAndRestore(learn, save_freq=4)])
+    assert not (tmp_path / 'backup').exists()
+
+
+def test_the_advice_of_a_refusal_names_track_epoch_callbacks_file_and_following_it_starts_afresh(tmp_path):
+    from fastbook_core.callbacks.tracker import TrackEpochCallback
+    learn = make(tmp_path)
+    with pytest.raises(RuntimeError): learn.fit_one_cycle(3, 1e-2, callbacks=[TrackEpochCallback(learn), BackupAndRestore(learn), Boom(23)])
+    track = tmp_path / 'models' / 'epoch'
+    assert track.is_file()
+    learn = make(tmp_path)
+    with pytest.raises(CheckpointError) as e:
+        learn.fit_one_cycle(4, 1e-2, callbacks=[TrackEpochCallback(learn), BackupAndRestore(learn)])
+    msg = str(e.value)
+    assert f"Path('{track}').unlink()" in msg and f"shutil.rmtree('{tmp_path / 'backup'}')" in msg
+    import shutil
+    shutil.rmtree(tmp_path / 'backup'); track.unlink()  # what it says
+    learn, count = make(tmp_path), Count()
+    learn.fit_one_cycle(4, 1e-2, callbacks=[TrackEpochCallback(learn), BackupAndRestore(learn), count])
+    assert count.n == 40 and learn.recorder.nb_batches == [10] * 4  # afresh: every epoch
+
+
+# --- callback_fns: lr_find and several fits on one Learner ----------------------------------------------------------
+def _with_fns(path):
+    learn = make(path)
+    learn.callback_fns.append(partial(BackupAndRestore, save_freq=4))
+    return learn
+
+
+def test_callback_fns_lr_find_then_a_fit_resumes_when_the_script_runs_again(tmp_path):
+    def script(learn, cbs):
+        learn.lr_find(num_it=20)
+        learn.fit_one_cycle(3, 1e-2, callbacks=cbs)
+    ref = make(tmp_path / 'ref'); script(ref, []); ref = result(ref)
+    learn = _with_fns(tmp_path)
+    with pytest.raises(RuntimeError, match='boom'): script(learn, [Boom(14)])
+    f = tmp_path / 'backup' / 'backup.pth'
+    assert torch.load(f, weights_only=True)['iteration'] == 12  # the fit's backup, not lr_find's
+    learn = _with_fns(tmp_path)
+    script(learn, [])  # lr_find leaves the backup alone, the fit resumes from it
+    assert_same(result(learn), ref)
+    assert not (tmp_path / 'backup').exists()
+
+
+def test_callback_fns_two_fits_each_have_their_own_backup(tmp_path):
+    def script(learn, cbs):
+        learn.fit_one_cycle(1, 1e-2)
+        learn.fit_one_cycle(2, 1e-3, callbacks=cbs)
+    ref = make(tmp_path / 'ref'); script(ref, []); ref = result(ref)
+    learn = _with_fns(tmp_path)
+    with pytest.raises(RuntimeError, match='boom'): script(learn, [Boom(13)])
+    assert (tmp_path / 'backup' / 'backup.1.pth').is_file() and not (tmp_path / 'backup' / 'backup.pth').exists()
+    learn = _with_fns(tmp_path)
+    script(learn, [])  # the first fit runs again, afresh; the second resumes from its own backup
+    assert_same(result(learn), ref)
+    assert not (tmp_path / 'backup').exists()
+
+
+def test_callback_fns_a_fit_interrupted_then_run_again_in_the_same_process_resumes(tmp_path):
+    "After a Ctrl-C (an error), the same fit again on the same Learner uses the same backup: a fit that raised does not count."
+    ref = make(tmp_path / 'ref'); ref.fit_one_cycle(3, 1e-2); ref = result(ref)
+    learn = _with_fns(tmp_path)
+    with pytest.raises(RuntimeError): learn.fit_one_cycle(3, 1e-2, callbacks=[Boom(13)])
+    learn.fit_one_cycle(3, 1e-2)
+    assert_same(result(learn), ref)
+
+
+# --- CSVLogger across a resume ---------------------------------------------------------------------------------------
+def _csv_rows(path, name='history'):
+    import csv
+    with open(path / f'{name}.csv', newline='') as f: return [r[:-1] for r in csv.reader(f)]  # but the time
+
+
+@pytest.mark.parametrize('save_freq,at', [('epoch', 25), (4, 13), (4, 21)])
+@pytest.mark.parametrize('append', [False, True])
+def test_csv_logger_holds_every_epoch_once_after_a_resume(tmp_path, save_freq, at, append):
+    "The rows of the killed run up to the backup, then the rest: never one lost, never one twice (a row logged after the last backup)."
+    from fastbook_core.callbacks.csv_logger import CSVLogger
+    ref = make(tmp_path / 'ref')
+    ref.fit(1, 1e-2, callbacks=[CSVLogger(ref)])  # an earlier fit, whose row append keeps
+    ref.fit(3, 1e-2, callbacks=[CSVLogger(ref, append=append)])
+    learn = make(tmp_path)
+    learn.fit(1, 1e-2, callbacks=[CSVLogger(learn)])
+    with pytest.raises(RuntimeError):
+        learn.fit(3, 1e-2, callbacks=[CSVLogger(learn, append=append), BackupAndRestore(learn, save_freq=save_freq), Boom(at)])
+    learn.fit(3, 1e-2, callbacks=[CSVLogger(learn, append=append), BackupAndRestore(learn, save_freq=save_freq)])
+    got, want = _csv_rows(tmp_path), _csv_rows(tmp_path / 'ref')
+    assert got == want and len(got) == 1 + append + 3
+
+
+def test_csv_logger_changed_between_runs_is_another_setup(tmp_path):
+    from fastbook_core.callbacks.csv_logger import CSVLogger
+    learn = make(tmp_path)
+    with pytest.raises(RuntimeError): learn.fit(3, 1e-2, callbacks=[CSVLogger(learn), BackupAndRestore(learn), Boom(25)])
+    learn = make(tmp_path)
+    with pytest.raises(CheckpointError, match=r'CSVLogger\[filename=history\]\.append: False in the backup, True'):
+        learn.fit(3, 1e-2, callbacks=[CSVLogger(learn, append=True), BackupAndRestore(learn)])
+
+
+def test_csv_logger_state_is_empty_outside_a_fit_and_checked(tmp_path):
+    from fastbook_core.callbacks.csv_logger import CSVLogger
+    learn = make(tmp_path)
+    log = CSVLogger(learn)
+    assert log.checkpoint_state() == {}
+    learn.fit(1, callbacks=[log])
+    assert log.checkpoint_state() == {}
+    log.load_checkpoint_state({})  # nothing to put back
+    with pytest.raises(ValueError, match='damaged'): log.load_checkpoint_state({'head': 'x'})

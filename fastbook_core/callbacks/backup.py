@@ -6,16 +6,20 @@
 from __future__ import annotations
 import hashlib, inspect, os, random, re, signal, sys, threading, warnings
 from pathlib import Path
+from functools import partial
 import numpy as np
 import torch
+from torch import nn
 from torch import Tensor
 from torch.utils.data import DataLoader, IterableDataset
 from ..torch_core import (CheckpointError, atomic_write, get_model, get_rng_states, load_checkpoint,
                                       num_distrib, rank_distrib, remove_stale_temps, set_rng_states)
-from ..callback import Callback, CallbackHandler
+from ..callback import Callback, CallbackHandler, Scheduler
 from ..basic_data import DeviceDataLoader
 from ..basic_train import Learner, LearnerCallback, Recorder
 from .tracker import TrackEpochCallback
+from .general_sched import TrainingPhase
+from .lr_finder import LRFinder
 
 # %% auto #0
 __all__ = ['TrainingPreempted', 'BackupAndRestore']
@@ -99,12 +103,37 @@ def _plain(v):
     if isinstance(v, (np.ndarray, Tensor)): return v.tolist()
     if isinstance(v, (list, tuple)): return [_plain(o) for o in v]
     if isinstance(v, dict): return {str(k): _plain(o) for k, o in v.items()}
+    if isinstance(v, Scheduler):  # a schedule is its values, its length and its annealing, not its type
+        return {'start': _plain(v.start), 'end': _plain(v.end), 'n_iter': v.n_iter, 'func': _plain(v.func)}
+    if isinstance(v, TrainingPhase):  # its schedules last its length
+        return {'length': v.length, 'scheds': {k: {n: o for n, o in _plain(s).items() if n != 'n_iter'} for k, s in v.scheds.items()}}
     return getattr(v, '__qualname__', None) or getattr(getattr(v, 'func', None), '__qualname__', None) or type(v).__name__
 
 def _settings(cb: Callback) -> dict:
     "The settings of `cb`: its attributes named like the parameters of its class."
     params = [k for k in inspect.signature(type(cb).__init__).parameters if k not in ('self', 'learn', 'args', 'kwargs')]
     return {k: _plain(getattr(cb, k)) for k in params if k in vars(cb)}
+
+def _loss_settings(f, depth: int = 0):
+    "What loss `f` computes, as plain values: its class or function, its public settings, its submodules', a digest of its tensors."
+    if isinstance(f, partial): return {'function': _plain(f.func), 'args': _plain(f.args), 'keywords': _plain(f.keywords)}
+    name = getattr(f, '__qualname__', None) or type(f).__qualname__
+    if inspect.isroutine(f) or depth > 3 or not hasattr(f, '__dict__'): return name
+    res = {'class': name}
+    for k, v in vars(f).items():
+        if k.startswith('_') or k == 'training': continue
+        res[k] = _loss_settings(v, depth + 1) if isinstance(v, (nn.Module, partial)) else _plain(v)
+    if isinstance(f, nn.Module):
+        for k, m in f.named_children(): res[k] = _loss_settings(m, depth + 1)
+        if depth == 0 and f.state_dict(): res['tensors'] = _tensors_digest(f.state_dict())
+    return res
+
+def _tensors_digest(sd: dict) -> str:
+    "A digest of the names, shapes, dtypes and values of the tensors of `sd`."
+    h = hashlib.sha1()
+    for k, v in sd.items():
+        h.update(f'{k}{tuple(v.shape)}{v.dtype}'.encode()); h.update(v.detach().cpu().float().numpy().tobytes())
+    return h.hexdigest()[:16]
 
 def _has_state(cb) -> bool:
     "Whether `cb` has state an exact resume needs: its own `checkpoint_state` (a schedule's is its place)."
@@ -160,7 +189,7 @@ def _setup(learn: Learner, handler: CallbackHandler, me: Callback, n_epochs: int
             'optimizer': [type(opt.opt).__name__, [len(pg['params']) for pg in opt.param_groups]],
             'epochs': int(n_epochs), 'processes': num_distrib(),
             'learner': {'true_wd': bool(learn.true_wd), 'bn_wd': bool(learn.bn_wd), 'train_bn': bool(learn.train_bn),
-                        'loss_func': getattr(learn.loss_func, '__name__', type(learn.loss_func).__name__)},
+                        'loss_func': _loss_settings(learn.loss_func)},
             'data': {'batches': len(learn.data.train_dl), 'batch_size': learn.data.train_dl.batch_size,
                      'items': len(learn.data.train_dl.dataset),
                      'first_and_last_items': _items_digest(learn.data.train_dl.dataset)},
@@ -176,6 +205,8 @@ def _differences(saved: dict, ours: dict, prefix: str = '') -> list:
         a, b = saved.get(k, '(none)'), ours.get(k, '(none)')
         if a == b: continue
         if isinstance(a, dict) and isinstance(b, dict): res += _differences(a, b, f'{prefix}{k}.')
+        elif isinstance(a, list) and isinstance(b, list) and len(a) == len(b) and any(isinstance(o, dict) for o in a):
+            res += _differences(dict(enumerate(a)), dict(enumerate(b)), f'{prefix}{k}.')  # phases.2.scheds.lr.end
         else: res.append(f"{prefix}{k}: {a!r} in the backup, {b!r} in this fit")
     return res
 
@@ -206,7 +237,7 @@ class TrainingPreempted(SystemExit):
     def __str__(self) -> str: return self.msg
 
 # %% ../../nbs/06t_callbacks.backup.ipynb #41681065
-_FORMAT, _PACKED = 'fastbook_core.backup/2', '__floats__'
+_FORMAT, _PACKED = 'fastbook_core.backup/3', '__floats__'
 
 def _pack(v):
     "`v` with its long lists of floats as float64 tensors (exact for every Python float), far quicker to save than one number each."
@@ -243,49 +274,86 @@ def _apply_training_state(learn: Learner, h: CallbackHandler, stateful: dict, st
     if hp['beta'] is not None: learn.opt.beta = hp['beta']
     _set_smooth_state(h, st['smooth'], learn.data.device)
 
-def _check_backup(st, file: Path, setup: dict, learn: Learner, stateful: dict) -> None:
+
+# %% ../../nbs/06t_callbacks.backup.ipynb #c3e5a0d2
+def _fresh_start(file: Path, callbacks: list) -> str:
+    "What to do to start afresh instead of resuming `file`: delete its folder (and TrackEpochCallback's file, which says where a fit starts)."
+    tracks = [cb.path for cb in callbacks if isinstance(cb, TrackEpochCallback) and cb.path.is_file()]
+    also = ''.join(f" Either way, delete TrackEpochCallback's file too (`Path('{p}').unlink()`), or the fit starts after "
+                   "the epoch it holds." for p in tracks)
+    return (f"It was left as it is: to start this fit afresh, delete it (`shutil.rmtree('{file.parent}')`), or give "
+            f"BackupAndRestore another `backup_dir`.{also}")
+
+_PARTS = {'setup': dict, 'epoch': int, 'batch': int, 'iteration': int, 'finished': bool, 'rng': list, 'training': dict}
+_TRAINING = {'model': dict, 'opt': dict, 'hyper_parameters': dict, 'callbacks': dict, 'smooth': dict}
+
+def _check_parts(st: dict, file: Path, learn: Learner, n_epochs: int, fix: str) -> None:
+    "Raise a `CheckpointError` naming what backup `st` lacks, or holds out of range: a damaged or hand-edited file."
+    def bad(what: str): raise CheckpointError(f"The backup {file} is incomplete or damaged: {what}. It is the backup that is the problem. {fix}")
+    for d, parts, where in ((st, _PARTS, ''), (st.get('training'), _TRAINING, 'training.')):
+        for k, t in parts.items():
+            if k not in d: bad(f"it has no {where}{k!r}")
+            if not isinstance(d[k], t) or (t is int and isinstance(d[k], bool)): bad(f"its {where}{k} is a {type(d[k]).__name__}, not a {t.__name__}")
+    n, procs = len(learn.data.train_dl), (_dist().get_world_size() if _dist() is not None else 1)  # as `_gather` wrote
+    if not 0 <= st['epoch'] <= n_epochs or (st['epoch'] == n_epochs and not st['finished']):
+        bad(f"its epoch {st['epoch']} is not one that a fit of {n_epochs} epochs resumes from")
+    if not 0 <= st['batch'] <= n or st['iteration'] < st['batch']:
+        bad(f"its place (batch {st['batch']}, iteration {st['iteration']}) is not one of an epoch of {n} batches")
+    for k in ('rng',) + (('epoch_rng',) if st['batch'] else ()):
+        r = st.get(k)
+        if not isinstance(r, list) or len(r) != procs or not all(isinstance(o, dict) and {'python', 'numpy', 'torch'} <= set(o) for o in r):
+            bad(f"its random states {k!r} are not those of {procs} process(es)")
+    sd, ours = st['training']['model'], get_model(learn.model).state_dict()
+    wrong = [k for k in ours if not isinstance(sd.get(k), Tensor) or sd[k].shape != ours[k].shape] + [k for k in sd if k not in ours]
+    if wrong: bad(f"its weights {wrong[:4]} are missing, not tensors of this model's shapes, or not this model's")
+    for d, keys, where in ((st['training']['hyper_parameters'], ('lr', 'mom', 'beta', 'wd'), 'hyper_parameters'),
+                           (st['training']['smooth'], ('n', 'mov_avg'), 'smooth')):
+        if any(k not in d for k in keys): bad(f"its training.{where} lacks {[k for k in keys if k not in d]}")
+
+def _check_backup(st, file: Path, setup: dict, learn: Learner, stateful: dict, fix: str) -> None:
     "Raise a `CheckpointError` unless backup `st` was written by this fit's set-up and can be resumed; change nothing."
-    fix = (f"It is the backup that does not fit, and it was left as it is: to start this fit afresh, delete it "
-           f"(`shutil.rmtree('{file.parent}')`), or give BackupAndRestore another `backup_dir`.")
     if not isinstance(st, dict) or st.get('format') != _FORMAT:
-        raise CheckpointError(f"{file} is not a backup written by this version of BackupAndRestore. {fix}")
+        raise CheckpointError(f"{file} is not a backup written by this version of BackupAndRestore. It is the backup that "
+                              f"does not fit. {fix}")
+    if not isinstance(st.get('setup'), dict): _check_parts(st, file, learn, setup['epochs'], fix)
     diffs = _differences(st['setup'], setup)
     if diffs: raise CheckpointError(f"The backup {file} was written by another set-up than this fit's:\n  "
-                                    + '\n  '.join(diffs) + f"\n{fix}")
-    if st['epoch'] >= setup['epochs']:
-        raise CheckpointError(f"The backup {file} holds a fit that finished its {setup['epochs']} epochs (kept because "
-                              f"delete_checkpoint=False): there is nothing left to resume. {fix}")
+                                    + '\n  '.join(diffs) + f"\nIt is the backup that does not fit. {fix}")
+    _check_parts(st, file, learn, setup['epochs'], fix)
     try:
         learn.opt.check_state_dict(st['training']['opt'])
         for k, cb in stateful.items():
             if isinstance(cb, Recorder) and k in st['training']['callbacks']:
                 Recorder.check_checkpoint_state(st['training']['callbacks'][k])
-    except ValueError as e: raise CheckpointError(f"The backup {file} is damaged: {e}. {fix}") from e
+    except ValueError as e: raise CheckpointError(f"The backup {file} is damaged: {e}. It is the backup that is the problem. {fix}") from e
+
 
 # %% ../../nbs/06t_callbacks.backup.ipynb #01642200
 class _BackupFiles(LearnerCallback):
     "Where the backup of a `BackupAndRestore` is, how it is written and deleted, and what the fit shows of it."
     @property
     def file(self) -> Path:
-        "Where the backup is: `learn.path/backup_dir/backup.pth`."
-        return Path(self.learn.path) / self.backup_dir / 'backup.pth'
+        "Where the backup is: `learn.path/backup_dir/backup.pth` (through `callback_fns`, `backup.N.pth` for a Learner's fit after N finished ones)."
+        n = getattr(self, '_nth', 0)
+        return Path(self.learn.path) / self.backup_dir / ('backup.pth' if not n else f'backup.{n}.pth')
 
-    def _write(self, epoch: int, batch: int, iteration: int) -> None:
+    def _write(self, epoch: int, batch: int, iteration: int, finished: bool = False) -> None:
         "Write the backup atomically (a temporary file, synced, then renamed): a kill at any moment leaves the last one whole."
         ddl = self.learn.data.train_dl
         rng, epoch_rng = _gather(_rng_now(ddl)), (_gather(self._epoch_rng) if batch else None)
         if rank_distrib() != 0: return
         sm = self._handler.state_dict.get('smooth_loss')  # what the table shows for an epoch resumed after its last batch
         st = {'format': _FORMAT, 'setup': self._setup, 'epoch': epoch, 'batch': batch, 'iteration': iteration,
-              'smooth_loss': sm.detach().cpu() if isinstance(sm, Tensor) else sm, 'rng': rng, 'epoch_rng': epoch_rng,
+              'finished': finished, 'smooth_loss': sm.detach().cpu() if isinstance(sm, Tensor) else sm, 'rng': rng, 'epoch_rng': epoch_rng,
               'training': _training_state(self.learn, self._handler, self._stateful)}
         with atomic_write(self.file) as f: torch.save(st, f)
 
     def delete_backup(self) -> None:
         "Delete the backup (and its folder, when nothing else is in it): the next fit starts afresh."
-        self.file.unlink(missing_ok=True)
+        if self.file.is_file(): self.file.unlink()
+        if not self.file.parent.is_dir(): return
         remove_stale_temps(self.file.parent, self.file.name)
-        if self.file.parent.is_dir() and not any(self.file.parent.iterdir()): self.file.parent.rmdir()
+        if not any(self.file.parent.iterdir()): self.file.parent.rmdir()
 
     def _put_back_loader(self) -> None:
         if self._wrapper is not None and self.learn.data.train_dl is self._wrapper: self.learn.data.train_dl = self._wrapper_of
@@ -307,21 +375,55 @@ class _BackupFiles(LearnerCallback):
         if pbar is None or rec is None or rec.silent: return
         for row in rec.rows: pbar.write(row, table=True)
         n = len(self.learn.data.train_dl)
-        pbar.write(f"Resumed from the backup {self.file}: epoch {st['epoch']}, batch {st['batch']}/{n} "
-                   f"({st['iteration']} batches done).")
+        if st['finished']:
+            pbar.write(f"The backup {self.file} holds this fit, finished at epoch {st['epoch']} of {self._setup['epochs']} "
+                       "(kept with delete_checkpoint=False): nothing left to train; the Learner is as the fit left it.")
+        else: pbar.write(f"Resumed from the backup {self.file}: epoch {st['epoch']}, batch {st['batch']}/{n} "
+                         f"({st['iteration']} batches done).")
+
+# %% ../../nbs/06t_callbacks.backup.ipynb #c3e5a0d4
+class _BackupRead(_BackupFiles):
+    "How a `BackupAndRestore` reads its backup, checks it and gives its state back."
+    def _read(self, h: CallbackHandler, n_epochs: int) -> dict | None:
+        "The backup, checked against this fit; None if there is none. A damaged or another fit's backup is refused, and left as it is."
+        file = self.file
+        fix = _fresh_start(file, h.callbacks)
+        if file.parent.exists() and not file.parent.is_dir():
+            raise CheckpointError(f"{file.parent} is a file, not the folder of the backups: move it, or give BackupAndRestore "
+                                  "another `backup_dir`.")
+        if not file.exists(): return None
+        if not file.is_file():
+            raise CheckpointError(f"{file} is a folder, not a backup file: the backup is damaged. It was left as it is: "
+                                  f"delete it (`shutil.rmtree('{file}')`) to start this fit afresh.")
+        try: st = load_checkpoint(file, map_location='cpu')
+        except CheckpointError as e:  # a damaged file: say that the backup is the problem, and how to discard it
+            raise CheckpointError(f"{e} It is the backup that cannot be read. {fix}") from e
+        if isinstance(st, dict) and isinstance(st.get('training'), dict):
+            st['training']['callbacks'] = _unpack(st['training'].get('callbacks'))
+        _check_backup(st, file, self._setup, self.learn, self._stateful, fix)
+        return st
+
+    def _apply(self, st: dict) -> None:
+        "Give the fit the backup's training state; a part that cannot be loaded is the backup's fault, and said so."
+        try: _apply_training_state(self.learn, self._handler, self._stateful, st['training'])
+        except (KeyError, ValueError, RuntimeError, TypeError, IndexError) as e:
+            raise CheckpointError(f"The backup {self.file} is incomplete or damaged: {type(e).__name__}: {e}. It is the "
+                                  f"backup that is the problem. {_fresh_start(self.file, self._handler.callbacks)}") from e
+
 
 # %% ../../nbs/06t_callbacks.backup.ipynb #a9f027c6
-class _BackupEvents(_BackupFiles):
+class _BackupEvents(_BackupRead):
     "The events of a `BackupAndRestore` once training has begun: resuming, backing up, stopping on SIGTERM, cleaning up."
     def on_epoch_begin(self, epoch: int, **kwargs):
         "In a resumed fit, give everything back and hand the loop the rest of the epoch; note the random states the epoch starts from."
+        if self._off: return None
         st, self._resume = self._resume, None
         if st is None:
             self._epoch_rng = _rng_now(self.learn.data.train_dl)
             if self._first: self._write(epoch, 0, kwargs['iteration'])  # before TrackEpochCallback writes its file
             self._first = False
             return None
-        _apply_training_state(self.learn, self._handler, self._stateful, st['training'])
+        self._apply(st)
         # the smoothed loss so far: v1's state has no such key before the first batch, so it is set, not returned
         self._handler.state_dict['smooth_loss'] = st['smooth_loss']
         self._say_resumed(st)
@@ -339,26 +441,31 @@ class _BackupEvents(_BackupFiles):
 
     def on_batch_end(self, train: bool, epoch: int, iteration: int, num_batch: int, **kwargs):
         "Every `save_freq` training batches, and at the first batch end after a SIGTERM, write a backup."
-        if not train: return
+        if not train or self._off: return
         if self._every and (iteration + 1) % self._every == 0: self._write(epoch, num_batch + 1, iteration + 1)
         elif self._sigterm: self._write(epoch, num_batch + 1, iteration + 1)
         if self._sigterm: self._stop(epoch, num_batch + 1)
 
     def on_epoch_end(self, epoch: int, iteration: int, n_epochs: int, stop_training: bool, **kwargs):
-        "With save_freq='epoch' (or after a SIGTERM during validation), write a backup of the epoch just ended."
+        "With save_freq='epoch', after a SIGTERM during validation, and at the fit's end with delete_checkpoint=False, write a backup of the epoch just ended."
+        if self._off: return
         self._put_back_loader()
-        last = self.delete_checkpoint and (epoch + 1 >= n_epochs or stop_training)  # it would be deleted at once
-        if self._sigterm or (self._every is None and not last): self._write(epoch + 1, 0, iteration)
+        end = epoch + 1 >= n_epochs or stop_training  # the last epoch, or stopped early: the fit is finished
+        # at the end, kept only if it is not deleted at once: then whatever save_freq is, and saying that the fit finished
+        if self._sigterm or (end and not self.delete_checkpoint) or (self._every is None and not end):
+            self._write(epoch + 1, 0, iteration, finished=end)
         if self._sigterm: self._stop(epoch + 1, 0)
 
     def on_train_end(self, exception, **kwargs):
         "Put back the SIGTERM handler and the training loader; delete the backup if the fit ended well and `delete_checkpoint`."
+        if self._off: return
         self._put_back_loader()
         self._resume = self._handler = None
         if self._old_handler is not None:
             signal.signal(signal.SIGTERM, self._old_handler)
             self._old_handler = None
         if exception is False and self.delete_checkpoint and rank_distrib() == 0: self.delete_backup()
+        if exception is False and self._numbered: self.learn._backup_fits_done = self._nth + 1  # the next fit's is its own
 
 # %% ../../nbs/06t_callbacks.backup.ipynb #d6e6406c
 class BackupAndRestore(_BackupEvents):
@@ -374,35 +481,43 @@ class BackupAndRestore(_BackupEvents):
             raise ValueError(f"save_freq={save_freq!r}: use 'epoch', or a number of training batches >= 1.")
         if not isinstance(backup_dir, (str, Path)) or not str(backup_dir).strip():
             raise ValueError(f"backup_dir={backup_dir!r}: give a folder name (relative to learn.path).")
+        if not isinstance(delete_checkpoint, (bool, np.bool_)):  # 'no' is truthy: it would delete
+            raise ValueError(f"delete_checkpoint={delete_checkpoint!r}: use True (delete the backup when the fit ends well) or False.")
         super().__init__(learn)
         self.backup_dir, self.save_freq, self.delete_checkpoint = backup_dir, save_freq, delete_checkpoint
         self._every = None if save_freq == 'epoch' else int(save_freq)
         self._resume, self._wrapper, self._sigterm, self._old_handler, self._handler = None, None, False, None, None
-        self._first = False
+        self._first, self._off, self._numbered, self._nth = False, False, False, 0
 
     def on_train_begin(self, n_epochs: int, metrics_names: list, **kwargs):
         "Check the backup, if there is one, against this fit (refusing another set-up's); say where the fit resumes; watch for SIGTERM."
         self._handler = h = _running_handler(self)
+        # lr_find (through callback_fns) neither reads nor writes a backup: it puts the weights back, nothing to resume
+        self._off = any(isinstance(cb, LRFinder) for cb in h.callbacks)
+        if self._off: return None
         if self._every and isinstance(self.learn.data.train_dl.dataset, IterableDataset):
             raise ValueError(f"save_freq={self.save_freq}: a backup within an epoch needs a dataset with indices, and "
                              "the training set is an IterableDataset: use save_freq='epoch'.")
+        # through callback_fns, every fit of the Learner makes one: each has its own file, after how many fits finished
+        self._numbered = any(isinstance(getattr(f, 'func', f), type) and issubclass(getattr(f, 'func', f), BackupAndRestore)
+                             for f in self.learn.callback_fns)
+        self._nth = getattr(self.learn, '_backup_fits_done', 0) if self._numbered else 0
         self._stateful = _stateful(h, self)
         self._setup = _setup(self.learn, h, self, n_epochs, metrics_names)
-        self._resume, file = None, self.file
-        if file.is_file():
-            try: st = load_checkpoint(file, map_location='cpu')
-            except CheckpointError as e:  # a damaged file: say that the backup is the problem, and how to discard it
-                raise CheckpointError(f"{e} It is the backup that cannot be read, and it was left as it is: to start this "
-                                      f"fit afresh, delete it (`shutil.rmtree('{file.parent}')`), or give BackupAndRestore "
-                                      "another `backup_dir`.") from e
-            if isinstance(st, dict) and isinstance(st.get('training'), dict):
-                st['training']['callbacks'] = _unpack(st['training'].get('callbacks'))
-            _check_backup(st, file, self._setup, self.learn, self._stateful)
-            self._resume = st
+        self._resume = self._read(h, n_epochs)
+        if _dist() is not None: _dist().barrier()  # every process has read the backup before any writes or deletes it
         self._sigterm = False
+        if self._resume is not None and self._resume['finished']:  # kept by delete_checkpoint=False: train nothing
+            st, self._resume = self._resume, None
+            self._apply(st)
+            self._say_resumed(st)
+            pbar = kwargs.get('pbar')  # epoch 0: no other callback (TrackEpochCallback's file) says where a finished fit is
+            if hasattr(pbar, 'skip') and pbar.total is not None:
+                pbar.skip(pbar.total)  # no epoch left: the loop ends at once, and its display with it
+                return {'epoch': 0}
+            return {'epoch': 0, 'stop_training': True}
         if threading.current_thread() is threading.main_thread() and _dist() is None:
             self._old_handler = signal.signal(signal.SIGTERM, self._on_sigterm)
-        if _dist() is not None: _dist().barrier()  # every process has read the backup before any writes a new one
         # TrackEpochCallback's file can be an epoch ahead of the last backup: a first backup pins where the fit begins
         self._first = self._resume is None and any(isinstance(cb, TrackEpochCallback) for cb in h.callbacks)
         if self._resume is None: return None
@@ -410,3 +525,4 @@ class BackupAndRestore(_BackupEvents):
         return {'epoch': self._resume['epoch']}  # even 0: the backup, not another callback, says where the fit is
 
     def _on_sigterm(self, signum, frame): self._sigterm = True
+

@@ -6,7 +6,7 @@
 from __future__ import annotations
 import csv, io
 from pathlib import Path
-from ..torch_core import atomic_write, rank_distrib
+from ..torch_core import atomic_write, patch, rank_distrib
 from ..basic_train import Learner, LearnerCallback
 
 # %% auto #0
@@ -39,15 +39,38 @@ class CSVLogger(LearnerCallback):
             if self.lines and self.lines[0] != names:
                 raise ValueError(f"{self.path} has columns {self.lines[0]}, not {names}: use another filename or append=False.")
         if not self.lines: self.lines = [names]
+        self._head, self._running = len(self.lines), True  # the lines before this fit's rows
         self._write()
 
     def on_epoch_end(self, **kwargs):
-        "Add the epoch's row and rewrite the file."
-        self.lines.append(self.learn.recorder.rows[-1])
+        "Rewrite the file: the lines before this fit, then the Recorder's row of each epoch of this fit."
+        self.lines = self.lines[:self._head] + [list(r) for r in self.learn.recorder.rows]
         self._write()
+
+    def on_train_end(self, **kwargs): self._running = False
+
+    @property
+    def state_key(self) -> str:
+        "Its key in a checkpoint: two loggers of one fit write two files."
+        return f'CSVLogger[filename={self.filename}]'
 
     def _write(self):
         if rank_distrib() != 0: return
         buf = io.StringIO()
         csv.writer(buf, lineterminator='\n').writerows(self.lines)
         with atomic_write(self.path, 'w') as f: f.write(buf.getvalue())
+
+# %% ../../nbs/06f_callbacks.csv_logger.ipynb #a0c5f1e2
+@patch
+def checkpoint_state(self: CSVLogger) -> dict:
+    "How many lines of the file came before the running fit (the header, earlier fits'); nothing once the fit is over."
+    return {'head': self._head} if getattr(self, '_running', False) else {}
+
+@patch
+def load_checkpoint_state(self: CSVLogger, state: dict) -> None:
+    "Keep the lines that came before the interrupted fit; the rest are written again from the Recorder's rows."
+    if not state: return
+    head = state.get('head')
+    if not isinstance(head, int) or isinstance(head, bool) or head < 1:
+        raise ValueError(f"CSVLogger: the checkpoint's number of lines before the fit {head!r} is not a count: a damaged file?")
+    self._head = min(head, len(self.lines))  # a file shortened since: keep what is left of it
