@@ -325,6 +325,10 @@ class MasterBar(ProgressBar):
         c = self.child
         return c is not None and c.done and c.n < c.total
 
+    def close(self):
+        "Finish the display of a bar whose loop never ran (a fit stopped or failed before its first epoch); nothing if it did."
+        if not self.done: self.done, self.end_t = True, time.perf_counter(); self.view.close()
+
     def skip(self, n: int):
         "Start `n` items later: a fit resumed at epoch `n` runs only the epochs left."
         self.gen, self.total = list(self.gen)[n:], self.total - n
