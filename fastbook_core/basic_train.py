@@ -211,6 +211,7 @@ def fit(epochs: int,  # how many epochs
         except BaseException as end_error:
             if exception is False: raise
             add_note(exception, f"(while cleaning up, on_train_end raised {end_error!r} too)")
+        finally: pbar.close()  # a fit stopped or failed before its first epoch leaves no live bar
 
 # %% ../nbs/04_basic_train.ipynb #bbb1cf54
 def train_epoch(model: nn.Module, dl: Iterable, opt: torch.optim.Optimizer | OptimWrapper, loss_func: Callable) -> None:
@@ -1236,6 +1237,7 @@ def destroy(self: Learner) -> None:
 class DestroyedLearner(Learner):
     "What `Learner.destroy` leaves (fastai v1's): every method does nothing and every attribute is None, each printing so."
     msg = "this object has been destroyed"
+    def __init__(self) -> None: raise TypeError("A DestroyedLearner is what `Learner.destroy` leaves: it is never built.")
     def __getattribute__(self, k: str):
         if k.startswith('__') and k.endswith('__'): return object.__getattribute__(self, k)
         if callable(getattr(type(self), k, None)): return _destroyed

@@ -241,3 +241,21 @@ def test_widgets_in_a_real_kernel(tmp_path):
     assert 'kept 100%' in outs[0].data['text/plain'] and '<progress value="4" max="4"' in outs[0].data['text/html']
     # a `leave=False` bar that ran long enough to be shown is emptied at the end
     assert [dict(o.data) for o in nb.cells[2].outputs] == [{'text/plain': ''}], nb.cells[2].outputs
+
+
+def test_a_fit_stopped_or_failed_before_its_first_epoch_closes_its_bar():
+    # a bar whose loop never ran would stay a live widget in a notebook (check_outputs refuses those)
+    from fastbook_core.basic_train import Callback
+    from fastbook_core.test_utils import synth_learner
+    class Stop(Callback):
+        def __init__(self, fail=False): self.fail = fail
+        def on_train_begin(self, pbar, **kwargs):
+            self.pbar = pbar
+            if self.fail: raise RuntimeError('boom')
+            return {'stop_training': True}
+    for fail in (False, True):
+        learn, cb = synth_learner(silent=False), Stop(fail)
+        if fail:
+            with pytest.raises(RuntimeError, match='boom'): learn.fit(2, callbacks=[cb])
+        else: learn.fit(2, callbacks=[cb])
+        assert cb.pbar.done and cb.pbar.n == 0
