@@ -367,3 +367,19 @@ def test_average_metric_values_with_and_without_grad():
     for m in (met1, met2):
         m.on_epoch_begin(); m.on_batch_end(torch.tensor([1., 3.]), torch.zeros(2))
         assert m.val.shape == () and torch.equal(m.val, met.val.detach())
+
+
+def test_zero_grad_clears_every_group_and_respects_an_optimizers_own():
+    model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.Linear(4, 1))
+    ow = OptimWrapper.create(torch.optim.Adam, 1e-3, [model[:2], model[2:]], wd=0.)
+    assert len(ow.opt.param_groups) == 4
+    model(torch.randn(5, 3)).sum().backward()
+    model[2].bias.grad = None  # a parameter without a gradient stays so
+    ow.zero_grad()
+    assert all(p.grad is None for p in model.parameters())
+    class KeepZeros(torch.optim.SGD):  # its own zero_grad (zeros in place, never None) is the one that runs
+        def zero_grad(self, set_to_none=True): super().zero_grad(set_to_none=False)
+    kz = OptimWrapper.create(KeepZeros, 0.1, [model])
+    model(torch.randn(5, 3)).sum().backward()
+    kz.zero_grad()
+    assert all(p.grad is not None and not p.grad.any() for p in model.parameters())
