@@ -279,3 +279,107 @@ def test_callbacks_do_not_save_checkpoints_unless_they_say_so():
     assert EarlyStoppingCallback.saves_checkpoints is False
     assert SaveModelCallback.saves_checkpoints is True and BackupAndRestore.saves_checkpoints is True
     assert 'saves_checkpoints' not in Callback().get_state()  # a class attribute, not exported state
+
+
+# ---- issue 29: the handler's per-batch shortcuts change nothing a callback can see
+class _Late(Callback):
+    "Defines the events that a plain fit leaves empty (loss_begin, backward_end, step_end, batch_end)."
+    def __init__(self): self.seen = []
+    def on_loss_begin(self, train, **kwargs): self.seen.append(('loss_begin', train))
+    def on_backward_end(self, **kwargs): self.seen.append(('backward_end',)); return {'skip_step': True}
+    def on_step_end(self, **kwargs): self.seen.append(('step_end',)); return {'skip_zero': True}
+    def on_batch_end(self, train, **kwargs): self.seen.append(('batch_end', train)); return {'stop_epoch': not train}
+
+
+class _CbDataset(torch.utils.data.Dataset, _Late):
+    "A dataset that is a callback: set_dl adds it to the handler, so the events that were empty are not any more."
+    def __init__(self): _Late.__init__(self)
+    def __len__(self): return 2
+    def __getitem__(self, i): return torch.ones(1), torch.zeros(1)
+
+
+def test_events_nobody_listens_to_are_skipped_but_a_late_listener_is_called():
+    h = CallbackHandler([])
+    h.on_train_begin(1, None, [])
+    h.on_batch_begin(torch.ones(1), torch.ones(1))
+    assert h.on_loss_begin('out') == 'out'
+    assert (h.on_backward_end(), h.on_step_end(), h.on_batch_end(torch.tensor(0.))) == (False, False, False)
+    ds = _CbDataset()
+    h.set_dl(torch.utils.data.DataLoader(ds))  # the dispatch table is rebuilt: the dataset's events now run
+    for train in (True, False):
+        h.on_batch_begin(torch.ones(1), torch.ones(1), train=train)
+        h.on_loss_begin('out')
+        if train: assert (h.on_backward_end(), h.on_step_end()) == (True, True)
+        assert h.on_batch_end(torch.tensor(0.)) is (not train)
+    assert ds.seen == [('loss_begin', True), ('backward_end',), ('step_end',), ('batch_end', True),
+                       ('loss_begin', False), ('batch_end', False)]
+    assert h.state_dict['iteration'] == 2  # the two training batches, before and after the dataset joined
+
+
+def test_inlined_call_keeps_the_notes_and_the_key_check():
+    class Boom(Callback):
+        def on_loss_begin(self, **kwargs): raise RuntimeError('boom')
+    class Typo(Callback):
+        def on_step_end(self, **kwargs): return {'skip_zeros': True}
+    h = CallbackHandler([Boom(), Typo()]); h.on_train_begin(1, None, []); h.on_batch_begin(torch.ones(1), torch.ones(1))
+    with pytest.raises(RuntimeError, match='boom') as e: h.on_loss_begin('out')
+    assert '(raised in Boom when calling on_loss_begin)' in e.value.__notes__
+    with pytest.raises(Exception, match=r"skip_zeros isn't a valid key .*Typo\.on_step_end"): h.on_step_end()
+
+
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
+def test_smooth_loss_is_a_0d_tensor_of_the_default_dtype(dtype):
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        h = CallbackHandler(); h.on_train_begin(1, None, []); h.on_batch_begin(torch.ones(1), torch.ones(1))
+        for v in (0.3, 0.7): h.on_backward_begin(torch.tensor(v, requires_grad=True) * 1)
+        s = h.state_dict['smooth_loss']
+        assert s.dtype == dtype and s.shape == () and not s.requires_grad and s.device.type == 'cpu'
+        assert torch.equal(s, torch.tensor(h.smoothener.smooth))  # what v1's torch.tensor would give
+    finally: torch.set_default_dtype(old)
+
+
+def test_true_wd_with_no_weight_decay_is_the_optimizers_step():
+    torch.manual_seed(0)
+    m1 = nn.Linear(3, 2); m2 = nn.Linear(3, 2); m2.load_state_dict(m1.state_dict())
+    ow = OptimWrapper.create(torch.optim.Adam, 1e-2, [m1], wd=0., true_wd=True)
+    plain = OptimWrapper.create(torch.optim.Adam, 1e-2, [m2], wd=0., true_wd=False)
+    for _ in range(3):
+        for m, o in ((m1, ow), (m2, plain)):
+            m(torch.ones(4, 3)).pow(2).mean().backward(); o.step(); o.zero_grad()
+    assert all(torch.equal(a, b) for a, b in zip(m1.parameters(), m2.parameters()))
+    ow.wd = 0.1  # and a decay set later is applied again
+    before = m1.weight.detach().clone()
+    m1(torch.ones(4, 3)).pow(2).mean().backward(); ow.step()
+    m2(torch.ones(4, 3)).pow(2).mean().backward(); plain.step()
+    assert not torch.equal(m1.weight, m2.weight) and not torch.equal(m1.weight, before)
+
+
+def test_average_metric_values_with_and_without_grad():
+    met = AverageMetric(lambda o, t: (o * 1).mean())  # with grad (outside no_grad), 0-d
+    met.on_epoch_begin()
+    o = torch.tensor([1., 3.], requires_grad=True)
+    met.on_batch_end(o, torch.zeros(2))
+    assert not met.val.requires_grad
+    met1 = AverageMetric(lambda o, t: o.mean().reshape(1))  # a 1-element 1-d value
+    met2 = AverageMetric(lambda o, t: float(o.mean()))      # a Python number
+    for m in (met1, met2):
+        m.on_epoch_begin(); m.on_batch_end(torch.tensor([1., 3.]), torch.zeros(2))
+        assert m.val.shape == () and torch.equal(m.val, met.val.detach())
+
+
+def test_zero_grad_clears_every_group_and_respects_an_optimizers_own():
+    model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.Linear(4, 1))
+    ow = OptimWrapper.create(torch.optim.Adam, 1e-3, [model[:2], model[2:]], wd=0.)
+    assert len(ow.opt.param_groups) == 4
+    model(torch.randn(5, 3)).sum().backward()
+    model[2].bias.grad = None  # a parameter without a gradient stays so
+    ow.zero_grad()
+    assert all(p.grad is None for p in model.parameters())
+    class KeepZeros(torch.optim.SGD):  # its own zero_grad (zeros in place, never None) is the one that runs
+        def zero_grad(self, set_to_none=True): super().zero_grad(set_to_none=False)
+    kz = OptimWrapper.create(KeepZeros, 0.1, [model])
+    model(torch.randn(5, 3)).sum().backward()
+    kz.zero_grad()
+    assert all(p.grad is not None and not p.grad.any() for p in model.parameters())

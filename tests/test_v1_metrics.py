@@ -207,3 +207,28 @@ def test_confusion_matrix_sums_over_processes(monkeypatch):
     monkeypatch.setattr(fm, 'distrib_sum', other_saw_3_classes)
     empty = ConfusionMatrix(); empty.on_train_begin(); empty.on_epoch_begin(); empty.on_epoch_end()
     assert empty.metric.shape == (3, 3) and empty.metric.sum() == 0
+
+
+def _accuracy_general(input, targs):
+    "accuracy's general path (v1's reshapes), which the 2-d/1-d fast path must equal bit for bit."
+    n = targs.shape[0]
+    return (input.argmax(dim=-1).reshape(n, -1) == targs.reshape(n, -1)).float().mean()
+
+
+@pytest.mark.parametrize('bs', [1, 3, 64, 127, 1000])
+def test_accuracy_fast_path_is_bitwise_the_general_one(bs):
+    g = torch.Generator().manual_seed(bs)
+    for n_classes in (2, 10):
+        out, targ = torch.randn(bs, n_classes, generator=g), torch.randint(0, n_classes, (bs,), generator=g)
+        for o, t in ((out, targ), (out.t().contiguous().t(), targ), (out[:, :n_classes], targ.clone())):
+            res = accuracy(o, t)
+            assert res.dtype == torch.float32 and res.shape == ()
+            assert torch.equal(res, _accuracy_general(o, t))
+    # shapes the fast path leaves alone: sequences, (bs, 1) targets, a batch count that differs
+    seq_out, seq_t = torch.randn(4, 5, 3, generator=g), torch.randint(0, 3, (4, 5), generator=g)
+    assert torch.equal(accuracy(seq_out, seq_t), _accuracy_general(seq_out, seq_t))
+    col = torch.randint(0, 2, (6, 1), generator=g); o6 = torch.randn(6, 2, generator=g)
+    assert torch.equal(accuracy(o6, col), _accuracy_general(o6, col))
+    o4, t2 = torch.tensor([[1., 0.], [0., 1.], [0., 1.], [0., 1.]]), torch.tensor([0, 1])  # 4 outputs, 2 targets
+    acc = accuracy(o4, t2)  # v1's reshape: each target against two predictions, [[0, 1], [1, 1]] vs [[0], [1]]
+    assert torch.equal(acc, torch.tensor(0.75)) and torch.equal(acc, _accuracy_general(o4, t2))

@@ -2,7 +2,8 @@
 
     nice -n 0 python benchmarks/experiments/w1_candidates.py [--rounds 11] [--epochs 3] [--out FILE.json]
 
-Nothing here changes the library: each candidate is a patch applied only while its own fit runs (a context
+The candidates already merged into the library (F1, F2, S1, D1, D2, H2: see MERGED) are part of the baseline fit
+and no longer prototyped. Nothing here changes the library: each candidate is a patch applied only while its own fit runs (a context
 manager), so the baseline fit, the candidates and the floor loop run interleaved in one process, one torch
 thread, after a warm-up round, each round in a rotated order. Printed per candidate: the median over the rounds of its CPU time over the
 baseline fit's (the same round), the saving per training batch in µs, and its ratio to the floor.
@@ -13,14 +14,11 @@ validation losses, metrics) and the final weights must be bitwise equal.
 """
 import argparse, contextlib, json, os, statistics, sys, time
 import torch
-from torch.utils.data import BatchSampler, RandomSampler
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import cpu_bench as b  # noqa: E402
-from fastbook_core import basic_data, basic_train, callback  # noqa: E402
-from fastbook_core.basic_data import DeviceDataLoader  # noqa: E402
+from fastbook_core import basic_train, callback  # noqa: E402
 from fastbook_core.basic_train import Recorder  # noqa: E402
-from fastbook_core.callback import CallbackHandler, OptimWrapper  # noqa: E402
 
 
 @contextlib.contextmanager
@@ -35,79 +33,17 @@ def patched(*triples):
 
 
 # ------------------------------------------------------------------------------------------------ the candidates
-_orig_iter = DeviceDataLoader.__iter__
-
-def iter_indexed(self):
-    "F1 the batch fetch: a whole-batch TensorDataset loader on the CPU indexes its tensors with one index tensor per epoch."
-    dl = self.dl
-    if (self.device.type == 'cpu' and not self.on_device and basic_data._whole_batch_tensors(dl)
-            and basic_data._tensors_device(dl.dataset) == self.device):
-        yield from self._indexed(self.device)
-        return
-    yield from _orig_iter(self)
-
-
-def epoch_index_randperm(dl):
-    "F2 the index draw of an epoch: a RandomSampler's permutation drawn as torch's sampler draws it, kept as a tensor."
-    bsamp = dl.sampler
-    s = getattr(bsamp, 'sampler', None)
-    if type(bsamp) is not BatchSampler or type(s) is not RandomSampler or s.replacement or s._num_samples is not None:
-        return _orig_epoch_index(dl)
-    torch.empty((), dtype=torch.int64).random_(generator=dl.generator)  # torch's iterator draws its workers' seed first
-    n, g = len(s.data_source), s.generator
-    if g is None:  # what RandomSampler.__iter__ does without a generator of its own
-        g = torch.Generator(); g.manual_seed(int(torch.empty((), dtype=torch.int64).random_().item()))
-    idx = torch.randperm(n, generator=g)
-    torch.randperm(n, generator=g)  # when exhausted, torch's sampler draws one more permutation (and keeps 0 items of it)
-    bs = bsamp.batch_size
-    sizes = [bs] * (n // bs) + ([n % bs] if n % bs and not bsamp.drop_last else [])
-    return idx[:sum(sizes)], sizes
-
-_orig_epoch_index = basic_data._epoch_index
-
-
-def on_backward_begin_scalar(self, loss):
-    "S1 the smoothed loss: `torch.scalar_tensor` instead of `torch.tensor` for the CPU's Python float (same float32)."
-    val = loss.detach()
-    if val.is_cpu:
-        self.smoothener.add_value(val.item())
-        smooth = torch.scalar_tensor(self.smoothener.smooth)
-    else: self.smoothener.add_value(val.float()); smooth = self.smoothener.smooth
-    sd = self.state_dict
-    sd['last_loss'], sd['smooth_loss'] = loss, smooth
-    if self._dispatch['backward_begin'][1]: self('backward_begin', call_mets=False)
-    return sd['last_loss'], sd['skip_bwd']
-
-
-def on_loss_begin_lean(self, out):
-    "D1 event dispatch: the handler's per-batch event methods skip `self(event)` when no callback defines the event."
-    self.state_dict['last_output'] = out
-    if self._dispatch['loss_begin'][1]: self('loss_begin', call_mets=False)
-    return self.state_dict['last_output']
-
-def on_backward_end_lean(self) -> bool:
-    if self._dispatch['backward_end'][1]: self('backward_end', call_mets=False)
-    return self.state_dict['skip_step']
-
-def on_step_end_lean(self) -> bool:
-    if self._dispatch['step_end'][1]: self('step_end', call_mets=False)
-    return self.state_dict['skip_zero']
-
-
-def call_inline(self, event: str, call_mets: bool = True, **kwargs):
-    "D2 `__call__` without a method call per callback: `_call_and_update` inlined (same errors and notes)."
-    with_mets, cbs_only = self._dispatch[event]
-    sd = self.state_dict
-    for cb, meth in (with_mets if call_mets else cbs_only):
-        try: new = meth(**sd, **kwargs) if kwargs else meth(**sd)
-        except Exception as e:
-            callback.add_note(e, f"(raised in {cb.__class__.__name__} when calling on_{event})")
-            raise
-        if new:
-            for k, v in new.items():
-                if k not in sd: raise Exception(f"{k} isn't a valid key in the state of the callbacks (returned by "
-                                                f"{cb.__class__.__name__}.on_{event}).")
-                sd[k] = v
+# Merged into the library since the 2026-12-01 run (benchmarks/results/w1_candidates_2026-12-01.json timed them as
+# patches): the baseline fit below includes them, so they are no longer prototyped here (their patches would compare
+# the library with itself). Listed in MERGED, printed with the results.
+MERGED = {
+    'F1 fetch': 'nbs/02_basic_data.ipynb (DeviceDataLoader.__iter__ -> _indexed), commit 91bab8f',
+    'F2 epoch index': 'nbs/02_basic_data.ipynb (_epoch_index -> _random_order), commit 91bab8f',
+    'S1 smooth': 'nbs/03_callback.ipynb (CallbackHandler.on_backward_begin: torch.scalar_tensor), branch s5-perf',
+    'D1 empty events': 'nbs/03_callback.ipynb (loss_begin/backward_end/step_end/batch_end not called when empty), branch s5-perf',
+    'D2 inline call': 'nbs/03_callback.ipynb (CallbackHandler.__call__ without _call_and_update), branch s5-perf',
+    'H2 step, no wd': 'nbs/03_callback.ipynb (OptimWrapper.step skips the true-wd block when every lr * wd is 0), branch s5-perf',
+}
 
 
 def rec_on_batch_begin(self, train: bool, **kwargs):
@@ -133,19 +69,6 @@ def progress_direct(gen, parent=None, total=None, label='', silent=False, leave=
 _orig_progress_bar = basic_train.progress_bar
 
 
-def step_no_wd(self):
-    "H2 OptimWrapper.step: no `torch.no_grad()` block and loop over groups when no layer group has weight decay."
-    if self.true_wd and any(lr * wd for lr, wd in zip(self._lr, self._wd)):
-        with torch.no_grad():
-            groups = self.opt.param_groups
-            for lr, wd, pg1, pg2 in zip(self._lr, self._wd, groups[::2], groups[1::2]):
-                if not (lr * wd): continue
-                for pg in ((pg1, pg2) if self.bn_wd else (pg1,)):
-                    ps = [p for p in pg['params'] if p.grad is not None]
-                    if ps: torch._foreach_mul_(ps, 1 - lr * wd)
-    self.opt.step()
-
-
 def foreach_groups(learn):
     "A1 Adam's step over both parameter groups of a layer group with foreach kernels (one C++ loop per group)."
     for pg in learn.opt.opt.param_groups: pg['foreach'] = True
@@ -153,30 +76,15 @@ def foreach_groups(learn):
 
 CANDIDATES = {
     # name: (description, patches while fitting, change to the Learner once)
-    'F1 fetch': ('whole-batch fetch on the CPU by index_select with one index tensor per epoch (DeviceDataLoader.__iter__)',
-                 [(DeviceDataLoader, '__iter__', iter_indexed)], None),
-    'F2 epoch index': ('with F1: the epoch\'s permutation kept as a tensor, not a list of ints (basic_data._epoch_index)',
-                       [(DeviceDataLoader, '__iter__', iter_indexed), (basic_data, '_epoch_index', epoch_index_randperm)],
-                       None),
-    'S1 smooth': ('smoothed loss as torch.scalar_tensor (CallbackHandler.on_backward_begin)',
-                  [(CallbackHandler, 'on_backward_begin', on_backward_begin_scalar)], None),
-    'D1 empty events': ('skip self(event) when no callback defines loss_begin/backward_end/step_end',
-                        [(CallbackHandler, 'on_loss_begin', on_loss_begin_lean),
-                         (CallbackHandler, 'on_backward_end', on_backward_end_lean),
-                         (CallbackHandler, 'on_step_end', on_step_end_lean)], None),
-    'D2 inline call': ('CallbackHandler.__call__ with _call_and_update inlined',
-                       [(CallbackHandler, '__call__', call_inline)], None),
     'R1 recorder': ('Recorder.on_batch_begin reads opt._lr[-1], opt._mom[-1]',
                     [(Recorder, 'on_batch_begin', rec_on_batch_begin)], None),
-    'H2 step, no wd': ('OptimWrapper.step skips the true-wd block when every lr * wd is 0',
-                       [(OptimWrapper, 'step', step_no_wd)], None),
     'P1 progress': ('fit and validate iterate the loader directly under a silent MasterBar (basic_train.progress_bar)',
                     [(basic_train, 'progress_bar', progress_direct)], None),
     'A1 adam foreach': ("the optimizer's groups with foreach=True (not in the issue's list: the two-group cost)",
                         [], foreach_groups),
 }
 REFERENCES = {'floor, 2 groups': "the floor with Adam's parameters split as OptimWrapper splits them (weights; biases)",
-              'baseline fit': 'fit as it is today'}
+              'baseline fit': 'fit as it is today (with every MERGED change)'}
 ALL_CODE = [k for k in CANDIDATES if not k.startswith('A1')]
 
 
@@ -236,6 +144,7 @@ def main(argv=None):
     # a control: a change that does alter the values (the smoothing's beta) must be caught by the check
     control = same(base, run_exact([(callback.SmoothenValue, '__init__', _init_beta)], []))
     print(f'exact: control (beta 0.9, must be False) {control}', flush=True)
+    for name, where in MERGED.items(): print(f'merged (in the baseline, not timed): {name:<16} {where}', flush=True)
     if control: raise SystemExit('the exactness check does not see a change of the smoothed losses: it proves nothing')
     exact = {}
     for name, (_, patches, setup) in variants.items():
@@ -280,7 +189,7 @@ def main(argv=None):
     if args.out:
         with open(args.out, 'w') as f:
             json.dump({'machine': b.machine(), 'rounds': args.rounds, 'epochs': args.epochs, 'n_batches': n_batches,
-                       'load_average': list(os.getloadavg()), 'candidates': {**REFERENCES, **{k: v[0] for k, v in variants.items()}},
+                       'load_average': list(os.getloadavg()), 'merged': MERGED, 'candidates': {**REFERENCES, **{k: v[0] for k, v in variants.items()}},
                        'times': times, 'summary': summary}, f, indent=1)
 
 
