@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn, Tensor
 from torch.utils.data import Dataset
 from .torch_core import (CheckpointError, CheckpointNotFoundError, add_note, atomic_write, camel2snake, defaults,
-                                      distrib_sum, even_mults, first_el, flatten_model, get_model, get_rng_states,
+                                      distrib_barrier, distrib_sum, even_mults, first_el, flatten_model, get_model, get_rng_states,
                                       ifnone, is_listy, listify, load_checkpoint, bn_types, norm_types, patch, patch_as, rank_distrib,
                                       remove_module_load, requires_grad, set_rng_states, split_model, to_detach,
                                       to_device, unpickle_blob)
@@ -233,7 +233,7 @@ def loss_func2activ(loss_func: Callable) -> Callable:
     crit = getattr(loss_func, 'crit', None)  # a loss that wraps another (mixup) predicts like it
     if crit is not None: return loss_func2activ(crit)
     name = _loss_name(loss_func)
-    if name in ('cross_entropy', 'CrossEntropyLoss'):  # over the classes: a flattened loss's `axis`, else dim 1
+    if name in ('cross_entropy', 'CrossEntropyLoss', 'LabelSmoothingCrossEntropy'):  # over the classes: a flattened loss's `axis`, else dim 1
         return partial(F.softmax, dim=getattr(loss_func, 'axis', 1))
     if name in ('binary_cross_entropy_with_logits', 'BCEWithLogitsLoss'): return torch.sigmoid
     if name in ('nll_loss', 'NLLLoss', 'kl_div', 'KLDivLoss'): return torch.exp
@@ -902,16 +902,23 @@ def predict(self: Learner,
             batch_first: bool = True,  # fastai v1's; items here always have the batch first
             with_dropout: bool = False,  # keep dropout on (Monte Carlo dropout)
             activ: Callable | None = None,  # default: the loss's activation
+            thresh: float = 0.5,  # multi-label (a sigmoid loss): the classes predicted are those at `thresh` or above
 ) -> tuple:
     "Predict one item: `(prediction, index or value, raw activations)`, with the input first if `return_x`."
     xb = [o[None] for o in item] if is_listy(item) else item[None]
     raw = self.pred_batch(batch=(xb, torch.zeros(1)), with_dropout=with_dropout, activ=activ)[0]
-    if loss_func2activ(self.loss_func) is noop or raw.ndim == 0: res = (raw, raw, raw)
+    loss_activ, classes = loss_func2activ(self.loss_func), getattr(self.data, 'classes', None)
+    # classification when the loss says so, or when the data names classes (a loss of one's own, say), as v1 did
+    if raw.ndim == 0 or (loss_activ is noop and classes is None): res = (raw, raw, raw)
+    elif loss_activ is torch.sigmoid:  # one probability per class: every class at `thresh` or above
+        hot = (raw >= thresh).float()
+        named = classes is not None and len(classes) == hot.numel()
+        res = ([classes[i] for i in hot.nonzero().flatten().tolist()] if named else hot, hot, raw)
     else:
         idx = raw.argmax()
-        classes = getattr(self.data, 'classes', None)
         res = ((classes[idx] if classes is not None else idx), idx, raw)
     return (item, *res) if return_x else res
+
 
 # %% ../nbs/04_basic_train.ipynb #01ad338f
 @patch
@@ -1132,6 +1139,9 @@ def load(self: Learner,
     "Load `file` safely, all or nothing: the weights, the optimizer state if present (or `with_opt`), and with `with_opt=True` the random states, history and callback states."
     strict, purge, remove_module = _check_flag(strict, 'strict'), _check_flag(purge, 'purge'), _check_flag(remove_module, 'remove_module')
     with_opt = _check_flag(with_opt, 'with_opt', none_ok=True)
+    # in a distributed run only rank 0 writes files: every process waits here until it has written (as in v1),
+    # so that none reads a file that is missing or half replaced; every process must call `load`
+    distrib_barrier()
     plan = self._check_load(file, device, strict, with_opt, remove_module)  # 1. read and check everything: nothing changes
     self._apply_load(plan, purge)  # 2. apply it
     return self

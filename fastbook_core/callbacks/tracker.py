@@ -9,8 +9,13 @@ import numpy as np
 import torch
 from ..callback import Callback
 import uuid
-from ..torch_core import CheckpointError, atomic_write, load_checkpoint, patch
+from ..torch_core import CheckpointError, atomic_write, load_checkpoint, patch, rank_distrib
 from ..basic_train import Learner, LearnerCallback
+
+def _say(msg: str) -> None:
+    "Print `msg` once: in a distributed run, from rank 0 only (every process makes the same decisions)."
+    if rank_distrib() == 0: print(msg)
+
 
 # %% auto #0
 __all__ = ['TrackerCallback', 'EarlyStoppingCallback', 'SaveModelCallback', 'ReduceLROnPlateauCallback', 'TerminateOnNaNCallback',
@@ -93,7 +98,7 @@ class EarlyStoppingCallback(TrackerCallback):
         else:
             self.wait += 1
             if self.wait > self.patience:
-                print(f'Epoch {epoch}: early stopping')
+                _say(f'Epoch {epoch}: early stopping')
                 return {'stop_training': True}
 
 # %% ../../nbs/06e_callbacks.tracker.ipynb #97247279
@@ -141,7 +146,7 @@ class SaveModelCallback(TrackerCallback):
         if self.every == 'epoch': return self.learn.save(f'{self.name}_{epoch}')
         current = self.get_monitor_value()
         if current is not None and self.is_improvement(current):
-            print(f'Better model found at epoch {epoch} with {self.monitor} value: {current}.')
+            _say(f'Better model found at epoch {epoch} with {self.monitor} value: {current}.')
             self.best, self.best_epoch = current, epoch
             self.learn.save(self.name)  # holds this callback's state, and so its run's mark
             self.saved = True
@@ -199,7 +204,7 @@ class ReduceLROnPlateauCallback(TrackerCallback):
             if self.wait > self.patience:
                 self.opt.lr = [lr * self.factor for lr in self.opt.read_val('lr')]
                 self.wait, self.reductions = 0, self.reductions + 1
-                print(f'Epoch {epoch}: reducing lr to {self.opt.lr}')
+                _say(f'Epoch {epoch}: reducing lr to {self.opt.lr}')
 
 # %% ../../nbs/06e_callbacks.tracker.ipynb #9c00d00a
 class TerminateOnNaNCallback(Callback):
@@ -211,7 +216,7 @@ class TerminateOnNaNCallback(Callback):
     def on_backward_begin(self, last_loss, epoch: int, num_batch: int, **kwargs):
         "Check the loss before it is backpropagated: skip the backward pass and stop when it is not finite."
         if not torch.isfinite(last_loss).all():
-            print(f'Epoch/Batch ({epoch}/{num_batch}): Invalid loss, terminating training.')
+            _say(f'Epoch/Batch ({epoch}/{num_batch}): Invalid loss, terminating training.')
             self.stop = True
             return {'skip_bwd': True, 'stop_epoch': True, 'stop_training': True, 'skip_validate': True}
 
