@@ -10,7 +10,7 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DataParallel, DistributedDataParallel
 from torch.utils.data import DistributedSampler, Sampler
-from .torch_core import add_note, ifnone
+from .torch_core import add_note, ifnone, set_sharded
 from .basic_data import DeviceDataLoader, make_loader
 from .basic_train import Learner, LearnerCallback, get_model
 
@@ -21,13 +21,16 @@ __all__ = ['setup_distrib', 'teardown_distrib', 'ShardSampler', 'DistributedTrai
 # %% ../nbs/08_distributed.ipynb #342a29b7
 _ENV = ('RANK', 'WORLD_SIZE', 'LOCAL_RANK', 'MASTER_ADDR', 'MASTER_PORT')
 
-def setup_distrib(backend: str | None = None) -> torch.device:
-    "Initialise the process group from the `torchrun` environment; return this process's device."
+def setup_distrib(backend: str | None = None,
+                  cuda_id: int | None = None,  # this process's GPU; default: LOCAL_RANK (as torchrun sets it)
+) -> torch.device:
+    "Initialise the process group from the `torchrun` environment (if a script has not already); return this process's device."
     missing = [k for k in _ENV if k not in os.environ]
-    if missing:
+    if missing and not dist.is_initialized():
         raise RuntimeError(f"Distributed training needs a torchrun launch ({', '.join(missing)} not set): run "
                            "`torchrun --nproc_per_node=N your_script.py`.")
-    local_rank = int(os.environ['LOCAL_RANK'])
+    local_rank = int(os.environ.get('LOCAL_RANK', 0)) if cuda_id is None else cuda_id
+    if dist.is_initialized(): backend = ifnone(backend, dist.get_backend())  # a group the script made itself (v1's scripts)
     cuda = torch.cuda.is_available() and backend != 'gloo'
     device = torch.device('cuda', local_rank) if cuda else torch.device('cpu')
     if cuda: torch.cuda.set_device(device)
@@ -74,7 +77,7 @@ class DistributedTrainer(LearnerCallback):
         device = data.device
         learn.model = _DDP(get_model(learn.model), device_ids=[device.index] if device.type == 'cuda' else None,
                            find_unused_parameters=self.find_unused_parameters)
-        self.old = data.train_dl, data.valid_dl
+        self.old, self.was_sharded = (data.train_dl, data.valid_dl), set_sharded(True)  # sums now go across processes
         tdl = data.train_dl
         self.sampler = DistributedSampler(tdl.dataset, num_replicas=world, rank=rank, shuffle=True, drop_last=True)
         data.train_dl = DeviceDataLoader(_loader(tdl.dataset, tdl.batch_size, self.sampler, drop_last=True, like=tdl.dl), device)
@@ -89,7 +92,9 @@ class DistributedTrainer(LearnerCallback):
     def on_train_end(self, **kwargs):
         # DDP holds the process group: unwrapped, the model lets `teardown_distrib` destroy the group cleanly at exit
         if isinstance(self.learn.model, DistributedDataParallel): self.learn.model = self.learn.model.module
-        if hasattr(self, 'old'): self.learn.data.train_dl, self.learn.data.valid_dl = self.old
+        if hasattr(self, 'old'):
+            self.learn.data.train_dl, self.learn.data.valid_dl = self.old
+            set_sharded(self.was_sharded)  # each process holds the whole data again: `validate` needs no other process
 
 def _loader(ds, bs, sampler, drop_last, like):
     "A loader like `like` (workers, collate) over `sampler`'s share, fetching whole batches when `like` did."
@@ -115,11 +120,15 @@ class _DDP(DistributedDataParallel):
 def _is_distributed_trainer(f) -> bool: return getattr(f, 'func', f) is DistributedTrainer
 
 def to_distributed(learn: Learner,
+                   cuda_id: int | None = None,  # fastai v1's: this process's GPU (its local rank); default: LOCAL_RANK
                    backend: str | None = None,  # 'gloo' or 'nccl'; default: nccl on CUDA, gloo on CPU
                    find_unused_parameters: bool = False,  # for models whose parameters do not all take part in each loss
 ) -> Learner:
     "Train `learn` with DistributedDataParallel in a `torchrun` launch (gloo on CPU, nccl on CUDA, or `backend`)."
-    device = setup_distrib(backend)
+    if isinstance(cuda_id, str) or (cuda_id is not None and not isinstance(cuda_id, int)):
+        raise TypeError(f"to_distributed's first argument is v1's `cuda_id` (an int, this process's GPU), not "
+                        f"{cuda_id!r}: name the backend, as in `to_distributed(backend={cuda_id!r})`.")
+    device = setup_distrib(backend, cuda_id)
     learn.data.device = device
     for dl in learn.data.dls: dl.device = device
     learn.model = get_model(learn.model).to(device)

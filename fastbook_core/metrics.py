@@ -8,7 +8,7 @@ import warnings
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from .torch_core import distrib_sum, flatten_check, listify, num_distrib
+from .torch_core import distrib_sum, flatten_check, listify, num_distrib, sharded
 from .callback import Callback, add_metrics
 
 # %% auto #0
@@ -118,7 +118,7 @@ mse, mae, msle, rmse = mean_squared_error, mean_absolute_error, mean_squared_log
 def _cat_all(t: Tensor) -> Tensor:
     "`t` of every process, concatenated (on the CPU); `t` itself when not distributed."
     import torch.distributed as dist
-    if num_distrib() <= 1 or not (dist.is_available() and dist.is_initialized()): return t
+    if not (sharded() and dist.is_available() and dist.is_initialized()): return t
     parts = [None] * dist.get_world_size()
     dist.all_gather_object(parts, t.cpu())  # each process may hold a different number of items
     return torch.cat(parts)
@@ -185,7 +185,7 @@ class ConfusionMatrix(Callback):
     def on_epoch_end(self, **kwargs):
         "Combine the processes' matrices (distributed) and keep the result in `self.metric`."
         if self.cm is not None and self.cm.ndim == 1: self.cm = self.cm.view(self.n_classes, self.n_classes).cpu()
-        if num_distrib() > 1: self._all_reduce()
+        if sharded(): self._all_reduce()
         self.metric = self.cm
 
 # %% ../nbs/05_metrics.ipynb #ca034c70
@@ -361,7 +361,7 @@ class MultiLabelFbeta(Callback):
 
     def on_epoch_end(self, last_metrics, **kwargs):
         "Append the F-beta of the epoch to `last_metrics`."
-        n = _common_size(None if isinstance(self.tp, int) else len(self.tp)) if num_distrib() > 1 else (
+        n = _common_size(None if isinstance(self.tp, int) else len(self.tp)) if sharded() else (
             None if isinstance(self.tp, int) else len(self.tp))
         if n is None: return add_metrics(last_metrics, [None])
         stats = torch.stack([torch.zeros(n) + (v.cpu() if isinstance(v, Tensor) else v)

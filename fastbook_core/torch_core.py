@@ -38,10 +38,11 @@ __all__ = ['defaults', 'bn_types', 'norm_types', 'bias_types', 'no_wd_types', 'A
            'children_and_parameters', 'flatten_model', 'first_layer', 'last_layer', 'in_channels', 'get_model',
            'requires_grad', 'trainable_params', 'split_model_idx', 'split_model', 'split_no_wd_params', 'even_mults',
            'AdamW', 'remove_module_load', 'range_of', 'add_metrics', 'set_bn_eval', 'apply_leaf', 'init_default',
-           'cond_init', 'apply_init', 'NoneReduceOnCPU', 'ModelOnCPU', 'rank_distrib', 'num_distrib', 'distrib_sum',
-           'atomic_write', 'remove_stale_temps', 'CheckpointError', 'CheckpointNotFoundError', 'load_checkpoint',
-           'unpickle_blob', 'add_note', 'is_pool_type', 'get_param_groups', 'set_all_seed', 'distrib_barrier',
-           'np_func', 'torch_save', 'try_save', 'DistributedDataParallel']
+           'cond_init', 'apply_init', 'NoneReduceOnCPU', 'ModelOnCPU', 'rank_distrib', 'num_distrib', 'sharded',
+           'set_sharded', 'distrib_sum', 'atomic_write', 'remove_stale_temps', 'CheckpointError',
+           'CheckpointNotFoundError', 'load_checkpoint', 'unpickle_blob', 'add_note', 'is_pool_type',
+           'get_param_groups', 'set_all_seed', 'distrib_barrier', 'np_func', 'torch_save', 'try_save',
+           'DistributedDataParallel']
 
 # %% ../nbs/00_torch_core.ipynb #163b573c
 def default_device() -> torch.device:
@@ -514,10 +515,22 @@ def num_distrib() -> int:
     if dist.is_available() and dist.is_initialized(): return dist.get_world_size()
     return int(os.environ.get('WORLD_SIZE', 1))
 
+_sharded = False  # set by distributed.DistributedTrainer while each process fits on its own share of the data
+
+def sharded() -> bool:
+    "Whether each process of a distributed run holds only its share of the data now (inside a distributed fit)."
+    return _sharded and num_distrib() > 1
+
+def set_sharded(on: bool) -> bool:
+    "Say whether the processes now hold shares of the data (what `DistributedTrainer` does); return what it was."
+    global _sharded
+    was, _sharded = _sharded, bool(on)
+    return was
+
 def distrib_sum(t: Tensor) -> Tensor:
-    "`t` summed over every process of a distributed run (on the CPU); `t` itself when not distributed."
+    "`t` summed over the processes when each holds a share of the data (a distributed fit, on the CPU); else `t` itself."
     import torch.distributed as dist
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1: return t
+    if not (sharded() and dist.is_available() and dist.is_initialized()): return t
     t = t.detach().clone()
     if dist.get_backend() == 'nccl': t = t.cuda()  # nccl reduces CUDA tensors only
     dist.all_reduce(t)

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from .torch_core import defaults, ifnone, listify, patch
+from .torch_core import defaults, ifnone, listify, num_distrib, patch
 from .basic_data import DatasetType
 from .callback import Callback, CallbackHandler
 from .basic_train import Learner, check_train_batches, finish_fig, get_preds, loss_func2activ, noop, per_item_loss
@@ -86,7 +86,8 @@ def lr_find(learn: Learner,
     start_lr, end_lr = learn.lr_range(start_lr), learn.lr_range(end_lr)
     check_train_batches(learn.data.train_dl)  # before the sweep divides by the number of batches
     cb = LRFinder(learn, start_lr, end_lr, num_it, stop_div)
-    epochs = int(np.ceil(num_it / len(learn.data.train_dl)))
+    # in a distributed fit each process takes its share of the batches: enough epochs for num_it of them
+    epochs = int(np.ceil(num_it / max(1, len(learn.data.train_dl) // num_distrib())))
     with learn.keep_last_fit(): learn.fit(epochs, start_lr, callbacks=[cb], wd=wd)  # a sweep: `save` records the last real fit
 
 Learner.lr_find = lr_find

@@ -20,6 +20,18 @@ if mode == 'unused':
     model = TwoHeads()
 else: model = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 3))
 learn = Learner(data, model, metrics=[accuracy, Precision(average='macro')], path=out / 'lib', silent=False)
+if mode == 'reload':  # v1's idioms: to_distributed(local_rank), a best-model reload, save then load, lr_find, rank 0 alone
+    import fastbook_core.train  # noqa: F401
+    from fastbook_core.callbacks.tracker import SaveModelCallback
+    learn.to_distributed(int(os.environ['LOCAL_RANK']))
+    learn.fit(3, 1e-2, callbacks=[SaveModelCallback(learn, name='best')])
+    after_fit = {k: v.clone() for k, v in learn.model.state_dict().items()}
+    learn.save('stage-1'); learn.load('stage-1')
+    solo = [float(v) for v in learn.validate()] if rank == 0 else None  # the other process does not take part
+    learn.lr_find(num_it=30, stop_div=False)
+    torch.save({k: v.cpu() for k, v in after_fit.items()}, out / f'weights{rank}.pt')
+    (out / f'res{rank}.json').write_text(json.dumps({'solo': solo, 'sweep': len(learn.recorder.lrs)}))
+    sys.exit(0)
 learn.to_distributed(find_unused_parameters=(mode == 'unused_ok'))
 if mode.startswith('unused'):
     try:

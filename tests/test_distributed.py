@@ -108,3 +108,26 @@ def test_export_from_a_launch_trains_in_one_process(run):
     with pytest.warns(RuntimeWarning, match='trains in this process alone'): learn.fit(1, 1e-2)
     assert type(learn.model).__name__ == 'Sequential'
     assert any(not torch.equal(a, b) for a, b in zip(before, learn.model.parameters()))
+
+
+def test_v1_idioms_reload_and_rank0_alone(tmp_path):
+    # to_distributed(local_rank), SaveModelCallback's reload of the best model at the end of the fit (rank 0 wrote it),
+    # save then load, `if rank == 0: learn.validate()` (no other process takes part: it must not wait for one), and
+    # lr_find, whose sweep must reach num_it although each process has half the batches
+    r = launch('reload', tmp_path)
+    assert r.returncode == 0, _err(r)
+    w0, w1 = torch.load(tmp_path / 'weights0.pt'), torch.load(tmp_path / 'weights1.pt')
+    for k in w0: assert torch.equal(w0[k], w1[k]), k
+    res = [json.loads((tmp_path / f'res{i}.json').read_text()) for i in range(2)]
+    assert res[0]['solo'] is not None and res[1]['solo'] is None
+    assert [x['sweep'] for x in res] == [30, 30]
+    assert r.stdout.count('Better model found') == r.stdout.count('Better model found at epoch 0') + \
+        r.stdout.count('Better model found at epoch 1') + r.stdout.count('Better model found at epoch 2')
+    assert r.stdout.count('Better model found at epoch 0') == 1  # printed by rank 0 only
+
+
+def test_to_distributed_first_argument_is_v1s_cuda_id():
+    import fastbook_core.distributed  # noqa: F401
+    from fastbook_core.test_utils import synth_learner
+    with pytest.raises(TypeError, match=r"name the backend, as in `to_distributed\(backend='gloo'\)`"):
+        synth_learner().to_distributed('gloo')

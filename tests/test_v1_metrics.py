@@ -195,7 +195,7 @@ def test_confusion_matrix_sums_over_processes(monkeypatch):
     def fake_sum(t):  # two processes that saw the same batches
         calls.append(t.clone())
         return t * 2
-    monkeypatch.setattr(fm, 'num_distrib', lambda: 2)
+    monkeypatch.setattr(fm, 'sharded', lambda: True)  # inside a distributed fit: each process holds a share
     monkeypatch.setattr(fm, 'distrib_sum', fake_sum)
     cm = ConfusionMatrix()
     run_epoch(cm, CLS)
