@@ -2,9 +2,11 @@
 import hashlib, json, os, signal, subprocess, sys, threading
 from functools import partial
 from pathlib import Path
+import warnings
 import pytest
 import torch
 from torch import nn
+from torch.utils.data import TensorDataset
 from fastbook_core.basics import *
 import fastbook_core.train  # noqa: F401
 from fastbook_core.basic_train import to_floats
@@ -19,11 +21,11 @@ from fastbook_core.layers import CrossEntropyFlat
 WORKER = Path(__file__).parent / '_backup_worker.py'
 
 
-def make(path, **kwargs):
+def make(path, silent=True, **kwargs):
     set_seed(0)
     data = synth_classif_data(n_train=160, n_valid=48, bs=16, **kwargs)
     model = nn.Sequential(nn.Linear(4, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Dropout(0.3), nn.Linear(16, 3))
-    return Learner(data, model, metrics=[accuracy], path=path, silent=True)
+    return Learner(data, model, metrics=[accuracy], path=path, silent=silent)
 
 
 class Boom(Callback):
@@ -170,25 +172,45 @@ def test_another_model_is_refused(tmp_path):
     assert hashlib.sha1(f.read_bytes()).hexdigest() == digest
 
 
+def _other_valid(tmp_path, change):
+    "The Learner of `make`, with its training set and another validation set: `change(x, y)` of its own, or none."
+    learn = make(tmp_path)
+    valid = None if change is None else TensorDataset(*change(*learn.data.valid_ds.tensors))
+    data = DataBunch.create(learn.data.train_ds, valid, bs=16, device='cpu', classes=learn.data.classes)
+    return Learner(data, learn.model, metrics=[accuracy], path=tmp_path, silent=True)
+
+
+def test_the_same_validation_set_rebuilt_resumes(tmp_path):
+    "A validation set rebuilt with the same items (a new DataBunch, as after a restart) is the same set-up."
+    _interrupted(tmp_path)
+    learn = _other_valid(tmp_path, lambda x, y: (x.clone(), y.clone()))
+    with pytest.warns(UserWarning, match='Resumed from the backup'):
+        learn.fit_one_cycle(3, 1e-2, callbacks=[BackupAndRestore(learn, save_freq=4)])
+    assert len(learn.recorder.val_losses) == 3
+
+
 def _other(tmp_path, model=None, seed=0):
     learn = make(tmp_path)
     data = synth_classif_data(n_train=160, n_valid=48, bs=16, seed=seed)
     return Learner(data, model or learn.model, metrics=[accuracy], path=tmp_path, silent=True)
 
 
-@pytest.mark.parametrize('other,expect', [
+@pytest.mark.parametrize('other,expect,n', [
     (lambda p: _other(p, nn.Sequential(nn.Linear(4, 16), nn.BatchNorm1d(16), nn.Tanh(), nn.Dropout(0.3), nn.Linear(16, 3))),
-     'model.modules'),  # the same parameters and buffers, another activation
+     'model.modules', 1),  # the same parameters and buffers, another activation
     (lambda p: _other(p, nn.Sequential(nn.Linear(4, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Dropout(0.5), nn.Linear(16, 3))),
-     'model.modules'),  # another dropout
-    (lambda p: _other(p, seed=1), 'data.first_and_last_items'),  # data of the same length and shapes, other items
+     'model.modules', 1),  # another dropout
+    (lambda p: _other(p, seed=1), 'data.first_and_last_items', 2),  # other items of the same length and shapes (validation too)
+    (lambda p: _other_valid(p, lambda x, y: (x + 3, y)), 'validation.first_and_last_items', 1),  # the same size, shifted
+    (lambda p: _other_valid(p, lambda x, y: (x[:40], y[:40])), 'validation.items: 48 in the backup, 40 in this fit', 2),
+    (lambda p: _other_valid(p, None), "validation: {'items': 48", 1),  # no validation set at all
 ])
-def test_same_shapes_but_another_model_or_data_is_refused(tmp_path, other, expect):
+def test_same_shapes_but_another_model_or_data_is_refused(tmp_path, other, expect, n):
     f, digest = _interrupted(tmp_path)
     learn = other(tmp_path)
     with pytest.raises(CheckpointError) as e: learn.fit_one_cycle(3, 1e-2, callbacks=[BackupAndRestore(learn, save_freq=4)])
-    assert f'{expect}: ' in str(e.value) and 'another set-up' in str(e.value)
-    assert len(str(e.value).split('\n')) == 3  # only that differs
+    assert expect in str(e.value) and 'another set-up' in str(e.value)
+    assert len([l for l in str(e.value).split('\n') if ' in the backup, ' in l]) == n, str(e.value)  # only that differs
     assert hashlib.sha1(f.read_bytes()).hexdigest() == digest
 
 
@@ -683,3 +705,32 @@ def test_csv_logger_state_is_empty_outside_a_fit_and_checked(tmp_path):
     assert log.checkpoint_state() == {}
     log.load_checkpoint_state({})  # nothing to put back
     with pytest.raises(ValueError, match='damaged'): log.load_checkpoint_state({'head': 'x'})
+
+
+def _resume_warnings(fit) -> list:
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter('always')
+        fit()
+    return [str(o.message) for o in w if 'the backup' in str(o.message).lower()]
+
+
+@pytest.mark.parametrize('silent', [True, False])
+def test_a_resume_that_replaces_the_weights_is_told_whatever_silent_says(tmp_path, silent):
+    "silent hides progress, not that the backup replaced the Learner's weights (even weights the user just put in)."
+    learn = make(tmp_path)
+    with pytest.raises(RuntimeError, match='boom'): learn.fit_one_cycle(3, 1e-2, callbacks=[BackupAndRestore(learn, save_freq=4), Boom(13)])
+    learn = make(tmp_path, silent=silent)
+    for p in learn.model.parameters(): p.data.fill_(0.123)  # weights of the user's, which the backup replaces
+    said = _resume_warnings(lambda: learn.fit_one_cycle(3, 1e-2, callbacks=[BackupAndRestore(learn, save_freq=4)]))
+    if silent:
+        assert len(said) == 1 and said[0].startswith(f"Resumed from the backup {tmp_path / 'backup' / 'backup.pth'}: epoch 1, batch 2/10")
+        assert "replaced the Learner's weights" in said[0]
+    else: assert said == []  # shown in the table instead
+
+
+def test_a_silent_rerun_of_a_finished_backup_says_that_nothing_is_left_to_train(tmp_path):
+    learn = make(tmp_path)
+    learn.fit_one_cycle(2, 1e-2, callbacks=[BackupAndRestore(learn, delete_checkpoint=False)])
+    learn = make(tmp_path)
+    said = _resume_warnings(lambda: learn.fit_one_cycle(2, 1e-2, callbacks=[BackupAndRestore(learn, delete_checkpoint=False)]))
+    assert len(said) == 1 and 'nothing left to train' in said[0], said

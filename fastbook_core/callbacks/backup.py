@@ -177,9 +177,14 @@ def _items_digest(ds) -> str | None:
     finally: set_rng_states(st)
     return h.hexdigest()[:16]
 
+def _valid_setup(ds) -> dict | None:
+    "What tells validation sets apart: their size and a digest of their first and last items (None without one)."
+    if ds is None: return None
+    return {'items': len(ds) if hasattr(ds, '__len__') else None, 'first_and_last_items': _items_digest(ds)}
+
 # %% ../../nbs/06t_callbacks.backup.ipynb #cf4b6e12
 def _setup(learn: Learner, handler: CallbackHandler, me: Callback, n_epochs: int, metrics_names: list) -> dict:
-    "What a backup must have been written by, to be resumed by this fit: model, layer groups, data, epochs, schedules, callbacks."
+    "What a backup must have been written by, to be resumed by this fit: model, layer groups, data (validation set too), epochs, schedules, callbacks."
     model, opt = get_model(learn.model), learn.opt
     shapes = [(k, tuple(v.shape), str(v.dtype)) for k, v in model.state_dict().items()]
     hp = opt.get_state()
@@ -193,6 +198,7 @@ def _setup(learn: Learner, handler: CallbackHandler, me: Callback, n_epochs: int
             'data': {'batches': len(learn.data.train_dl), 'batch_size': learn.data.train_dl.batch_size,
                      'items': len(learn.data.train_dl.dataset),
                      'first_and_last_items': _items_digest(learn.data.train_dl.dataset)},
+            'validation': _valid_setup(learn.data.valid_ds),  # its history and a tracker's best compare one set's values
             'hyper_parameters': _plain({k: hp[k] for k in ('lr', 'mom', 'beta', 'wd')}),
             'metrics': _plain(metrics_names),
             'callbacks': {k: {'class': type(cb).__name__, **({} if isinstance(cb, Recorder) else _settings(cb))}
@@ -369,17 +375,20 @@ class _BackupFiles(LearnerCallback):
         raise TrainingPreempted(msg)
 
     def _say_resumed(self, st: dict) -> None:
-        "Show the table of the epochs done, then where the fit resumes."
+        "Show the table of the epochs done, then where the fit resumes; a silent fit gets that as a warning: `silent` hides progress, not a replaced state."
         rec = next((cb for cb in self._stateful.values() if isinstance(cb, Recorder)), None)
-        pbar = self._handler.state_dict.get('pbar')
-        if pbar is None or rec is None or rec.silent: return
-        for row in rec.rows: pbar.write(row, table=True)
-        n = len(self.learn.data.train_dl)
+        pbar, n = self._handler.state_dict.get('pbar'), len(self.learn.data.train_dl)
         if st['finished']:
-            pbar.write(f"The backup {self.file} holds this fit, finished at epoch {st['epoch']} of {self._setup['epochs']} "
-                       "(kept with delete_checkpoint=False): nothing left to train; the Learner is as the fit left it.")
-        else: pbar.write(f"Resumed from the backup {self.file}: epoch {st['epoch']}, batch {st['batch']}/{n} "
-                         f"({st['iteration']} batches done).")
+            msg = (f"The backup {self.file} holds this fit, finished at epoch {st['epoch']} of {self._setup['epochs']} "
+                   "(kept with delete_checkpoint=False): nothing left to train; the Learner is as the fit left it.")
+        else: msg = (f"Resumed from the backup {self.file}: epoch {st['epoch']}, batch {st['batch']}/{n} "
+                     f"({st['iteration']} batches done).")
+        if pbar is None or rec is None or rec.silent:  # the weights, optimizer and history were replaced: say so anyway
+            if rank_distrib() == 0: warnings.warn(f"{msg} The backup replaced the Learner's weights, optimizer state and history.")
+            return
+        for row in rec.rows: pbar.write(row, table=True)
+        pbar.write(msg)
+
 
 # %% ../../nbs/06t_callbacks.backup.ipynb #c3e5a0d4
 class _BackupRead(_BackupFiles):
