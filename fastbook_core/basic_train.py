@@ -298,6 +298,15 @@ def _with_state(callbacks: list) -> list:
     "The callbacks of a fit whose states checkpoints keep (the Recorder's history is saved on its own)."
     return [cb for cb in callbacks if not isinstance(cb, (Recorder, _ResumeCallbackStates))]
 
+def _carry_history(rec, loaded, start: int) -> None:
+    "Give the resumed fit's Recorder `rec` the loaded history of the `start` epochs before it (same columns only)."
+    if rec is None or loaded is None or loaded is rec or len(loaded.nb_batches) != start: return
+    if loaded.names != rec.names:
+        warnings.warn(f"The checkpoint's history has the columns {loaded.names}, this fit {rec.names}: the Recorder "
+                      f"starts without the {start} epochs before the resume.")
+        return
+    for k in ('losses', 'val_losses', 'lrs', 'moms', 'metrics', 'nb_batches', 'rows'): setattr(rec, k, list(getattr(loaded, k)))
+
 class _ResumeCallbackStates(Callback):
     "Give the callbacks of a fit their states from the checkpoint that `Learner.load(with_opt=True)` read, by state key."
     _order = 10**9  # after every other on_train_begin, which resets its callback's state
@@ -305,7 +314,7 @@ class _ResumeCallbackStates(Callback):
         self._learn, self.callbacks = weakref.ref(learn), callbacks  # weak: the Learner keeps its fit's callbacks
     def on_train_begin(self, epoch: int, **kwargs):
         learn = self._learn()
-        states = learn._resume_states
+        states = learn._resume_states or {}
         matched = match_callback_states(states, _with_state(self.callbacks))
         if getattr(learn, '_sweeping', False):
             return  # a sweep (`keep_last_fit`, lr_find) between the load and the resume: the states wait for the resume
@@ -318,6 +327,9 @@ class _ResumeCallbackStates(Callback):
             warnings.warn(f"The checkpoint was saved after {start} epochs, and this fit starts at epoch {epoch}: to resume "
                           f"where it stopped, pass start_epoch={start} to fit_one_cycle, or give fit "
                           f"callbacks=[TrackEpochCallback(learn, epoch_offset={start})] and the run's total epochs.")
+        elif start is not None:  # the resume: its Recorder goes on with the history of the epochs before it
+            _carry_history(getattr(learn, 'recorder', None), getattr(learn, '_loaded_recorder', None), start)
+        learn._resume_epoch, learn._loaded_recorder = None, None
 
 # %% ../nbs/04_basic_train.ipynb #cf822b63
 # one cell: a class body cannot span cells; this is the core (construction, fit, validate, get_preds), the rest is patched below
@@ -401,8 +413,8 @@ class Learner:
             else: self.opt.lr, self.opt.wd = lr, wd
             self.opt.zero_grad()  # gradients left by an interrupted step must not leak into this fit
             cbs = self.callbacks + self._make_callbacks() + callbacks
-            if self._resume_states:  # refused here, before training, if two callbacks could take one state
-                match_callback_states(self._resume_states, _with_state(cbs))
+            if self._resume_states or self._resume_epoch is not None:  # a resume: its states, its history
+                match_callback_states(self._resume_states or {}, _with_state(cbs))  # two callbacks for one state: refused now
                 cbs.append(_ResumeCallbackStates(self, cbs))
             if any(getattr(cb, 'saves_checkpoints', False) for cb in cbs):  # a callback saves during this fit:
                 check_state_keys(_with_state(cbs))  # two states under one key refused before the first batch, not at its save
