@@ -1008,6 +1008,12 @@ def save(self: Learner,
     if with_opt:
         rec = getattr(self, 'recorder', None)
         while rec is not None and '_before_lr_find' in vars(rec): rec = rec._before_lr_find  # sweeps are not fits to record (`keep_last_fit`)
+        ahead = 0 if rec is None else len(rec.losses) - sum(rec.nb_batches)  # training batches since the last epoch's end
+        if ahead > 0: warnings.warn(
+            f"Saving {source_name(target)} {ahead} training batch{'es' if ahead > 1 else ''} into epoch {rec.epoch}: it holds the weights of now, but "
+            f"records the start of epoch {rec.epoch}, so a resume with start_epoch={rec.epoch} trains those batches again. To "
+            "resume exactly, load a checkpoint of an epoch's end (`SaveModelCallback(every='epoch')`), or use BackupAndRestore "
+            "(callbacks.backup), which resumes inside an epoch.")
         if self.opt is not None: state.update(opt=self.opt.state_dict(), opt_hypers=_opt_hypers(self.opt))
         elif rec is not None: warnings.warn(f"Saving {source_name(target)} without an optimizer state (none after `purge()`): "
                                             "`load(..., with_opt=True)` will refuse it; save before purging to resume exactly.")
