@@ -298,6 +298,15 @@ def _with_state(callbacks: list) -> list:
     "The callbacks of a fit whose states checkpoints keep (the Recorder's history is saved on its own)."
     return [cb for cb in callbacks if not isinstance(cb, (Recorder, _ResumeCallbackStates))]
 
+def _carry_history(rec, loaded, start: int) -> None:
+    "Give the resumed fit's Recorder `rec` the loaded history of the `start` epochs before it (same columns only)."
+    if rec is None or loaded is None or loaded is rec or len(loaded.nb_batches) != start: return
+    if loaded.names != rec.names:
+        warnings.warn(f"The checkpoint's history has the columns {loaded.names}, this fit {rec.names}: the Recorder "
+                      f"starts without the {start} epochs before the resume.")
+        return
+    for k in ('losses', 'val_losses', 'lrs', 'moms', 'metrics', 'nb_batches', 'rows'): setattr(rec, k, list(getattr(loaded, k)))
+
 class _ResumeCallbackStates(Callback):
     "Give the callbacks of a fit their states from the checkpoint that `Learner.load(with_opt=True)` read, by state key."
     _order = 10**9  # after every other on_train_begin, which resets its callback's state
@@ -305,7 +314,7 @@ class _ResumeCallbackStates(Callback):
         self._learn, self.callbacks = weakref.ref(learn), callbacks  # weak: the Learner keeps its fit's callbacks
     def on_train_begin(self, epoch: int, **kwargs):
         learn = self._learn()
-        states = learn._resume_states
+        states = learn._resume_states or {}
         matched = match_callback_states(states, _with_state(self.callbacks))
         if getattr(learn, '_sweeping', False):
             return  # a sweep (`keep_last_fit`, lr_find) between the load and the resume: the states wait for the resume
@@ -318,6 +327,9 @@ class _ResumeCallbackStates(Callback):
             warnings.warn(f"The checkpoint was saved after {start} epochs, and this fit starts at epoch {epoch}: to resume "
                           f"where it stopped, pass start_epoch={start} to fit_one_cycle, or give fit "
                           f"callbacks=[TrackEpochCallback(learn, epoch_offset={start})] and the run's total epochs.")
+        elif start is not None:  # the resume: its Recorder goes on with the history of the epochs before it
+            _carry_history(getattr(learn, 'recorder', None), getattr(learn, '_loaded_recorder', None), start)
+        learn._resume_epoch, learn._loaded_recorder = None, None
 
 # %% ../nbs/04_basic_train.ipynb #cf822b63
 # one cell: a class body cannot span cells; this is the core (construction, fit, validate, get_preds), the rest is patched below
@@ -401,8 +413,8 @@ class Learner:
             else: self.opt.lr, self.opt.wd = lr, wd
             self.opt.zero_grad()  # gradients left by an interrupted step must not leak into this fit
             cbs = self.callbacks + self._make_callbacks() + callbacks
-            if self._resume_states:  # refused here, before training, if two callbacks could take one state
-                match_callback_states(self._resume_states, _with_state(cbs))
+            if self._resume_states or self._resume_epoch is not None:  # a resume: its states, its history
+                match_callback_states(self._resume_states or {}, _with_state(cbs))  # two callbacks for one state: refused now
                 cbs.append(_ResumeCallbackStates(self, cbs))
             if any(getattr(cb, 'saves_checkpoints', False) for cb in cbs):  # a callback saves during this fit:
                 check_state_keys(_with_state(cbs))  # two states under one key refused before the first batch, not at its save
@@ -996,6 +1008,12 @@ def save(self: Learner,
     if with_opt:
         rec = getattr(self, 'recorder', None)
         while rec is not None and '_before_lr_find' in vars(rec): rec = rec._before_lr_find  # sweeps are not fits to record (`keep_last_fit`)
+        ahead = 0 if rec is None else len(rec.losses) - sum(rec.nb_batches)  # training batches since the last epoch's end
+        if ahead > 0: warnings.warn(
+            f"Saving {source_name(target)} {ahead} training batch{'es' if ahead > 1 else ''} into epoch {rec.epoch}: it holds the weights of now, but "
+            f"records the start of epoch {rec.epoch}, so a resume with start_epoch={rec.epoch} trains those batches again. To "
+            "resume exactly, load a checkpoint of an epoch's end (`SaveModelCallback(every='epoch')`), or use BackupAndRestore "
+            "(callbacks.backup), which resumes inside an epoch.")
         if self.opt is not None: state.update(opt=self.opt.state_dict(), opt_hypers=_opt_hypers(self.opt))
         elif rec is not None: warnings.warn(f"Saving {source_name(target)} without an optimizer state (none after `purge()`): "
                                             "`load(..., with_opt=True)` will refuse it; save before purging to resume exactly.")

@@ -9,12 +9,20 @@ import numpy as np
 import torch
 from ..callback import Callback
 import uuid
-from ..torch_core import CheckpointError, atomic_write, load_checkpoint, patch, rank_distrib
+from ..torch_core import CheckpointError, atomic_write, load_checkpoint, num_distrib, patch, rank_distrib
 from ..basic_train import Learner, LearnerCallback
 
 def _say(msg: str) -> None:
     "Print `msg` once: in a distributed run, from rank 0 only (every process makes the same decisions)."
     if rank_distrib() == 0: print(msg)
+
+def _rank0_decides(decide):
+    "`decide()` as rank 0 computes it, on every process of a distributed run (so that all call `load`, or none)."
+    import torch.distributed as dist
+    if num_distrib() == 1 or not (dist.is_available() and dist.is_initialized()): return decide()
+    box = [decide() if dist.get_rank() == 0 else None]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
 
 
 # %% auto #0
@@ -133,17 +141,23 @@ class SaveModelCallback(TrackerCallback):
         if same: raise ValueError(f"Two SaveModelCallbacks of this fit write {self.name!r} (monitors {self.monitor!r} and "
                                   f"{same[0].monitor!r}): give each its own `name`.")
         # this run's mark, in the files it writes (a resumed fit takes back the original run's)
-        self.saved, self.run, self._last_run, self.best_epoch = False, uuid.uuid4().hex, None, None
+        # (one mark for every process of a distributed run: rank 0's)
+        self.saved, self.run, self._last_run, self.best_epoch = False, _rank0_decides(lambda: uuid.uuid4().hex), None, None
         super().on_train_begin(**kwargs)
+
+    def _epoch_name(self, epoch: int) -> str:
+        "The name of the file saved after `epoch` with `every='epoch'`: `ck_3` for `name='ck'` or `'ck.pth'` (`ck_3.pth`)."
+        stem, dot, sfx = self.name.rpartition('.')
+        return f'{stem}_{epoch}.{sfx}' if dot and sfx in ('pth', 'pt') else f'{self.name}_{epoch}'
 
     def jump_to_epoch(self, epoch: int):
         "With `every='epoch'`, start a resumed fit from the weights saved after the epoch before `epoch` (as fastai v1)."
         if self.every != 'epoch': return  # only `every='epoch'` writes numbered files
-        try: self.learn.load(f'{self.name}_{epoch - 1}', with_opt=False)
-        except CheckpointError as e: warnings.warn(f"Could not load {self.name}_{epoch - 1} to resume from it: {e}")
+        try: self.learn.load(self._epoch_name(epoch - 1), with_opt=False)
+        except CheckpointError as e: warnings.warn(f"Could not load {self._epoch_name(epoch - 1)} to resume from it: {e}")
 
     def on_epoch_end(self, epoch: int, **kwargs):
-        if self.every == 'epoch': return self.learn.save(f'{self.name}_{epoch}')
+        if self.every == 'epoch': return self.learn.save(self._epoch_name(epoch))
         current = self.get_monitor_value()
         if current is not None and self.is_improvement(current):
             _say(f'Better model found at epoch {epoch} with {self.monitor} value: {current}.')
@@ -152,23 +166,35 @@ class SaveModelCallback(TrackerCallback):
             self.saved = True
 
 # %% ../../nbs/06e_callbacks.tracker.ipynb #7a60734c
+def _holds_run(file, run: str) -> bool:
+    "Whether checkpoint `file` is there and was saved by the run marked `run` (its SaveModelCallback state says so)."
+    if not file.is_file(): return False
+    try: return any(isinstance(st, dict) and st.get('run') == run
+                    for st in load_checkpoint(file, 'cpu').get('callbacks', {}).values())
+    except (CheckpointError, AttributeError): return False
+
 @patch
 def on_train_end(self: SaveModelCallback, exception: BaseException | bool = False, **kwargs):
-    "Load the best model saved by this run (never a stale file of another run); after an interruption, say where it is instead."
+    "Load the best model saved by this run (never a stale file, nor one another run wrote since); after an interruption, say where it is instead."
     run, saved, self.run, self._last_run, self.saved = self.run, self.saved, None, self.run, False
     if self.every != 'improvement' or run is None: return
     file = self.learn._model_file(self.name)  # where `learn.save(self.name)` wrote: `.pth` added unless named
-    if not saved and file.is_file():  # a resumed run: the file is ours if an earlier part of this run wrote it
-        try: saved = any(isinstance(st, dict) and st.get('run') == run
-                         for st in load_checkpoint(file, 'cpu').get('callbacks', {}).values())
-        except (CheckpointError, AttributeError): saved = False
-    if not saved: return
-    if exception is False:  # the fit ended: the best weights, and the optimizer state saved with them (as v1)
-        self.learn.load(self.name)
+    gone = (f"SaveModelCallback: {file} is no longer the file this fit saved (another run or Learner wrote it since: "
+            "a shared folder?)")
+    if exception is not False:  # interrupted: no process waits for another here, each one only warns
+        ours = _holds_run(file, run)
+        if ours or saved: warnings.warn(
+            f"The fit was interrupted ({type(exception).__name__}): the Learner keeps the weights it had then. " +
+            (f"The best model ({'' if getattr(self, 'best_epoch', None) is None else f'epoch {self.best_epoch}, '}{self.monitor}={self.best}) "
+             f"is in {file}: `learn.load({self.name!r})` brings it back." if ours else gone + ': its best model is lost.'))
         return
-    at = '' if getattr(self, 'best_epoch', None) is None else f"epoch {self.best_epoch}, "
-    warnings.warn(f"The fit was interrupted ({type(exception).__name__}): the Learner keeps the weights it had then. The best "
-                  f"model ({at}{self.monitor}={self.best}) is in {file}: `learn.load({self.name!r})` brings it back.")
+    # the file is ours if this fit, or an earlier part of this run (a resumed fit), wrote it and nothing overwrote it;
+    # rank 0 wrote it and decides, so that every process loads it or none does
+    if _rank0_decides(lambda: _holds_run(file, run)):
+        self.learn.load(self.name)  # the best weights, and the optimizer state saved with them (as v1)
+    elif saved and rank_distrib() == 0:
+        warnings.warn(gone + ": not loaded, the Learner keeps its last weights.")
+
 
 # %% ../../nbs/06e_callbacks.tracker.ipynb #a5c2a3be
 class ReduceLROnPlateauCallback(TrackerCallback):
