@@ -907,6 +907,11 @@ def pred_batch(self: Learner,
     return ifnone(activ, loss_func2activ(self.loss_func))(out)
 
 # %% ../nbs/04_basic_train.ipynb #7ff0bd78
+def _class_targets(data) -> bool:
+    "Whether the training targets are class indices (one integer per item, in a TensorDataset), as v1's CategoryList."
+    t = getattr(getattr(data, 'train_ds', None), 'tensors', None)
+    return bool(t) and len(t) > 1 and not t[-1].is_floating_point() and not t[-1].is_complex() and t[-1].ndim == 1
+
 @patch
 def predict(self: Learner,
             item: Tensor | list,  # one input, without its batch dimension (a tensor, or a list of tensors)
@@ -921,7 +926,7 @@ def predict(self: Learner,
     raw = self.pred_batch(batch=(xb, torch.zeros(1)), with_dropout=with_dropout, activ=activ)[0]
     loss_activ, classes = loss_func2activ(self.loss_func), getattr(self.data, 'classes', None)
     # classification when the loss says so, or when the data names classes (a loss of one's own, say), as v1 did
-    if raw.ndim == 0 or (loss_activ is noop and classes is None): res = (raw, raw, raw)
+    if raw.ndim == 0 or (loss_activ is noop and classes is None and not _class_targets(self.data)): res = (raw, raw, raw)
     elif loss_activ is torch.sigmoid:  # one probability per class: every class at `thresh` or above
         hot = (raw >= thresh).float()
         named = classes is not None and len(classes) == hot.numel()
@@ -1038,10 +1043,14 @@ def _kept_last_fit(learn: Learner):
     hypers = None if opt is None else (opt._lr, opt._mom, opt._beta, opt._wd)
     # the Learner's own callbacks run in the sweep too, which resets them (their on_train_begin): keep their states
     states = [(cb, copy.deepcopy(cb.checkpoint_state())) for cb in learn.callbacks if any(cb is c for c in cbs)]
+    weights = copy.deepcopy(get_model(learn.model).state_dict())  # a sweep's training is not kept: it is not the fit
+    opt_state = None if opt is None else copy.deepcopy(opt.state_dict())
     sweeping, learn._sweeping = getattr(learn, '_sweeping', False), True  # a checkpoint's pending states wait for a real fit
     try: yield learn
     finally:
         learn._sweeping = sweeping
+        get_model(learn.model).load_state_dict(weights)
+        if opt_state is not None and learn.opt is opt: opt.load_state_dict(opt_state)
         for cb, st in states: cb.load_checkpoint_state(st)
         if hypers is not None and learn.opt is opt: opt.lr, opt.mom, opt.beta, opt.wd = hypers
         learn._fit_callbacks = cbs
@@ -1050,8 +1059,17 @@ def _kept_last_fit(learn: Learner):
 
 @patch
 def keep_last_fit(self: Learner) -> contextlib.AbstractContextManager:
-    "A context in which a fit is a sweep (as `lr_find`'s): after it, the callbacks, their states, the optimizer's hyper-parameters and what `save` records are the last real fit's."
+    "A context in which a fit is a sweep (as `lr_find`'s): after it, the weights, the optimizer's state and hyper-parameters, the callbacks and their states, and what `save` records are the last real fit's."
     return _kept_last_fit(self)
+
+
+# %% ../nbs/04_basic_train.ipynb #2887f10c
+def _is_sweeping(self: Learner) -> bool:
+    "Whether the fit running now is a sweep (inside `keep_last_fit`, as lr_find's): callbacks that back up or resume a fit stay out of it."
+    return getattr(self, '_sweeping', False)
+
+Learner.sweeping = property(_is_sweeping, doc=_is_sweeping.__doc__)
+
 
 # %% ../nbs/04_basic_train.ipynb #f93b289b
 @dataclass

@@ -99,3 +99,23 @@ def test_a_checkpoints_pending_states_wait_through_a_sweep():
     assert saved(new)['callbacks'] == states  # still pending: the sweep did not take them
     new.fit(1, lr=0.05)
     assert new.callbacks[-1].best <= states['EarlyStoppingCallback[monitor=valid_loss]']['best']  # the resumed fit did
+
+
+def test_a_sweep_puts_the_weights_back_and_leaves_a_backup_alone(tmp_path):
+    # review 5.26 #17: a sweep's training is not the fit's; s5-bk2: BackupAndRestore stays out of any sweep
+    from functools import partial
+    from fastbook_core.callbacks.backup import BackupAndRestore
+    from fastbook_core.test_utils import synth_learner
+    learn = synth_learner()
+    learn.path = tmp_path
+    learn.fit(2, 0.05)
+    w = [p.detach().clone() for p in learn.model.parameters()]
+    backup = tmp_path / 'backup'; backup.mkdir(); (backup / 'backup.pth').write_bytes(b'not a backup: a sweep must not read it')
+    learn.callback_fns.append(partial(BackupAndRestore))
+    with learn.keep_last_fit():
+        assert learn.sweeping
+        learn.fit(1, 0.5)
+    assert not learn.sweeping
+    for p, q in zip(learn.model.parameters(), w): assert torch.equal(p.detach(), q)
+    assert (backup / 'backup.pth').read_bytes() == b'not a backup: a sweep must not read it'
+    assert sorted(p.name for p in backup.iterdir()) == ['backup.pth']

@@ -47,3 +47,11 @@ def test_regression_still_returns_the_value():
     learn = _learner(F.mse_loss, torch.randn(48, 1), n_out=1)
     pred, val, raw = learn.predict(torch.randn(4))
     assert torch.equal(pred, raw) and torch.equal(val, raw)
+
+
+def test_a_loss_of_ones_own_with_integer_targets_predicts_a_class():
+    # review5_v1 07.py: v1 read classification off the labels; here, off integer targets
+    def my_loss(out, y): return F.cross_entropy(out, y) * 1.0
+    learn = _learner(my_loss, torch.randint(0, 3, (48,)))
+    pred, idx, raw = learn.predict(torch.randn(4))
+    assert pred.ndim == 0 and int(pred) == int(raw.argmax()) and int(idx) == int(pred)

@@ -501,8 +501,8 @@ class BackupAndRestore(_BackupEvents):
     def on_train_begin(self, n_epochs: int, metrics_names: list, **kwargs):
         "Check the backup, if there is one, against this fit (refusing another set-up's); say where the fit resumes; watch for SIGTERM."
         self._handler = h = _running_handler(self)
-        # lr_find (through callback_fns) neither reads nor writes a backup: it puts the weights back, nothing to resume
-        self._off = any(isinstance(cb, LRFinder) for cb in h.callbacks)
+        # a sweep (inside keep_last_fit, as lr_find) neither reads nor writes a backup: it puts the weights back, nothing to resume
+        self._off = self.learn.sweeping or any(isinstance(cb, LRFinder) for cb in h.callbacks)
         if self._off: return None
         if self._every and isinstance(self.learn.data.train_dl.dataset, IterableDataset):
             raise ValueError(f"save_freq={self.save_freq}: a backup within an epoch needs a dataset with indices, and "
