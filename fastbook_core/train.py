@@ -18,7 +18,8 @@ from .callback import Callback, CallbackHandler
 from .basic_train import Learner, check_train_batches, finish_fig, get_preds, loss_func2activ, noop, per_item_loss
 from .callbacks import *  # every callback, reachable as `train.BnFreeze`... as in fastai v1
 # fastai v1's train star-imported torch_core, callback, basic_data and basic_train: their names are reachable from
-# train too (`from fastbook_core.train import DataBunch`), while `train.__all__` stays v1's list
+# train too (`from fastbook_core.train import DataBunch`), while `train.__all__` is v1's list plus clip_grad (v1's
+# too, but left out of its __all__) and flip_lr (TTA's default augmentation)
 from .torch_core import *
 from .callback import *
 from .basic_data import *
@@ -188,11 +189,15 @@ def TTA(learn: Learner,
         beta: float = 0.4,  # the weight of the plain predictions
         with_loss: bool = False,  # add the per-item losses
         activ: Callable | None = None,  # default: the activation implied by the loss
+        scale: float | None = None,  # fastai v1's vision zoom: refused, pass the zoom as `augment=`
 ) -> list:
     "`[predictions, targets]` (+ losses) mixing plain and `n` augmented predictions, `beta` weighing the plain ones."
     if isinstance(ds_type, float):  # fastai v1's vision TTA took (beta, scale, ds_type)
         raise TypeError(f"TTA's first argument is the set to predict (a DatasetType), not {ds_type}: fastai v1's "
                         "vision TTA took beta first; pass beta= by name, and a zoom as augment=.")
+    if scale is not None:
+        raise TypeError(f"TTA(scale={scale}) is fastai v1's vision zoom, which needs its image transforms: pass the "
+                        "zoom as augment=, a function of a batch of inputs (e.g. a crop resized back with F.interpolate).")
     if n < 1: raise ValueError(f"n={n}: TTA needs at least one augmented pass.")
     augment = ifnone(augment, flip_lr)
     dl = learn.dl(ds_type)
@@ -273,6 +278,7 @@ def _show_array(x, ax):
     if a.ndim == 1:
         if len(a) <= 32: ax.bar(range(len(a)), a)
         else: ax.plot(a)
+        ax.set_xticks(range(0, len(a), max(1, len(a) // 8)))  # whole positions, at most 8 or so
         return
     if a.ndim == 3:
         if a.shape[0] in (1, 3, 4) and a.shape[-1] not in (1, 3, 4): a = a.transpose(1, 2, 0)  # channels last
