@@ -512,6 +512,8 @@ class DataBunch:
                                             batch_size=self.train_dl.batch_size, generator=None)
         src = self.valid_dl if self.valid_dl is not None else self.train_dl
         self.single_dl = None if src is None else wrap(make_loader(src.dataset, 1, shuffle=False, drop_last=False))
+        # without `classes`, the training set's own (v1 had no attribute: data.classes read train_ds.classes)
+        if classes is None and self.train_dl is not None: classes = getattr(self.train_dl.dataset, 'classes', None)
         self.path, self.classes = Path(path), classes
         if not no_check: self.sanity_check()
 
@@ -761,9 +763,11 @@ _ = patch_as(nm='remove_tfm')(_remove_tfm_all)  # the module has another `remove
 # %% ../nbs/02_basic_data.ipynb #9facbee1
 @patch_as(as_prop=True)
 def loss_func(self: DataBunch) -> Callable:
-    "The default loss: the dataset's `loss_func`, else cross-entropy for integer targets and MSE for float ones."
+    "The default loss: the dataset's (or, as in v1, its labels' `y.loss_func`), else cross-entropy for integer targets and MSE for float ones."
     if self.train_ds is None: raise ValueError("This DataBunch has no training set to infer a loss from: give one.")
     if hasattr(self.train_ds, 'loss_func'): return self.train_ds.loss_func
+    labels = getattr(self.train_ds, 'y', None)  # v1: a LabelList's labels carry the loss (CategoryList: CrossEntropyFlat)
+    if labels is not None and hasattr(labels, 'loss_func'): return labels.loss_func
     y = self.train_ds[0][1]
     if isinstance(y, (int, np.integer)) or (isinstance(y, torch.Tensor) and not y.is_floating_point()):
         return nn.CrossEntropyLoss()
