@@ -21,12 +21,7 @@ DELIBERATE = {}
 # A program that fails today because of a library bug that has a fix request filed: its name and the request. These
 # are strict xfails, so that the test fails as soon as the fix lands and the entry must go (never a place to park a
 # failure without a request).
-KNOWN_FAILING = {
-    'p17_jovian_fastai_callback.py': "DataBunch.loss_func ignores v1's `train_ds.y.loss_func` (a LabelList's "
-        "CrossEntropyFlat): /work/notes/requests_s6-corpus.md item 1",
-    'p20_whale_ring_loss.py': "DataBunch.classes is None instead of the training dataset's `classes`: "
-        "/work/notes/requests_s6-corpus.md item 2",
-}
+KNOWN_FAILING: dict = {}  # name -> why it fails and the request that fixes it (a strict xfail)
 
 
 def _requires(path: Path) -> list:

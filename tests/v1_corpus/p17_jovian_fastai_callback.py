@@ -11,9 +11,6 @@
 # (marked); cnn_learner on an ImageDataBunch -> Learner(data, simple_cnn(...), metrics=accuracy) on a Dataset shaped
 # like v1's LabelList (items, y.c, y.loss_func = CrossEntropyFlat(), as v1's CategoryList), seeded (3, 16, 16)
 # images in 2 classes; 2 epochs. Re-written, not copied.
-# KNOWN FAILING (2026-12-02): fastbook_core's DataBunch.loss_func ignores `train_ds.y.loss_func` (v1 basic_data.py:
-# DataBunch.loss_func), so the Learner gets nn.CrossEntropyLoss, which has no `.func`. Fix request:
-# /work/notes/requests_s6-corpus.md item 1 (strict xfail in tests/test_v1_corpus.py KNOWN_FAILING until it lands).
 from torch import Tensor
 from fastbook_core.basic_train import Learner
 from fastbook_core.callback import Callback

@@ -17,9 +17,6 @@
 # fit; rounds shrunk to one of 1 epoch; the temperature-scaling analysis after training (its own code) dropped.
 # nn.DataParallel wraps the model unconditionally (the script ran on several GPUs; on a CPU it calls the module).
 # Re-written, not copied.
-# KNOWN FAILING (2026-12-02): fastbook_core's DataBunch has its own `classes` (None by default), hiding the training
-# dataset's `classes` that v1 reached through DataBunch.__getattr__ -> train_dl -> dataset. Fix request:
-# /work/notes/requests_s6-corpus.md item 2 (strict xfail in tests/test_v1_corpus.py KNOWN_FAILING until it lands).
 from fastbook_core.basics import *
 from fastbook_core.metrics import accuracy
 from fastbook_core.basic_data import *
