@@ -4,7 +4,7 @@
 
 # %% ../../nbs/06e_callbacks.tracker.ipynb #b36b8390
 from __future__ import annotations
-import math, warnings
+import math, numbers, os, warnings
 import numpy as np
 import torch
 from ..callback import Callback
@@ -51,7 +51,7 @@ class TrackerCallback(LearnerCallback):
                 why = "which needs a validation set, and this DataBunch has none: give one, or monitor 'train_loss'"
             else: why = f"which is not recorded. Recorded: {', '.join(n for n in names if n not in ('epoch', 'time'))}"
             warnings.warn(f"{type(self).__name__} monitors {self.monitor!r}, {why}. It makes no decision in this fit.")
-        self.best = float('inf') if self.operator == np.less else -float('inf')
+        self.best, self._nan_said = float('inf') if self.operator == np.less else -float('inf'), False
 
     def get_monitor_value(self):
         "The latest value of `monitor`, or None when this epoch did not compute it (validation skipped, not recorded)."
@@ -60,9 +60,11 @@ class TrackerCallback(LearnerCallback):
         i = rec.names.index(self.monitor)
         row = rec.rows[-1] if rec.rows else None
         if row is None or row[i] == '#na#': return None
-        if self.monitor == 'train_loss': return float(rec.losses[-1])
-        if self.monitor == 'valid_loss': return float(rec.val_losses[-1])
-        return float(rec.metrics[-1][rec.metrics_names.index(self.monitor)])
+        if self.monitor == 'train_loss': value = float(rec.losses[-1])
+        elif self.monitor == 'valid_loss': value = float(rec.val_losses[-1])
+        else: value = float(rec.metrics[-1][rec.metrics_names.index(self.monitor)])
+        if math.isnan(value): self._say_nan(row[0])
+        return value
 
     def is_improvement(self, current: float) -> bool:
         "Whether `current` beats the best value by more than `min_delta`, in the direction of `mode`."
@@ -81,15 +83,28 @@ class TrackerCallback(LearnerCallback):
     def load_checkpoint_state(self, state: dict) -> None:
         "Take back the values `checkpoint_state` saved, when a resumed fit begins (each checked first)."
         for k in self._resume_keys:
-            if k in state and (isinstance(state[k], bool) or not isinstance(state[k], self._resume_types[k])):
+            if k in state and (isinstance(state[k], bool) or not isinstance(state[k], self._resume_types[k])
+                               or (k == 'best' and math.isnan(state[k]))):
                 raise ValueError(f"{self.__class__.__name__}: the checkpoint's {k}={state[k]!r} is not a {k}: a damaged file?")
         for k in self._resume_keys:
             if k in state: setattr(self, k, state[k])
+
+# %% ../../nbs/06e_callbacks.tracker.ipynb #9d2e4b7f
+TrackerCallback._on_nan = 'it counts as no improvement'  # what a NaN value does to a tracker's decisions: each says its own
+
+@patch
+def _say_nan(self: TrackerCallback, epoch) -> None:
+    "Warn, once a fit and from rank 0 only, that `monitor` is NaN: NaN never beats the best value."
+    if getattr(self, '_nan_said', False) or rank_distrib() != 0: return
+    self._nan_said = True
+    warnings.warn(f"{type(self).__name__}: {self.monitor} is NaN at epoch {epoch}, and NaN never beats the best value "
+                  f"({self.best}): {self._on_nan}. (Said once a fit. A NaN training loss stops a fit with TerminateOnNaNCallback.)")
 
 # %% ../../nbs/06e_callbacks.tracker.ipynb #1c201765
 class EarlyStoppingCallback(TrackerCallback):
     "Stop training when `monitor` has not improved by more than `min_delta` for `patience` epochs."
     _resume_keys = ('best', 'wait')
+    _on_nan = 'it, and any later NaN, counts as an epoch without improvement, towards `patience`'
     def __init__(self, learn: Learner, monitor: str = 'valid_loss', mode: str = 'auto', min_delta: float = 0.,
                  patience: int = 0):
         super().__init__(learn, monitor=monitor, mode=mode, min_delta=min_delta)
@@ -114,6 +129,7 @@ class SaveModelCallback(TrackerCallback):
     "Save the model when `monitor` improves (or every epoch), and load the best one back when the fit ends (not after an interruption)."
     _order = 10  # after the other callbacks of the epoch, so that their state in the checkpoint is up to date
     _resume_keys = ('best', 'run')
+    _on_nan = 'no model is saved for it, nor for any later NaN'
     saves_checkpoints = True  # Learner.fit checks that no two callbacks share a state key before the first batch only if one saves
     def __init__(self, learn: Learner, monitor: str = 'valid_loss', mode: str = 'auto', every: str = 'improvement',
                  name: str = 'bestmodel'):
@@ -181,9 +197,9 @@ def on_train_end(self: SaveModelCallback, exception: BaseException | bool = Fals
     file = self.learn._model_file(self.name)  # where `learn.save(self.name)` wrote: `.pth` added unless named
     gone = (f"SaveModelCallback: {file} is no longer the file this fit saved (another run or Learner wrote it since: "
             "a shared folder?)")
-    if exception is not False:  # interrupted: no process waits for another here, each one only warns
-        ours = _holds_run(file, run)
-        if ours or saved: warnings.warn(
+    if exception is not False:  # interrupted: no process waits for another here; rank 0, which wrote the file, warns
+        ours = rank_distrib() == 0 and _holds_run(file, run)
+        if rank_distrib() == 0 and (ours or saved): warnings.warn(
             f"The fit was interrupted ({type(exception).__name__}): the Learner keeps the weights it had then. " +
             (f"The best model ({'' if getattr(self, 'best_epoch', None) is None else f'epoch {self.best_epoch}, '}{self.monitor}={self.best}) "
              f"is in {file}: `learn.load({self.name!r})` brings it back." if ours else gone + ': its best model is lost.'))
@@ -200,6 +216,7 @@ def on_train_end(self: SaveModelCallback, exception: BaseException | bool = Fals
 class ReduceLROnPlateauCallback(TrackerCallback):
     "Multiply the lr by `factor` when `monitor` has not improved by `min_delta` for `patience` epochs, while lr > `min_lr`."
     _resume_keys = ('best', 'wait', 'reductions')
+    _on_nan = 'it, and any later NaN, counts as an epoch without improvement, towards `patience` and a cut of the lr'
     def __init__(self, learn: Learner, monitor: str = 'valid_loss', mode: str = 'auto', patience: int = 0,
                  factor: float = 0.2, min_delta: float = 0, min_lr: float = 0.001):
         super().__init__(learn, monitor=monitor, mode=mode, min_delta=min_delta)
@@ -251,26 +268,82 @@ class TerminateOnNaNCallback(Callback):
 
 # %% ../../nbs/06e_callbacks.tracker.ipynb #c772017b
 class TrackEpochCallback(LearnerCallback):
-    "Store the number of the last completed epoch in `learn.path/model_dir/name`; a new fit starts after it."
+    "Store the number of the last completed epoch in `learn.path/model_dir/name`; a new fit starts after it, and says where."
     _order = -20  # before the schedules, which read where to start
+    _most_epochs = 10**6  # a file that says more epochs were done is damaged, not a run to go on with
     def __init__(self, learn: Learner, name: str = 'epoch', epoch_offset: int | None = None):
         super().__init__(learn)
-        self.name, self.epoch_offset = name, epoch_offset  # kept, so that an export makes it again as it was
-        self.path = learn.path / learn.model_dir / name
-        self.start_epoch = epoch_offset if epoch_offset is not None else self._read()
+        if epoch_offset is not None and (isinstance(epoch_offset, bool) or not isinstance(epoch_offset, numbers.Integral)
+                                         or epoch_offset < 0):
+            raise ValueError(f"epoch_offset={epoch_offset!r}: give the epoch the fit starts at, a whole number >= 0 "
+                             "(or None: after the last epoch the file holds).")
+        if not isinstance(name, (str, os.PathLike)): raise TypeError(f"name={name!r}: give the name of the file, a str.")
+        # plain values, kept, so that an export makes it again as it was
+        self.name, self.epoch_offset = str(name), None if epoch_offset is None else int(epoch_offset)
+        self.path = learn.path / learn.model_dir / self.name
+        self._damage = None  # what is wrong with the file: refused when a fit begins (`restart()` clears it)
+        self._untrained = learn.opt is None  # the Learner has neither trained nor loaded an optimizer state yet
+        self._fitted = False  # whether a fit with this callback has run (a second starts where the first did, as in v1)
+        self.start_epoch = self.epoch_offset if self.epoch_offset is not None else self._read()
 
     def _read(self) -> int:
+        "The epoch after the one the file holds, 0 without a file; a file that holds no epoch is noted, for the fit to refuse."
         if not self.path.is_file(): return 0
-        try: return int(self.path.read_text()) + 1
-        except ValueError: return 0  # a damaged file: start from the beginning, as v1 did
-
-    def on_train_begin(self, **kwargs):
-        if self.start_epoch: return {'epoch': self.start_epoch}
+        text = self.path.read_text(errors='replace').strip()
+        if text.isascii() and text.isdecimal() and int(text) < self._most_epochs: return int(text) + 1
+        self._damage = (f"holds {text[:40]!r}, " + ("more epochs than a run has" if text.isascii() and text.isdecimal()
+                        else "not the number of an epoch") + " (a damaged or edited file?)")
+        return 0
 
     def on_epoch_end(self, epoch: int, **kwargs):
         with atomic_write(self.path, 'w') as f: f.write(f'{epoch}')
 
     def restart(self) -> None:
-        "Forget the epochs completed: the next fit starts from the beginning."
+        "Forget the epochs completed (delete the file): the next fit starts from the beginning."
         self.path.unlink(missing_ok=True)
-        self.start_epoch = 0
+        self.start_epoch, self._damage = 0, None
+
+
+# %% ../../nbs/06e_callbacks.tracker.ipynb #e1b7c0a4
+@patch
+def _fix(self: TrackEpochCallback) -> str:
+    "How to start afresh, exactly: delete the file, then fit with a new callback (or `restart()` this one)."
+    made = f"TrackEpochCallback(learn{'' if self.name == 'epoch' else f', name={self.name!r}'})"
+    return (f"To start again from epoch 0: delete the file, with `{made}.restart()` or `Path('{self.path}').unlink()`, "
+            f"and fit with a new {made} (or call `restart()` on this one)")
+
+@patch
+def on_train_begin(self: TrackEpochCallback, n_epochs: int, **kwargs):
+    "Start the fit after the last completed epoch (or at `epoch_offset`) and say so; refuse a damaged file, or one that leaves no epoch."
+    if self.path.is_dir(): raise ValueError(f"TrackEpochCallback: {self.path} is a folder: give the file of the epoch another `name`.")
+    if self._damage: raise ValueError(f"TrackEpochCallback: {self.path} {self._damage}. {self._fix()}; to start at epoch N "
+                                      "instead: TrackEpochCallback(learn, epoch_offset=N).")
+    from fastbook_core.callbacks.backup import BackupAndRestore  # here: that module builds on this one
+    fit_cbs = getattr(self.learn, '_fit_callbacks', [])
+    backup = any(isinstance(cb, BackupAndRestore) for cb in fit_cbs)  # its backup, if it finds one, says where the fit is
+    loads = any(isinstance(cb, SaveModelCallback) and cb.every == 'epoch' for cb in fit_cbs)  # the epoch before's weights
+    s, offset = self.start_epoch, self.epoch_offset is not None
+    said = f"epoch_offset={s}" if offset else f"{self.path} says epoch {s - 1} was the last completed"
+    if s >= n_epochs and not backup:
+        again = (f"give a smaller epoch_offset, or fit for more than {s} epochs" if offset else
+                 f"To go on with the run, give fit its total number of epochs, more than {s}. {self._fix()}")
+        raise ValueError(f"TrackEpochCallback: {said}, so this fit would start at epoch {s}, and leaves none of its {n_epochs} "
+                         f"epochs to run (`fit(n)` runs epochs {s} to n - 1 here: n counts the whole run). {again}.")
+    where = (f"this fit starts at epoch {s}" + (", unless the backup of BackupAndRestore says otherwise" if backup else ''))
+    if self._fitted and not offset:  # v1 reads the file once, when the callback is made: each of its fits starts there
+        _say(f"TrackEpochCallback: {where}, as this callback's first fit did (it read {self.path} when it was made, as in "
+             "v1: a new TrackEpochCallback starts after the epoch the file holds now).")
+    elif not s and not offset: _say(f"TrackEpochCallback: no {self.path} yet: {where}, and writes there each epoch it completes.")
+    elif self._untrained and not (backup or offset or loads):
+        if rank_distrib() == 0: warnings.warn(  # the epochs before are skipped, not done: nothing loaded their weights
+            f"TrackEpochCallback: {said}: {where}, with weights this Learner had not trained (it had no optimizer when the "
+            f"callback was made): epochs 0 to {s - 1} are skipped, not done. To go on from the weights saved after epoch {s - 1}, "
+            f"`learn.load` them first, or give the fit SaveModelCallback(learn, every='epoch'), which loads them. {self._fix()}.")
+    else: _say(f"TrackEpochCallback: {said}: {where}.")
+    if s: return {'epoch': s}
+
+@patch
+def on_train_end(self: TrackEpochCallback, **kwargs):
+    "Note that the Learner has trained: a next fit of this callback starts where its first one did, with trained weights."
+    self._fitted, self._untrained = True, False
+
