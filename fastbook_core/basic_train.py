@@ -36,8 +36,8 @@ if TYPE_CHECKING:  # for type checkers only: this module itself (its patched met
 
 # %% auto #0
 __all__ = ['loss_func_name2activ', 'loss_batch', 'validate', 'BasicLearner', 'check_epochs', 'check_train_batches', 'fit',
-           'train_epoch', 'noop', 'loss_func2activ', 'per_item_loss', 'get_preds', 'Learner', 'LearnerCallback',
-           'to_floats', 'finish_fig', 'Recorder', 'RecordOnCPU', 'FakeOptimizer', 'load_learner', 'DestroyedLearner']
+           'train_epoch', 'noop', 'loss_func2activ', 'per_item_loss', 'get_preds', 'LearnerCallback', 'to_floats',
+           'finish_fig', 'Recorder', 'Learner', 'RecordOnCPU', 'FakeOptimizer', 'load_learner', 'DestroyedLearner']
 
 # %% ../nbs/04_basic_train.ipynb #9ba56b8d
 def _shapes(b) -> str:
@@ -278,6 +278,152 @@ def get_preds(model: nn.Module,  # the model, put in eval mode
     if activ is not None: out[0] = activ(preds)
     return out
 
+# %% ../nbs/04_basic_train.ipynb #79118b86
+class LearnerCallback(Callback):
+    "A `Callback` that knows its Learner (`self.learn`) and is set on it as `learn.<snake_case_name>`."
+    def __init__(self, learn: Learner):
+        self._learn = weakref.ref(learn)  # no cycle: a Learner can be freed while its callbacks live on
+        self.exclude, self.not_min = ['_learn'], []
+        if self.cb_name: setattr(learn, self.cb_name, self)
+
+    if not TYPE_CHECKING:  # hidden from type checkers, which would otherwise accept any attribute of a callback
+        def __getattr__(self, k: str):
+            "fastai v1: an attribute the callback does not have is the Learner's (`self.data`, `self.model`)."
+            if k.startswith('_') or '_learn' not in self.__dict__: raise AttributeError(k)  # unpickling, copying
+            learn = self._learn()
+            if learn is None: raise AttributeError(f"{k}: the Learner of this {self.__class__.__name__} no longer exists.")
+            return getattr(learn, k)
+
+    @property
+    def learn(self) -> Learner:
+        "The Learner this callback belongs to."
+        learn = self._learn()
+        if learn is None: raise RuntimeError(f"The Learner of this {self.__class__.__name__} no longer exists (it was "
+                                             "deleted): a LearnerCallback only works with its Learner.")
+        return learn
+    @learn.setter
+    def learn(self, learn: Learner): self._learn = weakref.ref(learn)
+    @property
+    def cb_name(self) -> str:
+        "The attribute name of this callback on its Learner: the class name in snake case."
+        return camel2snake(self.__class__.__name__)
+
+# %% ../nbs/04_basic_train.ipynb #dcb1c999
+def to_floats(xs: Iterable) -> list:
+    "`xs` (numbers and tensors) as a list of Python floats (None stays None), with one device sync for all the tensors."
+    xs = list(xs)
+    idx = [i for i, x in enumerate(xs) if isinstance(x, Tensor)]
+    if idx:
+        vals = torch.stack([xs[i].detach().float().reshape(()) for i in idx]).cpu().tolist()
+        for i, v in zip(idx, vals): xs[i] = v
+    return [None if x is None else float(x) for x in xs]
+
+def _format_stat(s) -> str:
+    if s is None: return '#na#'
+    if isinstance(s, (int, np.integer)): return str(s)
+    if is_listy(s): return '[' + ', '.join(_format_stat(o) for o in s) + ']'
+    return f'{float(s):.6f}'
+
+def _split_list(vals, skip_start: int, skip_end: int) -> list:
+    vals = list(vals)
+    return vals[skip_start:-skip_end] if skip_end > 0 else vals[skip_start:]
+
+def finish_fig(fig: Any, return_fig: bool | None) -> Any:
+    "`fig` if `return_fig` (default: `defaults.return_fig`), else None: what every plot of the library returns."
+    if ifnone(return_fig, defaults.return_fig): return fig
+    return None
+
+# %% ../nbs/04_basic_train.ipynb #028bf9c5
+# one cell: a class body cannot span cells; this is what the Recorder does at each event (the rest is patched below)
+class Recorder(LearnerCallback):
+    "Record losses, learning rates, momentums and metrics during training; print each epoch's row; plot them."
+    _order = -10
+
+    def __init__(self, learn: Learner, add_time: bool = True, silent: bool | None = None):
+        super().__init__(learn)
+        self.add_time, self.silent = add_time, ifnone(silent, learn.silent)
+        self._added_met_names: list = []
+        self._reset_history()
+        self.names, self.pbar, self.epoch, self.iteration = ['epoch', 'train_loss'], None, 0, 0
+        self.metrics_names: list = []
+
+    def on_train_begin(self, pbar, metrics_names: list, **kwargs):
+        self.pbar, self.opt, self.n_epochs = pbar, self.learn.opt, kwargs.get('n_epochs')
+        self.no_val = self.learn.data.empty_val
+        self.metrics_names = list(metrics_names) + self._added_met_names
+        self.names = ['epoch', 'train_loss'] + ([] if self.no_val else ['valid_loss'] + self.metrics_names)
+        if self.add_time: self.names.append('time')
+        if not self.silent: pbar.write(self.names, table=True)
+        self._reset_history()
+
+    def _reset_history(self):
+        self.losses, self.val_losses, self.lrs, self.moms, self.metrics, self.nb_batches, self.rows = [], [], [], [], [], [], []
+
+    def on_epoch_begin(self, **kwargs): self.start_epoch = time.time()
+
+    def on_batch_begin(self, train: bool, **kwargs):
+        if train:
+            self.lrs.append(self.opt.lr)
+            self.moms.append(self.opt.mom)
+
+    def on_backward_begin(self, smooth_loss, **kwargs):
+        self.losses.append(smooth_loss)
+        child = getattr(self.pbar, 'child', None)
+        if child is not None: child.comment = smooth_loss  # turned into text only when the bar is drawn
+
+    def on_epoch_end(self, epoch: int, iteration: int, num_batch: int, smooth_loss, last_metrics, **kwargs):
+        self.epoch, self.iteration = epoch + 1, iteration  # where training stands, for checkpoints
+        self.nb_batches.append(num_batch)
+        last_metrics = [m for m in (last_metrics or [])]
+        if last_metrics and last_metrics[0] is not None:
+            self.val_losses.append(last_metrics[0])
+            if len(last_metrics) > 1: self.metrics.append(last_metrics[1:])
+        self.format_stats([epoch, smooth_loss] + ([] if self.no_val else last_metrics))
+
+    def on_train_end(self, exception: BaseException | bool = False, **kwargs):
+        "A fit that ended (all its epochs, or stopped by a callback) is a stage: a `save` now says `fit_complete`."
+        if exception is False: self.n_epochs = self.epoch  # an interrupted fit keeps the epochs it meant to run
+
+    _state_types = {'names': list, 'rows': list, 'losses': list, 'val_losses': list, 'lrs': list, 'moms': list,
+                    'metrics': list, 'nb_batches': list, 'metrics_names': list, 'epoch': int, 'iteration': int}
+
+    @classmethod
+    def check_checkpoint_state(cls, state) -> None:
+        "Raise a `ValueError` unless `state` is a history `checkpoint_state` could have written."
+        if not isinstance(state, dict): raise ValueError(f"a {type(state).__name__}, not a dict")
+        for k, v in state.items():
+            if k not in cls._state_types: raise ValueError(f"an unknown entry {k!r}")
+            if not isinstance(v, cls._state_types[k]) or isinstance(v, bool): raise ValueError(f"{k} is a {type(v).__name__}")
+        for k in ('losses', 'val_losses', 'lrs', 'moms'):
+            if not all(o is None or isinstance(o, (int, float)) for o in state.get(k, [])): raise ValueError(f"{k} holds non-numbers")
+
+    if TYPE_CHECKING:  # attached below with `@patch`
+        add_metric_names = _here.add_metric_names
+        format_stats = _here.format_stats
+        checkpoint_state = _here.checkpoint_state
+        load_checkpoint_state = _here.load_checkpoint_state
+        plot = _here.plot
+        plot_losses = _here.plot_losses
+        plot_lr = _here.plot_lr
+        plot_metrics = _here.plot_metrics
+
+# %% ../nbs/04_basic_train.ipynb #e11e5913
+@patch
+def add_metric_names(self: Recorder, names: list) -> None:
+    "Add columns for metrics that a callback appends to `last_metrics` (call it before the Recorder's `on_train_begin`)."
+    self._added_met_names += list(names)
+
+# %% ../nbs/04_basic_train.ipynb #89d1cf8b
+@patch
+def format_stats(self: Recorder, stats: list) -> None:
+    "Format `stats` as one row of the table (missing values as `#na#`) and write it."
+    n = len(self.names) - (1 if self.add_time else 0)
+    stats = (list(stats) + [None] * n)[:n]
+    row = [_format_stat(s) for s in stats]
+    if self.add_time: row.append(format_time(time.time() - self.start_epoch))
+    self.rows.append(row)
+    if not self.silent and self.pbar is not None: self.pbar.write(row, table=True)
+
 # %% ../nbs/04_basic_train.ipynb #0797fbba
 defaults.extra_callbacks = getattr(defaults, 'extra_callbacks', None)  # callback instances added to every new Learner
 
@@ -294,6 +440,7 @@ def _check_callback_fns(fns) -> list:
         if not callable(f): raise TypeError(f"callback_fns holds {f!r}, which is not callable: give functions of the Learner.")
     return fns
 
+# %% ../nbs/04_basic_train.ipynb #b2a40408
 def _with_state(callbacks: list) -> list:
     "The callbacks of a fit whose states checkpoints keep (the Recorder's history is saved on its own)."
     return [cb for cb in callbacks if not isinstance(cb, (Recorder, _ResumeCallbackStates))]
@@ -476,6 +623,7 @@ class Learner:
     # --- the methods attached below with `@patch` (this module) and by later modules, declared for type checkers ---
     if TYPE_CHECKING:
         metrics: list  # a property: the metrics, checked when set
+        sweeping: bool  # a property: whether the running fit is a sweep (`keep_last_fit`)
         lr_range = _here.lr_range
         create_opt = _here.create_opt
         dl = _here.dl
@@ -569,151 +717,15 @@ def apply_dropout(self: Learner, m: nn.Module) -> None:
     "Put `m` in training mode if it is a dropout layer (for Monte Carlo dropout)."
     if 'dropout' in m.__class__.__name__.lower(): m.train()
 
-# %% ../nbs/04_basic_train.ipynb #79118b86
-class LearnerCallback(Callback):
-    "A `Callback` that knows its Learner (`self.learn`) and is set on it as `learn.<snake_case_name>`."
-    def __init__(self, learn: Learner):
-        self._learn = weakref.ref(learn)  # no cycle: a Learner can be freed while its callbacks live on
-        self.exclude, self.not_min = ['_learn'], []
-        if self.cb_name: setattr(learn, self.cb_name, self)
-
-    if not TYPE_CHECKING:  # hidden from type checkers, which would otherwise accept any attribute of a callback
-        def __getattr__(self, k: str):
-            "fastai v1: an attribute the callback does not have is the Learner's (`self.data`, `self.model`)."
-            if k.startswith('_') or '_learn' not in self.__dict__: raise AttributeError(k)  # unpickling, copying
-            learn = self._learn()
-            if learn is None: raise AttributeError(f"{k}: the Learner of this {self.__class__.__name__} no longer exists.")
-            return getattr(learn, k)
-
-    @property
-    def learn(self) -> Learner:
-        "The Learner this callback belongs to."
-        learn = self._learn()
-        if learn is None: raise RuntimeError(f"The Learner of this {self.__class__.__name__} no longer exists (it was "
-                                             "deleted): a LearnerCallback only works with its Learner.")
-        return learn
-    @learn.setter
-    def learn(self, learn: Learner): self._learn = weakref.ref(learn)
-    @property
-    def cb_name(self) -> str:
-        "The attribute name of this callback on its Learner: the class name in snake case."
-        return camel2snake(self.__class__.__name__)
-
-# %% ../nbs/04_basic_train.ipynb #dcb1c999
-def to_floats(xs: Iterable) -> list:
-    "`xs` (numbers and tensors) as a list of Python floats (None stays None), with one device sync for all the tensors."
-    xs = list(xs)
-    idx = [i for i, x in enumerate(xs) if isinstance(x, Tensor)]
-    if idx:
-        vals = torch.stack([xs[i].detach().float().reshape(()) for i in idx]).cpu().tolist()
-        for i, v in zip(idx, vals): xs[i] = v
-    return [None if x is None else float(x) for x in xs]
-
-def _format_stat(s) -> str:
-    if s is None: return '#na#'
-    if isinstance(s, (int, np.integer)): return str(s)
-    if is_listy(s): return '[' + ', '.join(_format_stat(o) for o in s) + ']'
-    return f'{float(s):.6f}'
-
-def _split_list(vals, skip_start: int, skip_end: int) -> list:
-    vals = list(vals)
-    return vals[skip_start:-skip_end] if skip_end > 0 else vals[skip_start:]
-
-def finish_fig(fig: Any, return_fig: bool | None) -> Any:
-    "`fig` if `return_fig` (default: `defaults.return_fig`), else None: what every plot of the library returns."
-    if ifnone(return_fig, defaults.return_fig): return fig
-    return None
-
-# %% ../nbs/04_basic_train.ipynb #028bf9c5
-# one cell: a class body cannot span cells; this is what the Recorder does at each event (the rest is patched below)
-class Recorder(LearnerCallback):
-    "Record losses, learning rates, momentums and metrics during training; print each epoch's row; plot them."
-    _order = -10
-
-    def __init__(self, learn: Learner, add_time: bool = True, silent: bool | None = None):
-        super().__init__(learn)
-        self.add_time, self.silent = add_time, ifnone(silent, learn.silent)
-        self._added_met_names: list = []
-        self._reset_history()
-        self.names, self.pbar, self.epoch, self.iteration = ['epoch', 'train_loss'], None, 0, 0
-        self.metrics_names: list = []
-
-    def on_train_begin(self, pbar, metrics_names: list, **kwargs):
-        self.pbar, self.opt, self.n_epochs = pbar, self.learn.opt, kwargs.get('n_epochs')
-        self.no_val = self.learn.data.empty_val
-        self.metrics_names = list(metrics_names) + self._added_met_names
-        self.names = ['epoch', 'train_loss'] + ([] if self.no_val else ['valid_loss'] + self.metrics_names)
-        if self.add_time: self.names.append('time')
-        if not self.silent: pbar.write(self.names, table=True)
-        self._reset_history()
-
-    def _reset_history(self):
-        self.losses, self.val_losses, self.lrs, self.moms, self.metrics, self.nb_batches, self.rows = [], [], [], [], [], [], []
-
-    def on_epoch_begin(self, **kwargs): self.start_epoch = time.time()
-
-    def on_batch_begin(self, train: bool, **kwargs):
-        if train:
-            self.lrs.append(self.opt.lr)
-            self.moms.append(self.opt.mom)
-
-    def on_backward_begin(self, smooth_loss, **kwargs):
-        self.losses.append(smooth_loss)
-        child = getattr(self.pbar, 'child', None)
-        if child is not None: child.comment = smooth_loss  # turned into text only when the bar is drawn
-
-    def on_epoch_end(self, epoch: int, iteration: int, num_batch: int, smooth_loss, last_metrics, **kwargs):
-        self.epoch, self.iteration = epoch + 1, iteration  # where training stands, for checkpoints
-        self.nb_batches.append(num_batch)
-        last_metrics = [m for m in (last_metrics or [])]
-        if last_metrics and last_metrics[0] is not None:
-            self.val_losses.append(last_metrics[0])
-            if len(last_metrics) > 1: self.metrics.append(last_metrics[1:])
-        self.format_stats([epoch, smooth_loss] + ([] if self.no_val else last_metrics))
-
-    def on_train_end(self, exception: BaseException | bool = False, **kwargs):
-        "A fit that ended (all its epochs, or stopped by a callback) is a stage: a `save` now says `fit_complete`."
-        if exception is False: self.n_epochs = self.epoch  # an interrupted fit keeps the epochs it meant to run
-
-    _state_types = {'names': list, 'rows': list, 'losses': list, 'val_losses': list, 'lrs': list, 'moms': list,
-                    'metrics': list, 'nb_batches': list, 'metrics_names': list, 'epoch': int, 'iteration': int}
-
-    @classmethod
-    def check_checkpoint_state(cls, state) -> None:
-        "Raise a `ValueError` unless `state` is a history `checkpoint_state` could have written."
-        if not isinstance(state, dict): raise ValueError(f"a {type(state).__name__}, not a dict")
-        for k, v in state.items():
-            if k not in cls._state_types: raise ValueError(f"an unknown entry {k!r}")
-            if not isinstance(v, cls._state_types[k]) or isinstance(v, bool): raise ValueError(f"{k} is a {type(v).__name__}")
-        for k in ('losses', 'val_losses', 'lrs', 'moms'):
-            if not all(o is None or isinstance(o, (int, float)) for o in state.get(k, [])): raise ValueError(f"{k} holds non-numbers")
-
-    if TYPE_CHECKING:  # attached below with `@patch`
-        add_metric_names = _here.add_metric_names
-        format_stats = _here.format_stats
-        checkpoint_state = _here.checkpoint_state
-        load_checkpoint_state = _here.load_checkpoint_state
-        plot = _here.plot
-        plot_losses = _here.plot_losses
-        plot_lr = _here.plot_lr
-        plot_metrics = _here.plot_metrics
-
-# %% ../nbs/04_basic_train.ipynb #e11e5913
+# %% ../nbs/04_basic_train.ipynb #acc934b7
 @patch
-def add_metric_names(self: Recorder, names: list) -> None:
-    "Add columns for metrics that a callback appends to `last_metrics` (call it before the Recorder's `on_train_begin`)."
-    self._added_met_names += list(names)
-
-# %% ../nbs/04_basic_train.ipynb #89d1cf8b
-@patch
-def format_stats(self: Recorder, stats: list) -> None:
-    "Format `stats` as one row of the table (missing values as `#na#`) and write it."
-    n = len(self.names) - (1 if self.add_time else 0)
-    stats = (list(stats) + [None] * n)[:n]
-    row = [_format_stat(s) for s in stats]
-    if self.add_time: row.append(format_time(time.time() - self.start_epoch))
-    self.rows.append(row)
-    if not self.silent and self.pbar is not None: self.pbar.write(row, table=True)
+def init(self: Learner, init: Callable) -> None:
+    "Initialize the weights of the model's layers with `init` (e.g. `nn.init.kaiming_normal_`), biases with 0."
+    for m in flatten_model(self.model):
+        if isinstance(m, norm_types): continue
+        if isinstance(getattr(m, 'weight', None), Tensor) and m.weight.ndim > 1: init(m.weight)
+        if isinstance(getattr(m, 'bias', None), Tensor):
+            with torch.no_grad(): m.bias.fill_(0.)
 
 # %% ../nbs/04_basic_train.ipynb #5a247c71
 @patch
@@ -730,16 +742,6 @@ def load_checkpoint_state(self: Recorder, state: dict) -> None:
     "Restore the history `checkpoint_state` returned (checked first)."
     self.check_checkpoint_state(state)
     for k, v in state.items(): setattr(self, k, v)
-
-# %% ../nbs/04_basic_train.ipynb #acc934b7
-@patch
-def init(self: Learner, init: Callable) -> None:
-    "Initialize the weights of the model's layers with `init` (e.g. `nn.init.kaiming_normal_`), biases with 0."
-    for m in flatten_model(self.model):
-        if isinstance(m, norm_types): continue
-        if isinstance(getattr(m, 'weight', None), Tensor) and m.weight.ndim > 1: init(m.weight)
-        if isinstance(getattr(m, 'bias', None), Tensor):
-            with torch.no_grad(): m.bias.fill_(0.)
 
 # %% ../nbs/04_basic_train.ipynb #0739a33b
 @patch
@@ -973,12 +975,24 @@ def _binary(f: Any) -> Any:
                          "('wb' to save or export, 'rb' to load).")
     return f
 
+def _check_file_name(file: str | Path, what: str, where: str, example: str) -> None:
+    "Refuse a name that would not write (or read) the file it seems to name: a folder (`.`, `..`, `x/`), or `~`, never expanded."
+    s = str(file)
+    if not s.strip(): raise ValueError(f"file={file!r} is empty: give {what} a file name, such as {example!r}.")
+    if (isinstance(file, str) and s.endswith(('/', '\\'))) or Path(s).name in ('', '.', '..'):
+        raise ValueError(f"file={file!r} names a folder, not a file: give {what} a file name, such as {example!r} "
+                         f"(or 'runs/{example}' for a subfolder of {where}).")
+    if s.startswith('~'):
+        raise ValueError(f"file={file!r} starts with '~', which is not expanded: it would be a name like any other, in {where}. "
+                         f"For your home folder pass Path({s!r}).expanduser(); else give another name.")
+
 @patch
 def _model_file(self: Learner, file) -> Path | IO[bytes]:
-    "Where `file` is: an open file as it is; an absolute path as it is; any other name in `path/model_dir`, `.pth` added."
+    "Where `file` is: an open file as it is; an absolute path as it is; any other name in `path/model_dir`, `.pth` added; a folder or `~` refused."
     if is_filelike(file): return _binary(file)
     if not isinstance(file, (str, Path)) or not str(file).strip():
         raise ValueError(f"file={file!r}: give a name (saved in path/model_dir), a path, or an open binary file.")
+    _check_file_name(file, '`save` and `load`', 'path/model_dir', 'stage-1')
     p = Path(file)
     if p.suffix not in ('.pth', '.pt'): p = p.with_name(p.name + '.pth')
     return p if p.is_absolute() else self.path / self.model_dir / p
@@ -1064,12 +1078,10 @@ def keep_last_fit(self: Learner) -> contextlib.AbstractContextManager:
 
 
 # %% ../nbs/04_basic_train.ipynb #2887f10c
-def _is_sweeping(self: Learner) -> bool:
+@patch_as(as_prop=True)
+def sweeping(self: Learner) -> bool:
     "Whether the fit running now is a sweep (inside `keep_last_fit`, as lr_find's): callbacks that back up or resume a fit stay out of it."
     return getattr(self, '_sweeping', False)
-
-Learner.sweeping = property(_is_sweeping, doc=_is_sweeping.__doc__)
-
 
 # %% ../nbs/04_basic_train.ipynb #f93b289b
 @dataclass
@@ -1191,27 +1203,59 @@ def export(self: Learner,
     "Save the model, loss, metrics, classes, callbacks and callback functions to `path/file` for `load_learner`, atomically."
     if rank_distrib() != 0: return
     if is_filelike(file): _binary(file)  # before anything is written or destroyed
-    else: check_not_folder(self.path / file, 'an export file', 'give `export` another file name: an export never replaces a folder.')
+    else:
+        _check_file_name(file, '`export`', 'path', 'export.pkl')
+        check_not_folder(self.path / file, 'an export file', 'give `export` another file name: an export never replaces a folder.')
     fns = [f for f in self.callback_fns if getattr(f, 'func', f) is not Recorder]
     rec = next((f.keywords for f in self.callback_fns if getattr(f, 'func', f) is Recorder and isinstance(f, partial)), {})
     hypers = {k: rec.get(k, getattr(self, k)) for k in EXPORT_HYPERS}  # the Recorder's add_time and silent, as it has them
-    raw = export_bytes(get_model(self.model), self.loss_func, self.opt_func, fns, self.metrics, self.callbacks,
-                       getattr(self.data, 'classes', None), hypers)  # checked: nothing written yet
+    try: raw = export_bytes(get_model(self.model), self.loss_func, self.opt_func, fns, self.metrics, self.callbacks,
+                            getattr(self.data, 'classes', None), hypers)  # checked: nothing written yet
+    except (TypeError, ValueError) as e:
+        if 'cannot be pickled' not in str(e): raise
+        raise type(e)(f"{e} Defined in a module of yours, it is exported; `load_learner` then reads the file without "
+                      "unpickling your code if you give it the model and the loss, `load_learner(path, file, "
+                      "model=MyModel(), loss_func=my_loss)`, or unpickles it with `trust_code=True`, for a file you trust.") from None
     if is_filelike(file): file.write(raw)
     else:
         with atomic_write(self.path / file) as f: f.write(raw)
     if destroy: self.destroy()
 
-# %% ../nbs/04_basic_train.ipynb #54b1df07
+# %% ../nbs/04_basic_train.ipynb #209b88ab
+_V1_DATA_ARGS = ('bs', 'val_bs', 'num_workers', 'collate_fn', 'dl_tfms', 'no_check')  # fastai v1's `**db_kwargs`
+_TEST_LOADER_ARGS = ('bs', 'val_bs', 'num_workers', 'collate_fn')  # those that make the test set's loader
+
 def _check_load_learner_args(path: Any, source: Any, kwargs: dict) -> None:
-    "Refuse what `load_learner` cannot take, by name: a file as `path`, and `data` (it makes the Learner's data)."
+    "Refuse what `load_learner` cannot take, by name: a file as `path`, `data`, and arguments of neither the Learner nor v1's data."
     if 'data' in kwargs: raise TypeError("load_learner makes the Learner's data (with `test=` as its test set): set `learn.data` "
                                          "after loading to train the Learner on other data.")
-    if not is_filelike(source) and not Path(source).exists() and Path(path).is_file():
-        p = Path(path)
-        raise CheckpointNotFoundError(f"No file at {source}: `path` is the folder of the export and `file` its name, and {p} is "
-                                      f"a file: load_learner({str(p.parent)!r}, {p.name!r}).")
+    learner_args = set(inspect.signature(Learner.__init__).parameters) - {'self', 'data', 'model'}
+    unknown = sorted(set(kwargs) - learner_args - set(_V1_DATA_ARGS))
+    if unknown: raise TypeError(f"load_learner got {', '.join(f'{k}=' for k in unknown)}, which neither the Learner nor the data "
+                                f"takes: the Learner's arguments are {', '.join(sorted(learner_args))}; fastai v1's data arguments "
+                                f"are {', '.join(_V1_DATA_ARGS)}.")
+    p = Path(path) if isinstance(path, (str, Path)) else None
+    if p is not None and not is_filelike(source) and not Path(source).exists() and (p.is_file() or (not p.exists() and p.suffix)):
+        raise CheckpointNotFoundError(f"No file at {source}: `path` is the folder of the export and `file` its name, and {p} "
+                                      f"{'is a file' if p.is_file() else 'looks like one'}: give the folder, and the name as `file`: "
+                                      f"load_learner({str(p.parent)!r}, {p.name!r}), or load_learner(path={str(p.parent)!r}, file={p.name!r}).")
 
+def _inference_data(path: Any, test: Dataset | None, device: Any, kwargs: dict) -> DataBunch:
+    "The data of a loaded Learner: no training or validation set; `test` with fastai v1's data arguments taken from `kwargs`."
+    db = {k: kwargs.pop(k) for k in _V1_DATA_ARGS if k in kwargs}
+    loader = {k: db.pop(k) for k in _TEST_LOADER_ARGS if k in db}
+    if loader and test is None:
+        raise TypeError(f"{', '.join(f'{k}=' for k in loader)} make{'s' if len(loader) == 1 else ''} the test set's loader, and no "
+                        "`test=` was given: pass the test set as `test=`, or give them later, `learn.data.add_test(ds, bs=...)`.")
+    data = DataBunch(None, None, None, device=device, path=path, **db)
+    if test is not None:
+        data.add_test(test, bs=loader.get('val_bs', loader.get('bs')))  # v1's test set had the validation batch size
+        changed = {k: loader[k] for k in ('num_workers', 'collate_fn') if loader.get(k) is not None}
+        if changed: data.test_dl = data.test_dl.new(**changed)  # the test loader made again with them
+    return data
+
+
+# %% ../nbs/04_basic_train.ipynb #54b1df07
 def load_learner(path: str | Path,  # the folder of the export (the Learner's `path`)
                  file: str | Path | IO[bytes] = 'export.pkl',  # the file name in path, or an open binary file
                  test: Dataset | None = None,  # a dataset that becomes the test set
@@ -1220,15 +1264,20 @@ def load_learner(path: str | Path,  # the folder of the export (the Learner's `p
                  loss_func: Callable | None = None,  # the loss (with model, nothing is unpickled)
                  trust_code: bool = False,  # unpickle whatever classes the file names: only for files you trust
                  device: torch.device | str | None = None,  # where the model goes
-                 **kwargs,  # more arguments for the Learner
+                 **kwargs,  # more arguments for the Learner, or fastai v1's for the data (`bs`, `num_workers`, ...)
 ) -> Learner:  # a Learner for inference, its model in eval mode
-    "A Learner for inference from `path/file` written by `export`; `test` (a dataset) becomes its test set; `kwargs` go to the Learner (`metrics`, `callback_fns`, `opt_func` replace the file's). Safe by default."
+    "A Learner for inference from `path/file` written by `export`; `test` (a dataset) becomes its test set; `kwargs` go to the Learner (`metrics`, `callback_fns`, `opt_func` replace the file's) or, as v1's, to the data. Safe by default."
     if tfm_y is not None: raise ValueError("tfm_y belongs to fastai v1's data block API, which this library does not have.")
     source = file if is_filelike(file) else Path(path) / file
     _check_load_learner_args(path, source, kwargs)
     try: state, objs = read_export(source, need_objects=model is None or loss_func is None, trust_code=trust_code)
-    except CheckpointError as e:  # the model was given, but the loss is read from the same pickle as the model's class
-        if model is None or loss_func is not None or 'trust_code' not in str(e): raise
+    except CheckpointError as e:
+        if 'trust_code' not in str(e): raise
+        if model is None:  # the way forward that unpickles nothing
+            raise CheckpointError(f"{e} Or give the model and the loss yourself, and nothing in the file is unpickled: "
+                                  "`load_learner(path, file, model=MyModel(), loss_func=my_loss)`.") from None
+        if loss_func is not None: raise
+        # the model was given, but the loss is read from the same pickle as the model's class
         raise CheckpointError(f"{e} You passed `model=`: pass `loss_func=` too, and nothing in the file is unpickled (its "
                               "metrics, callback functions and callbacks are then not read: pass `metrics=` and "
                               "`callback_fns=` as well if you need them).") from None
@@ -1237,9 +1286,8 @@ def load_learner(path: str | Path,  # the folder of the export (the Learner's `p
     model = ifnone(model, objs.get('model'))
     if not isinstance(model, nn.Module): raise CheckpointError(f"{source_name(source)} holds no model: pass `model=`.")
     check_model_state(state['state_dict'], model, source)
-    data = DataBunch(None, None, None, device=device, path=path)
+    data = _inference_data(path, test, device, kwargs)
     data.classes = state['classes']
-    if test is not None: data.add_test(test)
     hypers = {**state['hypers'], **kwargs}
     wd = hypers.get('wd')
     per_group = isinstance(wd, list) and len(wd) > 1 and 'layer_groups' not in kwargs

@@ -1,0 +1,186 @@
+"Issue 26, basic_train's part: what load_learner is given, what export refuses, a resume's smoothed loss, odd file names."
+import os
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fastbook_core.basic_data import DatasetType
+from fastbook_core.basic_train import load_learner
+from fastbook_core.callback import Callback
+from fastbook_core.test_utils import synth_learner
+from fastbook_core.torch_core import CheckpointError, CheckpointNotFoundError
+import fastbook_core.train  # noqa: F401  (fit_one_cycle)
+
+
+def _exported(tmp_path, **kwargs):
+    learn = synth_learner(**kwargs); learn.path = tmp_path
+    learn.fit(1, 0.1)
+    learn.export()
+    return learn
+
+
+# --- load_learner: a file as path, v1's keyword form and its data arguments -------------------------------------------
+
+def test_a_file_as_path_says_give_the_folder_and_file(tmp_path):
+    _exported(tmp_path)
+    with pytest.raises(CheckpointNotFoundError) as e: load_learner(tmp_path / 'export.pkl')
+    msg = str(e.value)
+    assert 'give the folder, and the name as `file`' in msg and f"load_learner(path={str(tmp_path)!r}, file='export.pkl')" in msg
+    with pytest.raises(CheckpointNotFoundError, match="file='export.pkl'"): load_learner(tmp_path / 'nowhere' / 'export.pkl')
+    load_learner(tmp_path, file='export.pkl')  # the call the message gives works
+
+
+def test_v1s_keyword_form_loads(tmp_path):
+    learn = _exported(tmp_path)
+    x = learn.data.valid_ds.tensors[0]
+    for inf in (load_learner(path=tmp_path), load_learner(path=tmp_path, file='export.pkl'),
+                load_learner(path=str(tmp_path), file='export.pkl', test=None, tfm_y=None)):
+        torch.testing.assert_close(inf.pred_batch(batch=(x, torch.zeros(len(x)))), learn.pred_batch(batch=(x, torch.zeros(len(x)))))
+
+
+@pytest.mark.parametrize('kw, bs', [({'bs': 4}, 4), ({'val_bs': 5}, 5), ({'bs': 4, 'val_bs': 6}, 6), ({}, None)])
+def test_v1s_data_arguments_make_the_test_loader(tmp_path, kw, bs):
+    learn = _exported(tmp_path)
+    inf = load_learner(tmp_path, test=learn.data.valid_ds, **kw)
+    if bs is not None: assert inf.data.test_dl.batch_size == bs
+    preds = inf.get_preds(DatasetType.Test)[0]
+    assert len(preds) == len(learn.data.valid_ds)
+
+
+def test_num_workers_collate_fn_dl_tfms_and_no_check_work_to_the_end(tmp_path):
+    learn = _exported(tmp_path)
+    seen = []
+    def collate(items):
+        seen.append(len(items))
+        return torch.utils.data.default_collate(items)
+    def double(b): return (b[0] * 2, b[1])
+    inf = load_learner(tmp_path, test=learn.data.valid_ds, bs=8, num_workers=0, collate_fn=collate, dl_tfms=[double],
+                       no_check=True, device='cpu')
+    assert inf.data.test_dl.num_workers == 0
+    xb, _ = next(iter(inf.data.test_dl))
+    torch.testing.assert_close(xb, learn.data.valid_ds.tensors[0][:8] * 2)  # the batch transform ran
+    assert seen and seen[0] == 8  # the collate function made the batch
+    inf = load_learner(tmp_path, test=learn.data.valid_ds, num_workers=1)
+    assert inf.data.test_dl.num_workers == 1 and len(inf.get_preds(DatasetType.Test)[0]) == len(learn.data.valid_ds)
+
+
+@pytest.mark.parametrize('kw', [{'bs': 8}, {'val_bs': 8}, {'num_workers': 2}, {'collate_fn': torch.utils.data.default_collate}])
+def test_test_loader_arguments_without_a_test_set_are_refused(tmp_path, kw):
+    _exported(tmp_path)
+    with pytest.raises(TypeError, match=r"no `test=` was given"): load_learner(tmp_path, **kw)
+
+
+def test_an_argument_of_neither_the_learner_nor_the_data_is_named(tmp_path):
+    _exported(tmp_path)
+    with pytest.raises(TypeError, match=r"load_learner got batch_size=, which neither the Learner nor the data takes.*bs, val_bs"):
+        load_learner(tmp_path, batch_size=8)
+    inf = load_learner(tmp_path, wd=0.1, silent=True)  # the Learner's own arguments still go to it
+    assert (inf.wd, inf.silent) == (0.1, True)
+
+
+# --- export's refusals name the way forward ---------------------------------------------------------------------------
+
+class MyNet(nn.Module):  # a module-level class of this test module: the export writes it, a safe load refuses to import it
+    def __init__(self): super().__init__(); self.lin = nn.Linear(2, 1)
+    def forward(self, x): return self.lin(x)
+
+
+def test_an_unpicklable_loss_or_model_names_model_loss_func_and_trust_code(tmp_path):
+    learn = synth_learner(); learn.path = tmp_path
+    learn.loss_func = lambda out, targ: F.mse_loss(out, targ)
+    with pytest.raises(TypeError) as e: learn.export()
+    assert 'cannot be pickled' in str(e.value) and 'model=MyModel(), loss_func=my_loss' in str(e.value) and 'trust_code=True' in str(e.value)
+    class Local(nn.Module):
+        def __init__(self): super().__init__(); self.lin = nn.Linear(2, 1)
+        def forward(self, x): return self.lin(x)
+    learn = synth_learner(); learn.path = tmp_path; learn.model = Local()
+    with pytest.raises(TypeError, match=r'(?s)the model Local .*load_learner\(path, file, model=MyModel\(\)'): learn.export()
+    assert not (tmp_path / 'export.pkl').exists()  # refused before anything was written
+
+
+def test_the_refused_load_of_a_class_of_ones_own_names_both_ways(tmp_path):
+    learn = synth_learner(); learn.path = tmp_path; learn.model = MyNet()
+    learn.export()
+    with pytest.raises(CheckpointError) as e: load_learner(tmp_path)
+    assert 'trust_code=True' in str(e.value) and 'model=MyModel(), loss_func=my_loss' in str(e.value)
+    for inf in (load_learner(tmp_path, model=MyNet(), loss_func=nn.MSELoss()), load_learner(tmp_path, trust_code=True)):  # both work
+        torch.testing.assert_close(inf.model.lin.weight, learn.model.lin.weight)
+
+
+# --- a manual resume: the history is carried, the smoothed loss starts again (as in v1) --------------------------------
+
+class CtrlC(Callback):
+    def on_epoch_begin(self, epoch, **kwargs):
+        if epoch == 2: raise KeyboardInterrupt
+
+
+class Losses(Callback):
+    "The raw and the smoothed loss of each training batch."
+    def on_train_begin(self, **kwargs): self.raw, self.smooth = [], []
+    def on_backward_begin(self, last_loss, smooth_loss, **kwargs):
+        self.raw.append(float(last_loss.detach())); self.smooth.append(float(smooth_loss))
+
+
+def test_a_manual_resume_carries_the_history_and_restarts_the_smoothed_loss_as_v1(tmp_path):
+    from fastbook_core.callbacks.tracker import SaveModelCallback
+    first = synth_learner(); first.path = tmp_path
+    with pytest.raises(KeyboardInterrupt):
+        first.fit_one_cycle(4, 0.1, callbacks=[SaveModelCallback(first, every='epoch', name='ck'), CtrlC()])
+    before = list(first.recorder.losses)
+    r = synth_learner(); r.path = tmp_path
+    r.load('ck_1', with_opt=True)
+    seen = Losses()
+    r.fit_one_cycle(4, 0.1, start_epoch=2, callbacks=[SaveModelCallback(r, every='epoch', name='ck'), seen])
+    assert r.recorder.losses[:len(before)] == pytest.approx([float(o) for o in before])  # the history is carried
+    assert len(r.recorder.losses) == len(before) + len(seen.raw)
+    # v1 smooths within a fit (each fit has its own CallbackHandler): the resumed fit's first smoothed loss is its first loss
+    assert seen.smooth[0] == pytest.approx(seen.raw[0], rel=1e-5)
+    assert seen.smooth[1] != pytest.approx(seen.raw[1], rel=1e-5)  # and averages from then on
+    assert float(r.recorder.losses[len(before)]) == pytest.approx(seen.raw[0], rel=1e-5)
+
+
+# --- odd names for save, load and export ------------------------------------------------------------------------------
+
+def _files(root: Path) -> set:
+    return {p.relative_to(root) for p in root.rglob('*')}
+
+
+@pytest.mark.parametrize('name, says', [('.', 'names a folder'), ('..', 'names a folder'), ('x/', 'names a folder'),
+                                        ('runs/..', 'names a folder'), ('/', 'names a folder'), ('~', "starts with '~'"),
+                                        ('~/ckpt', "starts with '~'"), (Path('~'), "starts with '~'"), ('', 'file=')])
+def test_odd_names_are_refused_by_save_load_and_export_before_anything_is_written(tmp_path, monkeypatch, name, says):
+    learn = synth_learner(); learn.path = tmp_path / 'run'
+    learn.fit(1, 0.1)
+    learn.save('good')
+    monkeypatch.chdir(tmp_path)  # a relative write would land here
+    before = _files(tmp_path)
+    for f in (lambda: learn.save(name), lambda: learn.load(name), lambda: learn.load(name, with_opt=True), lambda: learn.export(name)):
+        with pytest.raises(ValueError, match=says): f()
+    assert _files(tmp_path) == before
+
+
+def test_the_refusals_say_what_to_give(tmp_path):
+    learn = synth_learner(); learn.path = tmp_path
+    with pytest.raises(ValueError, match=r"Path\('~/ckpt'\)\.expanduser\(\)"): learn.save('~/ckpt')
+    with pytest.raises(ValueError, match=r"such as 'stage-1'"): learn.save('.')
+    with pytest.raises(ValueError, match=r"such as 'export.pkl'"): learn.export('x/')
+
+
+def test_a_name_with_a_folder_is_a_file_in_a_subfolder_and_an_expanded_home_path_works(tmp_path, monkeypatch):
+    learn = synth_learner(); learn.path = tmp_path
+    learn.fit(1, 0.1)
+    p = learn.save('runs/stage-1', return_path=True)
+    assert p == tmp_path / 'models' / 'runs' / 'stage-1.pth' and p.is_file()
+    w = learn.model.state_dict()
+    fresh = synth_learner(); fresh.path = tmp_path
+    fresh.load('runs/stage-1')
+    for k, v in fresh.model.state_dict().items(): torch.testing.assert_close(v, w[k])
+    learn.export('runs/export.pkl')
+    assert (tmp_path / 'runs' / 'export.pkl').is_file() and load_learner(tmp_path, 'runs/export.pkl') is not None
+    monkeypatch.setenv('HOME', str(tmp_path / 'home'))
+    home = Path('~/ckpts/stage-2').expanduser()
+    assert learn.save(home, return_path=True) == tmp_path / 'home' / 'ckpts' / 'stage-2.pth'
+    fresh.load(home)
