@@ -658,9 +658,11 @@ def _numpy1_scalar(*args):
 _numpy1_scalar.__module__, _numpy1_scalar.__name__, _numpy1_scalar.__qualname__ = 'numpy.core.multiarray', 'scalar', 'scalar'
 
 def _data_globals() -> list:
-    "What pickled data names without being code: numpy numbers and dtypes (the scalar constructor, `np.dtype`, its dtype classes), sets and complex numbers."
+    "What pickled data names without being code: numpy numbers and dtypes (the scalar constructor, `np.dtype`, its dtype classes), sets, complex numbers, bytes."
+    import _codecs
     core = getattr(np, '_core', None) or np.core
-    res: list = [core.multiarray.scalar, np.dtype, _numpy1_scalar, set, complex]  # set, complex: allowed by torch 2.6, not 2.5
+    res: list = [core.multiarray.scalar, np.dtype, _numpy1_scalar]
+    res += [set, complex, _codecs.encode, bytearray]  # allowed by torch 2.6; set and complex not by 2.5, none by 2.4 (bytes pickle as _codecs.encode)
     res += [t for t in vars(getattr(np, 'dtypes', types.SimpleNamespace())).values() if isinstance(t, type) and issubclass(t, np.dtype)]
     return res
 

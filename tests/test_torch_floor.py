@@ -108,10 +108,11 @@ def _renamed_global(blob: bytes, old: bytes, new: bytes) -> bytes:
     return out.getvalue()
 
 
-def test_sets_and_complex_numbers_are_data_on_every_torch(tmp_path):
-    "torch 2.6 allows them, 2.5 does not; every pickled nn.Module holds a set (an export's model)."
-    torch.save({'s': {1, 2}, 'c': complex(1, 2)}, tmp_path / 'data.pth')
-    assert load_checkpoint(tmp_path / 'data.pth') == {'s': {1, 2}, 'c': complex(1, 2)}
+def test_sets_complex_numbers_and_bytes_are_data_on_every_torch(tmp_path):
+    "torch 2.6 allows them, 2.5 not sets, 2.4 none; every pickled nn.Module holds a set (an export's model), every numpy number bytes."
+    data = {'s': {1, 2}, 'c': complex(1, 2), 'b': b'\x00\xff', 'ba': bytearray(b'ab')}
+    torch.save(data, tmp_path / 'data.pth')
+    assert load_checkpoint(tmp_path / 'data.pth') == data
     allow = {f'{__name__}.Pair': Pair, 'torch.nn.modules.linear.Linear': nn.Linear}.get
     assert isinstance(unpickle_blob(_saved(Pair()), 'x.pkl', 'the model', allow=allow), Pair)
 
