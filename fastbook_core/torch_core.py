@@ -547,15 +547,31 @@ def _wait_until_released(t: Tensor, timeout: float = 1.0) -> None:
     while t._use_count() > 1 and time.monotonic() < end: time.sleep(1e-4)
 
 # %% ../nbs/00_torch_core.ipynb #8325ccad
-import tempfile, contextlib
+import tempfile, contextlib, errno
+
+def _unwritable(path: Path, e: OSError) -> OSError:
+    "`e`, raised making `path`'s folder or temporary file, as the same kind of `OSError` with a message naming the problem and the fix."
+    blocker = next((p for p in [path.parent, *path.parent.parents] if p.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        why = f"{blocker} is a file, not a folder, so nothing can be written inside it. Rename or remove that file, or write elsewhere"
+    elif e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        ro = ' (a read-only file system)' if e.errno == errno.EROFS else ''
+        why = f"the folder {blocker or path.parent} is not writable{ro}. Write to a folder you may write to, or change its permissions"
+    elif e.errno == errno.ENOSPC: why = f"no space is left on the device of {path.parent}. Free some space, or write elsewhere"
+    else: return e
+    err = type(e)(e.errno, f"Cannot write {path}: {why} (for a Learner: another `path` or `model_dir`, or an absolute file name)")
+    err.filename = e.filename
+    return err
 
 @contextlib.contextmanager
 def atomic_write(path: str | Path, mode: str = 'wb'):
     "Open a temporary file beside `path`; on success it replaces `path` atomically, on failure it is removed."
     path = Path(path)
     if path.is_dir(): raise IsADirectoryError(f"{path} is a folder: writing there would replace it. Give another name.")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
+    except OSError as e: raise _unwritable(path, e) from e
     try:
         with os.fdopen(fd, mode) as f:
             yield f
@@ -586,40 +602,140 @@ class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
     "A checkpoint file that does not exist (also a `FileNotFoundError`)."
 
 # %% ../nbs/00_torch_core.ipynb #0fd5941a
-import io, pickle
+import io, pickle, pickletools, zipfile
 
 def _source_name(source) -> str:
     return str(source) if isinstance(source, (str, os.PathLike)) else f'the file object {source!r}'
 
+def _py3_name(module: str, name: str) -> tuple:
+    "The Python 3 name of a global that pickle protocol 2 (torch.save's) may give its Python 2 name, as torch reads it."
+    try: from torch._utils import IMPORT_MAPPING, NAME_MAPPING
+    except ImportError: from _compat_pickle import IMPORT_MAPPING, NAME_MAPPING
+    return NAME_MAPPING.get((module, name)) or (IMPORT_MAPPING.get(module, module), name)
+
+def _pickle_globals(data: bytes) -> set:
+    "Every `module.name` a pickle names (GLOBAL, and STACK_GLOBAL's two strings), read without unpickling anything."
+    names: set = set()
+    pushed: list = []  # what the opcodes so far pushed: a string, or None for anything else
+    memo: dict = {}
+    for op, arg, _ in pickletools.genops(data):
+        if op.name == 'GLOBAL': names.add('.'.join(_py3_name(*arg.split(' ', 1)))); pushed.append(None)
+        elif op.name == 'STACK_GLOBAL':
+            if len(pushed) > 1 and isinstance(pushed[-2], str) and isinstance(pushed[-1], str): names.add(f'{pushed[-2]}.{pushed[-1]}')
+            pushed.append(None)
+        elif op.name in ('PUT', 'BINPUT', 'LONG_BINPUT', 'MEMOIZE'): memo[len(memo) if arg is None else arg] = pushed[-1] if pushed else None
+        elif op.name in ('GET', 'BINGET', 'LONG_BINGET'): pushed.append(memo.get(arg))
+        elif op.name not in ('PROTO', 'FRAME', 'STOP'): pushed.append(arg if isinstance(arg, str) and 'UNICODE' in op.name else None)
+    return names
+
+def _unsafe_globals_before_2_6(source) -> list:
+    "What torch 2.6's `get_unsafe_globals_in_checkpoint` lists, for older torch: the names in the zip's data.pkl that torch does not allow."
+    with zipfile.ZipFile(source) as z:  # a non-zip (torch's legacy format, plain pickle) raises: nothing to list, as torch 2.6 does
+        pkls = [n for n in z.namelist() if n.count('/') == 1 and n.endswith('/data.pkl')]
+        if len(pkls) != 1 or any(n.endswith('/constants.pkl') for n in z.namelist()):  # TorchScript, or not torch's layout
+            raise ValueError(f"not a checkpoint written by torch.save (its records: {z.namelist()[:5]})")
+        names = _pickle_globals(z.read(pkls[0]))
+    from torch import _weights_only_unpickler as wu
+    allowed = {*wu._get_allowed_globals(), *wu._get_user_allowed_globals()}
+    return sorted(names - allowed)
+
 def _unsafe_globals(source) -> list:
-    "The classes and functions a pickled file names (empty when torch cannot list them, as for its legacy format)."
-    from torch.serialization import get_unsafe_globals_in_checkpoint
+    "The classes and functions a pickled file names that torch does not allow (empty when torch cannot list them, as for its legacy format)."
+    from torch import serialization
     try:
         if hasattr(source, 'seek'): source.seek(0)
-        return get_unsafe_globals_in_checkpoint(source)
+        if hasattr(serialization, 'get_unsafe_globals_in_checkpoint'): return serialization.get_unsafe_globals_in_checkpoint(source)
+        return _unsafe_globals_before_2_6(source)  # torch 2.4 and 2.5
     except Exception: return []
     finally:
         if hasattr(source, 'seek'): source.seek(0)
 
-def _numpy_data_types() -> list:
-    "What a pickled numpy number or dtype names (numpy's scalar constructor, `np.dtype` and its dtype classes): data, not code."
+# %% ../nbs/00_torch_core.ipynb #b4e81d09
+def _numpy1_scalar(*args):
+    "numpy's scalar constructor under the name numpy 1 pickled it with (torch before 2.6 takes no alias for a global)."
     core = getattr(np, '_core', None) or np.core
-    res: list = [core.multiarray.scalar, np.dtype, (core.multiarray.scalar, 'numpy.core.multiarray.scalar')]  # numpy 1's name
+    return core.multiarray.scalar(*args)
+_numpy1_scalar.__module__, _numpy1_scalar.__name__, _numpy1_scalar.__qualname__ = 'numpy.core.multiarray', 'scalar', 'scalar'
+
+def _data_globals() -> list:
+    "What pickled data names without being code: numpy numbers and dtypes (the scalar constructor, `np.dtype`, its dtype classes), sets, complex numbers, bytes."
+    import _codecs
+    core = getattr(np, '_core', None) or np.core
+    res: list = [core.multiarray.scalar, np.dtype, _numpy1_scalar]
+    res += [set, complex, _codecs.encode, bytearray]  # allowed by torch 2.6; set and complex not by 2.5, none by 2.4 (bytes pickle as _codecs.encode)
     res += [t for t in vars(getattr(np, 'dtypes', types.SimpleNamespace())).values() if isinstance(t, type) and issubclass(t, np.dtype)]
     return res
 
-def _numpy_names() -> dict:
-    "The names under which a pickle refers to numpy's data types, each with its object."
-    return {(o[1] if isinstance(o, tuple) else f'{o.__module__}.{o.__qualname__}'): (o[0] if isinstance(o, tuple) else o)
-            for o in _numpy_data_types()}
+def _data_names() -> dict:
+    "The names under which a pickle refers to those data types, each with its object."
+    return {f'{o.__module__}.{o.__qualname__}': o for o in _data_globals()}
+
+@contextlib.contextmanager
+def _safe_globals(objs: list):
+    "`torch.serialization.safe_globals` (torch 2.5+); on torch 2.4, `add_safe_globals`, undone at the end."
+    from torch import serialization
+    if hasattr(serialization, 'safe_globals'):
+        with serialization.safe_globals(objs): yield
+        return
+    before = list(serialization.get_safe_globals())  # a copy: torch 2.4 returns its own list, which add_safe_globals extends
+    serialization.add_safe_globals(objs)
+    try: yield
+    finally: serialization.clear_safe_globals(); serialization.add_safe_globals(before)
+
+# %% ../nbs/00_torch_core.ipynb #c9d2a6f0
+_ZIP_HEADER = b'PK\x03\x04'  # what every file torch.save writes begins with (its legacy format: a pickle, b'\x80')
+
+def _file_head(source, start: int, n: int = 24) -> bytes | None:
+    "The first `n` bytes of `source` from `start` (None when they cannot be read again: a pipe, say)."
+    try:
+        if not hasattr(source, 'read'):
+            with open(source, 'rb') as f: return f.read(n)
+        if not getattr(source, 'seekable', lambda: False)(): return None
+        source.seek(start); head = source.read(n); source.seek(start)
+        return head
+    except Exception: return None
+
+def _not_a_torch_file(name: str, head: bytes | None) -> str | None:
+    "Why a file that begins with `head` is no torch file at all (empty, text, another format), or None when it may be one."
+    if head is None or head.startswith(_ZIP_HEADER) or head.startswith(b'\x80'): return None
+    fix = "Name a file that `torch.save` or `Learner.save` wrote (or save it again)."
+    if not head: return f"{name} is empty (0 bytes), so incomplete or corrupt: an interrupted write, or a file never written. {fix}"
+    text = head.decode('utf-8', 'replace')
+    what = f"the text {text!r}" if all(c.isprintable() or c in '\t\n\r' for c in text) else f"the bytes {head!r}"
+    return (f"{name} is not a torch file (or is incomplete or corrupt): it begins with {what}, where a file from "
+            f"`torch.save` begins with the zip header {_ZIP_HEADER!r}. {fix}")
+
+def _pickles_a_module(source, start: int) -> bool:
+    "Whether the pickle in `source` holds an `nn.Module`: every module's `__dict__` has `_parameters` and `_modules`."
+    try:
+        if hasattr(source, 'seek'): source.seek(start)
+        if zipfile.is_zipfile(source):
+            if hasattr(source, 'seek'): source.seek(start)
+            with zipfile.ZipFile(source) as z: data = z.read(next(n for n in z.namelist() if n.endswith('/data.pkl')))
+        elif hasattr(source, 'read'): data = source.read(1 << 24)
+        else:
+            with open(source, 'rb') as f: data = f.read(1 << 24)  # the legacy format: the pickle comes first
+        return b'_parameters' in data and b'_modules' in data
+    except Exception: return False
+    finally:
+        if hasattr(source, 'seek'): source.seek(start)
+
+def _refusal_hint(model: bool, trust_code: bool | None) -> str:
+    "How to go on after a refusal: for a whole pickled `model`, save and load its state_dict instead."
+    trust = ("pass `trust_code=True`" if trust_code is False else "read it with `torch.load(f, weights_only=False)`")
+    if model:
+        return (f" It holds a whole pickled model (`torch.save(model)` pickles its classes), not a state_dict. If you trust the "
+                f"file, {trust} (it unpickles arbitrary code); better, save `model.state_dict()` and load that, which needs no trust.")
+    return (" Pass `trust_code=True` if you trust this file (it unpickles arbitrary code)." if trust_code is False else
+            " A file written by fastbook_core holds only tensors and plain values here.")
 
 # %% ../nbs/00_torch_core.ipynb #d56d8174
 def load_checkpoint(source: str | os.PathLike | io.IOBase,  # a path, or an open binary file
                     map_location: Any = None,  # where tensors go, as for torch.load
                     trust_code: bool | None = None,  # True: unpickle anything; False: the refusal says how; None: no such option
 ) -> Any:
-    "Read `source` with `torch.load(weights_only=True)` (numpy numbers and dtypes allowed); every failure is a `CheckpointError` that names the file and the problem."
-    name = _source_name(source)
+    "Read `source` with `torch.load(weights_only=True)` (numpy numbers and dtypes, sets allowed); every failure is a `CheckpointError` that names the file and the problem."
+    name, start = _source_name(source), 0
     if not hasattr(source, 'read'):
         source = Path(source)
         if source.is_dir(): raise CheckpointError(f"{source} is a folder, not a file to load: name a file inside it.")
@@ -628,28 +744,27 @@ def load_checkpoint(source: str | os.PathLike | io.IOBase,  # a path, or an open
             there = sorted(p.name for x in sfx if x and source.parent.is_dir() for p in source.parent.glob(f'*{x}'))
             raise CheckpointNotFoundError(f"No file at {source}." + (f" Found: {', '.join(there)}." if there else ''))
     elif getattr(source, 'seekable', lambda: False)():  # an open file left at its end reads as empty, not as damage
-        pos = source.tell(); end = source.seek(0, io.SEEK_END); source.seek(pos)
-        if pos == end and end > 0:
-            raise CheckpointError(f"{name} is at its end (position {pos}): nothing is left to read. Call `seek(0)` on it "
+        start = source.tell(); end = source.seek(0, io.SEEK_END); source.seek(start)
+        if start == end and end > 0:
+            raise CheckpointError(f"{name} is at its end (position {start}): nothing is left to read. Call `seek(0)` on it "
                                   "after writing it, then load.")
     if trust_code:
         try: return torch.load(source, map_location=map_location, weights_only=False)  # the caller trusts this file
         except Exception as e: raise CheckpointError(f"{name} cannot be read: {type(e).__name__}: {e}") from e
-    hint = (" Pass `trust_code=True` if you trust this file (it unpickles arbitrary code)." if trust_code is False else
-            " A file written by fastbook_core holds only tensors and plain values here.")
-    from torch.serialization import safe_globals
     try:
-        with safe_globals(_numpy_data_types()):  # numpy numbers (fastai v1's optimizer states hold np.float64)
+        with _safe_globals(_data_globals()):  # numpy numbers (fastai v1's optimizer states hold np.float64), sets
             return torch.load(source, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
         msg = str(e)
         if 'GLOBAL' in msg or 'global' in msg:  # the weights-only unpickler met a class or function it will not import
-            names = [n for n in _unsafe_globals(source) if n not in _numpy_names()] or sorted(set(re.findall(r'GLOBAL ([\w.]+)', msg))) or ['pickled objects']
-            raise CheckpointError(f"Refusing to load {name}: loading it would import and run {', '.join(names)}.{hint}") from e
+            names = [n for n in _unsafe_globals(source) if n not in _data_names()] or sorted(set(re.findall(r'GLOBAL ([\w.]+)', msg))) or ['pickled objects']
+            raise CheckpointError(f"Refusing to load {name}: loading it would import and run {', '.join(names)}.{_refusal_hint(_pickles_a_module(source, start), trust_code)}") from e
+        if why := _not_a_torch_file(name, _file_head(source, start)): raise CheckpointError(why) from e
         reason = msg.split('WeightsUnpickler error:')[-1].strip().splitlines()[0] if 'WeightsUnpickler error:' in msg else msg
         raise CheckpointError(f"{name} is incomplete or corrupt, or not a torch file (written by plain pickle, or in "
-                              f"torch's legacy format?): {reason}.{hint}") from e
+                              f"torch's legacy format?): {reason}.{_refusal_hint(False, trust_code)}") from e
     except Exception as e:  # torch reports damage as RuntimeError, EOFError, ValueError, KeyError, BadZipFile...
+        if why := _not_a_torch_file(name, _file_head(source, start)): raise CheckpointError(why) from e
         raise CheckpointError(f"{name} is incomplete or corrupt (an interrupted write?): {type(e).__name__}: {e}") from e
 
 # %% ../nbs/00_torch_core.ipynb #567130d8
@@ -660,20 +775,19 @@ def unpickle_blob(blob: bytes,  # pickled bytes kept inside a file (torch.save f
                   allow: Callable | None = None,  # allow(name): the object for a global module.name that may be imported, or None
 ) -> Any:
     "Unpickle `blob` safely: only the globals `allow` approves unless `trust_code`; every failure a `CheckpointError`."
-    from torch.serialization import safe_globals
     name = _source_name(source)
     if trust_code:
         try: return torch.load(io.BytesIO(blob), map_location='cpu', weights_only=False)
         except Exception as e: raise CheckpointError(f"{name}: {what} cannot be unpickled ({type(e).__name__}: {e}).") from e
     names = _unsafe_globals(io.BytesIO(blob))
-    numpy = _numpy_names()
-    allowed = {n: numpy[n] if n in numpy else (allow(n) if allow is not None else None) for n in names}
+    data = _data_names()
+    allowed = {n: data[n] if n in data else (allow(n) if allow is not None else None) for n in names}
     refused = sorted(n for n, o in allowed.items() if o is None)
     if refused:
         raise CheckpointError(f"Refusing to unpickle {what} in {name}: loading would import and run {', '.join(refused)}. "
                               "Pass `trust_code=True` if you trust this file (it unpickles arbitrary code).")
     try:
-        with safe_globals([*allowed.values(), *_numpy_data_types()]): return torch.load(io.BytesIO(blob), map_location='cpu', weights_only=True)
+        with _safe_globals([*allowed.values(), *_data_globals()]): return torch.load(io.BytesIO(blob), map_location='cpu', weights_only=True)
     except Exception as e:
         raise CheckpointError(f"{name}: {what} is incomplete or corrupt ({type(e).__name__}: {e}).") from e
 
