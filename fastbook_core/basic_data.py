@@ -729,7 +729,10 @@ def one_item(self: DataBunch, item: Any, detach: bool = False, denorm: bool = Fa
         with ds.set_item(item): return self.one_batch(DatasetType.Single, detach, denorm, cpu)
     b = (_as_batch_of_one(item), torch.zeros(1, dtype=torch.long))
     sdl = self.single_dl
-    x, y = sdl.proc_batch(b) if sdl is not None else to_device(b, self.device)
+    if sdl is not None: x, y = sdl.proc_batch(b)
+    else:  # no single loader (a Learner from load_learner): the DataBunch's own dl_tfms, as its loaders would apply them
+        x, y = to_device(b, self.device)
+        for f in self.dl_tfms: x, y = f((x, y))
     if detach: x, y = to_detach(x, cpu=cpu), to_detach(y, cpu=cpu)
     elif cpu: x, y = to_device(x, 'cpu'), to_device(y, 'cpu')
     return x, y

@@ -23,7 +23,7 @@ from .torch_core import (CheckpointError, CheckpointNotFoundError, add_note, ato
 from .basic_data import DataBunch, DatasetType
 from .torch_core import AdamW
 from .torch_core import add_metrics  # v1's home of add_metrics; `from ...basic_train import add_metrics` works too
-from .callback import (Callback, CallbackHandler, OptimWrapper, callback_events,
+from .callback import (Callback, CallbackHandler, EventLogger, OptimWrapper, callback_events,
                                     check_callbacks, check_metrics, check_wd)
 from .progress import MasterBar, format_time, master_bar, progress_bar
 from .checkpoint import (EXPORT_HYPERS, Checkpoint, callback_states, check_device, check_model_state, check_not_folder,
@@ -833,26 +833,6 @@ def show_training_loop(self: Learner, callbacks: Callback | list | None = None) 
     cbs = self.callbacks + self._make_callbacks() + check_callbacks(callbacks)
     CallbackHandler(cbs, self.metrics).show_training_loop()
 
-# %% ../nbs/04_basic_train.ipynb #28bec5be
-class EventLogger(Callback):
-    "Record each event as `(event, train, epoch, iteration, num_batch)` in `self.events`; print each one if `show`."
-    _order = 100
-    def __init__(self, show: bool = False): self.events, self.show = [], show
-    @property
-    def names(self) -> list:
-        "The events seen, in order."
-        return [e[0] for e in self.events]
-
-def _make_logger(event: str):
-    def _log(self, **kwargs):
-        row = (event, kwargs.get('train'), kwargs.get('epoch'), kwargs.get('iteration'), kwargs.get('num_batch'))
-        self.events.append(row)
-        if self.show: print(f"{event:<15} train={row[1]!s:<5} epoch={row[2]} iteration={row[3]} num_batch={row[4]}")
-    _log.__name__ = f'on_{event}'
-    return _log
-
-for _e in callback_events: setattr(EventLogger, f'on_{_e}', _make_logger(_e))
-
 # %% ../nbs/04_basic_train.ipynb #f4c73ce7
 @patch
 def split(self: Learner, split_on: nn.Module | list | Callable) -> Learner:
@@ -924,8 +904,8 @@ def predict(self: Learner,
             thresh: float = 0.5,  # multi-label (a sigmoid loss): the classes predicted are those at `thresh` or above
 ) -> tuple:
     "Predict one item: `(prediction, index or value, raw activations)`, with the input first if `return_x`."
-    xb = [o[None] for o in item] if is_listy(item) else item[None]
-    raw = self.pred_batch(batch=(xb, torch.zeros(1)), with_dropout=with_dropout, activ=activ)[0]
+    # as v1: the item goes through the data's one_item (the single loader's dl_tfms, normalization say), as get_preds' batches do
+    raw = self.pred_batch(batch=self.data.one_item(item), with_dropout=with_dropout, activ=activ)[0]
     loss_activ, classes = loss_func2activ(self.loss_func), getattr(self.data, 'classes', None)
     # classification when the loss says so, or when the data names classes (a loss of one's own, say), as v1 did
     if raw.ndim == 0 or (loss_activ is noop and classes is None and not _class_targets(self.data)): res = (raw, raw, raw)
@@ -1219,6 +1199,11 @@ def export(self: Learner,
     if is_filelike(file): file.write(raw)
     else:
         with atomic_write(self.path / file) as f: f.write(raw)
+    tfms = getattr(self.data, 'dl_tfms', None)
+    if tfms:  # functions of the user's code, which the safe format does not carry: say how to get them back
+        names = ', '.join(getattr(f, '__name__', type(f).__name__) for f in tfms)
+        warnings.warn(f"The data's dl_tfms ({names}) are not in the export: give them to load_learner again, "
+                      f"`load_learner(path, file, dl_tfms=[{names}])`, or its predictions skip them.")
     if destroy: self.destroy()
 
 # %% ../nbs/04_basic_train.ipynb #209b88ab

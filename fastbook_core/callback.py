@@ -658,3 +658,23 @@ def show_training_loop(self: CallbackHandler):
         names = [c.__class__.__name__ if not isinstance(c, AverageMetric) else f'AverageMetric({c.name})'
                  for c, _ in self._dispatch[e][0]]
         print(f'on_{e:<15}: {", ".join(names) or "-"}')
+
+# %% ../nbs/03_callback.ipynb #28bec5be
+class EventLogger(Callback):
+    "Record each event as `(event, train, epoch, iteration, num_batch)` in `self.events`; print each one if `show`."
+    _order = 100
+    def __init__(self, show: bool = False): self.events, self.show = [], show
+    @property
+    def names(self) -> list:
+        "The events seen, in order."
+        return [e[0] for e in self.events]
+
+def _make_logger(event: str):
+    def _log(self, **kwargs):
+        row = (event, kwargs.get('train'), kwargs.get('epoch'), kwargs.get('iteration'), kwargs.get('num_batch'))
+        self.events.append(row)
+        if self.show: print(f"{event:<15} train={row[1]!s:<5} epoch={row[2]} iteration={row[3]} num_batch={row[4]}")
+    _log.__name__ = f'on_{event}'
+    return _log
+
+for _e in callback_events: setattr(EventLogger, f'on_{_e}', _make_logger(_e))

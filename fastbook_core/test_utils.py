@@ -10,8 +10,9 @@ from torch import nn
 from torch.utils.data import TensorDataset
 from .torch_core import set_seed
 from .basic_data import DataBunch
-from .basic_train import EventLogger, Learner
-_all_ = ['EventLogger']  # basic_train's event logger, one import away with the other fixtures
+from .basic_train import Learner
+from .callback import EventLogger
+_all_ = ['EventLogger']  # callback's event logger, one import away with the other fixtures
 
 # %% auto #0
 __all__ = ['synth_data', 'synth_classif_data', 'RegModel', 'synth_learner', 'classif_learner', 'EventLogger']

@@ -55,3 +55,25 @@ def test_a_loss_of_ones_own_with_integer_targets_predicts_a_class():
     learn = _learner(my_loss, torch.randint(0, 3, (48,)))
     pred, idx, raw = learn.predict(torch.randn(4))
     assert pred.ndim == 0 and int(pred) == int(raw.argmax()) and int(idx) == int(pred)
+
+
+def test_predict_applies_the_datas_transforms_as_get_preds_does():
+    "v1's predict went through `one_item`, so the data's dl_tfms (a normalization, say) apply to the item (review 6)."
+    import torch
+    from torch import nn
+    from torch.utils.data import TensorDataset
+    from fastbook_core.basic_data import DataBunch
+    from fastbook_core.basic_train import Learner
+    torch.manual_seed(0)
+    x, y = torch.randn(32, 3) * 5 + 10, torch.randint(0, 2, (32,))
+    calls = []
+    def normalize(b):
+        calls.append(len(b[0]))
+        return (b[0] - 10) / 5, b[1]
+    data = DataBunch.create(TensorDataset(x, y), TensorDataset(x, y), bs=8, device='cpu', dl_tfms=[normalize])
+    learn = Learner(data, nn.Linear(3, 2), silent=True)
+    preds, _ = learn.get_preds()
+    calls.clear()
+    _, idx, raw = learn.predict(x[0])
+    assert calls == [1], calls  # the transform ran once, on a batch of one
+    assert torch.allclose(raw, preds[0], atol=1e-6)  # the same prediction as get_preds gives for that item

@@ -184,3 +184,27 @@ def test_a_name_with_a_folder_is_a_file_in_a_subfolder_and_an_expanded_home_path
     home = Path('~/ckpts/stage-2').expanduser()
     assert learn.save(home, return_path=True) == tmp_path / 'home' / 'ckpts' / 'stage-2.pth'
     fresh.load(home)
+
+
+def _normalize(b): return (b[0] - 10) / 5, b[1]
+
+
+def test_dl_tfms_are_named_at_export_and_given_back_to_load_learner(tmp_path):
+    "review 6: an export dropped the data's dl_tfms silently, so the loaded Learner predicted on unnormalized inputs."
+    import warnings
+    import torch
+    from torch import nn
+    from torch.utils.data import TensorDataset
+    from fastbook_core.basic_data import DataBunch
+    from fastbook_core.basic_train import Learner, load_learner
+    torch.manual_seed(0)
+    x, y = torch.randn(32, 3) * 5 + 10, torch.randint(0, 2, (32,))
+    data = DataBunch.create(TensorDataset(x, y), TensorDataset(x, y), bs=8, device='cpu', dl_tfms=[_normalize], path=tmp_path)
+    learn = Learner(data, nn.Linear(3, 2), silent=True)
+    before = learn.predict(x[0])[2]
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter('always'); learn.export()
+    assert any('dl_tfms (_normalize)' in str(m.message) and 'load_learner(path, file, dl_tfms=[_normalize])' in str(m.message) for m in w)
+    back = load_learner(tmp_path, dl_tfms=[_normalize])
+    assert torch.allclose(back.predict(x[0])[2], before, atol=1e-6)
+    assert not torch.allclose(load_learner(tmp_path).predict(x[0])[2], before, atol=1e-3)  # what the warning is about
