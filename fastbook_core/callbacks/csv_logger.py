@@ -33,18 +33,27 @@ class CSVLogger(LearnerCallback):
     def on_train_begin(self, **kwargs):
         "Start from the existing file (`append`) or from the header alone."
         names = self.learn.recorder.names
-        self.lines = []
-        if self.append and self.path.is_file():
-            with open(self.path, newline='') as f: self.lines = list(csv.reader(f))
-            if self.lines and self.lines[0] != names:
+        self.lines, self._earlier = [], []
+        old = []
+        if self.path.is_file():
+            with open(self.path, newline='') as f: old = list(csv.reader(f))
+        if self.append and old:
+            self.lines = old
+            if self.lines[0] != names:
                 raise ValueError(f"{self.path} has columns {self.lines[0]}, not {names}: use another filename or append=False.")
+        elif old and old[0] == names: self._earlier = old[1:]  # kept only if this fit resumes without their history (below)
         if not self.lines: self.lines = [names]
         self._head, self._running = len(self.lines), True  # the lines before this fit's rows
         self._write()
 
-    def on_epoch_end(self, **kwargs):
+    def on_epoch_end(self, epoch: int, **kwargs):
         "Rewrite the file: the lines before this fit, then the Recorder's row of each epoch of this fit."
-        self.lines = self.lines[:self._head] + [list(r) for r in self.learn.recorder.rows]
+        rows = [list(r) for r in self.learn.recorder.rows]
+        # a fit that resumed at a later epoch without the history of the ones before (TrackEpochCallback with
+        # SaveModelCallback's weights) keeps the file's rows of those epochs rather than erasing them
+        first = epoch + 1 - len(rows)
+        earlier = [r for r in self._earlier if r and r[0].isdigit() and int(r[0]) < first] if first > 0 else []
+        self.lines = self.lines[:self._head] + earlier + rows
         self._write()
 
     def on_train_end(self, **kwargs): self._running = False
