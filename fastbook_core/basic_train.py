@@ -1266,6 +1266,11 @@ def load_learner(path: str | Path,  # the folder of the export (the Learner's `p
         raise CheckpointError(f"{e} You passed `model=`: pass `loss_func=` too, and nothing in the file is unpickled (its "
                               "metrics, callback functions and callbacks are then not read: pass `metrics=` and "
                               "`callback_fns=` as well if you need them).") from None
+    if model is not None and loss_func is not None:  # nothing unpickled: say what of the file stays unread
+        unread = [k for k in ('opt_func', 'metrics', 'callback_fns') if k not in kwargs]
+        if unread: warnings.warn(f"With `model=` and `loss_func=`, nothing in {source_name(source)} is unpickled, so its "
+                                 f"{', '.join(unread)} are not read: the Learner gets the defaults (AdamW, no metrics, no callback "
+                                 f"functions). Pass {', '.join(f'{k}=' for k in unread)} to load_learner to give them.")
     objs.update({k: kwargs.pop(k) for k in ('opt_func', 'callback_fns', 'metrics') if k in kwargs})  # given: they replace the file's
     device = check_device(device)
     model = ifnone(model, objs.get('model'))

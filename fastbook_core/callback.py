@@ -127,7 +127,8 @@ def check_wd(wd: float | Sequence[float], n_groups: int | None = None) -> list:
     "`wd` (a number, or one per layer group) as a list, each a finite number >= 0; else a `ValueError` naming it."
     vals = listify(wd)
     if n_groups is not None and len(vals) not in (1, n_groups):
-        raise ValueError(f"wd={wd!r}: {len(vals)} values for {n_groups} layer groups; give one number, or one per group.")
+        raise ValueError(f"wd={wd!r}: {len(vals)} values for {n_groups} layer groups; give one number, or one per group "
+                         "(`learn.split(...)` makes the groups; a Learner from `load_learner` has one, since an export keeps no split).")
     for v in vals:
         if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or not math.isfinite(v) or v < 0:
             raise ValueError(f"wd={wd!r}: weight decay must be a finite number >= 0 (or one per layer group).")

@@ -307,10 +307,25 @@ def _check_picklable(obj, what: str):
 def _plain_partial(f):
     return partial(f.func, *map(plain_value, f.args), **{k: plain_value(v) for k, v in f.keywords.items()}) if isinstance(f, partial) else f
 
+def _numpy_free(v):
+    "`v` with numpy numbers as Python ones and numpy arrays as tuples (an optimizer's `betas`), tuples kept tuples."
+    if isinstance(v, np.ndarray): return tuple(v.tolist())
+    if isinstance(v, np.generic): return v.item()
+    if isinstance(v, (tuple, list)): return type(v)(_numpy_free(o) for o in v)
+    return v
+
+def _has_numpy(v) -> bool:
+    return isinstance(v, (np.ndarray, np.generic)) or (isinstance(v, (tuple, list)) and any(map(_has_numpy, v)))
+
+def _plain_opt_func(f):
+    "An optimizer partial whose arguments a safe load reads (`partial(Adam, betas=np.array([.9, .99]))` holds numpy); others as they are."
+    if not isinstance(f, partial) or not (_has_numpy(f.args) or _has_numpy(list(f.keywords.values()))): return f
+    return partial(f.func, *_numpy_free(f.args), **{k: _numpy_free(v) for k, v in f.keywords.items()})
+
 def export_bytes(model: nn.Module, loss_func, opt_func, callback_fns: list, metrics: list, callbacks: list,
                  classes: list | None, hypers: dict) -> bytes:
     "The bytes of an export file for `load_learner`, checked to read back safely; an error, before anything is written, if not."
-    fns = [_plain_partial(f) for f in callback_fns]
+    fns, opt_func = [_plain_partial(f) for f in callback_fns], _plain_opt_func(opt_func)
     for obj, what in [(loss_func, 'the loss function'), (opt_func, 'the optimizer function'),
                       (model, f'the model {model.__class__.__name__}')] + [(f, f'the callback function {getattr(f, "func", f)!r}') for f in fns] \
                      + [(m, f'the metric {getattr(m, "__name__", m)!r}') for m in metrics]: _check_picklable(obj, what)

@@ -208,3 +208,51 @@ def test_dl_tfms_are_named_at_export_and_given_back_to_load_learner(tmp_path):
     back = load_learner(tmp_path, dl_tfms=[_normalize])
     assert torch.allclose(back.predict(x[0])[2], before, atol=1e-6)
     assert not torch.allclose(load_learner(tmp_path).predict(x[0])[2], before, atol=1e-3)  # what the warning is about
+
+
+def test_load_learner_with_model_and_loss_names_what_it_did_not_read(tmp_path):
+    "review 6 adversary #4: with model= and loss_func=, the export's opt_func, metrics and callback_fns were dropped silently."
+    import warnings
+    from functools import partial
+    import torch
+    from torch import nn
+    from torch.utils.data import TensorDataset
+    from fastbook_core.basic_data import DataBunch
+    from fastbook_core.basic_train import Learner, load_learner
+    from fastbook_core.metrics import accuracy
+    x, y = torch.randn(32, 3), torch.randint(0, 2, (32,))
+    data = DataBunch.create(TensorDataset(x, y), TensorDataset(x, y), bs=8, device='cpu', path=tmp_path)
+    learn = Learner(data, nn.Linear(3, 2), opt_func=partial(torch.optim.SGD, momentum=0.9), metrics=[accuracy], silent=True)
+    learn.export()
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter('always')
+        inf = load_learner(tmp_path, model=nn.Linear(3, 2), loss_func=nn.CrossEntropyLoss())
+    msg = ' '.join(str(m.message) for m in w)
+    assert 'opt_func, metrics, callback_fns are not read' in msg and 'Pass opt_func=, metrics=, callback_fns=' in msg, msg
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter('always')
+        inf = load_learner(tmp_path, model=nn.Linear(3, 2), loss_func=nn.CrossEntropyLoss(), opt_func=learn.opt_func,
+                           metrics=[accuracy], callback_fns=[])
+    assert not any('not read' in str(m.message) for m in w)
+    assert inf.opt_func is learn.opt_func and inf.metrics == [accuracy]
+
+
+def test_an_optimizer_partial_holding_numpy_exports_and_loads(tmp_path):
+    "review 6 adversary #5: partial(Adam, betas=np.array(...)) was written, then refused by the safe load."
+    from functools import partial
+    import numpy as np
+    import torch
+    from torch import nn
+    from torch.utils.data import TensorDataset
+    from fastbook_core.basic_data import DataBunch
+    from fastbook_core.basic_train import Learner, load_learner
+    x, y = torch.randn(32, 3), torch.randint(0, 2, (32,))
+    data = DataBunch.create(TensorDataset(x, y), TensorDataset(x, y), bs=8, device='cpu', path=tmp_path)
+    learn = Learner(data, nn.Linear(3, 2), opt_func=partial(torch.optim.Adam, betas=np.array([0.8, 0.9]), eps=np.float32(1e-7)), silent=True)
+    learn.fit(1, 1e-3)
+    learn.export()
+    inf = load_learner(tmp_path)
+    assert inf.opt_func.func is torch.optim.Adam
+    assert inf.opt_func.keywords['betas'] == (0.8, 0.9) and type(inf.opt_func.keywords['eps']) is float
+    inf.data = data
+    inf.fit(1, 1e-3)  # the optimizer made from it trains
