@@ -292,3 +292,24 @@ def test_a_second_fit_of_one_callback_starts_where_its_first_did_and_says_so(cap
     learn.callbacks.clear()
     learn.fit(3, callbacks=[TrackEpochCallback(learn)])  # a new one reads the file
     assert [r[0] for r in learn.recorder.rows] == ['2']
+
+
+def test_a_stage_ended_by_early_stopping_gives_the_next_stage_its_whole_patience(tmp_path):
+    "review 6 adversary #13: the exhausted patience count of a finished stage came back with load(with_opt=True)."
+    import torch
+    from torch import nn
+    from torch.utils.data import TensorDataset
+    from fastbook_core.basic_data import DataBunch
+    from fastbook_core.basic_train import Learner
+    from fastbook_core.callbacks.tracker import EarlyStoppingCallback
+    torch.manual_seed(0)
+    x, y = torch.randn(64, 3), torch.randn(64, 1)  # noise: no real improvement, so early stopping ends the stage
+    data = DataBunch.create(TensorDataset(x, y), TensorDataset(x, y), bs=16, device='cpu', path=tmp_path)
+    learn = Learner(data, nn.Linear(3, 1), silent=True)
+    es = EarlyStoppingCallback(learn, monitor='valid_loss', patience=1, min_delta=10.)  # nothing improves by 10
+    learn.fit(5, 1e-3, callbacks=[es])
+    assert len(learn.recorder.val_losses) == 3  # stopped early: the first epoch beats inf, two more do not
+    learn.save('stage-1')
+    learn2 = Learner(data, nn.Linear(3, 1), silent=True).load('stage-1', with_opt=True)
+    learn2.fit(5, 1e-3, callbacks=[EarlyStoppingCallback(learn2, monitor='valid_loss', patience=1, min_delta=10.)])
+    assert len(learn2.recorder.val_losses) == 2  # its own patience: two epochs without beating stage 1, not one

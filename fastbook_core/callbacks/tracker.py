@@ -112,7 +112,14 @@ class EarlyStoppingCallback(TrackerCallback):
 
     def on_train_begin(self, **kwargs):
         super().on_train_begin(**kwargs)
-        self.wait = 0
+        self.wait, self._running = 0, True
+
+    def on_train_end(self, exception=False, **kwargs):
+        if exception is False: self._running = False  # the fit ran to its end (or stopped early): a stage
+
+    def checkpoint_state(self) -> dict:
+        "The best value, and the patience count only within a fit (or after an interruption): a stage's next fit starts its patience afresh."
+        return {**super().checkpoint_state(), **({} if getattr(self, '_running', False) else {'wait': 0})}
 
     def on_epoch_end(self, epoch: int, **kwargs):
         current = self.get_monitor_value()
@@ -231,7 +238,7 @@ class ReduceLROnPlateauCallback(TrackerCallback):
 
     def checkpoint_state(self) -> dict:
         "The values a resumed fit needs; the reductions only within a fit (or after an interruption), not once it has ended."
-        return {**super().checkpoint_state(), **({} if getattr(self, '_running', False) else {'reductions': 0})}
+        return {**super().checkpoint_state(), **({} if getattr(self, '_running', False) else {'reductions': 0, 'wait': 0})}
 
     def load_checkpoint_state(self, state: dict) -> None:
         "Take back the values saved, and divide this fit's lr as many times as the interrupted run had before its checkpoint."
