@@ -66,6 +66,8 @@ def test_torch_range_is_what_ci_tests():
     assert not torch_req.specifier.contains('3.0.0')
     ci = (ROOT / '.ci' / 'run').read_text()
     assert re.search(rf'torch=={re.escape(floor)}(\.0)?\b', ci), f'.ci/run does not test the floor {floor}'
+    matrix = re.search(r'torch: \[(.*)\]', (ROOT / '.github' / 'workflows' / 'test.yaml').read_text())
+    assert matrix and re.search(rf'"{re.escape(floor)}(\.0)?"', matrix.group(1)), f'the workflow does not test the floor {floor}'
     assert f'PyTorch {floor} or later (below 3)' in (ROOT / 'README.md').read_text()
     assert all('torch==2.13.0' in c for c in _readme_commands())
 
