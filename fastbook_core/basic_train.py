@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
 from torch.utils.data import Dataset
-from .torch_core import (CheckpointError, CheckpointNotFoundError, add_note, atomic_write, camel2snake, defaults,
+from .torch_core import (CheckpointError, CheckpointNotFoundError, _check_trust_code, add_note, atomic_write, camel2snake, defaults,
                                       distrib_barrier, distrib_sum, even_mults, first_el, flatten_model, get_model, get_rng_states,
                                       ifnone, is_listy, listify, load_checkpoint, bn_types, norm_types, patch, patch_as, rank_distrib,
                                       remove_module_load, requires_grad, set_rng_states, split_model, to_detach,
@@ -1252,6 +1252,7 @@ def load_learner(path: str | Path,  # the folder of the export (the Learner's `p
                  **kwargs,  # more arguments for the Learner, or fastai v1's for the data (`bs`, `num_workers`, ...)
 ) -> Learner:  # a Learner for inference, its model in eval mode
     "A Learner for inference from `path/file` written by `export`; `test` (a dataset) becomes its test set; `kwargs` go to the Learner (`metrics`, `callback_fns`, `opt_func` replace the file's) or, as v1's, to the data. Safe by default."
+    trust_code = _check_trust_code(trust_code)  # first: 'False' read as text must not unpickle the file's code
     if tfm_y is not None: raise ValueError("tfm_y belongs to fastai v1's data block API, which this library does not have.")
     source = file if is_filelike(file) else Path(path) / file
     _check_load_learner_args(path, source, kwargs)

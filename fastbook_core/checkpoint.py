@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn, Tensor
-from .torch_core import AdamW, CheckpointError, get_model, load_checkpoint, remove_module_load
+from .torch_core import AdamW, CheckpointError, _check_trust_code, get_model, load_checkpoint, remove_module_load
 from .callback import Callback, check_wd
 
 # %% auto #0
@@ -348,7 +348,7 @@ def export_bytes(model: nn.Module, loss_func, opt_func, callback_fns: list, metr
                 'callbacks': [(type(cb), _init_args(cb)) for cb in callbacks]}, blob)
     head = {'format': _EXPORT_FORMAT, 'classes': classes, 'objects': blob.getvalue(), 'hypers': hypers}
     check = io.BytesIO(); torch.save(head, check); check.seek(0)
-    try: torch.load(check, weights_only=True)
+    try: load_checkpoint(check)  # the reader read_export uses: on torch 2.4 a plain torch.load refuses the bytes inside
     except Exception as e: raise TypeError(f"Cannot export: a safe load could not read it back ({e}).") from None
     buf = io.BytesIO(); torch.save({**head, 'state_dict': model.state_dict()}, buf)
     return buf.getvalue()
@@ -359,6 +359,7 @@ def read_export(source: Any,  # a path or an open binary file
                 trust_code: bool = False,  # unpickle whatever classes the file names
 ) -> tuple:
     "`(state, objects)` of an export file, read and checked safely; a `CheckpointError` naming what is wrong."
+    trust_code = _check_trust_code(trust_code)  # before anything is read: 'False' as text must not trust the file
     check_not_folder(source, 'an export file', "`file` names the export inside `path` (`load_learner(path, 'export.pkl')`): check the name.")
     state = load_checkpoint(source, map_location='cpu')
     if not isinstance(state, dict) or state.get('format') != _EXPORT_FORMAT:
