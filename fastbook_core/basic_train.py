@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 from .torch_core import (CheckpointError, CheckpointNotFoundError, _check_trust_code, add_note, atomic_write, camel2snake, defaults,
                                       distrib_barrier, distrib_sum, even_mults, first_el, flatten_model, get_model, get_rng_states,
                                       ifnone, is_listy, listify, load_checkpoint, bn_types, norm_types, patch, patch_as, rank_distrib,
@@ -552,6 +552,11 @@ class Learner:
         check_train_batches(self.data.train_dl)
         callbacks = check_callbacks(callbacks, 'fit(callbacks=...)')
         check_callbacks(self.callbacks, 'learn.callbacks')
+        for cb in self.callbacks + callbacks:  # one made with another Learner would act on that one (train, save, load it)
+            ref = cb.__dict__.get('_learn')
+            if ref is not None and ref() is not None and ref() is not self:
+                raise ValueError(f"{type(cb).__name__} was made with another Learner: make it with this one, "
+                                 f"`{type(cb).__name__}(learn, ...)`, or give its class to `callback_fns`.")
         lr, wd = self.lr_range(lr), ifnone(wd, self.wd)
         check_wd(wd, len(self.layer_groups))
         before = self._before_fit()
@@ -1253,6 +1258,10 @@ def load_learner(path: str | Path,  # the folder of the export (the Learner's `p
 ) -> Learner:  # a Learner for inference, its model in eval mode
     "A Learner for inference from `path/file` written by `export`; `test` (a dataset) becomes its test set; `kwargs` go to the Learner (`metrics`, `callback_fns`, `opt_func` replace the file's) or, as v1's, to the data. Safe by default."
     trust_code = _check_trust_code(trust_code)  # first: 'False' read as text must not unpickle the file's code
+    if is_filelike(path): raise TypeError("load_learner's first argument is the export's folder (the Learner's `path`): give an "
+                                          "open file as `file`, `load_learner('.', f)`.")
+    if isinstance(test, DataLoader): raise TypeError("test= takes a dataset, not a loader: pass the loader's dataset, "
+                                                     "`test=dl.dataset` (`bs=` and `num_workers=` make its loader).")
     if tfm_y is not None: raise ValueError("tfm_y belongs to fastai v1's data block API, which this library does not have.")
     source = file if is_filelike(file) else Path(path) / file
     _check_load_learner_args(path, source, kwargs)

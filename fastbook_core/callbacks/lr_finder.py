@@ -48,11 +48,12 @@ class LRFinder(LearnerCallback):
         if self.sched.is_done or (self.stop_div and (loss > 4 * self.best_loss or math.isnan(loss))):
             return {'stop_epoch': True, 'stop_training': True}
 
-    def on_train_end(self, **kwargs):
+    def on_train_end(self, exception=False, **kwargs):
         "Put back the weights, the optimizer state and the random generators."
         if self.snapshot is None: return
         get_model(self.learn.model).load_state_dict(self.snapshot['model'])
         self.learn.opt.load_state_dict(self.snapshot['opt'])
         set_rng_states(self.snapshot['rng'])
         self.snapshot = None
+        if exception is not False: return  # interrupted: the weights are back, but the sweep is not complete
         if not self.learn.silent: print('LR Finder is complete: `learn.recorder.plot()` shows the loss against the lr.')
