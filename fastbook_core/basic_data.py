@@ -14,7 +14,7 @@ import torch
 from torch import nn, Tensor
 from torch.utils.data import (BatchSampler, DataLoader, Dataset, IterableDataset, RandomSampler, SequentialSampler,
                               TensorDataset, default_collate, default_convert)
-from .torch_core import (CheckpointError, CheckpointNotFoundError, _check_trust_code, atomic_write, defaults, ifnone,
+from .torch_core import (CheckpointError, CheckpointNotFoundError, check_trust_code, atomic_write, defaults, ifnone,
                                       is_listy, listify, load_checkpoint, patch, patch_as, rank_distrib, to_detach,
                                       to_device, unpickle_blob)
 if TYPE_CHECKING:  # the methods patched onto classes below, declared in their classes for type checkers
@@ -854,7 +854,7 @@ def load_data(path: str | Path,  # the folder of the file (and the `path` of the
               **kwargs,
 ) -> DataBunch:  # the loaded DataBunch; `kwargs` went to DataBunch.create
     "Load a `DataBunch` saved by `DataBunch.save` from `path/file` (or file object `file`); safe unless `trust_code`."
-    trust_code = _check_trust_code(trust_code)
+    trust_code = check_trust_code(trust_code)
     if hasattr(file, 'read'): source, name = file, f'the file object {file!r}'
     elif not isinstance(file, (str, os.PathLike)):
         raise TypeError(f"file={file!r}: give a file name (in `path`) or an open binary file.")

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
 from torch.utils.data import DataLoader, Dataset
-from .torch_core import (CheckpointError, CheckpointNotFoundError, _check_trust_code, add_note, atomic_write, camel2snake, defaults,
+from .torch_core import (CheckpointError, CheckpointNotFoundError, check_trust_code, add_note, atomic_write, camel2snake, defaults,
                                       distrib_barrier, distrib_sum, even_mults, first_el, flatten_model, get_model, get_rng_states,
                                       ifnone, is_listy, listify, load_checkpoint, bn_types, norm_types, patch, patch_as, rank_distrib,
                                       remove_module_load, requires_grad, set_rng_states, split_model, to_detach,
@@ -960,7 +960,7 @@ def _binary(f: Any) -> Any:
                          "('wb' to save or export, 'rb' to load).")
     return f
 
-def _check_file_name(file: str | Path, what: str, where: str, example: str) -> None:
+def check_file_name(file: str | Path, what: str, where: str, example: str) -> None:
     "Refuse a name that would not write (or read) the file it seems to name: a folder (`.`, `..`, `x/`), or `~`, never expanded."
     s = str(file)
     if not s.strip(): raise ValueError(f"file={file!r} is empty: give {what} a file name, such as {example!r}.")
@@ -977,7 +977,7 @@ def _model_file(self: Learner, file) -> Path | IO[bytes]:
     if is_filelike(file): return _binary(file)
     if not isinstance(file, (str, Path)) or not str(file).strip():
         raise ValueError(f"file={file!r}: give a name (saved in path/model_dir), a path, or an open binary file.")
-    _check_file_name(file, '`save` and `load`', 'path/model_dir', 'stage-1')
+    check_file_name(file, '`save` and `load`', 'path/model_dir', 'stage-1')
     p = Path(file)
     if p.suffix not in ('.pth', '.pt'): p = p.with_name(p.name + '.pth')
     return p if p.is_absolute() else self.path / self.model_dir / p
@@ -1189,7 +1189,7 @@ def export(self: Learner,
     if rank_distrib() != 0: return
     if is_filelike(file): _binary(file)  # before anything is written or destroyed
     else:
-        _check_file_name(file, '`export`', 'path', 'export.pkl')
+        check_file_name(file, '`export`', 'path', 'export.pkl')
         check_not_folder(self.path / file, 'an export file', 'give `export` another file name: an export never replaces a folder.')
     fns = [f for f in self.callback_fns if getattr(f, 'func', f) is not Recorder]
     rec = next((f.keywords for f in self.callback_fns if getattr(f, 'func', f) is Recorder and isinstance(f, partial)), {})
@@ -1257,7 +1257,7 @@ def load_learner(path: str | Path,  # the folder of the export (the Learner's `p
                  **kwargs,  # more arguments for the Learner, or fastai v1's for the data (`bs`, `num_workers`, ...)
 ) -> Learner:  # a Learner for inference, its model in eval mode
     "A Learner for inference from `path/file` written by `export`; `test` (a dataset) becomes its test set; `kwargs` go to the Learner (`metrics`, `callback_fns`, `opt_func` replace the file's) or, as v1's, to the data. Safe by default."
-    trust_code = _check_trust_code(trust_code)  # first: 'False' read as text must not unpickle the file's code
+    trust_code = check_trust_code(trust_code)  # first: 'False' read as text must not unpickle the file's code
     if is_filelike(path): raise TypeError("load_learner's first argument is the export's folder (the Learner's `path`): give an "
                                           "open file as `file`, `load_learner('.', f)`.")
     if isinstance(test, DataLoader): raise TypeError("test= takes a dataset, not a loader: pass the loader's dataset, "

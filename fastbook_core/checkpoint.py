@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn, Tensor
-from .torch_core import AdamW, CheckpointError, _check_trust_code, get_model, load_checkpoint, remove_module_load
+from .torch_core import AdamW, CheckpointError, check_trust_code, get_model, load_checkpoint, remove_module_load
 from .callback import Callback, check_wd
 
 # %% auto #0
@@ -359,7 +359,7 @@ def read_export(source: Any,  # a path or an open binary file
                 trust_code: bool = False,  # unpickle whatever classes the file names
 ) -> tuple:
     "`(state, objects)` of an export file, read and checked safely; a `CheckpointError` naming what is wrong."
-    trust_code = _check_trust_code(trust_code)  # before anything is read: 'False' as text must not trust the file
+    trust_code = check_trust_code(trust_code)  # before anything is read: 'False' as text must not trust the file
     check_not_folder(source, 'an export file', "`file` names the export inside `path` (`load_learner(path, 'export.pkl')`): check the name.")
     state = load_checkpoint(source, map_location='cpu')
     if not isinstance(state, dict) or state.get('format') != _EXPORT_FORMAT:

@@ -40,8 +40,8 @@ __all__ = ['defaults', 'bn_types', 'norm_types', 'bias_types', 'no_wd_types', 'A
            'AdamW', 'remove_module_load', 'range_of', 'add_metrics', 'set_bn_eval', 'apply_leaf', 'init_default',
            'cond_init', 'apply_init', 'NoneReduceOnCPU', 'ModelOnCPU', 'rank_distrib', 'num_distrib', 'sharded',
            'set_sharded', 'distrib_sum', 'atomic_write', 'remove_stale_temps', 'CheckpointError',
-           'CheckpointNotFoundError', 'load_checkpoint', 'unpickle_blob', 'add_note', 'is_pool_type',
-           'get_param_groups', 'set_all_seed', 'distrib_barrier', 'np_func', 'torch_save', 'try_save',
+           'CheckpointNotFoundError', 'check_trust_code', 'load_checkpoint', 'unpickle_blob', 'add_note',
+           'is_pool_type', 'get_param_groups', 'set_all_seed', 'distrib_barrier', 'np_func', 'torch_save', 'try_save',
            'DistributedDataParallel']
 
 # %% ../nbs/00_torch_core.ipynb #163b573c
@@ -730,7 +730,7 @@ def _refusal_hint(model: bool, trust_code: bool | None) -> str:
             " A file written by fastbook_core holds only tensors and plain values here.")
 
 # %% ../nbs/00_torch_core.ipynb #d56d8174
-def _check_trust_code(trust_code: Any, none_ok: bool = False) -> bool | None:
+def check_trust_code(trust_code: Any, none_ok: bool = False) -> bool | None:
     "`trust_code` as a bool (a numpy bool too), else a `TypeError`: the string 'False', read from a config file, must not turn the safe load off."
     if isinstance(trust_code, (bool, np.bool_)) or (none_ok and trust_code is None): return None if trust_code is None else bool(trust_code)
     raise TypeError(f"trust_code={trust_code!r} ({type(trust_code).__name__}) is not a bool: pass trust_code=True only for a "
@@ -741,7 +741,7 @@ def load_checkpoint(source: str | os.PathLike | io.IOBase,  # a path, or an open
                     trust_code: bool | None = None,  # True: unpickle anything; False: the refusal says how; None: no such option
 ) -> Any:
     "Read `source` with `torch.load(weights_only=True)` (numpy numbers and dtypes, sets allowed); every failure is a `CheckpointError` that names the file and the problem."
-    trust_code, name, start = _check_trust_code(trust_code, none_ok=True), _source_name(source), 0
+    trust_code, name, start = check_trust_code(trust_code, none_ok=True), _source_name(source), 0
     if not hasattr(source, 'read'):
         source = Path(source)
         if source.is_dir(): raise CheckpointError(f"{source} is a folder, not a file to load: name a file inside it.")
@@ -781,7 +781,7 @@ def unpickle_blob(blob: bytes,  # pickled bytes kept inside a file (torch.save f
                   allow: Callable | None = None,  # allow(name): the object for a global module.name that may be imported, or None
 ) -> Any:
     "Unpickle `blob` safely: only the globals `allow` approves unless `trust_code`; every failure a `CheckpointError`."
-    trust_code, name = _check_trust_code(trust_code), _source_name(source)
+    trust_code, name = check_trust_code(trust_code), _source_name(source)
     if trust_code:
         try: return torch.load(io.BytesIO(blob), map_location='cpu', weights_only=False)
         except Exception as e: raise CheckpointError(f"{name}: {what} cannot be unpickled ({type(e).__name__}: {e}).") from e

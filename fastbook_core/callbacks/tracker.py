@@ -10,7 +10,7 @@ import torch
 from ..callback import Callback
 import uuid
 from ..torch_core import CheckpointError, atomic_write, load_checkpoint, num_distrib, patch, rank_distrib
-from ..basic_train import Learner, LearnerCallback, _check_file_name
+from ..basic_train import Learner, LearnerCallback, check_file_name
 
 def _say(msg: str) -> None:
     "Print `msg` once: in a distributed run, from rank 0 only (every process makes the same decisions)."
@@ -142,7 +142,7 @@ class SaveModelCallback(TrackerCallback):
                  name: str = 'bestmodel'):
         super().__init__(learn, monitor=monitor, mode=mode)
         if every not in ('improvement', 'epoch'): raise ValueError(f"every={every!r}: use 'improvement' or 'epoch'.")
-        _check_file_name(name, 'SaveModelCallback', 'path/model_dir', 'bestmodel')  # now, not after the first epoch's training
+        check_file_name(name, 'SaveModelCallback', 'path/model_dir', 'bestmodel')  # now, not after the first epoch's training
         self.every, self.name, self.run, self.saved, self._last_run = every, name, None, False, None
 
     @property
@@ -286,7 +286,7 @@ class TrackEpochCallback(LearnerCallback):
             raise ValueError(f"epoch_offset={epoch_offset!r}: give the epoch the fit starts at, a whole number >= 0 "
                              "(or None: after the last epoch the file holds).")
         if not isinstance(name, (str, os.PathLike)): raise TypeError(f"name={name!r}: give the name of the file, a str.")
-        _check_file_name(name, 'TrackEpochCallback', 'path/model_dir', 'epoch')  # '' would write path/model_dir itself as a file
+        check_file_name(name, 'TrackEpochCallback', 'path/model_dir', 'epoch')  # '' would write path/model_dir itself as a file
         # plain values, kept, so that an export makes it again as it was
         self.name, self.epoch_offset = str(name), None if epoch_offset is None else int(epoch_offset)
         self.path = learn.path / learn.model_dir / self.name
