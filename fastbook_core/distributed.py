@@ -4,7 +4,7 @@
 
 # %% ../nbs/08_distributed.ipynb #711ef95d
 from __future__ import annotations
-import atexit, os, time, warnings
+import atexit, os, sys, time, warnings
 from functools import partial
 import torch
 import torch.distributed as dist
@@ -37,14 +37,27 @@ def setup_distrib(backend: str | None = None,
     if not dist.is_initialized():
         dist.init_process_group(ifnone(backend, 'nccl' if cuda else 'gloo'))
         atexit.register(teardown_distrib)
+        sys.excepthook = _noting_failure(sys.excepthook)
     return device
 
+_failed = False  # whether an exception the script did not catch ends this process
+
+def _noting_failure(hook):
+    "`hook` (sys.excepthook), that first notes that this process fails: its exit must not wait for the others."
+    def _hook(*args):
+        global _failed
+        _failed = True
+        hook(*args)
+    return _hook
+
 def teardown_distrib():
-    "Destroy the process group (registered to run at exit), once every process has reached this point."
+    "Destroy the process group (registered to run at exit), once every process has reached this point (at once when this one failed)."
     if dist.is_available() and dist.is_initialized():
         # without the barrier, a process that exits first can close its connections while another one still
-        # uses them, and gloo aborts that one ("terminate called without an active exception")
-        dist.barrier()
+        # uses them, and gloo aborts that one ("terminate called without an active exception"). A process that
+        # failed does not wait: the others are in a collective it will never join, and would wait with it until
+        # the backend's timeout (30 minutes); exiting, it lets torchrun see the failure and stop them.
+        if not _failed: dist.barrier()
         gloo = dist.get_backend() == 'gloo'
         dist.destroy_process_group()
         # gloo's worker threads outlive the group, and free the last collectives (which can hold tensors Python has

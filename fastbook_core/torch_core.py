@@ -547,7 +547,7 @@ def _wait_until_released(t: Tensor, timeout: float = 1.0) -> None:
     while t._use_count() > 1 and time.monotonic() < end: time.sleep(1e-4)
 
 # %% ../nbs/00_torch_core.ipynb #8325ccad
-import tempfile, contextlib, errno
+import tempfile, contextlib, errno, socket, time, zlib
 
 def _unwritable(path: Path, e: OSError) -> OSError:
     "`e`, raised making `path`'s folder or temporary file, as the same kind of `OSError` with a message naming the problem and the fix."
@@ -570,7 +570,7 @@ def atomic_write(path: str | Path, mode: str = 'wb'):
     if path.is_dir(): raise IsADirectoryError(f"{path} is a folder: writing there would replace it. Give another name.")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.{_writer_tag()}.', suffix='.tmp')
     except OSError as e: raise _unwritable(path, e) from e
     try:
         with os.fdopen(fd, mode) as f:
@@ -589,10 +589,35 @@ def atomic_write(path: str | Path, mode: str = 'wb'):
     remove_stale_temps(path.parent, path.name)  # left by a writer that was killed before its rename
 
 
+def _writer_tag() -> str:
+    "This process, as its temporary files name it: its id, and a hash of the machine's name (ids are per machine)."
+    return f"{os.getpid()}-{zlib.crc32(socket.gethostname().encode()):08x}"
+
+_DAY = 24 * 3600
+
+def _writer_gone(tag: str | None, tmp: Path) -> bool:
+    "Whether the writer of `tmp` (named by `tag`; None: a file of an older release, untagged) can no longer finish it."
+    try: old = time.time() - tmp.stat().st_mtime > _DAY
+    except FileNotFoundError: return False  # its writer just renamed it
+    if tag is None or old: return True
+    pid, host = tag.split('-')
+    if host != _writer_tag().split('-')[1] or os.name == 'nt': return False  # on Windows, os.kill(pid, 0) would stop it
+    try: os.kill(int(pid), 0)
+    except ProcessLookupError: return True
+    except (PermissionError, OverflowError): return False  # it runs, as another user
+    return False
+
 def remove_stale_temps(folder: str | Path, name: str):
-    "Remove temporary files left beside `name` in `folder` by a writer that was killed."
-    for p in Path(folder).glob(f'.{name}.*.tmp'):
-        with contextlib.suppress(FileNotFoundError): p.unlink()
+    "Remove the temporary files beside `name` in `folder` that a killed writer left; those of a writer at work stay."
+    head = f'.{name}.'
+    for p in Path(folder).glob('.*.tmp'):
+        if not p.name.startswith(head): continue
+        parts = p.name[len(head):-len('.tmp')].split('.')  # 'tag.random', or 'random' in older releases
+        if len(parts) == 2 and re.fullmatch(r'\d+-[0-9a-f]{8}', parts[0]): tag = parts[0]
+        elif len(parts) == 1 and re.fullmatch(r'[a-z0-9_]+', parts[0]): tag = None
+        else: continue  # another file's: `.model.pth.<tag>.<random>.tmp` is not a temporary file of `model`
+        if _writer_gone(tag, p):
+            with contextlib.suppress(FileNotFoundError): p.unlink()
 
 # %% ../nbs/00_torch_core.ipynb #95ddcee4
 class CheckpointError(RuntimeError):
