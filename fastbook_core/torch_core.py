@@ -588,7 +588,7 @@ def atomic_write(path: str | Path, mode: str = 'wb'):
         finally: os.close(dfd)
     remove_stale_temps(path.parent, path.name)  # left by a writer that was killed before its rename
 
-
+# %% ../nbs/00_torch_core.ipynb #b7e3c2a9
 def _writer_tag() -> str:
     "This process, as its temporary files name it: its id, and a hash of the machine's name (ids are per machine)."
     return f"{os.getpid()}-{zlib.crc32(socket.gethostname().encode()):08x}"
