@@ -614,10 +614,10 @@ def remove_stale_temps(folder: str | Path, name: str):
         if not p.name.startswith(head): continue
         parts = p.name[len(head):-len('.tmp')].split('.')  # 'tag.random', or 'random' in older releases
         if len(parts) == 2 and re.fullmatch(r'\d+-[0-9a-f]{8}', parts[0]): tag = parts[0]
-        elif len(parts) == 1 and re.fullmatch(r'[a-z0-9_]+', parts[0]): tag = None
+        elif len(parts) == 1 and re.fullmatch(r'[a-z0-9_]{8}', parts[0]): tag = None  # mkstemp's 8 characters
         else: continue  # another file's: `.model.pth.<tag>.<random>.tmp` is not a temporary file of `model`
         if _writer_gone(tag, p):
-            with contextlib.suppress(FileNotFoundError): p.unlink()
+            with contextlib.suppress(OSError): p.unlink()  # gone already, or not ours to remove: the write itself succeeded
 
 # %% ../nbs/00_torch_core.ipynb #95ddcee4
 class CheckpointError(RuntimeError):

@@ -293,9 +293,8 @@ class TrackEpochCallback(LearnerCallback):
         self._damage = None  # what is wrong with the file: refused when a fit begins (`restart()` clears it)
         self._untrained = learn.opt is None  # the Learner has neither trained nor loaded an optimizer state yet
         self._fitted = False  # whether a fit with this callback has run (a second starts where the first did, as in v1)
-        if self.epoch_offset is not None: self.start_epoch = self.epoch_offset
-        else:  # as rank 0 reads the file, which it alone writes: every process starts at the same epoch
-            self.start_epoch, self._damage = _rank0_decides(lambda: (self._read(), self._damage))
+        # read here in every process, with no collective: a callback made on one process alone (load_learner on rank 0) must not wait
+        self.start_epoch = self.epoch_offset if self.epoch_offset is not None else self._read()
 
     def _read(self) -> int:
         "The epoch after the one the file holds, 0 without a file; a file that holds no epoch is noted, for the fit to refuse."
