@@ -120,8 +120,10 @@ class Scheduler:
 
 # %% ../nbs/03_callback.ipynb #66872c99
 def _py(v):
-    "A numpy scalar as the Python number it holds."
-    return v.item() if isinstance(v, np.generic) else v
+    "A numpy number as the Python number it holds, a numpy array or a tuple as a tuple of them; anything else as it is."
+    if isinstance(v, np.generic): return v.item()
+    if isinstance(v, np.ndarray): return v.item() if v.ndim == 0 else tuple(v.tolist())
+    return tuple(map(_py, v)) if isinstance(v, tuple) else v
 
 def check_wd(wd: float | Sequence[float], n_groups: int | None = None) -> list:
     "`wd` (a number, or one per layer group) as a list, each a finite number >= 0; else a `ValueError` naming it."
@@ -146,6 +148,8 @@ class OptimWrapper:
         if isinstance(opt, OptimWrapper): raise TypeError("opt is already an OptimWrapper: wrap the torch optimizer.")
         self.opt, self.true_wd, self.bn_wd = opt, true_wd, bn_wd
         self.opt_keys = [k for k in self.opt.param_groups[0] if k != 'params']
+        for pg in self.opt.param_groups:  # `partial(Adam, betas=np.array(...))`: a safe load refuses numpy arrays
+            pg.update({k: _py(v) for k, v in pg.items() if k != 'params'})
         self.read_defaults()
         self.wd = wd
 
@@ -212,7 +216,8 @@ def read_defaults(self: OptimWrapper):
 def read_val(self: OptimWrapper, key: str) -> list | tuple:
     "The values of hyper-parameter `key`, one per layer group (a pair of lists for tuples such as `betas`)."
     val = [pg[key] for pg in self.opt.param_groups[::2]]
-    if isinstance(val[0], tuple): val = [o[0] for o in val], [o[1] for o in val]
+    # torch keeps `betas` as it was given: a tuple, but also a list or a numpy array (`partial(Adam, betas=np.array(...))`)
+    if isinstance(val[0], (tuple, list, np.ndarray)): val = [_py(o[0]) for o in val], [_py(o[1]) for o in val]
     return val
 
 # %% ../nbs/03_callback.ipynb #7f499f99

@@ -250,6 +250,10 @@ def test_an_optimizer_partial_holding_numpy_exports_and_loads(tmp_path):
     data = DataBunch.create(TensorDataset(x, y), TensorDataset(x, y), bs=8, device='cpu', path=tmp_path)
     learn = Learner(data, nn.Linear(3, 2), opt_func=partial(torch.optim.Adam, betas=np.array([0.8, 0.9]), eps=np.float32(1e-7)), silent=True)
     learn.fit(1, 1e-3)
+    # torch before 2.6 keeps the array as it was given: the wrapper reads it as a pair, and the saved state loads safely
+    assert learn.opt.param_groups[0]['betas'] == (0.8, 0.9) and (learn.opt.mom, learn.opt.beta) == (0.8, 0.9)
+    assert type(learn.opt.param_groups[0]['eps']) is float
+    learn.save('with_opt'); learn.load('with_opt')
     learn.export()
     inf = load_learner(tmp_path)
     assert inf.opt_func.func is torch.optim.Adam
