@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, Dataset
 from .torch_core import (CheckpointError, CheckpointNotFoundError, check_trust_code, add_note, atomic_write, camel2snake, defaults,
                                       distrib_barrier, distrib_sum, even_mults, first_el, flatten_model, get_model, get_rng_states,
                                       ifnone, is_listy, listify, load_checkpoint, bn_types, norm_types, patch, patch_as, rank_distrib,
-                                      remove_module_load, requires_grad, set_rng_states, split_model, to_detach,
+                                      remove_module_load, requires_grad, set_rng_states, split_model, split_no_wd_params, to_detach,
                                       to_device, unpickle_blob)
 from .basic_data import DataBunch, DatasetType
 from .torch_core import AdamW
@@ -850,12 +850,17 @@ def split(self: Learner, split_on: nn.Module | list | Callable) -> Learner:
 @patch
 def freeze_to(self: Learner, n: int) -> None:
     "Freeze the layer groups before `n` (BatchNorm layers stay trainable if `train_bn`), unfreeze the rest."
+    self._freeze_layers(n)
+    self.create_opt(defaults.lr.stop if isinstance(defaults.lr, slice) else defaults.lr, self.wd)
+
+@patch
+def _freeze_layers(self: Learner, n: int) -> None:
+    "The parameters' half of `freeze_to(n)`: which of them train; the optimizer is left as it is."
     for g in self.layer_groups[:n]:
         for m in g.modules():
             if self.train_bn and isinstance(m, bn_types): continue
             for p in m.parameters(recurse=False): p.requires_grad_(False)
     for g in self.layer_groups[n:]: requires_grad(g, True)
-    self.create_opt(defaults.lr.stop if isinstance(defaults.lr, slice) else defaults.lr, self.wd)
 
 # %% ../nbs/04_basic_train.ipynb #161f6153
 @patch
@@ -1087,6 +1092,28 @@ def _export_named(learn: Learner, file: Any) -> Path | None:
     found = [q if q.is_absolute() else d / q for q in names for d in (learn.path, learn.path / learn.model_dir)]
     return next((q for q in found if q.is_file() and is_export(q)), None)
 
+# %% ../nbs/04_basic_train.ipynb #62829611
+@patch
+def _freezing_hint(self: Learner, opt_state: dict) -> str:
+    "How to load `opt_state`, saved while other layers were frozen: the `freeze_to` under which it fits, tried without changing anything."
+    def group_sizes(): return [len(ps) for ps in split_no_wd_params(self.layer_groups)]
+    pgs = opt_state.get('param_groups') if isinstance(opt_state, dict) else None
+    if not (isinstance(pgs, list) and all(isinstance(pg, dict) and isinstance(pg.get('params'), list) for pg in pgs)): return ''
+    sizes = [len(pg['params']) for pg in pgs]
+    if sizes == group_sizes(): return ''  # it differs otherwise
+    flags, n = [(p, p.requires_grad) for p in self.model.parameters()], None
+    try:
+        for k in range(len(self.layer_groups)):
+            self._freeze_layers(k)
+            if group_sizes() == sizes: n = k; break
+    finally:
+        for p, flag in flags: p.requires_grad_(flag)
+    if n is None: return ''
+    call = 'learn.unfreeze()' if n == 0 else 'learn.freeze()' if n == len(self.layer_groups) - 1 else f'learn.freeze_to({n})'
+    return (" It was saved with every layer trainable: call `learn.unfreeze()` before loading it." if n == 0 else
+            f" It was saved with the layers frozen as `{call}` leaves them: call `{call}` before loading it, then "
+            "`learn.unfreeze()` to train every layer in the next stage.")
+
 # %% ../nbs/04_basic_train.ipynb #d99b5014
 @patch
 def _check_load(self: Learner, file: Any, device: Any = None, strict: bool = True, with_opt: bool | None = None,
@@ -1114,8 +1141,9 @@ def _check_load(self: Learner, file: Any, device: Any = None, strict: bool = Tru
                 raise ValueError(f"its hyper-parameters are for another number of layer groups ({ck.opt_hypers['lr']!r})")
             plan.opt = opt
         except ValueError as e:
-            if with_opt: raise CheckpointError(f"The optimizer state in {source_name(ck.source)} does not fit this Learner: {e}") from e
-            warnings.warn(f"Loading only the weights of {source_name(ck.source)}: its optimizer state does not fit ({e})")
+            why = f"{e}{self._freezing_hint(ck.opt)}"
+            if with_opt: raise CheckpointError(f"The optimizer state in {source_name(ck.source)} does not fit this Learner: {why}") from e
+            warnings.warn(f"Loading only the weights of {source_name(ck.source)}: its optimizer state does not fit ({why})")
     if plan.resume and ck.recorder is not None:
         try: Recorder.check_checkpoint_state(ck.recorder)
         except ValueError as e: raise CheckpointError(f"{source_name(ck.source)} has a damaged Recorder history: {e}") from e

@@ -259,7 +259,10 @@ def _check_made_again(cb: Callback, args: dict, missing: list, with_learn: bool)
 # %% ../nbs/03a_checkpoint.ipynb #976276e3
 def check_export_hypers(hypers: Any, classes: Any = None) -> None:
     "Raise a `ValueError` unless `hypers` (and `classes`) are what an export may hold, as plain values."
-    if not isinstance(hypers, dict) or not set(hypers) <= set(EXPORT_HYPERS): raise ValueError(f"its hyper-parameters are {hypers!r}")
+    if not isinstance(hypers, dict): raise ValueError(f"its hyper-parameters are a {type(hypers).__name__}, not a dict")
+    unknown = sorted(map(repr, set(hypers) - set(EXPORT_HYPERS)))
+    if unknown: raise ValueError(f"its hyper-parameters hold {', '.join(unknown)}, which this release of fastbook_core does not "
+                                 f"know (it knows {', '.join(EXPORT_HYPERS)}): a newer release wrote it? `pip install -U fastbook_core`")
     for k in ('true_wd', 'bn_wd', 'train_bn', 'add_time'):
         if not isinstance(hypers.get(k, True), bool): raise ValueError(f"{k}={hypers[k]!r} is not a bool")
     if not isinstance(hypers.get('silent'), (bool, type(None))): raise ValueError(f"silent={hypers['silent']!r} is not a bool or None")
@@ -272,7 +275,7 @@ def check_export_hypers(hypers: Any, classes: Any = None) -> None:
     if odd: raise ValueError(f"its classes hold {odd[0]!r} ({type(odd[0]).__name__}): give names as str, int or float")
 
 # %% ../nbs/03a_checkpoint.ipynb #7957dad5
-def _check_export_objects(objs, hypers, classes, source) -> None:
+def _check_export_objects(objs, source) -> None:
     "Raise a `CheckpointError` unless the unpickled parts of an export have the shapes `export` writes (checked before anything is built)."
     def bad(what): raise CheckpointError(f"{source_name(source)} is not a valid export: {what}.")
     if not isinstance(objs, dict): bad(f"its objects are a {type(objs).__name__}, not a dict")
@@ -294,8 +297,7 @@ def _check_export_objects(objs, hypers, classes, source) -> None:
     opt = objs.get('opt_func', AdamW)
     if not (inspect.isclass(getattr(opt, 'func', opt)) and issubclass(getattr(opt, 'func', opt), torch.optim.Optimizer)):
         bad(f"opt_func is {opt!r}, not an optimizer")
-    try: check_export_hypers(hypers, classes)
-    except ValueError as e: bad(str(e))
+
 
 # %% ../nbs/03a_checkpoint.ipynb #8b012083
 def _check_picklable(obj, what: str):
@@ -362,16 +364,24 @@ def read_export(source: Any,  # a path or an open binary file
     trust_code = check_trust_code(trust_code)  # before anything is read: 'False' as text must not trust the file
     check_not_folder(source, 'an export file', "`file` names the export inside `path` (`load_learner(path, 'export.pkl')`): check the name.")
     state = load_checkpoint(source, map_location='cpu')
-    if not isinstance(state, dict) or state.get('format') != _EXPORT_FORMAT:
+    fmt = state.get('format') if isinstance(state, dict) else None
+    if isinstance(fmt, str) and fmt.startswith('fastbook_core.export/') and fmt != _EXPORT_FORMAT:
+        from fastbook_core import __version__
+        raise CheckpointError(f"{source_name(source)} is an export in the format {fmt!r}, which this release of fastbook_core "
+                              f"({__version__}) cannot read: it reads {_EXPORT_FORMAT!r}. Load it with the release that wrote "
+                              "it, or a newer one (`pip install -U fastbook_core`).")
+    if fmt != _EXPORT_FORMAT:
         ck = isinstance(state, dict) and 'model' in state and isinstance(state['model'], dict)
         raise CheckpointError(f"{source_name(source)} was not written by `Learner.export` (it holds a {type(state).__name__}"
                               f"{' without the export format tag' if isinstance(state, dict) else ''})"
                               f"{': it is a checkpoint, which `learn.load(...)` reads' if ck else ''}.")
     missing = [k for k in _EXPORT_PARTS if k not in state]
     if missing: raise CheckpointError(f"{source_name(source)} is an incomplete export: it lacks {', '.join(missing)}.")
+    try: check_export_hypers(state['hypers'], state['classes'])  # plain values: checked before any code is unpickled
+    except ValueError as e: raise CheckpointError(f"{source_name(source)} is not a valid export: {e}.") from None
     from fastbook_core.torch_core import unpickle_blob
     objs = unpickle_blob(state['objects'], source, 'the model, loss and callbacks', trust_code, allow=_trusted) if need_objects else {}
-    if not trust_code: _check_export_objects(objs, state['hypers'], state['classes'], source)
+    if not trust_code: _check_export_objects(objs, source)
     return state, objs
 
 

@@ -50,8 +50,8 @@ def test_plain_strings_are_simple_names_only():
 
 def test_check_export_objects():
     good = {'callback_fns': [], 'callbacks': [], 'metrics': [], 'opt_func': AdamW}
-    _check_export_objects(good, {'wd': 0.01}, None, 'model.pkl')
+    _check_export_objects(good, "model.pkl")
     with pytest.raises(CheckpointError, match='model.pkl is not a valid export: callback_fns holds'):
-        _check_export_objects({**good, 'callback_fns': [nn.Linear]}, {}, None, 'model.pkl')
+        _check_export_objects({**good, 'callback_fns': [nn.Linear]}, "model.pkl")
     with pytest.raises(CheckpointError, match='not an optimizer'):
-        _check_export_objects({**good, 'opt_func': nn.Linear}, {}, None, 'model.pkl')
+        _check_export_objects({**good, 'opt_func': nn.Linear}, "model.pkl")

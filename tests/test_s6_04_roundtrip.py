@@ -260,3 +260,57 @@ def test_an_optimizer_partial_holding_numpy_exports_and_loads(tmp_path):
     assert inf.opt_func.keywords['betas'] == (0.8, 0.9) and type(inf.opt_func.keywords['eps']) is float
     inf.data = data
     inf.fit(1, 1e-3)  # the optimizer made from it trains
+
+
+def test_an_export_of_another_format_or_unknown_hypers_is_named_by_load_learner(tmp_path):
+    "review 6 #9: a newer format read as 'not written by export'; an unknown hyper-parameter key was not named."
+    import pytest, torch
+    from torch import nn
+    from torch.utils.data import TensorDataset
+    from fastbook_core.basic_data import DataBunch
+    from fastbook_core.basic_train import Learner, load_learner
+    from fastbook_core.torch_core import CheckpointError
+    x, y = torch.randn(16, 3), torch.randint(0, 2, (16,))
+    data = DataBunch.create(TensorDataset(x, y), TensorDataset(x, y), bs=8, device='cpu', path=tmp_path)
+    Learner(data, nn.Linear(3, 2), silent=True).export()
+    state = torch.load(tmp_path / 'export.pkl', weights_only=True)
+    torch.save({**state, 'format': 'fastbook_core.export/2'}, tmp_path / 'newer.pkl')
+    with pytest.raises(CheckpointError, match=r"newer.pkl is an export in the format 'fastbook_core.export/2'.*pip install -U"):
+        load_learner(tmp_path, 'newer.pkl')
+    torch.save({**state, 'hypers': {**state['hypers'], 'ema_decay': 0.9}}, tmp_path / 'more.pkl')
+    for trust in (False, True):  # named before anything is unpickled, trusted or not
+        with pytest.raises(CheckpointError, match="hold 'ema_decay', which this release of fastbook_core does not know"):
+            load_learner(tmp_path, 'more.pkl', trust_code=trust)
+    assert isinstance(load_learner(tmp_path).model, nn.Linear)
+
+
+def test_a_frozen_stage_loaded_after_unfreeze_names_the_freeze_to_it_fits(tmp_path):
+    "review 6 #10: the error hinted at frozen layers but gave no remedy."
+    import pytest, torch, warnings
+    from torch import nn
+    from torch.utils.data import TensorDataset
+    from fastbook_core.basic_data import DataBunch
+    from fastbook_core.basic_train import Learner
+    from fastbook_core.torch_core import CheckpointError
+    x, y = torch.randn(32, 2), torch.randint(0, 2, (32,))
+    data = DataBunch.create(TensorDataset(x, y), TensorDataset(x, y), bs=8, device='cpu', path=tmp_path)
+    model = nn.Sequential(nn.Linear(2, 8), nn.BatchNorm1d(8), nn.Linear(8, 8), nn.Linear(8, 2))
+    learn = Learner(data, model, silent=True)
+    learn.split(lambda m: (m[2], m[3]))  # three layer groups
+    learn.freeze_to(1); learn.fit(1, 1e-3); learn.save("mid")  # BatchNorm of group 0 trains (train_bn)
+    learn.unfreeze()
+    flags = [p.requires_grad for p in learn.model.parameters()]
+    with pytest.raises(CheckpointError, match=r"frozen as `learn.freeze_to\(1\)` leaves them: call `learn.freeze_to\(1\)` before"):
+        learn.load('mid', with_opt=True)
+    assert [p.requires_grad for p in learn.model.parameters()] == flags  # nothing changed by trying
+    with pytest.warns(UserWarning, match=r"Loading only the weights.*`learn.freeze_to\(1\)`"):
+        learn.load('mid')  # with_opt=None: the weights, and the same hint
+    learn.freeze_to(1); learn.load("mid", with_opt=True)
+    learn.unfreeze(); learn.save('all')
+    learn.freeze()
+    with pytest.raises(CheckpointError, match=r"saved with every layer trainable: call `learn.unfreeze\(\)`"):
+        learn.load('all', with_opt=True)
+    learn.split(lambda m: (m[3],))  # another split: no freezing of this one fits, so no hint
+    with pytest.raises(CheckpointError) as e:
+        learn.load('mid', with_opt=True)
+    assert 'before loading it' not in str(e.value)
