@@ -314,3 +314,29 @@ def test_a_frozen_stage_loaded_after_unfreeze_names_the_freeze_to_it_fits(tmp_pa
     with pytest.raises(CheckpointError) as e:
         learn.load('mid', with_opt=True)
     assert 'before loading it' not in str(e.value)
+
+
+@pytest.mark.parametrize('append_then,append_now', [(True, False), (True, True), (False, True), (False, False)])
+def test_a_load_resume_keeps_the_csv_lines_before_the_interrupted_fit_whatever_append_says_now(tmp_path, append_then, append_now):
+    "review 6 #11: a resume whose CSVLogger had append=False erased the rows of the fits before the interrupted one."
+    import csv
+    from fastbook_core.callback import Callback
+    from fastbook_core.callbacks.csv_logger import CSVLogger
+    from fastbook_core.test_utils import classif_learner
+    import fastbook_core.train  # noqa: F401 (fit_one_cycle)
+    def make():
+        learn = classif_learner(); learn.path = tmp_path; return learn
+    first = make(); first.fit(2, 1e-2, callbacks=[CSVLogger(first)])  # an earlier fit: its two rows
+    learn = make()
+    class SaveThenCrash(Callback):
+        def on_epoch_end(self, epoch, **kwargs):
+            if epoch == 1: learn.save('mid')
+        def on_batch_end(self, iteration, train, **kwargs):
+            if train and iteration == 2 * len(learn.data.train_dl) + 1: raise RuntimeError('crash')
+    with pytest.raises(RuntimeError, match='crash'):
+        learn.fit_one_cycle(3, 1e-2, callbacks=[CSVLogger(learn, append=append_then), SaveThenCrash()])
+    again = make(); again.load('mid', with_opt=True)
+    again.fit_one_cycle(3, 1e-2, start_epoch=2, callbacks=[CSVLogger(again, append=append_now)])
+    rows = list(csv.reader(open(tmp_path / 'history.csv')))[1:]
+    assert [r[0] for r in rows] == (['0', '1'] if append_then else []) + ['0', '1', '2']
+    assert rows[-3:] == [list(r) for r in again.recorder.rows]

@@ -43,6 +43,7 @@ class CSVLogger(LearnerCallback):
                 raise ValueError(f"{self.path} has columns {self.lines[0]}, not {names}: use another filename or append=False.")
         elif old and old[0] == names: self._earlier = old[1:]  # kept only if this fit resumes without their history (below)
         if not self.lines: self.lines = [names]
+        self._read = old  # the file as this fit found it: a resume keeps its lines from before the interrupted fit
         self._head, self._running = len(self.lines), True  # the lines before this fit's rows
         self._write()
 
@@ -82,4 +83,8 @@ def load_checkpoint_state(self: CSVLogger, state: dict) -> None:
     head = state.get('head')
     if not isinstance(head, int) or isinstance(head, bool) or head < 1:
         raise ValueError(f"CSVLogger: the checkpoint's number of lines before the fit {head!r} is not a count: a damaged file?")
+    # the interrupted fit's lines before it, whatever `append` says now: `append=False` read them as a new fit's to erase
+    read = getattr(self, '_read', [])
+    if read[:1] == self.lines[:1]: self.lines = read[:head]  # the same columns (else `append` refused the file)
     self._head = min(head, len(self.lines))  # a file shortened since: keep what is left of it
+    self._write()
