@@ -340,3 +340,24 @@ def test_a_load_resume_keeps_the_csv_lines_before_the_interrupted_fit_whatever_a
     rows = list(csv.reader(open(tmp_path / 'history.csv')))[1:]
     assert [r[0] for r in rows] == (['0', '1'] if append_then else []) + ['0', '1', '2']
     assert rows[-3:] == [list(r) for r in again.recorder.rows]
+
+
+def test_start_epoch_and_a_track_epoch_file_that_disagree_are_refused(tmp_path):
+    "review 6 #14: TrackEpochCallback announced epoch 2, and start_epoch=3 silently won."
+    from fastbook_core.test_utils import classif_learner
+    from fastbook_core.callbacks.tracker import TrackEpochCallback
+    import fastbook_core.train  # noqa: F401 (fit_one_cycle)
+    def make():
+        learn = classif_learner(); learn.path = tmp_path; return learn
+    first = make(); first.fit_one_cycle(2, 1e-2, callbacks=[TrackEpochCallback(first)])  # the file says epoch 1
+    learn = make()
+    w = [p.detach().clone() for p in learn.model.parameters()]
+    with pytest.raises(ValueError, match=r"start_epoch=3, but a callback that runs before it \(TrackEpochCallback.*at epoch 2"):
+        learn.fit_one_cycle(5, 1e-2, start_epoch=3, callbacks=[TrackEpochCallback(learn)])
+    assert all((a == b).all() for a, b in zip(learn.model.parameters(), w))  # refused before any batch
+    assert (tmp_path / 'models' / 'epoch').read_text() == '1'
+    learn.fit_one_cycle(5, 1e-2, start_epoch=2, callbacks=[TrackEpochCallback(learn)])  # agreeing: runs epochs 2 to 4
+    assert learn.recorder.nb_batches == [len(learn.data.train_dl)] * 3
+    again = make()
+    again.fit_one_cycle(6, 1e-2, start_epoch=3, callbacks=[TrackEpochCallback(again, epoch_offset=3)])  # the fix it names
+    assert len(again.recorder.nb_batches) == 3
