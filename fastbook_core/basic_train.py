@@ -1222,8 +1222,9 @@ def export(self: Learner,
     fns = [f for f in self.callback_fns if getattr(f, 'func', f) is not Recorder]
     rec = next((f.keywords for f in self.callback_fns if getattr(f, 'func', f) is Recorder and isinstance(f, partial)), {})
     hypers = {k: rec.get(k, getattr(self, k)) for k in EXPORT_HYPERS}  # the Recorder's add_time and silent, as it has them
+    tfm_names = [_tfm_name(f) for f in getattr(self.data, 'dl_tfms', None) or []]
     try: raw = export_bytes(get_model(self.model), self.loss_func, self.opt_func, fns, self.metrics, self.callbacks,
-                            getattr(self.data, 'classes', None), hypers)  # checked: nothing written yet
+                            getattr(self.data, 'classes', None), hypers, tfm_names)  # checked: nothing written yet
     except (TypeError, ValueError) as e:
         if 'cannot be pickled' not in str(e): raise
         raise type(e)(f"{e} Defined in a module of yours, it is exported; `load_learner` then reads the file without "
@@ -1232,11 +1233,10 @@ def export(self: Learner,
     if is_filelike(file): file.write(raw)
     else:
         with atomic_write(self.path / file) as f: f.write(raw)
-    tfms = getattr(self.data, 'dl_tfms', None)
-    if tfms:  # functions of the user's code, which the safe format does not carry: say how to get them back
-        names = ', '.join(getattr(f, '__name__', type(f).__name__) for f in tfms)
-        warnings.warn(f"The data's dl_tfms ({names}) are not in the export: give them to load_learner again, "
-                      f"`load_learner(path, file, dl_tfms=[{names}])`, or its predictions skip them.")
+    if tfm_names:  # functions of the user's code, which the safe format does not carry: their names say what to give back
+        names = ', '.join(tfm_names)
+        warnings.warn(f"The data's dl_tfms ({names}) are not in the export, only their names: give them to load_learner "
+                      f"again, `load_learner(path, file, dl_tfms=[{names}])`, or its predictions skip them.")
     if destroy: self.destroy()
 
 # %% ../nbs/04_basic_train.ipynb #209b88ab
@@ -1257,6 +1257,20 @@ def _check_load_learner_args(path: Any, source: Any, kwargs: dict) -> None:
         raise CheckpointNotFoundError(f"No file at {source}: `path` is the folder of the export and `file` its name, and {p} "
                                       f"{'is a file' if p.is_file() else 'looks like one'}: give the folder, and the name as `file`: "
                                       f"load_learner({str(p.parent)!r}, {p.name!r}), or load_learner(path={str(p.parent)!r}, file={p.name!r}).")
+
+def _tfm_name(f: Callable) -> str:
+    "A transform's name as an export records it: a function's, a partial's function's, or its class's."
+    return getattr(getattr(f, 'func', f), '__name__', type(f).__name__)
+
+def _check_dl_tfms(state: dict, kwargs: dict, source: Any) -> None:
+    "Warn when the export's data had `dl_tfms` (the file has their names) and `load_learner` was not given the same."
+    names, given = state.get('dl_tfms') or [], [_tfm_name(f) for f in listify(kwargs.get('dl_tfms'))]
+    if not names or names == given: return
+    had = f"{source_name(source)} was exported from data with dl_tfms ({', '.join(names)})"
+    if given: warnings.warn(f"{had}, and load_learner got dl_tfms ({', '.join(given)}): check that they are the same "
+                            "transforms, in the same order, or its predictions differ from the exported Learner's.")
+    else: warnings.warn(f"{had}, which the file cannot carry: its predictions skip them. Give them again, "
+                        f"`load_learner(path, file, dl_tfms=[{', '.join(names)}])`.")
 
 def _inference_data(path: Any, test: Dataset | None, device: Any, kwargs: dict) -> DataBunch:
     "The data of a loaded Learner: no training or validation set; `test` with fastai v1's data arguments taken from `kwargs`."
@@ -1314,6 +1328,7 @@ def load_learner(path: str | Path,  # the folder of the export (the Learner's `p
     model = ifnone(model, objs.get('model'))
     if not isinstance(model, nn.Module): raise CheckpointError(f"{source_name(source)} holds no model: pass `model=`.")
     check_model_state(state['state_dict'], model, source)
+    _check_dl_tfms(state, kwargs, source)
     data = _inference_data(path, test, device, kwargs)
     data.classes = state['classes']
     hypers = {**state['hypers'], **kwargs}

@@ -325,7 +325,7 @@ def _plain_opt_func(f):
     return partial(f.func, *_numpy_free(f.args), **{k: _numpy_free(v) for k, v in f.keywords.items()})
 
 def export_bytes(model: nn.Module, loss_func, opt_func, callback_fns: list, metrics: list, callbacks: list,
-                 classes: list | None, hypers: dict) -> bytes:
+                 classes: list | None, hypers: dict, dl_tfm_names: list | None = None) -> bytes:
     "The bytes of an export file for `load_learner`, checked to read back safely; an error, before anything is written, if not."
     fns, opt_func = [_plain_partial(f) for f in callback_fns], _plain_opt_func(opt_func)
     for obj, what in [(loss_func, 'the loss function'), (opt_func, 'the optimizer function'),
@@ -349,6 +349,7 @@ def export_bytes(model: nn.Module, loss_func, opt_func, callback_fns: list, metr
     torch.save({'model': model, 'loss_func': loss_func, 'callback_fns': fns, 'opt_func': opt_func, 'metrics': metrics,
                 'callbacks': [(type(cb), _init_args(cb)) for cb in callbacks]}, blob)
     head = {'format': _EXPORT_FORMAT, 'classes': classes, 'objects': blob.getvalue(), 'hypers': hypers}
+    if dl_tfm_names: head['dl_tfms'] = [str(n) for n in dl_tfm_names]  # their names only: the functions are code
     check = io.BytesIO(); torch.save(head, check); check.seek(0)
     try: load_checkpoint(check)  # the reader read_export uses: on torch 2.4 a plain torch.load refuses the bytes inside
     except Exception as e: raise TypeError(f"Cannot export: a safe load could not read it back ({e}).") from None
@@ -379,6 +380,9 @@ def read_export(source: Any,  # a path or an open binary file
     if missing: raise CheckpointError(f"{source_name(source)} is an incomplete export: it lacks {', '.join(missing)}.")
     try: check_export_hypers(state['hypers'], state['classes'])  # plain values: checked before any code is unpickled
     except ValueError as e: raise CheckpointError(f"{source_name(source)} is not a valid export: {e}.") from None
+    names = state.get('dl_tfms', [])  # optional: an export of data without dl_tfms, or of an earlier release, has none
+    if not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+        raise CheckpointError(f"{source_name(source)} is not a valid export: its dl_tfms are {names!r}, not a list of names.")
     from fastbook_core.torch_core import unpickle_blob
     objs = unpickle_blob(state['objects'], source, 'the model, loss and callbacks', trust_code, allow=_trusted) if need_objects else {}
     if not trust_code: _check_export_objects(objs, source)

@@ -205,9 +205,17 @@ def test_dl_tfms_are_named_at_export_and_given_back_to_load_learner(tmp_path):
     with warnings.catch_warnings(record=True) as w:
         warnings.simplefilter('always'); learn.export()
     assert any('dl_tfms (_normalize)' in str(m.message) and 'load_learner(path, file, dl_tfms=[_normalize])' in str(m.message) for m in w)
-    back = load_learner(tmp_path, dl_tfms=[_normalize])
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')  # given back as exported: nothing to say
+        back = load_learner(tmp_path, dl_tfms=[_normalize])
     assert torch.allclose(back.predict(x[0])[2], before, atol=1e-6)
-    assert not torch.allclose(load_learner(tmp_path).predict(x[0])[2], before, atol=1e-3)  # what the warning is about
+    # the file records their names (not the code), so load_learner says when they are missing or others
+    assert torch.load(tmp_path / 'export.pkl', weights_only=True)['dl_tfms'] == ['_normalize']
+    with pytest.warns(UserWarning, match=r"exported from data with dl_tfms \(_normalize\), which the file cannot carry"):
+        bare = load_learner(tmp_path)
+    assert not torch.allclose(bare.predict(x[0])[2], before, atol=1e-3)  # what the warning is about
+    with pytest.warns(UserWarning, match=r"load_learner got dl_tfms \(<lambda>\): check that they are the same"):
+        load_learner(tmp_path, dl_tfms=[lambda b: b])
 
 
 def test_load_learner_with_model_and_loss_names_what_it_did_not_read(tmp_path):
