@@ -176,29 +176,6 @@ class DeviceDataLoader:
         _tfmed = _here._tfmed; _first = _here._first; _indexed = _here._indexed; _ahead = _here._ahead
         __iter__ = _here._ddl_iter
 
-# %% ../nbs/02_basic_data.ipynb #a151d316
-def _ddl_create(cls: type[DeviceDataLoader], dataset: Dataset,  # the dataset to load
-           bs: int = 64,  # the batch size
-           shuffle: bool = False,  # draw a new random order each epoch
-           device: torch.device | str | None = None,  # default: defaults.device
-           tfms: Callable | Sequence[Callable] | None = None,  # functions applied to each batch
-           num_workers: int = 0,  # worker processes (0: load in the main process)
-           collate_fn: Callable | None = None,  # how samples make a batch; default: torch's
-           on_device: bool = False,  # keep a TensorDataset on device (if it fits): batches indexed there, no copies
-           **kwargs,
-) -> DeviceDataLoader:  # the wrapped loader; `kwargs` (drop_last, generator, ...) went to make_loader
-    "A `DeviceDataLoader` over `dataset` with batch size `bs`, shuffled if `shuffle`; on `device` with `on_device`."
-    _check_bool('on_device', on_device)
-    device = torch.device(ifnone(device, defaults.device))
-    drop_last = kwargs.pop('drop_last', False)
-    if on_device:
-        _check_on_device_args(num_workers, collate_fn, kwargs.get('batched_fetch'))
-        dataset = _to_device_resident({'': dataset}, device)['']
-    res = cls(make_loader(dataset, bs, shuffle, drop_last, num_workers, collate_fn, **kwargs), device=device, tfms=tfms)
-    res.on_device = on_device
-    return res
-_ = patch_as(nm='create')(_ddl_create)  # a class method (`cls: type[...]`), named `create`
-
 # %% ../nbs/02_basic_data.ipynb #0825794f
 @patch
 def add_tfm(self: DeviceDataLoader, tfm: Callable):
@@ -233,6 +210,7 @@ def _map_tensors(b: Any, f: Callable) -> Any:
     if is_listy(b): return type(b)(_map_tensors(o, f) for o in b)
     return b
 
+# %% ../nbs/02_basic_data.ipynb #a24b613c
 def _cuda_index(d: torch.device) -> int:
     return torch.cuda.current_device() if d.index is None else d.index
 
@@ -242,6 +220,7 @@ def _same_device(a: torch.device, b: torch.device) -> bool:
     if a.type == 'cuda': return _cuda_index(a) == _cuda_index(b)
     return a.index is None or b.index is None or a.index == b.index
 
+# %% ../nbs/02_basic_data.ipynb #8c92f277
 def _whole_batch_tensors(dl) -> bool:
     "Whether `dl` fetches whole batches (a `BatchSampler` as sampler) of a `TensorDataset` with torch's `__getitem__`."
     return (isinstance(dl, DataLoader) and dl.batch_size is None and isinstance(dl.sampler, BatchSampler)
@@ -280,11 +259,13 @@ def _epoch_index(dl: DataLoader) -> tuple[Tensor, list]:
     batches = list(bsamp)
     return torch.tensor([i for b in batches for i in b], dtype=torch.long), [len(b) for b in batches]
 
+# %% ../nbs/02_basic_data.ipynb #e4ab4d84
 def _rows(t: Tensor, idx: Tensor, pin: bool) -> Tensor:
     "Rows `idx` of `t`; gathered straight into pinned memory if `pin`, ready for an asynchronous copy."
     if not pin or t.requires_grad: return t.index_select(0, idx)
     return torch.index_select(t, 0, idx, out=torch.empty((len(idx), *t.shape[1:]), dtype=t.dtype, pin_memory=True))
 
+# %% ../nbs/02_basic_data.ipynb #3d6797ab
 def _prefetch(batches: Iterable, issue: Callable, ready: Callable) -> Iterator:
     "`ready(issue(b))` for each `b` of `batches`, the next batch issued before each one is handed over."
     it = iter(batches)
@@ -321,6 +302,104 @@ class _CudaCopier:
             t.record_stream(cur)  # the allocator reuses the memory only once the current stream is done with it
             return t
         return _map_tensors(b, keep)
+
+# %% ../nbs/02_basic_data.ipynb #946f3486
+_ON_DEVICE_SHARE = 0.8  # the data may take this share of a device's free memory; the rest is for the model
+
+def _device_memory(device: torch.device) -> tuple[int, int] | None:
+    "Free and total bytes of `device`; None where torch cannot tell (the CPU)."
+    if device.type != 'cuda': return None
+    if not torch.cuda.is_available():
+        raise RuntimeError(f"on_device=True with device={str(device)!r}: torch sees no CUDA device here, so the data "
+                           "cannot go there; use device='cpu', or run where a GPU is.")
+    return torch.cuda.mem_get_info(device)
+
+def _fmt_bytes(n: float) -> str:
+    "`n` bytes in the largest unit up to GiB."
+    for unit in ('bytes', 'KiB', 'MiB'):
+        if n < 1024: return f'{n:.0f} {unit}' if unit == 'bytes' else f'{n:.1f} {unit}'
+        n /= 1024
+    return f'{n:.1f} GiB'
+
+def _check_on_device_args(num_workers: int, collate_fn: Callable | None, batched_fetch: bool | None) -> None:
+    "Refuse the loader arguments that `on_device=True` cannot honour."
+    if num_workers:
+        raise ValueError(f"on_device=True with num_workers={num_workers}: batches are indexed on the device, in the main "
+                         "process; leave num_workers=0.")
+    if collate_fn is not None or batched_fetch is False:
+        what = 'a collate_fn' if collate_fn is not None else 'batched_fetch=False'
+        raise ValueError(f"on_device=True with {what}: data on the device is indexed a whole batch at a time, without "
+                         f"collating samples; drop {what}, or leave on_device=False.")
+
+# %% ../nbs/02_basic_data.ipynb #853ef027
+def _to_device_resident(sets: dict,  # name -> dataset (or None)
+                        device: torch.device,  # where the data goes
+                        memory: Callable | None = None,  # memory(device): (free, total) bytes, or None; default: ask the device
+                       ) -> dict:
+    "`sets` with the tensors of each `TensorDataset` on `device`; all checked (types, then room) before any moves."
+    for name, ds in sets.items():
+        if ds is None or _plain_tensor_ds(ds): continue
+        kind = ('a TensorDataset whose __getitem__ computes its items' if isinstance(ds, TensorDataset)
+                else f'a {type(ds).__name__}, not a TensorDataset')
+        raise TypeError(f"on_device=True keeps data held in memory as tensors (a TensorDataset) on the device, and the "
+                        f"{name or 'dataset'}{' set' if name else ''} is {kind}: make a TensorDataset of its tensors, or "
+                        "leave on_device=False (each batch is then copied to the device as it is loaded).")
+    seen: set[int] = set()
+    sizes: dict[str, int] = {}
+    for name, ds in sets.items():
+        if ds is None: continue
+        new = [t for t in ds.tensors if id(t) not in seen and not _same_device(t.device, device)]
+        seen.update(id(t) for t in new)
+        sizes[name or 'dataset'] = sum(t.nelement() * t.element_size() for t in new)
+    mem, need = ifnone(memory, _device_memory)(device), sum(sizes.values())
+    if mem is not None and need > _ON_DEVICE_SHARE * mem[0]:
+        parts = ', '.join(f'{k} {_fmt_bytes(v)}' for k, v in sizes.items() if v)
+        raise ValueError(f"on_device=True: the data takes {_fmt_bytes(need)} ({parts}) and {device} has "
+                         f"{_fmt_bytes(mem[0])} free of {_fmt_bytes(mem[1])}; the data may take at most "
+                         f"{_ON_DEVICE_SHARE:.0%} of the free memory, the rest is for the model and its activations. "
+                         "Leave on_device=False (the default: each batch is copied from pinned memory while the previous "
+                         "one trains), use fewer items, or store them in a smaller dtype (uint8 images, say, turned into "
+                         "floats by a dl_tfm on the device).")
+    moved, done = {}, {}  # each tensor and each dataset once, even where sets share them
+    try:
+        for ds in sets.values():
+            if ds is None or id(ds) in done: continue
+            ts = []
+            for t in ds.tensors:
+                if id(t) not in moved: moved[id(t)] = t.to(device)
+                ts.append(moved[id(t)])
+            if all(a is b for a, b in zip(ts, ds.tensors)): done[id(ds)] = ds  # already there: the same dataset
+            else:
+                done[id(ds)] = copy.copy(ds)  # the same class and attributes (`c`, `classes`), tensors on the device
+                done[id(ds)].tensors = tuple(ts)
+    except torch.OutOfMemoryError as e:
+        e.add_note(f"(while moving the data to {device} for on_device=True: leave on_device=False to copy each batch "
+                   "instead)")
+        raise
+    return {name: None if ds is None else done[id(ds)] for name, ds in sets.items()}
+
+# %% ../nbs/02_basic_data.ipynb #a151d316
+def _ddl_create(cls: type[DeviceDataLoader], dataset: Dataset,  # the dataset to load
+           bs: int = 64,  # the batch size
+           shuffle: bool = False,  # draw a new random order each epoch
+           device: torch.device | str | None = None,  # default: defaults.device
+           tfms: Callable | Sequence[Callable] | None = None,  # functions applied to each batch
+           num_workers: int = 0,  # worker processes (0: load in the main process)
+           collate_fn: Callable | None = None,  # how samples make a batch; default: torch's
+           on_device: bool = False,  # keep a TensorDataset on device (if it fits): batches indexed there, no copies
+           **kwargs,
+) -> DeviceDataLoader:  # the wrapped loader; `kwargs` (drop_last, generator, ...) went to make_loader
+    "A `DeviceDataLoader` over `dataset` with batch size `bs`, shuffled if `shuffle`; on `device` with `on_device`."
+    _check_bool('on_device', on_device)
+    device = torch.device(ifnone(device, defaults.device))
+    drop_last = kwargs.pop('drop_last', False)
+    if on_device:
+        _check_on_device_args(num_workers, collate_fn, kwargs.get('batched_fetch'))
+        dataset = _to_device_resident({'': dataset}, device)['']
+    res = cls(make_loader(dataset, bs, shuffle, drop_last, num_workers, collate_fn, **kwargs), device=device, tfms=tfms)
+    res.on_device = on_device
+    return res
+_ = patch_as(nm='create')(_ddl_create)  # a class method (`cls: type[...]`), named `create`
 
 # %% ../nbs/02_basic_data.ipynb #7909ea8e
 @patch
@@ -407,81 +486,6 @@ def collate_fn(self: DeviceDataLoader) -> Callable:
 
 @patch_as(set_prop=True, nm='collate_fn')
 def _set_collate_fn(self: DeviceDataLoader, v: Callable): self.dl = _new_loader(self.dl, collate_fn=v)
-
-# %% ../nbs/02_basic_data.ipynb #946f3486
-_ON_DEVICE_SHARE = 0.8  # the data may take this share of a device's free memory; the rest is for the model
-
-def _device_memory(device: torch.device) -> tuple[int, int] | None:
-    "Free and total bytes of `device`; None where torch cannot tell (the CPU)."
-    if device.type != 'cuda': return None
-    if not torch.cuda.is_available():
-        raise RuntimeError(f"on_device=True with device={str(device)!r}: torch sees no CUDA device here, so the data "
-                           "cannot go there; use device='cpu', or run where a GPU is.")
-    return torch.cuda.mem_get_info(device)
-
-def _fmt_bytes(n: float) -> str:
-    "`n` bytes in the largest unit up to GiB."
-    for unit in ('bytes', 'KiB', 'MiB'):
-        if n < 1024: return f'{n:.0f} {unit}' if unit == 'bytes' else f'{n:.1f} {unit}'
-        n /= 1024
-    return f'{n:.1f} GiB'
-
-def _check_on_device_args(num_workers: int, collate_fn: Callable | None, batched_fetch: bool | None) -> None:
-    "Refuse the loader arguments that `on_device=True` cannot honour."
-    if num_workers:
-        raise ValueError(f"on_device=True with num_workers={num_workers}: batches are indexed on the device, in the main "
-                         "process; leave num_workers=0.")
-    if collate_fn is not None or batched_fetch is False:
-        what = 'a collate_fn' if collate_fn is not None else 'batched_fetch=False'
-        raise ValueError(f"on_device=True with {what}: data on the device is indexed a whole batch at a time, without "
-                         f"collating samples; drop {what}, or leave on_device=False.")
-
-# %% ../nbs/02_basic_data.ipynb #853ef027
-def _to_device_resident(sets: dict,  # name -> dataset (or None)
-                        device: torch.device,  # where the data goes
-                        memory: Callable | None = None,  # memory(device): (free, total) bytes, or None; default: ask the device
-                       ) -> dict:
-    "`sets` with the tensors of each `TensorDataset` on `device`; all checked (types, then room) before any moves."
-    for name, ds in sets.items():
-        if ds is None or _plain_tensor_ds(ds): continue
-        kind = ('a TensorDataset whose __getitem__ computes its items' if isinstance(ds, TensorDataset)
-                else f'a {type(ds).__name__}, not a TensorDataset')
-        raise TypeError(f"on_device=True keeps data held in memory as tensors (a TensorDataset) on the device, and the "
-                        f"{name or 'dataset'}{' set' if name else ''} is {kind}: make a TensorDataset of its tensors, or "
-                        "leave on_device=False (each batch is then copied to the device as it is loaded).")
-    seen: set[int] = set()
-    sizes: dict[str, int] = {}
-    for name, ds in sets.items():
-        if ds is None: continue
-        new = [t for t in ds.tensors if id(t) not in seen and not _same_device(t.device, device)]
-        seen.update(id(t) for t in new)
-        sizes[name or 'dataset'] = sum(t.nelement() * t.element_size() for t in new)
-    mem, need = ifnone(memory, _device_memory)(device), sum(sizes.values())
-    if mem is not None and need > _ON_DEVICE_SHARE * mem[0]:
-        parts = ', '.join(f'{k} {_fmt_bytes(v)}' for k, v in sizes.items() if v)
-        raise ValueError(f"on_device=True: the data takes {_fmt_bytes(need)} ({parts}) and {device} has "
-                         f"{_fmt_bytes(mem[0])} free of {_fmt_bytes(mem[1])}; the data may take at most "
-                         f"{_ON_DEVICE_SHARE:.0%} of the free memory, the rest is for the model and its activations. "
-                         "Leave on_device=False (the default: each batch is copied from pinned memory while the previous "
-                         "one trains), use fewer items, or store them in a smaller dtype (uint8 images, say, turned into "
-                         "floats by a dl_tfm on the device).")
-    moved, done = {}, {}  # each tensor and each dataset once, even where sets share them
-    try:
-        for ds in sets.values():
-            if ds is None or id(ds) in done: continue
-            ts = []
-            for t in ds.tensors:
-                if id(t) not in moved: moved[id(t)] = t.to(device)
-                ts.append(moved[id(t)])
-            if all(a is b for a, b in zip(ts, ds.tensors)): done[id(ds)] = ds  # already there: the same dataset
-            else:
-                done[id(ds)] = copy.copy(ds)  # the same class and attributes (`c`, `classes`), tensors on the device
-                done[id(ds)].tensors = tuple(ts)
-    except torch.OutOfMemoryError as e:
-        e.add_note(f"(while moving the data to {device} for on_device=True: leave on_device=False to copy each batch "
-                   "instead)")
-        raise
-    return {name: None if ds is None else done[id(ds)] for name, ds in sets.items()}
 
 # %% ../nbs/02_basic_data.ipynb #b6f09645
 class DataBunch:
