@@ -384,20 +384,9 @@ class Recorder(LearnerCallback):
         "A fit that ended (all its epochs, or stopped by a callback) is a stage: a `save` now says `fit_complete`."
         if exception is False: self.n_epochs = self.epoch  # an interrupted fit keeps the epochs it meant to run
 
-    _state_types = {'names': list, 'rows': list, 'losses': list, 'val_losses': list, 'lrs': list, 'moms': list,
-                    'metrics': list, 'nb_batches': list, 'metrics_names': list, 'epoch': int, 'iteration': int}
-
-    @classmethod
-    def check_checkpoint_state(cls, state) -> None:
-        "Raise a `ValueError` unless `state` is a history `checkpoint_state` could have written."
-        if not isinstance(state, dict): raise ValueError(f"a {type(state).__name__}, not a dict")
-        for k, v in state.items():
-            if k not in cls._state_types: raise ValueError(f"an unknown entry {k!r}")
-            if not isinstance(v, cls._state_types[k]) or isinstance(v, bool): raise ValueError(f"{k} is a {type(v).__name__}")
-        for k in ('losses', 'val_losses', 'lrs', 'moms'):
-            if not all(o is None or isinstance(o, (int, float)) for o in state.get(k, [])): raise ValueError(f"{k} holds non-numbers")
-
     if TYPE_CHECKING:  # attached below with `@patch`
+        _state_types: dict
+        check_checkpoint_state = classmethod(_here._check_recorder_state)
         add_metric_names = _here.add_metric_names
         format_stats = _here.format_stats
         checkpoint_state = _here.checkpoint_state
@@ -640,6 +629,7 @@ class Learner:
         freeze_to = _here.freeze_to
         freeze = _here.freeze
         unfreeze = _here.unfreeze
+        _freeze_layers = _here._freeze_layers
         pred_batch = _here.pred_batch
         predict = _here.predict
         predict_with_mc_dropout = _here.predict_with_mc_dropout
@@ -647,6 +637,7 @@ class Learner:
         _model_file = _here._model_file
         save = _here.save
         keep_last_fit = _here.keep_last_fit
+        _freezing_hint = _here._freezing_hint
         _check_load = _here._check_load
         _apply_load = _here._apply_load
         load = _here.load
@@ -731,22 +722,6 @@ def init(self: Learner, init: Callable) -> None:
         if isinstance(getattr(m, 'weight', None), Tensor) and m.weight.ndim > 1: init(m.weight)
         if isinstance(getattr(m, 'bias', None), Tensor):
             with torch.no_grad(): m.bias.fill_(0.)
-
-# %% ../nbs/04_basic_train.ipynb #5a247c71
-@patch
-def checkpoint_state(self: Recorder) -> dict:
-    "The history as plain numbers, for checkpoints."
-    return {'names': list(self.names), 'rows': [list(r) for r in self.rows], 'losses': to_floats(self.losses),
-            'val_losses': to_floats(self.val_losses), 'lrs': to_floats(self.lrs), 'moms': to_floats(self.moms),
-            'metrics': [to_floats(m) for m in self.metrics], 'nb_batches': [int(n) for n in self.nb_batches],
-            'metrics_names': list(self.metrics_names), 'epoch': int(self.epoch), 'iteration': int(self.iteration)}
-
-# %% ../nbs/04_basic_train.ipynb #226c163d
-@patch
-def load_checkpoint_state(self: Recorder, state: dict) -> None:
-    "Restore the history `checkpoint_state` returned (checked first)."
-    self.check_checkpoint_state(state)
-    for k, v in state.items(): setattr(self, k, v)
 
 # %% ../nbs/04_basic_train.ipynb #0739a33b
 @patch
@@ -956,6 +931,36 @@ def backward(self: Learner, item: tuple) -> Tensor:
     xb, yb = to_device(xb, self.data.device), to_device(torch.as_tensor(y)[None], self.data.device)
     self.model.eval()
     return loss_batch(self.model, xb, yb, self.loss_func, opt=FakeOptimizer(), cb_handler=CallbackHandler(self.callbacks))
+
+# %% ../nbs/04_basic_train.ipynb #5a247c71
+@patch
+def checkpoint_state(self: Recorder) -> dict:
+    "The history as plain numbers, for checkpoints."
+    return {'names': list(self.names), 'rows': [list(r) for r in self.rows], 'losses': to_floats(self.losses),
+            'val_losses': to_floats(self.val_losses), 'lrs': to_floats(self.lrs), 'moms': to_floats(self.moms),
+            'metrics': [to_floats(m) for m in self.metrics], 'nb_batches': [int(n) for n in self.nb_batches],
+            'metrics_names': list(self.metrics_names), 'epoch': int(self.epoch), 'iteration': int(self.iteration)}
+
+# %% ../nbs/04_basic_train.ipynb #226c163d
+@patch
+def load_checkpoint_state(self: Recorder, state: dict) -> None:
+    "Restore the history `checkpoint_state` returned (checked first)."
+    self.check_checkpoint_state(state)
+    for k, v in state.items(): setattr(self, k, v)
+
+# %% ../nbs/04_basic_train.ipynb #74017e99
+Recorder._state_types = {'names': list, 'rows': list, 'losses': list, 'val_losses': list, 'lrs': list, 'moms': list,
+                         'metrics': list, 'nb_batches': list, 'metrics_names': list, 'epoch': int, 'iteration': int}
+
+@patch_as(nm='check_checkpoint_state')
+def _check_recorder_state(cls: type[Recorder], state: Any) -> None:
+    "Raise a `ValueError` unless `state` is a history `checkpoint_state` could have written."
+    if not isinstance(state, dict): raise ValueError(f"a {type(state).__name__}, not a dict")
+    for k, v in state.items():
+        if k not in cls._state_types: raise ValueError(f"an unknown entry {k!r}")
+        if not isinstance(v, cls._state_types[k]) or isinstance(v, bool): raise ValueError(f"{k} is a {type(v).__name__}")
+    for k in ('losses', 'val_losses', 'lrs', 'moms'):
+        if not all(o is None or isinstance(o, (int, float)) for o in state.get(k, [])): raise ValueError(f"{k} holds non-numbers")
 
 # %% ../nbs/04_basic_train.ipynb #40a53319
 def _binary(f: Any) -> Any:

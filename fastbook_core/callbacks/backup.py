@@ -481,6 +481,7 @@ class BackupAndRestore(_BackupEvents):
     "Back up the whole training state to `learn.path/backup_dir` each epoch (or every `save_freq` batches); a fit that finds a backup resumes from it, exactly."
     _order = 10**8  # after every other callback: their states are up to date when it writes, and it restores last
     saves_checkpoints = True  # Learner.fit checks that no two callbacks share a state key before the first batch only if one saves
+    restores_fit = True  # a backup it finds says where the fit starts: TrackEpochCallback defers to it
     def __init__(self, learn: Learner,
                  backup_dir: str | Path = 'backup',  # the folder of the backup, relative to `learn.path`
                  save_freq: str | int = 'epoch',  # 'epoch', or a number of training batches

@@ -329,9 +329,8 @@ def on_train_begin(self: TrackEpochCallback, n_epochs: int, **kwargs):
     if self.path.is_dir(): raise ValueError(f"TrackEpochCallback: {self.path} is a folder: give the file of the epoch another `name`.")
     if self._damage: raise ValueError(f"TrackEpochCallback: {self.path} {self._damage}. {self._fix()}; to start at epoch N "
                                       "instead: TrackEpochCallback(learn, epoch_offset=N).")
-    from fastbook_core.callbacks.backup import BackupAndRestore  # here: that module builds on this one
     fit_cbs = getattr(self.learn, '_fit_callbacks', [])
-    backup = any(isinstance(cb, BackupAndRestore) for cb in fit_cbs)  # its backup, if it finds one, says where the fit is
+    backup = any(getattr(cb, 'restores_fit', False) for cb in fit_cbs)  # BackupAndRestore: its backup says where the fit is
     loads = any(isinstance(cb, SaveModelCallback) and cb.every == 'epoch' for cb in fit_cbs)  # the epoch before's weights
     s, offset = self.start_epoch, self.epoch_offset is not None
     said = f"epoch_offset={s}" if offset else f"{self.path} says epoch {s - 1} was the last completed"
