@@ -454,13 +454,19 @@ class _ResumeCallbackStates(Callback):
         matched = match_callback_states(states, _with_state(self.callbacks))
         if getattr(learn, '_sweeping', False):
             return  # a sweep (`keep_last_fit`, lr_find) between the load and the resume: the states wait for the resume
-        for key, cb in matched.items(): cb.load_checkpoint_state(states[key])
+        start = getattr(learn, '_resume_epoch', None)
+        elsewhere = start is not None and epoch != start  # the fit does not start where the checkpoint stopped
+        # a schedule's state is a place in the fit: put back at another epoch, it would end this fit early
+        afresh = sorted(k for k, cb in matched.items() if elsewhere and getattr(cb, 'positional_state', False))
+        for key, cb in matched.items():
+            if key not in afresh: cb.load_checkpoint_state(states[key])
         learn._resume_states = None
         skipped = sorted(set(states) - set(matched))
         if skipped: warnings.warn(f"Not restored from the checkpoint (no such callback in this fit): {', '.join(skipped)}.")
-        start = getattr(learn, '_resume_epoch', None)
-        if start is not None and epoch != start:
-            warnings.warn(f"The checkpoint was saved after {start} epochs, and this fit starts at epoch {epoch}: to resume "
+        if elsewhere:
+            warnings.warn(f"The checkpoint was saved after {start} epochs, and this fit starts at epoch {epoch}"
+                          + (f" ({', '.join(afresh)} starting afresh: a schedule put back at epoch {start} would end this fit "
+                             "early)" if afresh else '') + f": to resume "
                           f"where it stopped, pass start_epoch={start} to fit_one_cycle, or give fit "
                           f"callbacks=[TrackEpochCallback(learn, epoch_offset={start})] and the run's total epochs.")
         elif start is not None:  # the resume: its Recorder goes on with the history of the epochs before it
@@ -959,6 +965,8 @@ def _check_recorder_state(cls: type[Recorder], state: Any) -> None:
     for k, v in state.items():
         if k not in cls._state_types: raise ValueError(f"an unknown entry {k!r}")
         if not isinstance(v, cls._state_types[k]) or isinstance(v, bool): raise ValueError(f"{k} is a {type(v).__name__}")
+    if not all(isinstance(r, list) and all(isinstance(o, str) for o in r) for r in state.get('rows', [])):
+        raise ValueError("rows holds something other than rows of text (the table's formatted values)")
     for k in ('losses', 'val_losses', 'lrs', 'moms'):
         if not all(o is None or isinstance(o, (int, float)) for o in state.get(k, [])): raise ValueError(f"{k} holds non-numbers")
 
@@ -1332,7 +1340,8 @@ def load_learner(path: str | Path,  # the folder of the export (the Learner's `p
     device = check_device(device)
     model = ifnone(model, objs.get('model'))
     if not isinstance(model, nn.Module): raise CheckpointError(f"{source_name(source)} holds no model: pass `model=`.")
-    check_model_state(state['state_dict'], model, source)
+    check_model_state(state['state_dict'], model, source, strict_fix="load_learner loads the export's weights whole: give it "
+                      "the model the export was made with (`model=` of that class and size), or none, to unpickle the file's.")
     _check_dl_tfms(state, kwargs, source)
     data = _inference_data(path, test, device, kwargs)
     data.classes = state['classes']

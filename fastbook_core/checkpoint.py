@@ -4,7 +4,7 @@
 
 # %% ../nbs/03a_checkpoint.ipynb #300135ac
 from __future__ import annotations
-import importlib, inspect, io, pickle, re, sys, warnings
+import importlib, inspect, io, math, pickle, re, sys, warnings
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -62,6 +62,7 @@ def check_model_state(model_state: Any,  # the state dict read from the file
                       model: nn.Module,  # the model it is for
                       source: Any,  # the file, for messages
                       strict: bool = True,  # the keys must be exactly the model's
+                      strict_fix: str = "Pass strict=False to load the keys that match.",  # the way forward from missing keys
 ) -> list:
     "Raise a `CheckpointError` unless `model_state` fits `model` (keys, shapes, kinds of dtype); return the keys a non-strict load skips."
     if not isinstance(model_state, dict) or not all(isinstance(v, Tensor) for v in model_state.values()):
@@ -77,7 +78,7 @@ def check_model_state(model_state: Any,  # the state dict read from the file
     diff = '; '.join(_keys_text(w, ks) for w, ks in (('missing keys', missing), ('unexpected keys', extra)) if ks)
     prefixed = bool(extra) and all(k.startswith('module.') for k in extra) and any(k[7:] in ours for k in extra)
     fix = ("Its keys start with `module.` (a DistributedDataParallel or DataParallel model's): pass remove_module=True."
-           if prefixed else "Pass strict=False to load the keys that match.")
+           if prefixed else strict_fix)
     # shapes and dtypes first: where a key clashes, a non-strict load would fail too, so it must not be the advice
     kind = lambda t: 'complex' if t.is_complex() else 'float' if t.is_floating_point() else 'bool' if t.dtype == torch.bool else 'int'
     for k, v in model_state.items():
@@ -412,6 +413,13 @@ class Checkpoint:
     opt_hypers: dict | None = None  # the optimizer wrapper's lr, mom, beta and wd per layer group
     fit_complete: bool = False  # saved after its fit had run all its epochs (a stage, not an interrupted fit)
 
+# %% ../nbs/03a_checkpoint.ipynb #bae1c6d0
+def _hyper_values(v: Any, key: str) -> bool:
+    "Whether `v` is what `Learner.save` writes for hyper-parameter `key`: a list of finite numbers or None, one per group, lr and wd >= 0."
+    def ok(o): return o is None or (isinstance(o, (int, float)) and not isinstance(o, bool) and math.isfinite(o)
+                                    and (key not in ('lr', 'wd') or o >= 0))
+    return isinstance(v, list) and all(ok(o) for o in v)
+
 # %% ../nbs/03a_checkpoint.ipynb #e4932b08
 def read_checkpoint(source: Any, map_location: Any = None, remove_module: bool = False) -> Checkpoint:
     "Read the checkpoint `source` safely and check what needs no Learner; a `CheckpointError` naming what is wrong."
@@ -428,9 +436,20 @@ def read_checkpoint(source: Any, map_location: Any = None, remove_module: bool =
     cbs = state.get('callbacks') or {}
     if not (isinstance(cbs, dict) and all(isinstance(v, dict) and _plain_state(v) for v in cbs.values())):
         raise CheckpointError(f"{source_name(source)} has damaged callback states (not a dict of plain values per callback).")
-    epoch = state.get('epoch') if isinstance(state.get('epoch'), int) else None
+    for k in ('epoch', 'iteration'):  # where training stood: a count, or a resume would start at a place that is none
+        v = state.get(k)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
+            raise CheckpointError(f"{source_name(source)} has a damaged {k}: {v!r}, not a count of {k}s done (a whole number >= 0).")
+    if 'recorder' in state and 'rng' not in state:
+        raise CheckpointError(f"{source_name(source)} holds a training history without its random states, which "
+                              "`Learner.save(with_opt=True)` writes together: a damaged or edited file? Load its weights "
+                              "with with_opt=False.")
+    epoch = state.get('epoch')
     hyp = state.get('opt_hypers')
     if hyp is not None and not (isinstance(hyp, dict) and set(hyp) <= {'lr', 'mom', 'beta', 'wd'} and _plain_state(hyp)):
         raise CheckpointError(f"{source_name(source)} has damaged optimizer hyper-parameters: {hyp!r}")
+    bad = next((f"{k}={v!r}" for k, v in (hyp or {}).items() if v is not None and not _hyper_values(v, k)), None)
+    if bad: raise CheckpointError(f"{source_name(source)} has damaged optimizer hyper-parameters: {bad} (one finite number, "
+                                  "or None, per layer group; learning rates and weight decays >= 0).")
     return Checkpoint(source, model, state.get('opt'), state.get('rng'), state.get('recorder'), cbs, epoch, 'rng' in state, hyp,
                       state.get('fit_complete') is True)

@@ -1,5 +1,6 @@
 "Issue 26, basic_train's part: what load_learner is given, what export refuses, a resume's smoothed loss, odd file names."
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -369,3 +370,98 @@ def test_start_epoch_and_a_track_epoch_file_that_disagree_are_refused(tmp_path):
     again = make()
     again.fit_one_cycle(6, 1e-2, start_epoch=3, callbacks=[TrackEpochCallback(again, epoch_offset=3)])  # the fix it names
     assert len(again.recorder.nb_batches) == 3
+
+
+def test_a_fit_that_does_not_start_where_the_checkpoint_stopped_is_not_cut_short(tmp_path):
+    "review 7 #1: load(mid-run, with_opt=True) then fit_one_cycle(4) put the schedule back mid-cycle: 13 of 24 batches ran."
+    from fastbook_core.callback import Callback
+    from fastbook_core.callbacks.tracker import SaveModelCallback
+    from fastbook_core.test_utils import classif_learner
+    import fastbook_core.train  # noqa: F401
+    def make():
+        learn = classif_learner(); learn.path = tmp_path; return learn
+    class Cut(Callback):
+        def on_epoch_begin(self, epoch, **kwargs):
+            if epoch == 2: raise RuntimeError('power cut')
+    first = make()
+    with pytest.raises(RuntimeError):
+        first.fit_one_cycle(4, 1e-2, callbacks=[SaveModelCallback(first, every='epoch', name='ck'), Cut()])
+    n = len(first.data.train_dl)
+    again = make(); again.load('ck_1', with_opt=True)
+    with pytest.warns(UserWarning, match=r"starts at epoch 0 \(OneCycleScheduler starting afresh: a schedule put back at epoch 2 would end this fit early\).*start_epoch=2"):
+        again.fit_one_cycle(4, 1e-2)
+    assert again.recorder.nb_batches == [n] * 4
+    resumed = make(); resumed.load('ck_1', with_opt=True)
+    resumed.fit_one_cycle(4, 1e-2, start_epoch=2)  # the resume proper: its schedule goes on where it stood
+    assert resumed.recorder.nb_batches[-2:] == [n, n]
+
+
+@pytest.mark.parametrize('field,value,says', [
+    ('opt_hypers', {'lr': [1e-3], 'mom': [0.9], 'beta': [0.99], 'wd': [-1.0]}, 'wd=[-1.0]'),
+    ('opt_hypers', {'lr': [float('nan')], 'mom': [0.9], 'beta': [0.99], 'wd': [0.01]}, 'lr=[nan]'),
+    ('opt_hypers', {'lr': 'fast', 'mom': [0.9], 'beta': [0.99], 'wd': [0.01]}, "lr='fast'"),
+    ('epoch', -1, 'damaged epoch: -1'), ('epoch', '3', "damaged epoch: '3'"), ('epoch', True, 'damaged epoch: True'),
+    ('iteration', -5, 'damaged iteration: -5'), ('rng', None, 'without its random states'),
+    ('recorder', 'rows', 'rows holds something other than rows of text')])
+def test_an_edited_checkpoint_is_refused_before_the_learner_changes(tmp_path, field, value, says):
+    "review 7 #2 and #8: a negative wd was applied after the weights (a refused load changed the Learner); edited positions loaded."
+    import torch
+    from fastbook_core.test_utils import classif_learner
+    from fastbook_core.torch_core import CheckpointError
+    learn = classif_learner(); learn.path = tmp_path
+    learn.fit(1, 1e-2); learn.save('good')
+    state = torch.load(tmp_path / 'models' / 'good.pth', weights_only=True)
+    if field == 'rng': del state['rng']
+    elif field == 'recorder': state['recorder']['rows'] = ['x']
+    else: state[field] = value
+    torch.save(state, tmp_path / 'models' / 'bad.pth')
+    other = classif_learner(); other.path = tmp_path; other.fit(1, 1e-3)
+    before = {k: v.clone() for k, v in other.model.state_dict().items()}
+    with pytest.raises(CheckpointError, match=re.escape(says)):
+        other.load('bad', with_opt=True)
+    assert all(torch.equal(before[k], v) for k, v in other.model.state_dict().items())  # all or nothing
+
+
+def test_a_v1_resume_whose_epoch_weights_are_missing_is_refused_and_loads_the_optimizer_state(tmp_path):
+    "review 7 #4 and #5: a missing ep_1.pth only warned (epochs 2-3 trained from random weights); the optimizer state was dropped."
+    from fastbook_core.callback import Callback
+    from fastbook_core.callbacks.tracker import SaveModelCallback, TrackEpochCallback
+    from fastbook_core.test_utils import classif_learner
+    from fastbook_core.torch_core import CheckpointError
+    import fastbook_core.train  # noqa: F401
+    def make():
+        learn = classif_learner(); learn.path = tmp_path; return learn
+    def cbs(learn): return [TrackEpochCallback(learn), SaveModelCallback(learn, every='epoch', name='ep')]
+    class Cut(Callback):
+        def on_epoch_begin(self, epoch, **kwargs):
+            if epoch == 2: raise RuntimeError('power cut')
+    first = make()
+    with pytest.raises(RuntimeError): first.fit_one_cycle(4, 1e-2, callbacks=cbs(first) + [Cut()])
+    steps = []
+    class Steps(Callback):
+        def on_train_begin(self, **kwargs): steps.append([s['step'].item() for s in again.opt.opt.state.values()])
+    again = make()
+    again.fit_one_cycle(4, 1e-2, callbacks=cbs(again) + [Steps()])  # Steps (order 0) runs after the load (jump_to_epoch)
+    assert steps and all(n == 2 * len(again.data.train_dl) for n in steps[0])  # Adam's moments of the first two epochs
+    (tmp_path / 'models' / 'epoch').write_text('1')
+    (tmp_path / 'models' / 'ep_1.pth').unlink()
+    lost = make()
+    with pytest.raises(CheckpointError, match=r"starts at epoch 2, from the weights saved after epoch 1, and they cannot be loaded"):
+        lost.fit_one_cycle(4, 1e-2, callbacks=cbs(lost))
+    assert (tmp_path / 'models' / 'epoch').read_text() == '1'  # nothing trained, nothing advanced
+
+
+def test_load_learner_with_a_model_that_does_not_fit_names_a_fix_it_takes(tmp_path):
+    "review 7 #7: the error said 'Pass strict=False', which load_learner refuses."
+    import torch
+    from torch import nn
+    from torch.utils.data import TensorDataset
+    from fastbook_core.basic_data import DataBunch
+    from fastbook_core.basic_train import Learner, load_learner
+    from fastbook_core.torch_core import CheckpointError
+    x, y = torch.randn(16, 3), torch.randint(0, 2, (16,))
+    data = DataBunch.create(TensorDataset(x, y), TensorDataset(x, y), bs=8, device='cpu', path=tmp_path)
+    Learner(data, nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2)), silent=True).export()
+    with pytest.raises(CheckpointError, match='give it the model the export was made with') as e:
+        load_learner(tmp_path, model=nn.Sequential(nn.Linear(3, 4)), loss_func=nn.CrossEntropyLoss())
+    assert 'strict=False' not in str(e.value)

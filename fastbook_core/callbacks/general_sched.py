@@ -28,6 +28,7 @@ class TrainingPhase:
 # %% ../../nbs/06b_callbacks.general_sched.ipynb #22a758cd
 class GeneralScheduler(LearnerCallback):
     "Set the hyper-parameters of the optimizer at each training batch following `phases`; stop after the last."
+    positional_state = True  # its checkpoint state is a place in the fit: a fit that starts elsewhere starts it afresh
     def __init__(self, learn: Learner, phases: list, start_epoch: int | None = None):
         super().__init__(learn)
         if any(not p.scheds for p in phases): raise ValueError("Each TrainingPhase needs at least one `schedule_hp`.")

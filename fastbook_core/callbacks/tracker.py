@@ -175,10 +175,14 @@ class SaveModelCallback(TrackerCallback):
         return f'{stem}_{epoch}.{sfx}' if dot and sfx in ('pth', 'pt') else f'{self.name}_{epoch}'
 
     def jump_to_epoch(self, epoch: int):
-        "With `every='epoch'`, start a resumed fit from the weights saved after the epoch before `epoch` (as fastai v1)."
+        "With `every='epoch'`, start a resumed fit from the weights and optimizer state saved after the epoch before `epoch` (as fastai v1)."
         if self.every != 'epoch': return  # only `every='epoch'` writes numbered files
-        try: self.learn.load(self._epoch_name(epoch - 1), with_opt=False)
-        except CheckpointError as e: warnings.warn(f"Could not load {self._epoch_name(epoch - 1)} to resume from it: {e}")
+        try: self.learn.load(self._epoch_name(epoch - 1), with_opt=None)  # v1's `load(name)`: the optimizer state too, if saved
+        except CheckpointError as e:  # v1 printed and trained on from whatever weights the Learner had: epochs lost
+            raise CheckpointError(f"SaveModelCallback: this fit starts at epoch {epoch}, from the weights saved after epoch "
+                                  f"{epoch - 1}, and they cannot be loaded: {e} To start from other weights, load them first "
+                                  "and give the fit TrackEpochCallback(learn, epoch_offset=...) without this callback; to "
+                                  "start again from epoch 0, delete the epoch file (`TrackEpochCallback(learn).restart()`).") from e
 
     def on_epoch_end(self, epoch: int, **kwargs):
         if self.every == 'epoch': return self.learn.save(self._epoch_name(epoch))
