@@ -1124,8 +1124,8 @@ def _freezing_hint(self: Learner, opt_state: dict) -> str:
     if n is None: return ''
     call = 'learn.unfreeze()' if n == 0 else 'learn.freeze()' if n == len(self.layer_groups) - 1 else f'learn.freeze_to({n})'
     return (" It was saved with every layer trainable: call `learn.unfreeze()` before loading it." if n == 0 else
-            f" It was saved with the layers frozen as `{call}` leaves them: call `{call}` before loading it, then "
-            "`learn.unfreeze()` to train every layer in the next stage.")
+            f" It was saved with the layers frozen as `{call}` leaves them: call `{call}` before loading it, and go on "
+            "with that stage (`unfreeze()` afterwards makes a new optimizer, without the state just loaded).")
 
 # %% ../nbs/04_basic_train.ipynb #d99b5014
 @patch
