@@ -372,7 +372,7 @@ class Recorder(LearnerCallback):
         if child is not None: child.comment = smooth_loss  # turned into text only when the bar is drawn
 
     def on_epoch_end(self, epoch: int, iteration: int, num_batch: int, smooth_loss, last_metrics, **kwargs):
-        self.epoch, self.iteration = epoch + 1, iteration  # where training stands, for checkpoints
+        self.epoch, self.iteration = int(epoch) + 1, int(iteration)  # where training stands, for checkpoints (`start_epoch` may be numpy)
         self.nb_batches.append(num_batch)
         last_metrics = [m for m in (last_metrics or [])]
         if last_metrics and last_metrics[0] is not None:
@@ -1042,7 +1042,7 @@ def save(self: Learner,
         rng, gen = get_rng_states(), self._shuffle_generator()
         if gen is not None: rng['train_dl'] = gen.get_state()  # the order of the next epochs, when `generator=` was given
         state.update(rng=rng, recorder=rec.checkpoint_state() if rec is not None else None,
-                     epoch=rec.epoch if rec is not None else 0, iteration=rec.iteration if rec is not None else 0,
+                     epoch=int(rec.epoch) if rec is not None else 0, iteration=int(rec.iteration) if rec is not None else 0,
                      fit_complete=rec is not None and rec.epoch >= (getattr(rec, 'n_epochs', None) or float('inf')),
                      callbacks=dict(self._resume_states) if self._resume_states  # loaded, not yet given to a fit
                                else callback_states(_with_state(self._fit_callbacks)))  # refuses two states under one key
@@ -1114,7 +1114,8 @@ def _freezing_hint(self: Learner, opt_state: dict) -> str:
     if not (isinstance(pgs, list) and all(isinstance(pg, dict) and isinstance(pg.get('params'), list) for pg in pgs)): return ''
     sizes = [len(pg['params']) for pg in pgs]
     if sizes == group_sizes(): return ''  # it differs otherwise
-    flags, n = [(p, p.requires_grad) for p in self.model.parameters()], None
+    params = {id(p): p for p in [*self.model.parameters(), *(q for g in self.layer_groups for q in g.parameters())]}
+    flags, n = [(p, p.requires_grad) for p in params.values()], None
     try:
         for k in range(len(self.layer_groups)):
             self._freeze_layers(k)
@@ -1139,6 +1140,9 @@ def _check_load(self: Learner, file: Any, device: Any = None, strict: bool = Tru
                               f"`load_learner({where}, {exp.name!r})` reads it; `load` reads what `save` writes.")
     ck = read_checkpoint(target, ifnone(device, self.data.device), remove_module)
     plan = _LoadPlan(ck, strict, check_model_state(ck.model, self.model, ck.source, strict), with_opt is True)
+    if with_opt and ck.damage:  # what a resume would use is damaged; the weights alone still load
+        raise CheckpointError(f"{source_name(ck.source)} cannot be resumed from: it has {ck.damage} (a damaged or edited "
+                              "file?). Load its weights alone with with_opt=False.")
     if with_opt and ck.opt is None and not ck.resumable:  # a v1 file holds `opt` without our random states
         raise CheckpointError(f"{source_name(ck.source)} holds no optimizer state (it was saved with with_opt=False): load it "
                               "with with_opt=False, or resume from a checkpoint saved with with_opt=True.")

@@ -4,7 +4,7 @@
 
 # %% ../nbs/03a_checkpoint.ipynb #300135ac
 from __future__ import annotations
-import importlib, inspect, io, math, pickle, re, sys, warnings
+import importlib, inspect, io, math, numbers, pickle, re, sys, warnings
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -412,6 +412,7 @@ class Checkpoint:
     resumable: bool = False  # saved with `with_opt=True` (random states and history), even before any fit
     opt_hypers: dict | None = None  # the optimizer wrapper's lr, mom, beta and wd per layer group
     fit_complete: bool = False  # saved after its fit had run all its epochs (a stage, not an interrupted fit)
+    damage: str | None = None  # what makes it unfit to resume from (an edited position...): `load(with_opt=True)` refuses it
 
 # %% ../nbs/03a_checkpoint.ipynb #bae1c6d0
 def _hyper_values(v: Any, key: str) -> bool:
@@ -436,20 +437,17 @@ def read_checkpoint(source: Any, map_location: Any = None, remove_module: bool =
     cbs = state.get('callbacks') or {}
     if not (isinstance(cbs, dict) and all(isinstance(v, dict) and _plain_state(v) for v in cbs.values())):
         raise CheckpointError(f"{source_name(source)} has damaged callback states (not a dict of plain values per callback).")
-    for k in ('epoch', 'iteration'):  # where training stood: a count, or a resume would start at a place that is none
-        v = state.get(k)
-        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
-            raise CheckpointError(f"{source_name(source)} has a damaged {k}: {v!r}, not a count of {k}s done (a whole number >= 0).")
-    if 'recorder' in state and 'rng' not in state:
-        raise CheckpointError(f"{source_name(source)} holds a training history without its random states, which "
-                              "`Learner.save(with_opt=True)` writes together: a damaged or edited file? Load its weights "
-                              "with with_opt=False.")
-    epoch = state.get('epoch')
     hyp = state.get('opt_hypers')
     if hyp is not None and not (isinstance(hyp, dict) and set(hyp) <= {'lr', 'mom', 'beta', 'wd'} and _plain_state(hyp)):
         raise CheckpointError(f"{source_name(source)} has damaged optimizer hyper-parameters: {hyp!r}")
-    bad = next((f"{k}={v!r}" for k, v in (hyp or {}).items() if v is not None and not _hyper_values(v, k)), None)
-    if bad: raise CheckpointError(f"{source_name(source)} has damaged optimizer hyper-parameters: {bad} (one finite number, "
-                                  "or None, per layer group; learning rates and weight decays >= 0).")
+    # what only a resume uses is noted, not refused: the weights of such a file still load (`with_opt=False`)
+    count = lambda v: isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 0
+    damage = [f"a damaged {k}: {state[k]!r}, not a count of {k}s done (a whole number >= 0)"
+              for k in ('epoch', 'iteration') if state.get(k) is not None and not count(state[k])]
+    if 'recorder' in state and 'rng' not in state:
+        damage.append("a training history without its random states, which `Learner.save(with_opt=True)` writes together")
+    damage += [f"damaged optimizer hyper-parameters: {k}={v!r} (one finite number, or None, per layer group; learning rates "
+               "and weight decays >= 0)" for k, v in (hyp or {}).items() if v is not None and not _hyper_values(v, k)]
+    epoch = int(state['epoch']) if count(state.get('epoch')) else None
     return Checkpoint(source, model, state.get('opt'), state.get('rng'), state.get('recorder'), cbs, epoch, 'rng' in state, hyp,
-                      state.get('fit_complete') is True)
+                      state.get('fit_complete') is True, '; '.join(damage) or None)

@@ -438,15 +438,16 @@ def test_a_v1_resume_whose_epoch_weights_are_missing_is_refused_and_loads_the_op
     first = make()
     with pytest.raises(RuntimeError): first.fit_one_cycle(4, 1e-2, callbacks=cbs(first) + [Cut()])
     steps = []
-    class Steps(Callback):
-        def on_train_begin(self, **kwargs): steps.append([s['step'].item() for s in again.opt.opt.state.values()])
+    class Steps(Callback):  # at the first epoch's start: after every jump_to_epoch, which follow the on_train_begins
+        def on_epoch_begin(self, **kwargs):
+            if not steps: steps.append([s['step'].item() for s in again.opt.opt.state.values()])
     again = make()
-    again.fit_one_cycle(4, 1e-2, callbacks=cbs(again) + [Steps()])  # Steps (order 0) runs after the load (jump_to_epoch)
-    assert steps and all(n == 2 * len(again.data.train_dl) for n in steps[0])  # Adam's moments of the first two epochs
+    again.fit_one_cycle(4, 1e-2, callbacks=cbs(again) + [Steps()])
+    assert steps[0] and all(n == 2 * len(again.data.train_dl) for n in steps[0])  # Adam's state after the first two epochs
     (tmp_path / 'models' / 'epoch').write_text('1')
     (tmp_path / 'models' / 'ep_1.pth').unlink()
     lost = make()
-    with pytest.raises(CheckpointError, match=r"starts at epoch 2, from the weights saved after epoch 1, and they cannot be loaded"):
+    with pytest.raises(CheckpointError, match=r"says this fit starts at epoch 2, from the weights saved after epoch 1, and they cannot be loaded.*restart\(\)"):
         lost.fit_one_cycle(4, 1e-2, callbacks=cbs(lost))
     assert (tmp_path / 'models' / 'epoch').read_text() == '1'  # nothing trained, nothing advanced
 
@@ -465,3 +466,23 @@ def test_load_learner_with_a_model_that_does_not_fit_names_a_fix_it_takes(tmp_pa
     with pytest.raises(CheckpointError, match='give it the model the export was made with') as e:
         load_learner(tmp_path, model=nn.Sequential(nn.Linear(3, 4)), loss_func=nn.CrossEntropyLoss())
     assert 'strict=False' not in str(e.value)
+
+
+def test_a_start_epoch_fit_that_saves_every_epoch_still_runs_and_a_numpy_start_epoch_saves_loadable_files(tmp_path):
+    "review 8: jump_to_epoch refused a fit given start_epoch= (no earlier file of its name); np.int64 epochs made files refused as damaged."
+    import numpy as np
+    import torch
+    from fastbook_core.callbacks.tracker import SaveModelCallback
+    from fastbook_core.test_utils import classif_learner
+    from fastbook_core.torch_core import CheckpointError
+    import fastbook_core.train  # noqa: F401
+    learn = classif_learner(); learn.path = tmp_path
+    with pytest.warns(UserWarning, match='Could not load run2_1'):
+        learn.fit_one_cycle(4, 1e-2, start_epoch=np.int64(2), callbacks=[SaveModelCallback(learn, every='epoch', name='run2')])
+    assert type(torch.load(tmp_path / 'models' / 'run2_3.pth', weights_only=True)['epoch']) is int
+    for with_opt in (True, None, False): learn.load('run2_3', with_opt=with_opt)
+    state = torch.load(tmp_path / 'models' / 'run2_3.pth', weights_only=True)
+    torch.save({**state, 'epoch': np.int64(4).item() * -1}, tmp_path / 'models' / 'edited.pth')
+    learn.load('edited', with_opt=False)  # the weights of a file with an edited position still load
+    with pytest.raises(CheckpointError, match='cannot be resumed from: it has a damaged epoch: -4.*with_opt=False'):
+        learn.load('edited', with_opt=True)

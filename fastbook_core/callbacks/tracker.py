@@ -178,11 +178,11 @@ class SaveModelCallback(TrackerCallback):
         "With `every='epoch'`, start a resumed fit from the weights and optimizer state saved after the epoch before `epoch` (as fastai v1)."
         if self.every != 'epoch': return  # only `every='epoch'` writes numbered files
         try: self.learn.load(self._epoch_name(epoch - 1), with_opt=None)  # v1's `load(name)`: the optimizer state too, if saved
-        except CheckpointError as e:  # v1 printed and trained on from whatever weights the Learner had: epochs lost
-            raise CheckpointError(f"SaveModelCallback: this fit starts at epoch {epoch}, from the weights saved after epoch "
-                                  f"{epoch - 1}, and they cannot be loaded: {e} To start from other weights, load them first "
-                                  "and give the fit TrackEpochCallback(learn, epoch_offset=...) without this callback; to "
-                                  "start again from epoch 0, delete the epoch file (`TrackEpochCallback(learn).restart()`).") from e
+        except CheckpointError as e:
+            track = next((cb for cb in self.learn._fit_callbacks if isinstance(cb, TrackEpochCallback) and cb.epoch_offset is None), None)
+            if track is None: return warnings.warn(f"Could not load {self._epoch_name(epoch - 1)} to resume from it: {e}")
+            raise CheckpointError(f"SaveModelCallback: {track.path} says this fit starts at epoch {epoch}, from the weights saved "  # others lose the run
+                                  f"after epoch {epoch - 1}, and they cannot be loaded: {e} {track._fix()}.") from e
 
     def on_epoch_end(self, epoch: int, **kwargs):
         if self.every == 'epoch': return self.learn.save(self._epoch_name(epoch))
