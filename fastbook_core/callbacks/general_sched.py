@@ -38,7 +38,7 @@ class GeneralScheduler(LearnerCallback):
         if self.start_epoch is not None and epoch and epoch != self.start_epoch:  # two sources of where to start
             raise ValueError(
                 f"{type(self).__name__}: start_epoch={self.start_epoch}, but a callback that runs before it (TrackEpochCallback, "
-                f"from its file) starts this fit at epoch {epoch}. Give one of them: leave out start_epoch to start where "
+                f"from its file or its epoch_offset) starts this fit at epoch {epoch}. Give one of them: leave out start_epoch to start where "
                 f"the callback says, or TrackEpochCallback(learn, epoch_offset={self.start_epoch}) to start at {self.start_epoch}.")
         res = {'epoch': self.start_epoch} if self.start_epoch else None
         self.opt, self._running = self.learn.opt, True
