@@ -31,6 +31,8 @@ class Callback:
     "Base class for callbacks: override the `on_*` events you need; return a dict to update the training state."
     _order = 0  # callbacks run in increasing _order
     saves_checkpoints = False  # True for a callback that writes checkpoints during a fit (see below)
+    positional_state = False  # True when its checkpoint state is a place in the fit (a schedule's step; see below)
+    restores_fit = False  # True when it puts a fit back where a backup of its own says (BackupAndRestore)
     def on_train_begin(self, **kwargs): "At the beginning of training."
     def on_epoch_begin(self, **kwargs): "At the beginning of each epoch."
     def on_batch_begin(self, **kwargs): "With the input and target of a batch, before the model sees them."
