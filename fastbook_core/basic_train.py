@@ -28,7 +28,7 @@ from .callback import (Callback, CallbackHandler, EventLogger, OptimWrapper, cal
 from .progress import MasterBar, format_time, master_bar, progress_bar
 from .checkpoint import (EXPORT_HYPERS, Checkpoint, callback_states, check_device, check_model_state, check_not_folder,
                                       check_state_keys, export_bytes, is_export, is_filelike, match_callback_states, read_checkpoint, read_export,
-                                      source_name)
+                                      read_export_settings, source_name)
 if TYPE_CHECKING:  # for type checkers only: this module itself (its patched methods) and the modules that add methods
     from fastbook_core import basic_train as _here
     from fastbook_core import train as _train, distributed as _distributed
@@ -906,6 +906,10 @@ def predict(self: Learner,
         res = ([classes[i] for i in hot.nonzero().flatten().tolist()] if named else hot, hot, raw)
     else:
         idx = raw.argmax()
+        if classes is not None and len(classes) < raw.numel():  # some outputs have no name: refused for every item alike
+            raise ValueError(f"The model gives {raw.numel()} outputs, and data.classes names {len(classes)} classes, so some "
+                             f"predictions would have no name. Give one name per output, "
+                             f"`learn.data.classes = [...]` ({raw.numel()} names), or a model with {len(classes)} outputs.")
         res = ((classes[idx] if classes is not None else idx), idx, raw)
     return (item, *res) if return_x else res
 
@@ -1304,6 +1308,20 @@ def _inference_data(path: Any, test: Dataset | None, device: Any, kwargs: dict) 
     return data
 
 
+# %% ../nbs/04_basic_train.ipynb #4b9ea0e2
+def _settings_apart(state: dict, source: Any, trust_code: bool, kwargs: dict) -> dict:
+    "The export's settings read without its model (`model=` and `loss_func=` given), warning about those left unread and why."
+    settings, why = read_export_settings(state, source, trust_code)
+    unread = [k for k in ('opt_func', 'metrics', 'callback_fns', 'callbacks') if k not in kwargs and k not in settings]
+    given = [f'{k}=' for k in unread if k != 'callbacks']  # callbacks are made with the Learner: appended after
+    if unread: warnings.warn(f"With `model=` and `loss_func=`, {source_name(source)}'s {', '.join(unread)} are not read ({why}): "
+                             "the Learner gets the defaults (AdamW, no metrics, no callback functions or callbacks). "
+                             + (f"Pass {', '.join(given)} to load_learner to give them" if given else '')
+                             + ('; ' if given and 'callbacks' in unread else '')
+                             + ("append your callbacks to `learn.callbacks` after" if 'callbacks' in unread else '')
+                             + f"{', or pass trust_code=True for a file you trust' if 'trust_code' in why else ''}.")
+    return settings
+
 # %% ../nbs/04_basic_train.ipynb #54b1df07
 def load_learner(path: str | Path,  # the folder of the export (the Learner's `path`)
                  file: str | Path | IO[bytes] = 'export.pkl',  # the file name in path, or an open binary file
@@ -1328,18 +1346,13 @@ def load_learner(path: str | Path,  # the folder of the export (the Learner's `p
     except CheckpointError as e:
         if 'trust_code' not in str(e): raise
         if model is None:  # the way forward that unpickles nothing
-            raise CheckpointError(f"{e} Or give the model and the loss yourself, and nothing in the file is unpickled: "
+            raise CheckpointError(f"{e} Or give the model and the loss yourself, and their code is not unpickled: "
                                   "`load_learner(path, file, model=MyModel(), loss_func=my_loss)`.") from None
         if loss_func is not None: raise
         # the model was given, but the loss is read from the same pickle as the model's class
-        raise CheckpointError(f"{e} You passed `model=`: pass `loss_func=` too, and nothing in the file is unpickled (its "
-                              "metrics, callback functions and callbacks are then not read: pass `metrics=` and "
-                              "`callback_fns=` as well if you need them).") from None
-    if model is not None and loss_func is not None:  # nothing unpickled: say what of the file stays unread
-        unread = [k for k in ('opt_func', 'metrics', 'callback_fns') if k not in kwargs]
-        if unread: warnings.warn(f"With `model=` and `loss_func=`, nothing in {source_name(source)} is unpickled, so its "
-                                 f"{', '.join(unread)} are not read: the Learner gets the defaults (AdamW, no metrics, no callback "
-                                 f"functions). Pass {', '.join(f'{k}=' for k in unread)} to load_learner to give them.")
+        raise CheckpointError(f"{e} You passed `model=`: pass `loss_func=` too, and the model's code is not unpickled (the "
+                              "file's optimizer function, metrics and callbacks are then read apart from it, as safely).") from None
+    if model is not None and loss_func is not None: objs.update(_settings_apart(state, source, trust_code, kwargs))
     objs.update({k: kwargs.pop(k) for k in ('opt_func', 'callback_fns', 'metrics') if k in kwargs})  # given: they replace the file's
     device = check_device(device)
     model = ifnone(model, objs.get('model'))

@@ -7,7 +7,7 @@ from __future__ import annotations
 import importlib, inspect, io, math, numbers, pickle, re, sys, warnings
 from dataclasses import dataclass, field
 from functools import partial
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 import numpy as np
 import torch
@@ -18,8 +18,8 @@ from .callback import Callback, check_wd
 # %% auto #0
 __all__ = ['EXPORT_HYPERS', 'is_filelike', 'source_name', 'CheckpointIsFolderError', 'check_not_folder', 'check_device',
            'check_model_state', 'state_key', 'callback_states', 'has_state', 'check_state_keys',
-           'match_callback_states', 'plain_value', 'check_export_hypers', 'export_bytes', 'read_export', 'is_export',
-           'Checkpoint', 'read_checkpoint']
+           'match_callback_states', 'plain_value', 'check_export_hypers', 'export_bytes', 'read_export',
+           'read_export_settings', 'is_export', 'Checkpoint', 'read_checkpoint']
 
 # %% ../nbs/03a_checkpoint.ipynb #21a9f580
 def is_filelike(f) -> bool:
@@ -224,10 +224,13 @@ def _init_args(cb: Callback) -> dict:
     name, sig = type(cb).__name__, inspect.signature(type(cb).__init__)
     params = {k: p for k, p in sig.parameters.items() if k not in ('self', 'learn') and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
     args = {k: _plain_numbers(getattr(cb, k)) for k in params if k in vars(cb)}  # tuples stay tuples
+    # a folder given as a Path, `backup_dir=Path('backup')`, is a simple name too: written as the str it is made again from
+    args = {k: str(v) if isinstance(v, PurePath) and _SIMPLE_NAME.fullmatch(str(v)) else v for k, v in args.items()}
     for k, v in args.items():
         if not _plain(v): raise ValueError(f"Cannot export: the callback {name} has {k}={getattr(cb, k)!r}, which a safe load cannot "
-                                           "read back (it takes numbers, bools, None, dtypes, simple names and tuples of them), so "
-                                           f"`load_learner` could not make it again as it is.{_FIX}")
+                                           "read back (it takes numbers, bools, None, dtypes, simple names and tuples of them"
+                                           f"{'; a path of folders could make it write anywhere' if isinstance(v, (str, PurePath)) else ''}"
+                                           f"), so `load_learner` could not make it again as it is.{_FIX}")
     missing = [k for k in params if k not in args]
     required = [k for k in missing if params[k].default is inspect.Parameter.empty]
     if required: raise ValueError(f"Cannot export: the callback {name} does not keep its argument {', '.join(required)} as an attribute "
@@ -346,10 +349,11 @@ def export_bytes(model: nn.Module, loss_func, opt_func, callback_fns: list, metr
         fix = (" Set `learn.model_dir` to a folder inside `learn.path` before exporting (it only says where later saves go)."
                if 'model_dir=' in str(e) else '')
         raise ValueError(f"Cannot export: {e}, so `load_learner` would refuse the file.{fix}") from None
-    blob = io.BytesIO()
-    torch.save({'model': model, 'loss_func': loss_func, 'callback_fns': fns, 'opt_func': opt_func, 'metrics': metrics,
-                'callbacks': [(type(cb), _init_args(cb)) for cb in callbacks]}, blob)
-    head = {'format': _EXPORT_FORMAT, 'classes': classes, 'objects': blob.getvalue(), 'hypers': hypers}
+    settings = {'callback_fns': fns, 'opt_func': opt_func, 'metrics': metrics, 'callbacks': [(type(cb), _init_args(cb)) for cb in callbacks]}
+    blob, apart = io.BytesIO(), io.BytesIO()
+    torch.save({'model': model, 'loss_func': loss_func, **settings}, blob)
+    torch.save(settings, apart)  # again without the model: read when `load_learner` is given the model and the loss
+    head = {'format': _EXPORT_FORMAT, 'classes': classes, 'objects': blob.getvalue(), 'hypers': hypers, 'settings': apart.getvalue()}
     if dl_tfm_names: head['dl_tfms'] = [str(n) for n in dl_tfm_names]  # their names only: the functions are code
     check = io.BytesIO(); torch.save(head, check); check.seek(0)
     try: load_checkpoint(check)  # the reader read_export uses: on torch 2.4 a plain torch.load refuses the bytes inside
@@ -388,6 +392,23 @@ def read_export(source: Any,  # a path or an open binary file
     objs = unpickle_blob(state['objects'], source, 'the model, loss and callbacks', trust_code, allow=_trusted) if need_objects else {}
     if not trust_code: _check_export_objects(objs, source)
     return state, objs
+
+_SETTINGS = ('opt_func', 'metrics', 'callback_fns', 'callbacks')
+
+def read_export_settings(state: dict,  # the export, as `read_export` returned it
+                         source: Any,  # its file, for messages
+                         trust_code: bool = False,  # unpickle whatever classes the settings name
+) -> tuple[dict, str]:
+    "`(settings, why)`: the export's optimizer function, metrics, callback functions and callbacks, read without its model; `why` says what kept them unread."
+    blob = state.get('settings')  # optional: an earlier release kept them only beside the model
+    if blob is None: return {}, "an earlier release wrote it, keeping them only beside the model's code"
+    from fastbook_core.torch_core import unpickle_blob
+    try: objs = unpickle_blob(blob, source, 'the optimizer function, metrics and callbacks', trust_code, allow=_trusted)
+    except CheckpointError as e:
+        if 'trust_code' not in str(e): raise  # damage, not code of yours
+        return {}, str(e)
+    if not trust_code: _check_export_objects(objs, source)
+    return {k: objs[k] for k in _SETTINGS if k in objs}, ''
 
 
 # %% ../nbs/03a_checkpoint.ipynb #d2406621

@@ -730,6 +730,15 @@ def _not_a_torch_file(name: str, head: bytes | None) -> str | None:
     return (f"{name} is not a torch file (or is incomplete or corrupt): it begins with {what}, where a file from "
             f"`torch.save` begins with the zip header {_ZIP_HEADER!r}. {fix}")
 
+def _not_at_start(name: str, source, start: int) -> str | None:
+    "Why an open file that fails to load from `start` is not damaged: a torch file begins at its start, and it was left past it."
+    if not start or not hasattr(source, 'read'): return None
+    head = _file_head(source, 0, len(_ZIP_HEADER))
+    if hasattr(source, 'seek'): source.seek(start)  # where the caller left it
+    if head is None or not (head.startswith(_ZIP_HEADER) or head.startswith(b'\x80')): return None
+    return (f"{name} is at position {start}, and a torch file begins at position 0 of it: call `seek(0)` on it before "
+            "loading (after writing it, or after reading part of it).")
+
 def _pickles_a_module(source, start: int) -> bool:
     "Whether the pickle in `source` holds an `nn.Module`: every module's `__dict__` has `_parameters` and `_modules`."
     try:
@@ -786,6 +795,7 @@ def load_checkpoint(source: str | os.PathLike | io.IOBase,  # a path, or an open
         with _safe_globals(_data_globals()):  # numpy numbers (fastai v1's optimizer states hold np.float64), sets
             return torch.load(source, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
+        if why := _not_at_start(name, source, start): raise CheckpointError(why) from e
         msg = str(e)
         if 'GLOBAL' in msg or 'global' in msg:  # the weights-only unpickler met a class or function it will not import
             names = [n for n in _unsafe_globals(source) if n not in _data_names()] or sorted(set(re.findall(r'GLOBAL ([\w.]+)', msg))) or ['pickled objects']
@@ -795,7 +805,7 @@ def load_checkpoint(source: str | os.PathLike | io.IOBase,  # a path, or an open
         raise CheckpointError(f"{name} is incomplete or corrupt, or not a torch file (written by plain pickle, or in "
                               f"torch's legacy format?): {reason}.{_refusal_hint(False, trust_code)}") from e
     except Exception as e:  # torch reports damage as RuntimeError, EOFError, ValueError, KeyError, BadZipFile...
-        if why := _not_a_torch_file(name, _file_head(source, start)): raise CheckpointError(why) from e
+        if why := _not_at_start(name, source, start) or _not_a_torch_file(name, _file_head(source, start)): raise CheckpointError(why) from e
         raise CheckpointError(f"{name} is incomplete or corrupt (an interrupted write?): {type(e).__name__}: {e}") from e
 
 # %% ../nbs/00_torch_core.ipynb #567130d8

@@ -219,8 +219,8 @@ def test_dl_tfms_are_named_at_export_and_given_back_to_load_learner(tmp_path):
         load_learner(tmp_path, dl_tfms=[lambda b: b])
 
 
-def test_load_learner_with_model_and_loss_names_what_it_did_not_read(tmp_path):
-    "review 6 adversary #4: with model= and loss_func=, the export's opt_func, metrics and callback_fns were dropped silently."
+def test_load_learner_with_model_and_loss_keeps_what_it_can_read(tmp_path):
+    "review 6 adversary #4: with model= and loss_func=, the export's opt_func, metrics and callback_fns were dropped silently; trial 26 #6: now read apart from the model."
     import warnings
     from functools import partial
     import torch
@@ -236,14 +236,15 @@ def test_load_learner_with_model_and_loss_names_what_it_did_not_read(tmp_path):
     with warnings.catch_warnings(record=True) as w:
         warnings.simplefilter('always')
         inf = load_learner(tmp_path, model=nn.Linear(3, 2), loss_func=nn.CrossEntropyLoss())
-    msg = ' '.join(str(m.message) for m in w)
-    assert 'opt_func, metrics, callback_fns are not read' in msg and 'Pass opt_func=, metrics=, callback_fns=' in msg, msg
+    assert not any('not read' in str(m.message) for m in w), [str(m.message) for m in w]
+    assert inf.opt_func.func is torch.optim.SGD and inf.opt_func.keywords == {'momentum': 0.9} and inf.metrics == [accuracy]
+    given = partial(torch.optim.SGD, momentum=0.5)
     with warnings.catch_warnings(record=True) as w:
         warnings.simplefilter('always')
-        inf = load_learner(tmp_path, model=nn.Linear(3, 2), loss_func=nn.CrossEntropyLoss(), opt_func=learn.opt_func,
-                           metrics=[accuracy], callback_fns=[])
+        inf = load_learner(tmp_path, model=nn.Linear(3, 2), loss_func=nn.CrossEntropyLoss(), opt_func=given,
+                           metrics=[], callback_fns=[])
     assert not any('not read' in str(m.message) for m in w)
-    assert inf.opt_func is learn.opt_func and inf.metrics == [accuracy]
+    assert inf.opt_func is given and inf.metrics == []  # given: they replace the file's
 
 
 def test_an_optimizer_partial_holding_numpy_exports_and_loads(tmp_path):

@@ -12,6 +12,18 @@ from ..basic_train import Learner, LearnerCallback
 # %% auto #0
 __all__ = ['CSVLogger']
 
+# %% ../../nbs/06f_callbacks.csv_logger.ipynb #706f3557
+def _read_table(path: Path, refuse: bool) -> tuple[list[str], list[dict]]:
+    "The columns and rows (as dicts) of the log at `path`: none without a file, or for one that is not a table of epochs unless `refuse`."
+    if not path.is_file(): return [], []
+    with open(path, newline='') as f: lines = list(csv.reader(f))
+    if not lines: return [], []
+    if lines[0][:1] != ['epoch']:
+        if refuse: raise ValueError(f"{path} is not a table of epochs (its columns are {lines[0][:6]}, where a CSVLogger's begin "
+                                    "with 'epoch'): give the logger another filename, or append=False to replace the file.")
+        return [], []
+    return lines[0], [dict(zip(lines[0], r)) for r in lines[1:] if r]
+
 # %% ../../nbs/06f_callbacks.csv_logger.ipynb #8ee7f27c
 class CSVLogger(LearnerCallback):
     "Log the table of each epoch to `learn.path/filename.csv`; `append` keeps the rows of earlier fits."
@@ -31,31 +43,26 @@ class CSVLogger(LearnerCallback):
         return pd.read_csv(self.path)
 
     def on_train_begin(self, **kwargs):
-        "Start from the existing file (`append`) or from the header alone."
-        names = self.learn.recorder.names
-        self.lines, self._earlier = [], []
-        old = []
-        if self.path.is_file():
-            with open(self.path, newline='') as f: old = list(csv.reader(f))
-        if self.append and old:
-            self.lines = old
-            if self.lines[0] != names:
-                raise ValueError(f"{self.path} has columns {self.lines[0]}, not {names}: use another filename or append=False.")
-        elif old and old[0] == names: self._earlier = old[1:]  # kept only if this fit resumes without their history (below)
-        if not self.lines: self.lines = [names]
-        self._read = old  # the file as this fit found it: a resume keeps its lines from before the interrupted fit
-        self._head, self._running = len(self.lines), True  # the lines before this fit's rows
-        self._write()
+        "Start from the rows of the existing file (`append`) or from none; refuse a second logger of the same file."
+        same = [cb for cb in getattr(self.learn, '_fit_callbacks', []) if cb is not self and isinstance(cb, CSVLogger)
+                and cb.path.resolve() == self.path.resolve()]  # each would rewrite the file without the other's rows
+        if same: raise ValueError(f"Two CSVLoggers of this fit write {self.path}: give one another filename, "
+                                  f"`CSVLogger(learn, filename='{self.filename}_2')`.")
+        self._columns, self._read = _read_table(self.path, refuse=self.append)
+        self._before = list(self._read) if self.append else []  # the rows kept above this fit's
+        self._earlier = [] if self.append else self._read  # rows a resume without their history keeps (below)
+        self._running = True
+        self._write([])
 
     def on_epoch_end(self, epoch: int, **kwargs):
-        "Rewrite the file: the lines before this fit, then the Recorder's row of each epoch of this fit."
-        rows = [list(r) for r in self.learn.recorder.rows]
+        "Rewrite the file: the rows before this fit, then the Recorder's row of each epoch of this fit."
+        names = self.learn.recorder.names
+        rows = [dict(zip(names, r)) for r in self.learn.recorder.rows]
         # a fit that resumed at a later epoch without the history of the ones before (TrackEpochCallback with
-        # SaveModelCallback's weights) keeps the file's rows of those epochs rather than erasing them
+        # SaveModelCallback's weights, or a checkpoint with other metrics) keeps the file's rows of those epochs
         first = epoch + 1 - len(rows)
-        earlier = [r for r in self._earlier if r and r[0].isdigit() and int(r[0]) < first] if first > 0 else []
-        self.lines = self.lines[:self._head] + earlier + rows
-        self._write()
+        earlier = [r for r in self._earlier if r.get('epoch', '').isdigit() and int(r['epoch']) < first] if first > 0 else []
+        self._write(earlier + rows)
 
     def on_train_end(self, **kwargs): self._running = False
 
@@ -64,27 +71,31 @@ class CSVLogger(LearnerCallback):
         "Its key in a checkpoint: two loggers of one fit write two files."
         return f'CSVLogger[filename={self.filename}]'
 
-    def _write(self):
+    def _write(self, rows: list[dict]):
+        "Write the rows before this fit and `rows` under one header: the Recorder's columns, then any only earlier rows have."
         if rank_distrib() != 0: return
+        names, kept = self.learn.recorder.names, self._before + rows
+        header = names + [c for c in self._columns if c not in names and any(c in r for r in kept)]
         buf = io.StringIO()
-        csv.writer(buf, lineterminator='\n').writerows(self.lines)
+        out = csv.writer(buf, lineterminator='\n')
+        out.writerow(header)
+        out.writerows([r.get(c, '') for c in header] for r in kept)  # a column a row does not have is left empty
         with atomic_write(self.path, 'w') as f: f.write(buf.getvalue())
 
 # %% ../../nbs/06f_callbacks.csv_logger.ipynb #a0c5f1e2
 @patch
 def checkpoint_state(self: CSVLogger) -> dict:
     "How many lines of the file came before the running fit (the header, earlier fits'); nothing once the fit is over."
-    return {'head': self._head} if getattr(self, '_running', False) else {}
+    return {'head': len(self._before) + 1} if getattr(self, '_running', False) else {}
 
 @patch
 def load_checkpoint_state(self: CSVLogger, state: dict) -> None:
-    "Keep the lines that came before the interrupted fit; the rest are written again from the Recorder's rows."
+    "Keep the rows that came before the interrupted fit, and its rows that this fit's Recorder may not have."
     if not state: return
     head = state.get('head')
     if not isinstance(head, int) or isinstance(head, bool) or head < 1:
         raise ValueError(f"CSVLogger: the checkpoint's number of lines before the fit {head!r} is not a count: a damaged file?")
-    # the interrupted fit's lines before it, whatever `append` says now: `append=False` read them as a new fit's to erase
-    read = getattr(self, '_read', [])
-    if read[:1] == self.lines[:1]: self.lines = read[:head]  # the same columns (else `append` refused the file)
-    self._head = min(head, len(self.lines))  # a file shortened since: keep what is left of it
-    self._write()
+    # the lines before the interrupted fit, whatever `append` says now: `append=False` read them as a new fit's to erase
+    # (a file shortened since keeps what is left of them)
+    self._before, self._earlier = self._read[:head - 1], self._read[head - 1:]
+    self._write([])

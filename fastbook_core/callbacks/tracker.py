@@ -147,8 +147,8 @@ class SaveModelCallback(TrackerCallback):
 
     @property
     def state_key(self) -> str:
-        "The name of this callback's state in a checkpoint: its class, what it monitors and the file it writes."
-        return f'{type(self).__name__}[monitor={self.monitor},name={self.name}]'
+        "The name of this callback's state in a checkpoint: its class, what it monitors, the file it writes and, for `every='epoch'`, that."
+        return f"{type(self).__name__}[monitor={self.monitor},name={self.name}{'' if self.every == 'improvement' else ',every=' + self.every}]"
 
     def checkpoint_state(self) -> dict:
         "The best value and the run's mark: this fit's, or after it, the last fit's (a stage saved then continues it)."
@@ -161,7 +161,7 @@ class SaveModelCallback(TrackerCallback):
 
     def on_train_begin(self, **kwargs):
         same = [cb for cb in getattr(self.learn, '_fit_callbacks', []) if cb is not self and isinstance(cb, SaveModelCallback)
-                and self.learn._model_file(cb.name) == self.learn._model_file(self.name)]  # one file, two bests
+                and cb.every == self.every and self.learn._model_file(cb.name) == self.learn._model_file(self.name)]  # one file, two bests
         if same: raise ValueError(f"Two SaveModelCallbacks of this fit write {self.name!r} (monitors {self.monitor!r} and "
                                   f"{same[0].monitor!r}): give each its own `name`.")
         # this run's mark, in the files it writes (a resumed fit takes back the original run's)
@@ -327,6 +327,7 @@ def _fix(self: TrackEpochCallback) -> str:
     return (f"To start again from epoch 0: delete the file, with `{made}.restart()` or `Path('{self.path}').unlink()`, "
             f"and fit with a new {made} (or call `restart()` on this one)")
 
+# %% ../../nbs/06e_callbacks.tracker.ipynb #347a8229
 @patch
 def on_train_begin(self: TrackEpochCallback, n_epochs: int, **kwargs):
     "Start the fit after the last completed epoch (or at `epoch_offset`) and say so; refuse a damaged file, or one that leaves no epoch."
@@ -347,7 +348,10 @@ def on_train_begin(self: TrackEpochCallback, n_epochs: int, **kwargs):
     if self._fitted and not offset:  # v1 reads the file once, when the callback is made: each of its fits starts there
         _say(f"TrackEpochCallback: {where}, as this callback's first fit did (it read {self.path} when it was made, as in "
              "v1: a new TrackEpochCallback starts after the epoch the file holds now).")
-    elif not s and not offset: _say(f"TrackEpochCallback: no {self.path} yet: {where}, and writes there each epoch it completes.")
+    elif not s and not offset:  # no file: the fit starts where it was told (a schedule's start_epoch, set after this callback's turn)
+        told = next((cb.start_epoch for cb in fit_cbs if not isinstance(cb, TrackEpochCallback) and getattr(cb, 'start_epoch', None)), 0)
+        where = f"this fit starts at epoch {told} (the start_epoch it was given)" if told else where
+        _say(f"TrackEpochCallback: no {self.path} yet: {where}, and writes there each epoch it completes.")
     elif self._untrained and not (backup or offset or loads):
         if rank_distrib() == 0: warnings.warn(  # the epochs before are skipped, not done: nothing loaded their weights
             f"TrackEpochCallback: {said}: {where}, with weights this Learner had not trained (it had no optimizer when the "
@@ -360,4 +364,3 @@ def on_train_begin(self: TrackEpochCallback, n_epochs: int, **kwargs):
 def on_train_end(self: TrackEpochCallback, **kwargs):
     "Note that the Learner has trained: a next fit of this callback starts where its first one did, with trained weights."
     self._fitted, self._untrained = True, False
-
