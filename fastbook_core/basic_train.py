@@ -1328,7 +1328,7 @@ def load_learner(path: str | Path,  # the folder of the export (the Learner's `p
                  test: Dataset | None = None,  # a dataset that becomes the test set
                  tfm_y: Any = None,  # fastai v1's transforms of the targets, a data-block feature this library does not have
                  model: nn.Module | None = None,  # the model to load the weights into (its class is then not unpickled)
-                 loss_func: Callable | None = None,  # the loss (with model, nothing is unpickled)
+                 loss_func: Callable | None = None,  # the loss (with model, the model's code is not unpickled)
                  trust_code: bool = False,  # unpickle whatever classes the file names: only for files you trust
                  device: torch.device | str | None = None,  # where the model goes
                  **kwargs,  # more arguments for the Learner, or fastai v1's for the data (`bs`, `num_workers`, ...)
