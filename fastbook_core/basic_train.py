@@ -899,17 +899,17 @@ def predict(self: Learner,
     raw = self.pred_batch(batch=self.data.one_item(item), with_dropout=with_dropout, activ=activ)[0]
     loss_activ, classes = loss_func2activ(self.loss_func), getattr(self.data, 'classes', None)
     # classification when the loss says so, or when the data names classes (a loss of one's own, say), as v1 did
-    if raw.ndim == 0 or (loss_activ is noop and classes is None and not _class_targets(self.data)): res = (raw, raw, raw)
-    elif loss_activ is torch.sigmoid:  # one probability per class: every class at `thresh` or above
+    if raw.ndim == 0 or (loss_activ is noop and classes is None and not _class_targets(self.data)): return (item, raw, raw, raw) if return_x else (raw, raw, raw)
+    if classes is not None and len(classes) < raw.numel():  # some outputs have no name: refused for every item alike
+        raise ValueError(f"The model gives {raw.numel()} outputs, and data.classes names {len(classes)} classes, so some "
+                         f"predictions would have no name. Give one name per output, "
+                         f"`learn.data.classes = [...]` ({raw.numel()} names), or a model with {len(classes)} outputs.")
+    if loss_activ is torch.sigmoid:  # one probability per class: every class at `thresh` or above
         hot = (raw >= thresh).float()
         named = classes is not None and len(classes) == hot.numel()
         res = ([classes[i] for i in hot.nonzero().flatten().tolist()] if named else hot, hot, raw)
     else:
         idx = raw.argmax()
-        if classes is not None and len(classes) < raw.numel():  # some outputs have no name: refused for every item alike
-            raise ValueError(f"The model gives {raw.numel()} outputs, and data.classes names {len(classes)} classes, so some "
-                             f"predictions would have no name. Give one name per output, "
-                             f"`learn.data.classes = [...]` ({raw.numel()} names), or a model with {len(classes)} outputs.")
         res = ((classes[idx] if classes is not None else idx), idx, raw)
     return (item, *res) if return_x else res
 
@@ -982,6 +982,11 @@ def _binary(f: Any) -> Any:
                          "('wb' to save or export, 'rb' to load).")
     return f
 
+def _writable(f: Any, what: str) -> None:
+    "Refuse an open file that cannot be written, before anything is computed or destroyed."
+    if hasattr(f, 'writable') and not f.writable():
+        raise ValueError(f"{f!r} is open for reading only: open it with 'wb' to {what} into it.")
+
 def check_file_name(file: str | Path, what: str, where: str, example: str) -> None:
     "Refuse a name that would not write (or read) the file it seems to name: a folder (`.`, `..`, `x/`), or `~`, never expanded."
     s = str(file)
@@ -1028,6 +1033,7 @@ def save(self: Learner,
          with_opt: bool = True):  # also the optimizer, training position, random states, history and callback states
     "Save the model (and, `with_opt`, what an exact resume needs) to `path/model_dir/file.pth`, atomically."
     with_opt, target = _check_flag(with_opt, 'with_opt'), self._model_file(file)
+    if is_filelike(target): _writable(target, 'save')
     check_not_folder(target, 'a checkpoint file', 'give `save` another name: a save never replaces a folder.')
     if rank_distrib() != 0: return target if return_path else None  # one writer in a distributed run
     state: dict = {'model': get_model(self.model).state_dict()}
@@ -1236,7 +1242,7 @@ def export(self: Learner,
 ) -> None:
     "Save the model, loss, metrics, classes, callbacks and callback functions to `path/file` for `load_learner`, atomically."
     if rank_distrib() != 0: return
-    if is_filelike(file): _binary(file)  # before anything is written or destroyed
+    if is_filelike(file): _writable(_binary(file), 'export')  # before anything is written or destroyed
     else:
         check_file_name(file, '`export`', 'path', 'export.pkl')
         check_not_folder(self.path / file, 'an export file', 'give `export` another file name: an export never replaces a folder.')
@@ -1309,17 +1315,24 @@ def _inference_data(path: Any, test: Dataset | None, device: Any, kwargs: dict) 
 
 
 # %% ../nbs/04_basic_train.ipynb #4b9ea0e2
+_SETTINGS_APART = ('opt_func', 'metrics', 'callback_fns', 'callbacks')  # what an export keeps beside the model, and apart from it
+
 def _settings_apart(state: dict, source: Any, trust_code: bool, kwargs: dict) -> dict:
-    "The export's settings read without its model (`model=` and `loss_func=` given), warning about those left unread and why."
-    settings, why = read_export_settings(state, source, trust_code)
-    unread = [k for k in ('opt_func', 'metrics', 'callback_fns', 'callbacks') if k not in kwargs and k not in settings]
+    "The export's settings not given in `kwargs`, read without its model (`model=` and `loss_func=` given), warning about those left unread and why."
+    keys = [k for k in _SETTINGS_APART if k not in kwargs]
+    if not keys: return {}  # all given: the file's are not read at all
+    settings, unread = read_export_settings(state, source, trust_code, keys)
+    if not unread: return settings
+    why = (f"{', '.join(unread)} are not read ({next(iter(unread.values()))})" if len(set(unread.values())) == 1
+           else ', '.join(f"{k} ({w})" for k, w in unread.items()) + ' are not read')
     given = [f'{k}=' for k in unread if k != 'callbacks']  # callbacks are made with the Learner: appended after
-    if unread: warnings.warn(f"With `model=` and `loss_func=`, {source_name(source)}'s {', '.join(unread)} are not read ({why}): "
-                             "the Learner gets the defaults (AdamW, no metrics, no callback functions or callbacks). "
-                             + (f"Pass {', '.join(given)} to load_learner to give them" if given else '')
-                             + ('; ' if given and 'callbacks' in unread else '')
-                             + ("append your callbacks to `learn.callbacks` after" if 'callbacks' in unread else '')
-                             + f"{', or pass trust_code=True for a file you trust' if 'trust_code' in why else ''}.")
+    defaults_ = {'opt_func': 'AdamW', 'metrics': 'no metrics', 'callback_fns': 'no callback functions', 'callbacks': 'no callbacks'}
+    warnings.warn(f"With `model=` and `loss_func=`, {source_name(source)}'s {why}: the Learner gets "
+                  f"{', '.join(defaults_[k] for k in unread)} instead. "
+                  + (f"Pass {', '.join(given)} to load_learner to give them" if given else '')
+                  + ('; ' if given and 'callbacks' in unread else '')
+                  + ("append your callbacks to `learn.callbacks` after" if 'callbacks' in unread else '')
+                  + (', or pass trust_code=True for a file you trust' if any('import and run' in w for w in unread.values()) else '') + '.')
     return settings
 
 # %% ../nbs/04_basic_train.ipynb #54b1df07

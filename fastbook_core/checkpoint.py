@@ -310,6 +310,10 @@ def _check_picklable(obj, what: str):
         raise TypeError(f"Cannot export: {what} ({obj!r}) cannot be pickled ({type(e).__name__}: {e}). Define it at "
                         "module level (not a lambda or a local function), or remove it before exporting.") from None
 
+def _pickled(obj) -> bytes:
+    buf = io.BytesIO(); torch.save(obj, buf)
+    return buf.getvalue()
+
 def _plain_partial(f):
     return partial(f.func, *map(plain_value, f.args), **{k: plain_value(v) for k, v in f.keywords.items()}) if isinstance(f, partial) else f
 
@@ -350,10 +354,10 @@ def export_bytes(model: nn.Module, loss_func, opt_func, callback_fns: list, metr
                if 'model_dir=' in str(e) else '')
         raise ValueError(f"Cannot export: {e}, so `load_learner` would refuse the file.{fix}") from None
     settings = {'callback_fns': fns, 'opt_func': opt_func, 'metrics': metrics, 'callbacks': [(type(cb), _init_args(cb)) for cb in callbacks]}
-    blob, apart = io.BytesIO(), io.BytesIO()
+    blob = io.BytesIO()
     torch.save({'model': model, 'loss_func': loss_func, **settings}, blob)
-    torch.save(settings, apart)  # again without the model: read when `load_learner` is given the model and the loss
-    head = {'format': _EXPORT_FORMAT, 'classes': classes, 'objects': blob.getvalue(), 'hypers': hypers, 'settings': apart.getvalue()}
+    head = {'format': _EXPORT_FORMAT, 'classes': classes, 'objects': blob.getvalue(), 'hypers': hypers,  # the settings again, each apart,
+            'settings': {k: _pickled(v) for k, v in settings.items()}}  # for `load_learner(model=, loss_func=)`: see below
     if dl_tfm_names: head['dl_tfms'] = [str(n) for n in dl_tfm_names]  # their names only: the functions are code
     check = io.BytesIO(); torch.save(head, check); check.seek(0)
     try: load_checkpoint(check)  # the reader read_export uses: on torch 2.4 a plain torch.load refuses the bytes inside
@@ -398,18 +402,27 @@ _SETTINGS = ('opt_func', 'metrics', 'callback_fns', 'callbacks')
 def read_export_settings(state: dict,  # the export, as `read_export` returned it
                          source: Any,  # its file, for messages
                          trust_code: bool = False,  # unpickle whatever classes the settings name
-) -> tuple[dict, str]:
-    "`(settings, why)`: the export's optimizer function, metrics, callback functions and callbacks, read without its model; `why` says what kept them unread."
-    blob = state.get('settings')  # optional: an earlier release kept them only beside the model
-    if blob is None: return {}, "an earlier release wrote it, keeping them only beside the model's code"
+                         keys: tuple | list = _SETTINGS,  # the settings to read (those not given otherwise)
+) -> tuple[dict, dict]:
+    "`(settings, unread)`: the export's optimizer function, metrics, callback functions and callbacks, each read apart, without the model; `unread` says why of each one left unread."
+    part = state.get('settings')  # optional: an earlier release kept them only beside the model
+    if part is None: return {}, {k: "an earlier release wrote the file, keeping it only beside the model's code" for k in keys}
+    if not (isinstance(part, dict) and all(isinstance(part.get(k), bytes) for k in keys)):
+        raise CheckpointError(f"{source_name(source)} is not a valid export: its settings (the optimizer function, metrics, "
+                              "callback functions and callbacks, kept apart from the model) are damaged or edited. Load it "
+                              "without `model=`, or give load_learner the settings (opt_func=, metrics=, callback_fns=, callbacks=).")
     from fastbook_core.torch_core import unpickle_blob
-    try: objs = unpickle_blob(blob, source, 'the optimizer function, metrics and callbacks', trust_code, allow=_trusted)
-    except CheckpointError as e:
-        if 'trust_code' not in str(e): raise  # damage, not code of yours
-        return {}, str(e)
-    if not trust_code: _check_export_objects(objs, source)
-    return {k: objs[k] for k in _SETTINGS if k in objs}, ''
-
+    settings, unread = {}, {}
+    for k in keys:
+        try: obj = unpickle_blob(part[k], source, f'its {k}', trust_code, allow=_trusted)
+        except CheckpointError as e:
+            code = re.search(r'would import and run (.+?)\. Pass', str(e))
+            if code is None: raise  # damage, not code of yours
+            unread[k] = f"it would import and run {code.group(1)}"
+            continue
+        if not trust_code: _check_export_objects({k: obj}, source)
+        settings[k] = obj
+    return settings, unread
 
 # %% ../nbs/03a_checkpoint.ipynb #d2406621
 def is_export(source: Any) -> bool:

@@ -121,15 +121,34 @@ class MyMetric:
 
 
 def test_load_learner_with_model_names_the_settings_it_cannot_read_and_why(tmp_path):
-    learn = Learner(_data(tmp_path), nn.Linear(3, 2), metrics=[MyMetric()], silent=True)
+    "trial 10 #5: one metric of the user's code cost every setting; each is now read apart."
+    learn = Learner(_data(tmp_path), nn.Linear(3, 2), opt_func=partial(torch.optim.Adam, betas=(0.8, 0.9)),
+                    metrics=[accuracy, MyMetric()], silent=True)
+    learn.callbacks.append(TrackEpochCallback(learn, name='ep'))
     learn.export()
     inf, said = _caught(lambda: load_learner(tmp_path, model=nn.Linear(3, 2), loss_func=nn.CrossEntropyLoss()))
-    assert 'opt_func, metrics, callback_fns, callbacks are not read' in said and 'MyMetric' in said, said
-    assert 'Pass opt_func=, metrics=, callback_fns= to load_learner' in said and 'learn.callbacks' in said, said
-    assert 'trust_code=True for a file you trust' in said
-    assert inf.metrics == []
+    assert "metrics are not read (it would import and run" in said and 'MyMetric' in said, said
+    assert 'the Learner gets no metrics instead' in said and 'opt_func' not in said and 'no callbacks' not in said, said
+    assert 'Pass metrics= to load_learner' in said and 'trust_code=True for a file you trust' in said, said
+    assert inf.metrics == [] and inf.opt_func.keywords == {'betas': (0.8, 0.9)} and inf.callbacks[0].name == 'ep'
     inf, said = _caught(lambda: load_learner(tmp_path, model=nn.Linear(3, 2), loss_func=nn.CrossEntropyLoss(), trust_code=True))
-    assert 'not read' not in said and isinstance(inf.metrics[0], MyMetric)
+    assert 'not read' not in said and isinstance(inf.metrics[1], MyMetric)
+
+
+@pytest.mark.parametrize('damage', [7, 'x', {'metrics': b'junk'}, None])
+def test_a_damaged_settings_part_is_named_and_not_needed_when_all_are_given(tmp_path, damage):
+    "trial 10 #6: a damaged settings part gave a bare TypeError, and was read even when every setting was given."
+    learn = Learner(_data(tmp_path), nn.Linear(3, 2), metrics=[accuracy], silent=True)
+    learn.export()
+    state = load_checkpoint(tmp_path / 'export.pkl')
+    if damage is None: state['settings']['metrics'] = state['settings']['metrics'][:40]  # cut short
+    else: state['settings'] = damage
+    torch.save(state, tmp_path / 'bad.pkl')
+    load = lambda **kw: load_learner(tmp_path, 'bad.pkl', model=nn.Linear(3, 2), loss_func=nn.CrossEntropyLoss(), **kw)
+    with pytest.raises(CheckpointError, match='damaged|corrupt|incomplete'): load()
+    given = load(opt_func=torch.optim.SGD, metrics=[accuracy], callback_fns=[], callbacks=[])
+    assert given.metrics == [accuracy] and given.opt_func is torch.optim.SGD
+    assert load_learner(tmp_path, 'bad.pkl').metrics == [accuracy]  # without model=, the part is not read
 
 
 def test_load_learner_with_model_reads_an_export_without_settings_and_says_so(tmp_path):
@@ -140,7 +159,7 @@ def test_load_learner_with_model_reads_an_export_without_settings_and_says_so(tm
     del state['settings']
     torch.save(state, tmp_path / 'old.pkl')
     inf, said = _caught(lambda: load_learner(tmp_path, 'old.pkl', model=nn.Linear(3, 2), loss_func=nn.CrossEntropyLoss()))
-    assert 'metrics' in said and 'an earlier release wrote it' in said and 'trust_code' not in said, said
+    assert 'metrics' in said and 'an earlier release wrote the file' in said and 'trust_code' not in said, said
     assert inf.metrics == []
     assert load_learner(tmp_path, 'old.pkl').metrics == [accuracy]  # without model=, read beside the model as before
 
@@ -209,3 +228,97 @@ def test_savemodel_every_epoch_and_improvement_of_one_name_keep_two_states(tmp_p
     assert {'SaveModelCallback[monitor=valid_loss,name=ck]', 'SaveModelCallback[monitor=valid_loss,name=ck,every=epoch]'} <= set(states)
     with pytest.raises(ValueError, match="Two SaveModelCallbacks of this fit write 'ck'"):
         learn.fit(1, callbacks=[SaveModelCallback(learn, name='ck'), SaveModelCallback(learn, monitor='accuracy', name='ck')])
+
+
+# --- trial 10: what a second trial found ------------------------------------------------------------------------------
+
+def test_csv_columns_of_one_name_keep_their_own_values(tmp_path):
+    "trial 10 #1: two metrics of one name wrote the last one's value in both columns, and rewrote the file's earlier rows."
+    def make_topk(k):
+        def topk(out, yb): return (out.topk(k, dim=-1).indices == yb[:, None]).any(-1).float().mean()
+        return topk
+    learn = classif_learner(metrics=[make_topk(1), make_topk(3)]); learn.path = tmp_path
+    learn.fit(1, callbacks=[CSVLogger(learn)])
+    with open(tmp_path / 'history.csv', newline='') as f: lines = list(csv.reader(f))
+    assert lines[0] == learn.recorder.names and lines[1] == learn.recorder.rows[0]
+    (tmp_path / 'old.csv').write_text('epoch,train_loss,valid_loss,topk,topk,time\n0,1.1,1.2,0.31,0.99,00:00\n')
+    learn.fit(1, callbacks=[CSVLogger(learn, filename='old', append=True)])
+    with open(tmp_path / 'old.csv', newline='') as f: lines = list(csv.reader(f))
+    assert lines[1] == ['0', '1.1', '1.2', '0.31', '0.99', '00:00'] and lines[2] == learn.recorder.rows[0]
+
+
+def test_a_best_model_named_as_an_epoch_file_is_refused(tmp_path):
+    "trial 10 #4: SaveModelCallback(name='ck_1') beside every='epoch', name='ck' overwrote the best model with epoch 1's."
+    learn = classif_learner(); learn.path = tmp_path
+    with pytest.raises(ValueError, match=r"name='ck_1'\) writes its best model where .*name='ck'\) writes epoch 1's"):
+        learn.fit(2, callbacks=[SaveModelCallback(learn, name='ck_1'), SaveModelCallback(learn, every='epoch', name='ck')])
+    assert not (tmp_path / 'models').exists() or not list((tmp_path / 'models').iterdir())
+    learn.fit(2, callbacks=[SaveModelCallback(learn, name='ck_9'), SaveModelCallback(learn, every='epoch', name='ck')])  # no clash in 2 epochs
+
+
+def test_v1_resume_gives_the_trackers_their_states_back(tmp_path):
+    "trial 10 #2: after a v1 resume the best model was overwritten by a worse one, and early stopping's patience restarted."
+    def cbs(l, *extra):
+        return [TrackEpochCallback(l), SaveModelCallback(l, every='epoch', name='ep'), SaveModelCallback(l, name='best'), *extra]
+    learn = classif_learner(); learn.path = tmp_path
+    with pytest.raises(RuntimeError, match='boom'): learn.fit(4, 0.05, callbacks=cbs(learn, Boom(3)))
+    saved = load_checkpoint(tmp_path / 'models' / 'ep_2.pth')['callbacks']['SaveModelCallback[monitor=valid_loss,name=best]']
+    learn = classif_learner(); learn.path = tmp_path
+    found = []
+    class Seen(Callback):
+        _order = 100
+        def on_epoch_begin(self, **kwargs):
+            if not found: found.append(next(cb for cb in learn._fit_callbacks if getattr(cb, 'name', '') == 'best').best)
+    learn.fit(4, 0.05, callbacks=cbs(learn, Seen()))
+    assert found == [saved['best']]  # the best value seen before the interruption, not inf
+
+
+def test_a_missing_epoch_file_names_the_last_epoch_saved(tmp_path):
+    "trial 10 #3: an interruption between the epoch file and the save left only advice that starts again from epoch 0."
+    learn = classif_learner(); learn.path = tmp_path
+    learn.fit(3, 0.05, callbacks=[TrackEpochCallback(learn), SaveModelCallback(learn, every='epoch', name='ep')])
+    (tmp_path / 'models' / 'ep_2.pth').unlink()
+    learn = classif_learner(); learn.path = tmp_path
+    with pytest.raises(CheckpointError, match=r'last epoch saved, 1: fit with TrackEpochCallback\(learn, epoch_offset=2\)'):
+        learn.fit(5, callbacks=[TrackEpochCallback(learn), SaveModelCallback(learn, every='epoch', name='ep')])
+    learn.fit(5, callbacks=[TrackEpochCallback(learn, epoch_offset=2), SaveModelCallback(learn, every='epoch', name='ep')])
+    assert (tmp_path / 'models' / 'ep_4.pth').is_file()
+
+
+@pytest.mark.parametrize('make, match', [
+    (lambda l: __import__('fastbook_core.callbacks.tracker', fromlist=['x']).EarlyStoppingCallback(l, patience=None), 'patience=None is not a whole number'),
+    (lambda l: __import__('fastbook_core.callbacks.tracker', fromlist=['x']).EarlyStoppingCallback(l, patience=-1), 'patience=-1 cannot work'),
+    (lambda l: __import__('fastbook_core.callbacks.tracker', fromlist=['x']).EarlyStoppingCallback(l, min_delta='0.1'), "min_delta='0.1' is not a number"),
+    (lambda l: __import__('fastbook_core.callbacks.tracker', fromlist=['x']).ReduceLROnPlateauCallback(l, factor=2), 'factor=2 cannot work'),
+    (lambda l: __import__('fastbook_core.callbacks.tracker', fromlist=['x']).ReduceLROnPlateauCallback(l, min_lr=-1), 'min_lr=-1 cannot work'),
+    (lambda l: CSVLogger(l, append='False'), "append='False' is not a bool"),
+])
+def test_settings_that_cannot_work_are_refused_when_made(make, match):
+    "trial 10 #7: patience=None crashed three epochs in; append='False' appended."
+    with pytest.raises((TypeError, ValueError), match=match): make(classif_learner())
+
+
+def test_track_epoch_reads_only_a_schedules_start_epoch(tmp_path, capsys):
+    "trial 10 #8: any callback's start_epoch (a timer's timestamp) was read as the fit's."
+    import time
+    class Timer(Callback):
+        def __init__(self): self.start_epoch = time.time()  # a timestamp, as the Recorder's own start_epoch is
+    learn = classif_learner(silent=False); learn.path = tmp_path
+    learn.fit(1, callbacks=[Timer(), TrackEpochCallback(learn)])
+    assert 'this fit starts at epoch 0, and writes' in capsys.readouterr().out
+
+
+def test_predict_multilabel_with_fewer_names_than_outputs_says_so(tmp_path):
+    from fastbook_core.layers import BCEWithLogitsFlat
+    learn = Learner(_data(tmp_path), nn.Linear(3, 3), loss_func=BCEWithLogitsFlat(), silent=True)
+    learn.data.classes = ['a', 'b']
+    with pytest.raises(ValueError, match='The model gives 3 outputs, and data.classes names 2'): learn.predict(torch.randn(3))
+
+
+def test_save_and_export_into_a_file_open_for_reading_say_so(tmp_path):
+    learn = Learner(_data(tmp_path), nn.Linear(3, 2), silent=True)
+    learn.save('a')
+    with open(tmp_path / 'models' / 'a.pth', 'rb') as f:
+        with pytest.raises(ValueError, match="open for reading only: open it with 'wb' to save"): learn.save(f)
+        with pytest.raises(ValueError, match="open for reading only: open it with 'wb' to export"): learn.export(f)
+    learn.load('a')  # the file is as it was

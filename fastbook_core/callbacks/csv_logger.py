@@ -13,8 +13,16 @@ from ..basic_train import Learner, LearnerCallback
 __all__ = ['CSVLogger']
 
 # %% ../../nbs/06f_callbacks.csv_logger.ipynb #706f3557
-def _read_table(path: Path, refuse: bool) -> tuple[list[str], list[dict]]:
-    "The columns and rows (as dicts) of the log at `path`: none without a file, or for one that is not a table of epochs unless `refuse`."
+def _keys(names: list[str]) -> list[tuple[str, int]]:
+    "Each column's key: its name and how many columns before it have that name (two metrics may share a name)."
+    keys, seen = [], {}
+    for n in names:
+        keys.append((n, seen.get(n, 0)))
+        seen[n] = seen.get(n, 0) + 1
+    return keys
+
+def _read_table(path: Path, refuse: bool) -> tuple[list[tuple], list[dict]]:
+    "The column keys and rows (dicts by key) of the log at `path`: none without a file, or for one that is not a table of epochs unless `refuse`."
     if not path.is_file(): return [], []
     with open(path, newline='') as f: lines = list(csv.reader(f))
     if not lines: return [], []
@@ -22,7 +30,8 @@ def _read_table(path: Path, refuse: bool) -> tuple[list[str], list[dict]]:
         if refuse: raise ValueError(f"{path} is not a table of epochs (its columns are {lines[0][:6]}, where a CSVLogger's begin "
                                     "with 'epoch'): give the logger another filename, or append=False to replace the file.")
         return [], []
-    return lines[0], [dict(zip(lines[0], r)) for r in lines[1:] if r]
+    keys = _keys(lines[0])
+    return keys, [dict(zip(keys, r)) for r in lines[1:] if r]
 
 # %% ../../nbs/06f_callbacks.csv_logger.ipynb #8ee7f27c
 class CSVLogger(LearnerCallback):
@@ -30,7 +39,9 @@ class CSVLogger(LearnerCallback):
     _order = -5  # after the Recorder has written the epoch's row
     def __init__(self, learn: Learner, filename: str = 'history', append: bool = False):
         super().__init__(learn)
-        self.filename, self.append = filename, append
+        if append not in (True, False):  # 'False' from a config file would append
+            raise TypeError(f"CSVLogger: append={append!r} is not a bool: give append=True to add to the file's rows, False to replace them.")
+        self.filename, self.append = filename, bool(append)
         self.path = self.learn.path / f'{filename}.csv'
 
     def read_logged_file(self):
@@ -56,12 +67,12 @@ class CSVLogger(LearnerCallback):
 
     def on_epoch_end(self, epoch: int, **kwargs):
         "Rewrite the file: the rows before this fit, then the Recorder's row of each epoch of this fit."
-        names = self.learn.recorder.names
-        rows = [dict(zip(names, r)) for r in self.learn.recorder.rows]
+        keys = _keys(self.learn.recorder.names)
+        rows = [dict(zip(keys, r)) for r in self.learn.recorder.rows]
         # a fit that resumed at a later epoch without the history of the ones before (TrackEpochCallback with
         # SaveModelCallback's weights, or a checkpoint with other metrics) keeps the file's rows of those epochs
         first = epoch + 1 - len(rows)
-        earlier = [r for r in self._earlier if r.get('epoch', '').isdigit() and int(r['epoch']) < first] if first > 0 else []
+        earlier = [r for r in self._earlier if r.get(('epoch', 0), '').isdigit() and int(r[('epoch', 0)]) < first] if first > 0 else []
         self._write(earlier + rows)
 
     def on_train_end(self, **kwargs): self._running = False
@@ -74,11 +85,11 @@ class CSVLogger(LearnerCallback):
     def _write(self, rows: list[dict]):
         "Write the rows before this fit and `rows` under one header: the Recorder's columns, then any only earlier rows have."
         if rank_distrib() != 0: return
-        names, kept = self.learn.recorder.names, self._before + rows
-        header = names + [c for c in self._columns if c not in names and any(c in r for r in kept)]
+        keys, kept = _keys(self.learn.recorder.names), self._before + rows
+        header = keys + [c for c in self._columns if c not in keys and any(c in r for r in kept)]
         buf = io.StringIO()
         out = csv.writer(buf, lineterminator='\n')
-        out.writerow(header)
+        out.writerow([name for name, _ in header])
         out.writerows([r.get(c, '') for c in header] for r in kept)  # a column a row does not have is left empty
         with atomic_write(self.path, 'w') as f: f.write(buf.getvalue())
 

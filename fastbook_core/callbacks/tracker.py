@@ -11,6 +11,7 @@ from ..callback import Callback
 import uuid
 from ..torch_core import CheckpointError, atomic_write, load_checkpoint, num_distrib, patch, rank_distrib
 from ..basic_train import Learner, LearnerCallback, check_file_name
+from ..checkpoint import has_state, match_callback_states, read_checkpoint
 
 def _say(msg: str) -> None:
     "Print `msg` once: in a distributed run, from rank 0 only (every process makes the same decisions)."
@@ -29,6 +30,13 @@ def _rank0_decides(decide):
 __all__ = ['TrackerCallback', 'EarlyStoppingCallback', 'SaveModelCallback', 'ReduceLROnPlateauCallback', 'TerminateOnNaNCallback',
            'TrackEpochCallback']
 
+# %% ../../nbs/06e_callbacks.tracker.ipynb #b3da6daa
+def _check_setting(owner: str, name: str, v, fits, takes: str, whole: bool = False) -> None:
+    "Refuse a setting that is not a number (a whole one with `whole`; a bool or text is neither), or for which `fits(v)` is false."
+    if isinstance(v, bool) or not isinstance(v, numbers.Integral if whole else numbers.Real):
+        raise TypeError(f"{owner}: {name}={v!r} is not a {'whole ' if whole else ''}number: {name} takes {takes}.")
+    if not fits(v): raise ValueError(f"{owner}: {name}={v!r} cannot work: {name} takes {takes}.")
+
 # %% ../../nbs/06e_callbacks.tracker.ipynb #56b0b3ca
 class TrackerCallback(LearnerCallback):
     "Base for callbacks that watch `monitor` (a column of the Recorder's table), improving in `mode` (auto/min/max)."
@@ -39,6 +47,7 @@ class TrackerCallback(LearnerCallback):
             warnings.warn(f"{type(self).__name__}: mode={mode!r} is not a mode (use 'auto', 'min' or 'max'): "
                           "falling back to 'auto', as fastai v1 did.")
             mode = 'auto'
+        _check_setting(type(self).__name__, 'min_delta', min_delta, math.isfinite, 'a finite number (a distance: its sign does not matter)')
         self.monitor, self.mode, self.min_delta = monitor, mode, abs(min_delta)
         if mode == 'auto': mode = 'min' if 'loss' in monitor or 'error' in monitor else 'max'
         self.operator = np.less if mode == 'min' else np.greater
@@ -108,6 +117,7 @@ class EarlyStoppingCallback(TrackerCallback):
     def __init__(self, learn: Learner, monitor: str = 'valid_loss', mode: str = 'auto', min_delta: float = 0.,
                  patience: int = 0):
         super().__init__(learn, monitor=monitor, mode=mode, min_delta=min_delta)
+        _check_setting('EarlyStoppingCallback', 'patience', patience, lambda v: v >= 0, 'the epochs without improvement it waits, 0 or more', whole=True)
         self.patience = patience
 
     def on_train_begin(self, **kwargs):
@@ -159,15 +169,12 @@ class SaveModelCallback(TrackerCallback):
         "Take back the best value and the run (a stage saved by an earlier version holds run=None: this fit keeps its own)."
         super().load_checkpoint_state({k: v for k, v in state.items() if not (k == 'run' and v is None)})
 
-    def on_train_begin(self, **kwargs):
-        same = [cb for cb in getattr(self.learn, '_fit_callbacks', []) if cb is not self and isinstance(cb, SaveModelCallback)
-                and cb.every == self.every and self.learn._model_file(cb.name) == self.learn._model_file(self.name)]  # one file, two bests
-        if same: raise ValueError(f"Two SaveModelCallbacks of this fit write {self.name!r} (monitors {self.monitor!r} and "
-                                  f"{same[0].monitor!r}): give each its own `name`.")
+    def on_train_begin(self, n_epochs: int = 1, **kwargs):
+        self._refuse_shared_files(n_epochs)
         # this run's mark, in the files it writes (a resumed fit takes back the original run's)
         # (one mark for every process of a distributed run: rank 0's)
         self.saved, self.run, self._last_run, self.best_epoch = False, _rank0_decides(lambda: uuid.uuid4().hex), None, None
-        super().on_train_begin(**kwargs)
+        super().on_train_begin(n_epochs=n_epochs, **kwargs)
 
     def _epoch_name(self, epoch: int) -> str:
         "The name of the file saved after `epoch` with `every='epoch'`: `ck_3` for `name='ck'` or `'ck.pth'` (`ck_3.pth`)."
@@ -177,12 +184,15 @@ class SaveModelCallback(TrackerCallback):
     def jump_to_epoch(self, epoch: int):
         "With `every='epoch'`, start a resumed fit from the weights and optimizer state saved after the epoch before `epoch` (as fastai v1)."
         if self.every != 'epoch': return  # only `every='epoch'` writes numbered files
+        track = next((cb for cb in self.learn._fit_callbacks if getattr(cb, 'epoch_offset', 0) is None), None)  # v1's resume: TrackEpochCallback's file
         try: self.learn.load(self._epoch_name(epoch - 1), with_opt=None)  # v1's `load(name)`: the optimizer state too, if saved
         except CheckpointError as e:
-            track = next((cb for cb in self.learn._fit_callbacks if isinstance(cb, TrackEpochCallback) and cb.epoch_offset is None), None)
             if track is None: return warnings.warn(f"Could not load {self._epoch_name(epoch - 1)} to resume from it: {e}")
+            last = next((k for k in range(epoch - 2, -1, -1) if self.learn._model_file(self._epoch_name(k)).is_file()), None)
+            on = '' if last is None else f" Or go on from the last epoch saved, {last}: fit with TrackEpochCallback(learn, epoch_offset={last + 1})."
             raise CheckpointError(f"SaveModelCallback: {track.path} says this fit starts at epoch {epoch}, from the weights saved "  # others lose the run
-                                  f"after epoch {epoch - 1}, and they cannot be loaded: {e} {track._fix()}.") from e
+                                  f"after epoch {epoch - 1}, and they cannot be loaded: {e} {track._fix()}.{on}") from e
+        if track is not None: self._restore_states(self._epoch_name(epoch - 1))  # (a `load(with_opt=True)` gave them already)
 
     def on_epoch_end(self, epoch: int, **kwargs):
         if self.every == 'epoch': return self.learn.save(self._epoch_name(epoch))
@@ -192,6 +202,31 @@ class SaveModelCallback(TrackerCallback):
             self.best, self.best_epoch = current, epoch
             self.learn.save(self.name)  # holds this callback's state, and so its run's mark
             self.saved = True
+
+# %% ../../nbs/06e_callbacks.tracker.ipynb #1c0511a0
+@patch
+def _refuse_shared_files(self: SaveModelCallback, n_epochs: int) -> None:
+    "Refuse another SaveModelCallback of this fit that writes one of this one's files: each would overwrite the other's."
+    file = self.learn._model_file
+    for cb in getattr(self.learn, '_fit_callbacks', []):
+        if cb is self or not isinstance(cb, SaveModelCallback): continue
+        if cb.every == self.every and file(cb.name) == file(self.name):  # one file, two bests (or two series of epochs)
+            raise ValueError(f"Two SaveModelCallbacks of this fit write {self.name!r} (monitors {self.monitor!r} and "
+                             f"{cb.monitor!r}): give each its own `name`.")
+        best, each = (self, cb) if self.every == 'improvement' else (cb, self)
+        if best.every != each.every and (e := next((e for e in range(n_epochs) if file(each._epoch_name(e)) == file(best.name)), None)) is not None:
+            raise ValueError(f"SaveModelCallback(name={best.name!r}) writes its best model where SaveModelCallback(every='epoch', "
+                             f"name={each.name!r}) writes epoch {e}'s: each would overwrite the other's. Give one of them another `name`.")
+
+# %% ../../nbs/06e_callbacks.tracker.ipynb #6eec4a33
+@patch
+def _restore_states(self: SaveModelCallback, name: str) -> None:
+    "Give this fit's trackers their states saved with the weights of `name` (the best values, early stopping's count, the run's mark)."
+    states = read_checkpoint(self.learn._model_file(name)).callbacks or {}
+    # schedules jump to the epoch themselves; a backup resumes the fit its own way
+    cbs = [cb for cb in self.learn._fit_callbacks if has_state(cb) and not getattr(cb, 'positional_state', False)
+           and not getattr(cb, 'restores_fit', False)]
+    for key, cb in match_callback_states(states, cbs).items(): cb.load_checkpoint_state(states[key])
 
 # %% ../../nbs/06e_callbacks.tracker.ipynb #7a60734c
 def _holds_run(file, run: str) -> bool:
@@ -232,6 +267,10 @@ class ReduceLROnPlateauCallback(TrackerCallback):
     def __init__(self, learn: Learner, monitor: str = 'valid_loss', mode: str = 'auto', patience: int = 0,
                  factor: float = 0.2, min_delta: float = 0, min_lr: float = 0.001):
         super().__init__(learn, monitor=monitor, mode=mode, min_delta=min_delta)
+        name = 'ReduceLROnPlateauCallback'
+        _check_setting(name, 'patience', patience, lambda v: v >= 0, 'the epochs without improvement it waits, 0 or more', whole=True)
+        _check_setting(name, 'factor', factor, lambda v: 0 < v < 1, 'a number between 0 and 1 (not either), which multiplies the lr')
+        _check_setting(name, 'min_lr', min_lr, lambda v: 0 <= v < math.inf, 'a number of 0 or more, under which the lr is not cut')
         self.patience, self.factor, self.min_lr = patience, factor, min_lr
 
     def on_train_begin(self, **kwargs):
@@ -349,7 +388,8 @@ def on_train_begin(self: TrackEpochCallback, n_epochs: int, **kwargs):
         _say(f"TrackEpochCallback: {where}, as this callback's first fit did (it read {self.path} when it was made, as in "
              "v1: a new TrackEpochCallback starts after the epoch the file holds now).")
     elif not s and not offset:  # no file: the fit starts where it was told (a schedule's start_epoch, set after this callback's turn)
-        told = next((cb.start_epoch for cb in fit_cbs if not isinstance(cb, TrackEpochCallback) and getattr(cb, 'start_epoch', None)), 0)
+        told = next((cb.start_epoch for cb in fit_cbs if getattr(cb, 'positional_state', False)  # a schedule's, a whole number
+                     and isinstance(getattr(cb, 'start_epoch', None), int) and cb.start_epoch > 0), 0)
         where = f"this fit starts at epoch {told} (the start_epoch it was given)" if told else where
         _say(f"TrackEpochCallback: no {self.path} yet: {where}, and writes there each epoch it completes.")
     elif self._untrained and not (backup or offset or loads):
