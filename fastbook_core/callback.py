@@ -449,6 +449,26 @@ class AverageMetric(Callback):
                                               torch.tensor(float(self.count), dtype=torch.float64)])).tolist()
         return add_metrics(last_metrics, torch.tensor(val / count) if count else None)  # a tensor, as in fastai v1
 
+# %% ../nbs/03_callback.ipynb #28bec5be
+class EventLogger(Callback):
+    "Record each event as `(event, train, epoch, iteration, num_batch)` in `self.events`; print each one if `show`."
+    _order = 100
+    def __init__(self, show: bool = False): self.events, self.show = [], show
+    @property
+    def names(self) -> list:
+        "The events seen, in order."
+        return [e[0] for e in self.events]
+
+def _make_logger(event: str):
+    def _log(self, **kwargs):
+        row = (event, kwargs.get('train'), kwargs.get('epoch'), kwargs.get('iteration'), kwargs.get('num_batch'))
+        self.events.append(row)
+        if self.show: print(f"{event:<15} train={row[1]!s:<5} epoch={row[2]} iteration={row[3]} num_batch={row[4]}")
+    _log.__name__ = f'on_{event}'
+    return _log
+
+for _e in callback_events: setattr(EventLogger, f'on_{_e}', _make_logger(_e))
+
 # %% ../nbs/03_callback.ipynb #be9f0e75
 _no_metric_events = {'loss_begin', 'backward_begin', 'backward_end', 'step_end'}
 
@@ -666,23 +686,3 @@ def show_training_loop(self: CallbackHandler):
         names = [c.__class__.__name__ if not isinstance(c, AverageMetric) else f'AverageMetric({c.name})'
                  for c, _ in self._dispatch[e][0]]
         print(f'on_{e:<15}: {", ".join(names) or "-"}')
-
-# %% ../nbs/03_callback.ipynb #28bec5be
-class EventLogger(Callback):
-    "Record each event as `(event, train, epoch, iteration, num_batch)` in `self.events`; print each one if `show`."
-    _order = 100
-    def __init__(self, show: bool = False): self.events, self.show = [], show
-    @property
-    def names(self) -> list:
-        "The events seen, in order."
-        return [e[0] for e in self.events]
-
-def _make_logger(event: str):
-    def _log(self, **kwargs):
-        row = (event, kwargs.get('train'), kwargs.get('epoch'), kwargs.get('iteration'), kwargs.get('num_batch'))
-        self.events.append(row)
-        if self.show: print(f"{event:<15} train={row[1]!s:<5} epoch={row[2]} iteration={row[3]} num_batch={row[4]}")
-    _log.__name__ = f'on_{event}'
-    return _log
-
-for _e in callback_events: setattr(EventLogger, f'on_{_e}', _make_logger(_e))
