@@ -8,7 +8,7 @@ import contextlib, copy, gc, inspect, io, sys, time, warnings, weakref
 from dataclasses import dataclass, field
 from collections.abc import Callable, Iterable, Sequence
 from functools import partial
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import IO, TYPE_CHECKING, Any
 import numpy as np
 import torch
@@ -623,6 +623,7 @@ class Learner:
     # --- the methods attached below with `@patch` (this module) and by later modules, declared for type checkers ---
     if TYPE_CHECKING:
         metrics: list  # a property: the metrics, checked when set
+        path: Path  # a property: the folder of the Learner's files, a Path however it is set
         sweeping: bool  # a property: whether the running fit is a sweep (`keep_last_fit`)
         lr_range = _here.lr_range
         create_opt = _here.create_opt
@@ -674,6 +675,17 @@ def metrics(self: Learner) -> list:
 
 @patch_as(set_prop=True, nm='metrics')
 def _set_metrics(self: Learner, ms): self._metrics = check_metrics(ms)
+
+# %% ../nbs/04_basic_train.ipynb #a48809af
+@patch_as(as_prop=True)
+def path(self: Learner) -> Path:
+    "The folder of the Learner's files (checkpoints in `path/model_dir`, exports), a `Path` even when set as a str."
+    return self._path
+
+@patch_as(set_prop=True, nm='path')
+def _set_path(self: Learner, p):
+    if not isinstance(p, (str, PurePath)): raise TypeError(f"path={p!r} is not a folder: give a str or a Path.")
+    self._path = Path(p)
 
 # %% ../nbs/04_basic_train.ipynb #937ab29a
 @patch

@@ -7,7 +7,7 @@ from __future__ import annotations
 import importlib, inspect, io, math, numbers, pickle, re, sys, warnings
 from dataclasses import dataclass, field
 from functools import partial
-from pathlib import Path, PurePath
+from pathlib import Path, PurePath, PurePosixPath
 from typing import Any
 import numpy as np
 import torch
@@ -210,10 +210,16 @@ def _trusted(name: str):
 # %% ../nbs/03a_checkpoint.ipynb #e1cfbfe9
 _SIMPLE_NAME = re.compile(r'[A-Za-z0-9_\-]{1,64}')
 
+def _relative_names(v: str) -> str | None:
+    "`v` as a relative path of up to 8 simple names (`./runs//bk` is `runs/bk`), or None: absolute, `..`, `~`, `\\`."
+    if v.startswith(('/', '~')) or '\\' in v: return None
+    parts = PurePosixPath(v).parts
+    return '/'.join(parts) if 0 < len(parts) <= 8 and all(_SIMPLE_NAME.fullmatch(p) for p in parts) else None
+
 def _plain(v) -> bool:
-    "A value a file may give as an argument without `trust_code`: numbers, bools, None, dtypes, simple names, and tuples of them."
+    "A value a file may give as an argument without `trust_code`: numbers, bools, None, dtypes, simple names and relative paths of them, and tuples of them."
     if isinstance(v, (list, tuple)): return all(_plain(o) for o in v)
-    if isinstance(v, str): return bool(_SIMPLE_NAME.fullmatch(v))  # a monitor or a file name; never a path or an address
+    if isinstance(v, str): return _relative_names(v) == v  # a monitor, a file or folder name; never absolute, `..` or an address
     return v is None or isinstance(v, (bool, int, float, torch.dtype))
 
 _FIX = (" Remove it from `learn.callbacks` before exporting (inference does not need it) and add it again after "
@@ -224,12 +230,14 @@ def _init_args(cb: Callback) -> dict:
     name, sig = type(cb).__name__, inspect.signature(type(cb).__init__)
     params = {k: p for k, p in sig.parameters.items() if k not in ('self', 'learn') and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
     args = {k: _plain_numbers(getattr(cb, k)) for k in params if k in vars(cb)}  # tuples stay tuples
-    # a folder given as a Path, `backup_dir=Path('backup')`, is a simple name too: written as the str it is made again from
-    args = {k: str(v) if isinstance(v, PurePath) and _SIMPLE_NAME.fullmatch(str(v)) else v for k, v in args.items()}
+    # a folder given as a Path or as `./bk`, `backup_dir=Path('runs/bk')`, is written as the str it is made again from
+    args = {k: _relative_names(v.as_posix() if isinstance(v, PurePath) else v) or v if isinstance(v, (str, PurePath)) else v
+            for k, v in args.items()}
     for k, v in args.items():
         if not _plain(v): raise ValueError(f"Cannot export: the callback {name} has {k}={getattr(cb, k)!r}, which a safe load cannot "
-                                           "read back (it takes numbers, bools, None, dtypes, simple names and tuples of them"
-                                           f"{'; a path of folders could make it write anywhere' if isinstance(v, (str, PurePath)) else ''}"
+                                           "read back (it takes numbers, bools, None, dtypes, simple names, relative paths of "
+                                           "them and tuples of them"
+                                           f"{'; an absolute path, `..` or `~` could make it write anywhere' if isinstance(v, (str, PurePath)) else ''}"
                                            f"), so `load_learner` could not make it again as it is.{_FIX}")
     missing = [k for k in params if k not in args]
     required = [k for k in missing if params[k].default is inspect.Parameter.empty]
@@ -288,8 +296,8 @@ def _check_export_objects(objs, source) -> None:
     for f in fns:
         if isinstance(f, partial):
             if not (_plain(f.args) and all(_plain(v) for v in f.keywords.values())):
-                bad(f"the callback function {f.func.__name__} comes with arguments that are not plain values (a path "
-                    "or an address, say): only `trust_code=True` accepts those")
+                bad(f"the callback function {f.func.__name__} comes with arguments that are not plain values (an "
+                    "absolute path, `..` or an address, say): only `trust_code=True` accepts those")
             f = f.func
         if not (inspect.isclass(f) and issubclass(f, Callback)): bad(f"callback_fns holds {f!r}, not a callback class")
     cbs = objs.get('callbacks') or []
@@ -332,6 +340,7 @@ def _plain_opt_func(f):
     if not isinstance(f, partial) or not (_has_numpy(f.args) or _has_numpy(list(f.keywords.values()))): return f
     return partial(f.func, *_numpy_free(f.args), **{k: _numpy_free(v) for k, v in f.keywords.items()})
 
+# %% ../nbs/03a_checkpoint.ipynb #a37abb36
 def export_bytes(model: nn.Module, loss_func, opt_func, callback_fns: list, metrics: list, callbacks: list,
                  classes: list | None, hypers: dict, dl_tfm_names: list | None = None) -> bytes:
     "The bytes of an export file for `load_learner`, checked to read back safely; an error, before anything is written, if not."
@@ -342,7 +351,8 @@ def export_bytes(model: nn.Module, loss_func, opt_func, callback_fns: list, metr
     for f in fns:
         if isinstance(f, partial) and not (_plain(f.args) and all(_plain(v) for v in f.keywords.values())):
             raise ValueError(f"Cannot export: the callback function {f.func.__name__} has arguments that are not plain values "
-                             f"({f.args or ''}{f.keywords}): a safe load refuses paths and addresses. Give simple names, or "
+                             f"({f.args or ''}{f.keywords}): a safe load refuses absolute paths, `..` and addresses. Give simple names "
+                             "or relative paths of them, or "
                              "remove it from `learn.callback_fns` before exporting (inference does not need it).")
     hypers = {k: plain_value(v) for k, v in hypers.items()}
     hypers.update({k: bool(v) for k, v in hypers.items()  # `add_time=1` trains as True: it is exported as True

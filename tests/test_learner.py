@@ -444,6 +444,10 @@ def test_callback_fns_with_simple_names_export_and_paths_are_refused_before_writ
     learn.export()
     assert load_learner(learn.path).callback_fns[-1].keywords == {'filename': 'history'}
     (learn.path / 'export.pkl').unlink()
+    learn.callback_fns[-1] = partial(CSVLogger, filename='logs/history')  # below learn.path: it loads back too
+    learn.export()
+    assert load_learner(learn.path).callback_fns[-1].keywords == {'filename': 'logs/history'}
+    (learn.path / 'export.pkl').unlink()
     learn.callback_fns[-1] = partial(CSVLogger, filename='../elsewhere/history')
     with pytest.raises(ValueError, match='CSVLogger has arguments that are not plain values'):
         learn.export(destroy=True)
@@ -673,7 +677,7 @@ def test_export_refuses_a_callback_it_cannot_make_again_before_writing_or_destro
     from fastbook_core.callbacks.one_cycle import OneCycleScheduler
     from fastbook_core.callbacks.tracker import SaveModelCallback, TrackEpochCallback
     cases = [(lambda l: OneCycleScheduler(l, slice(1e-3, 1e-2)), r"OneCycleScheduler has lr_max=slice\(0.001, 0.01"),
-             (lambda l: SaveModelCallback(l, name='stage-1/best'), r"SaveModelCallback has name='stage-1/best'")]
+             (lambda l: SaveModelCallback(l, name='../best'), r"SaveModelCallback has name='\.\./best'")]
     for make, msg in cases:
         learn = synth_learner()
         learn.path = tmp_path

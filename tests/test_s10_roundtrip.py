@@ -173,8 +173,38 @@ def test_a_backup_dir_given_as_a_path_exports(tmp_path):
     learn.export()
     inf = load_learner(tmp_path)
     assert [str(cb.backup_dir) for cb in inf.callbacks] == ['bk']
-    learn.callbacks[-1] = BackupAndRestore(learn, backup_dir=Path('a') / 'b')
-    with pytest.raises(ValueError, match='a path of folders could make it write anywhere'): learn.export()
+
+
+@pytest.mark.parametrize('folder, written', [('./bk', 'bk'), ('runs/bk', 'runs/bk'), (Path('runs') / 'bk', 'runs/bk'),
+                                             ('runs//bk/', 'runs/bk')])
+def test_a_relative_backup_dir_exports_as_its_plain_path(tmp_path, folder, written):
+    from fastbook_core.callbacks.backup import BackupAndRestore
+    learn = Learner(_data(tmp_path), nn.Linear(3, 2), silent=True)
+    learn.callbacks.append(BackupAndRestore(learn, backup_dir=folder))
+    learn.fit(1, 0.1)  # it backs up below learn.path, and so does the Learner made again
+    learn.export()
+    (cb,) = load_learner(tmp_path).callbacks
+    assert cb.backup_dir == written and (tmp_path / written) == tmp_path / folder
+
+
+@pytest.mark.parametrize('folder', ['/tmp/bk', '../bk', 'runs/../../bk', '~/bk', 'runs\\bk'])
+def test_a_backup_dir_that_leaves_the_learners_path_is_refused_at_export(tmp_path, folder):
+    from fastbook_core.callbacks.backup import BackupAndRestore
+    learn = Learner(_data(tmp_path), nn.Linear(3, 2), silent=True)
+    learn.callbacks.append(BackupAndRestore(learn, backup_dir=folder))
+    with pytest.raises(ValueError, match=r'an absolute path, `\.\.` or `~` could make it write anywhere'): learn.export()
+    assert not (tmp_path / 'export.pkl').exists()
+
+
+def test_load_learner_refuses_a_callback_folder_outside_the_learners_path(tmp_path, monkeypatch):
+    import fastbook_core.checkpoint as ck
+    from fastbook_core.callbacks.backup import BackupAndRestore
+    learn = Learner(_data(tmp_path), nn.Linear(3, 2), silent=True)
+    learn.callbacks.append(BackupAndRestore(learn))
+    monkeypatch.setattr(ck, '_init_args', lambda cb: {'backup_dir': '../elsewhere'})  # a file written by someone else
+    learn.export()
+    monkeypatch.undo()
+    with pytest.raises(CheckpointError, match='callbacks are not callback classes with plain settings'): load_learner(tmp_path)
 
 
 # --- #14: an open file left past its start ---------------------------------------------------------------------------
@@ -322,3 +352,17 @@ def test_save_and_export_into_a_file_open_for_reading_say_so(tmp_path):
         with pytest.raises(ValueError, match="open for reading only: open it with 'wb' to save"): learn.save(f)
         with pytest.raises(ValueError, match="open for reading only: open it with 'wb' to export"): learn.export(f)
     learn.load('a')  # the file is as it was
+
+
+# --- `learn.path` set later as a str, as fastai v1 notebooks on Kaggle do -------------------------------------------
+
+def test_a_path_set_as_a_str_is_a_path_for_saves_callbacks_and_exports(tmp_path):
+    learn = Learner(_data(tmp_path), nn.Linear(3, 2), silent=True)
+    learn.path = str(tmp_path / 'working')
+    assert learn.path == tmp_path / 'working'
+    learn.fit(1, 0.1, callbacks=[SaveModelCallback(learn, name='best')])  # it joins names to learn.path
+    assert (tmp_path / 'working' / 'models' / 'best.pth').is_file()
+    learn.save('stage-1'); learn.export()
+    assert load_learner(tmp_path / 'working').path == tmp_path / 'working'
+    with pytest.raises(TypeError, match='give a str or a Path'): learn.path = None
+    assert learn.path == tmp_path / 'working'
