@@ -420,6 +420,25 @@ def _check_lr(v, what='lr'):
     if isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer)) or not np.isfinite(v) or v < 0:
         raise ValueError(f"{what}={v!r}: a learning rate must be a finite number >= 0.")
 
+def _check_flag(v: Any, name: str, none_ok: bool = False, ints_ok: bool = False) -> bool | None:
+    "`v` as a bool (a numpy bool too; 0 or 1 if `ints_ok`, None if `none_ok`), else a `TypeError`: `'False'` would be taken as true."
+    if none_ok and v is None: return None
+    if isinstance(v, (bool, np.bool_)) or (ints_ok and isinstance(v, (int, np.integer)) and v in (0, 1)): return bool(v)
+    raise TypeError(f"{name}={v!r} ({type(v).__name__}) is not a bool: pass {name}=True or {name}=False"
+                    f"{' (or None)' if none_ok else ''}" + ("; a string, even 'False', would be taken as true."
+                                                           if isinstance(v, str) else ", e.g. `bool(int(flag))` for a number read from a command line."))
+
+def _check_parts(data, model, opt_func, loss_func, model_dir) -> None:
+    "Refuse the parts of a Learner that are not what they must be, naming the fix."
+    if not isinstance(model, nn.Module): raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}.")
+    if not hasattr(data, 'train_dl'): raise TypeError(f"data must be a DataBunch, got {type(data).__name__}.")
+    if not callable(opt_func): raise TypeError(f"opt_func={opt_func!r} is not callable: give the optimizer's class, such as "
+                                               "torch.optim.Adam, or a partial of it (not its name).")
+    if not isinstance(model_dir, (str, PurePath)):
+        raise TypeError(f"model_dir={model_dir!r} is not a folder: give a str or a Path (relative to path), such as 'models'.")
+    if loss_func is not None and not callable(loss_func):
+        raise TypeError(f"loss_func={loss_func!r} is not callable: give a function or a loss module such as nn.MSELoss().")
+
 def _check_callback_fns(fns) -> list:
     fns = listify(fns)
     for f in fns:
@@ -429,52 +448,9 @@ def _check_callback_fns(fns) -> list:
         if not callable(f): raise TypeError(f"callback_fns holds {f!r}, which is not callable: give functions of the Learner.")
     return fns
 
-# %% ../nbs/04_basic_train.ipynb #b2a40408
-def _with_state(callbacks: list) -> list:
-    "The callbacks of a fit whose states checkpoints keep (the Recorder's history is saved on its own)."
-    return [cb for cb in callbacks if not isinstance(cb, (Recorder, _ResumeCallbackStates))]
-
-def _carry_history(rec, loaded, start: int) -> None:
-    "Give the resumed fit's Recorder `rec` the loaded history of the `start` epochs before it (same columns only)."
-    if rec is None or loaded is None or loaded is rec or len(loaded.nb_batches) != start: return
-    if loaded.names != rec.names:
-        warnings.warn(f"The checkpoint's history has the columns {loaded.names}, this fit {rec.names}: the Recorder "
-                      f"starts without the {start} epochs before the resume.")
-        return
-    for k in ('losses', 'val_losses', 'lrs', 'moms', 'metrics', 'nb_batches', 'rows'): setattr(rec, k, list(getattr(loaded, k)))
-
-class _ResumeCallbackStates(Callback):
-    "Give the callbacks of a fit their states from the checkpoint that `Learner.load(with_opt=True)` read, by state key."
-    _order = 10**9  # after every other on_train_begin, which resets its callback's state
-    def __init__(self, learn: Learner, callbacks: list):
-        self._learn, self.callbacks = weakref.ref(learn), callbacks  # weak: the Learner keeps its fit's callbacks
-    def on_train_begin(self, epoch: int, **kwargs):
-        learn = self._learn()
-        states = learn._resume_states or {}
-        matched = match_callback_states(states, _with_state(self.callbacks))
-        if getattr(learn, '_sweeping', False):
-            return  # a sweep (`keep_last_fit`, lr_find) between the load and the resume: the states wait for the resume
-        start = getattr(learn, '_resume_epoch', None)
-        elsewhere = start is not None and epoch != start  # the fit does not start where the checkpoint stopped
-        # a schedule's state is a place in the fit: put back at another epoch, it would end this fit early
-        afresh = sorted(k for k, cb in matched.items() if elsewhere and getattr(cb, 'positional_state', False))
-        for key, cb in matched.items():
-            if key not in afresh: cb.load_checkpoint_state(states[key])
-        learn._resume_states = None
-        skipped = sorted(set(states) - set(matched))
-        if skipped: warnings.warn(f"Not restored from the checkpoint (no such callback in this fit): {', '.join(skipped)}.")
-        if elsewhere:
-            warnings.warn(f"The checkpoint was saved after {start} epochs, and this fit starts at epoch {epoch}"
-                          + (f" ({', '.join(afresh)} starting afresh: a schedule put back at epoch {start} would end this fit "
-                             "early)" if afresh else '') + f": to resume "
-                          f"where it stopped, pass start_epoch={start} to fit_one_cycle, or give fit "
-                          f"callbacks=[TrackEpochCallback(learn, epoch_offset={start})] and the run's total epochs.")
-        elif start is not None:  # the resume: its Recorder goes on with the history of the epochs before it
-            _carry_history(getattr(learn, 'recorder', None), getattr(learn, '_loaded_recorder', None), start)
-        learn._resume_epoch, learn._loaded_recorder = None, None
-
 # %% ../nbs/04_basic_train.ipynb #cf822b63
-# one cell: a class body cannot span cells; this is the core (construction, fit, validate, get_preds), the rest is patched below
+# one cell: the core, construction and the methods that stay in the class (fit, validate, get_preds: v1 has module functions
+# of those names, which a patch of the same name would shadow), with the declarations of the patched rest for type checkers
 class Learner:
     "Train `model` on `data` with `opt_func` and `loss_func`, reporting `metrics`."
     recorder: Recorder  # set by the Recorder that each fit makes (a LearnerCallback sets itself on its Learner)
@@ -496,14 +472,14 @@ class Learner:
                  layer_groups: list | None = None,  # modules for discriminative lrs and freezing; default: the whole model
                  add_time: bool = True,  # a time column in the table
                  silent: bool | None = None):  # no progress display and no table; default: defaults.silent
-        if not isinstance(model, nn.Module): raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}.")
-        if not hasattr(data, 'train_dl'): raise TypeError(f"data must be a DataBunch, got {type(data).__name__}.")
-        if loss_func is not None and not callable(loss_func):
-            raise TypeError(f"loss_func={loss_func!r} is not callable: give a function or a loss module such as nn.MSELoss().")
+        _check_parts(data, model, opt_func, loss_func, model_dir)
         layer_groups = listify(layer_groups)
         check_wd(wd, len(layer_groups) or 1)
         callbacks = check_callbacks(callbacks, 'callbacks') + check_callbacks(defaults.extra_callbacks, 'defaults.extra_callbacks')
         callback_fns = _check_callback_fns(callback_fns)
+        true_wd, bn_wd, train_bn, add_time = (_check_flag(v, k, ints_ok=True) for v, k in [  # add_time=1 trains as True
+            (true_wd, 'true_wd'), (bn_wd, 'bn_wd'), (train_bn, 'train_bn'), (add_time, 'add_time')])
+        silent = _check_flag(silent, 'silent', none_ok=True, ints_ok=True)
         self.metrics = metrics  # checked by the setter
         self.data, self.opt_func, self.true_wd, self.bn_wd, self.wd = data, opt_func, true_wd, bn_wd, wd
         self.train_bn, self.model_dir, self.add_time = train_bn, model_dir, add_time
@@ -563,8 +539,8 @@ class Learner:
             if self._resume_states or self._resume_epoch is not None:  # a resume: its states, its history
                 match_callback_states(self._resume_states or {}, _with_state(cbs))  # two callbacks for one state: refused now
                 cbs.append(_ResumeCallbackStates(self, cbs))
-            if any(getattr(cb, 'saves_checkpoints', False) for cb in cbs):  # a callback saves during this fit:
-                check_state_keys(_with_state(cbs))  # two states under one key refused before the first batch, not at its save
+            # two states under one key: refused before the first batch when a callback saves during the fit, else warned
+            check_state_keys(_with_state(cbs), refuse=any(getattr(cb, 'saves_checkpoints', False) for cb in cbs))
             self._fit_callbacks, self._fitting = cbs, True
             try: fit(epochs, self, metrics=self.metrics, callbacks=cbs)
             finally: self._fitting = False  # a `load` from now on is the user's, not a callback's (see `_apply_load`)
@@ -637,6 +613,7 @@ class Learner:
         freeze = _here.freeze
         unfreeze = _here.unfreeze
         _freeze_layers = _here._freeze_layers
+        _restore_rng = _here._restore_rng
         pred_batch = _here.pred_batch
         predict = _here.predict
         predict_with_mc_dropout = _here.predict_with_mc_dropout
@@ -740,6 +717,50 @@ def init(self: Learner, init: Callable) -> None:
         if isinstance(getattr(m, 'weight', None), Tensor) and m.weight.ndim > 1: init(m.weight)
         if isinstance(getattr(m, 'bias', None), Tensor):
             with torch.no_grad(): m.bias.fill_(0.)
+
+# %% ../nbs/04_basic_train.ipynb #b2a40408
+def _with_state(callbacks: list) -> list:
+    "The callbacks of a fit whose states checkpoints keep (the Recorder's history is saved on its own)."
+    return [cb for cb in callbacks if not isinstance(cb, (Recorder, _ResumeCallbackStates))]
+
+def _carry_history(rec, loaded, start: int) -> None:
+    "Give the resumed fit's Recorder `rec` the loaded history of the `start` epochs before it (same columns only)."
+    if rec is None or loaded is None or loaded is rec or len(loaded.nb_batches) != start: return
+    if loaded.names != rec.names:
+        warnings.warn(f"The checkpoint's history has the columns {loaded.names}, this fit {rec.names}: the Recorder "
+                      f"starts without the {start} epochs before the resume.")
+        return
+    for k in ('losses', 'val_losses', 'lrs', 'moms', 'metrics', 'nb_batches', 'rows'): setattr(rec, k, list(getattr(loaded, k)))
+
+class _ResumeCallbackStates(Callback):
+    "Give the callbacks of a fit their states from the checkpoint that `Learner.load(with_opt=True)` read, by state key."
+    _order = 10**9  # after every other on_train_begin, which resets its callback's state
+    def __init__(self, learn: Learner, callbacks: list):
+        self._learn, self.callbacks = weakref.ref(learn), callbacks  # weak: the Learner keeps its fit's callbacks
+    def on_train_begin(self, epoch: int, **kwargs):
+        learn = self._learn()
+        states = learn._resume_states or {}
+        matched = match_callback_states(states, _with_state(self.callbacks))
+        if getattr(learn, '_sweeping', False):
+            return  # a sweep (`keep_last_fit`, lr_find) between the load and the resume: the states wait for the resume
+        start = getattr(learn, '_resume_epoch', None)
+        elsewhere = start is not None and epoch != start  # the fit does not start where the checkpoint stopped
+        # a schedule's state is a place in the fit: put back at another epoch, it would end this fit early
+        afresh = sorted(k for k, cb in matched.items() if elsewhere and getattr(cb, 'positional_state', False))
+        for key, cb in matched.items():
+            if key not in afresh: cb.load_checkpoint_state(states[key])
+        learn._resume_states = None
+        skipped = sorted(set(states) - set(matched))
+        if skipped: warnings.warn(f"Not restored from the checkpoint (no such callback in this fit): {', '.join(skipped)}.")
+        if elsewhere:
+            warnings.warn(f"The checkpoint was saved after {start} epochs, and this fit starts at epoch {epoch}"
+                          + (f" ({', '.join(afresh)} starting afresh: a schedule put back at epoch {start} would end this fit "
+                             "early)" if afresh else '') + f": to resume "
+                          f"where it stopped, pass start_epoch={start} to fit_one_cycle, or give fit "
+                          f"callbacks=[TrackEpochCallback(learn, epoch_offset={start})] and the run's total epochs.")
+        elif start is not None:  # the resume: its Recorder goes on with the history of the epochs before it
+            _carry_history(getattr(learn, 'recorder', None), getattr(learn, '_loaded_recorder', None), start)
+        learn._resume_epoch, learn._loaded_recorder = None, None
 
 # %% ../nbs/04_basic_train.ipynb #0739a33b
 @patch
@@ -1000,7 +1021,9 @@ def _writable(f: Any, what: str) -> None:
         raise ValueError(f"{f!r} is open for reading only: open it with 'wb' to {what} into it.")
 
 def check_file_name(file: str | Path, what: str, where: str, example: str) -> None:
-    "Refuse a name that would not write (or read) the file it seems to name: a folder (`.`, `..`, `x/`), or `~`, never expanded."
+    "Refuse a name that would not write (or read) the file it seems to name: not a str or Path, a folder (`.`, `..`, `x/`), or `~`, never expanded."
+    if not isinstance(file, (str, PurePath)):  # None would write 'None.pth'
+        raise TypeError(f"file={file!r} ({type(file).__name__}) is not a file name: give {what} a str or a Path, such as {example!r}.")
     s = str(file)
     if not s.strip(): raise ValueError(f"file={file!r} is empty: give {what} a file name, such as {example!r}.")
     if (isinstance(file, str) and s.endswith(('/', '\\'))) or Path(s).name in ('', '.', '..'):
@@ -1031,12 +1054,6 @@ def _opt_hypers(opt: OptimWrapper) -> dict:
     "The wrapper's hyper-parameters per layer group as plain numbers: what a resume sets again (torch's state has the moments)."
     return {k: None if getattr(opt, f'_{k}') is None else [None if o is None else float(o) for o in listify(getattr(opt, f'_{k}'))]
             for k in ('lr', 'mom', 'beta', 'wd')}
-
-def _check_flag(v: Any, name: str, none_ok: bool = False) -> bool | None:
-    "`v` as a bool (a numpy bool too), else a `TypeError`: `1` or `'False'` would be taken for what they are not."
-    if isinstance(v, (bool, np.bool_)) or (none_ok and v is None): return None if v is None else bool(v)
-    raise TypeError(f"{name}={v!r} ({type(v).__name__}) is not a bool: pass {name}=True or {name}=False"
-                    f"{' (or None)' if none_ok else ''}, e.g. `bool(int(flag))` for a number read from a command line.")
 
 @patch
 def save(self: Learner,
@@ -1188,21 +1205,26 @@ def _check_load(self: Learner, file: Any, device: Any = None, strict: bool = Tru
         except ValueError as e: raise CheckpointError(f"{source_name(ck.source)} has a damaged Recorder history: {e}") from e
     return plan
 
+# %% ../nbs/04_basic_train.ipynb #1f81e413
+@patch
+def _restore_rng(self: Learner, rng: dict, source: Any) -> None:
+    "Put back the random states of a checkpoint (and the training loader's shuffling generator); as they were if one cannot be set."
+    old_rng, gen = get_rng_states(), self._shuffle_generator()
+    old_gen = None if gen is None else gen.get_state()
+    try:
+        set_rng_states(rng)
+        if gen is not None and 'train_dl' in rng: gen.set_state(rng['train_dl'].cpu())
+    except Exception as e:
+        set_rng_states(old_rng)
+        if gen is not None: gen.set_state(old_gen)
+        raise CheckpointError(f"{source_name(source)} has damaged random states: {type(e).__name__}: {e}") from e
+
 # %% ../nbs/04_basic_train.ipynb #579197eb
 @patch
 def _apply_load(self: Learner, plan: _LoadPlan, purge: bool = False) -> None:
     "Step 2 of `load`: apply what `_check_load` checked."
     ck = plan.ck
-    if plan.resume and ck.rng is not None:
-        old_rng, gen = get_rng_states(), self._shuffle_generator()
-        old_gen = None if gen is None else gen.get_state()
-        try:
-            set_rng_states(ck.rng)
-            if gen is not None and 'train_dl' in ck.rng: gen.set_state(ck.rng['train_dl'].cpu())
-        except Exception as e:
-            set_rng_states(old_rng)
-            if gen is not None: gen.set_state(old_gen)
-            raise CheckpointError(f"{source_name(ck.source)} has damaged random states: {type(e).__name__}: {e}") from e
+    if plan.resume and ck.rng is not None: self._restore_rng(ck.rng, ck.source)
     if purge: self.purge(clear_opt=False)
     get_model(self.model).load_state_dict(ck.model, strict=plan.strict)
     if plan.skipped: warnings.warn(f"Loaded {source_name(ck.source)} without the {len(plan.skipped)} key(s) that do not match "
@@ -1343,7 +1365,7 @@ def _settings_apart(state: dict, source: Any, trust_code: bool, kwargs: dict) ->
                   f"{', '.join(defaults_[k] for k in unread)} instead. "
                   + (f"Pass {', '.join(given)} to load_learner to give them" if given else '')
                   + ('; ' if given and 'callbacks' in unread else '')
-                  + ("append your callbacks to `learn.callbacks` after" if 'callbacks' in unread else '')
+                  + (f"{'a' if given else 'A'}ppend your callbacks to `learn.callbacks` after" if 'callbacks' in unread else '')
                   + (', or pass trust_code=True for a file you trust' if any('import and run' in w for w in unread.values()) else '') + '.')
     return settings
 
@@ -1396,7 +1418,9 @@ def load_learner(path: str | Path,  # the folder of the export (the Learner's `p
                     metrics=objs.get('metrics'), **hypers)
     if per_group: learn.wd = wd  # as exported: split the model as before (`learn.split`) to train with them
     for cls, args in objs.get('callbacks') or []:
-        try: learn.callbacks.append(cls(learn, **args) if issubclass(cls, LearnerCallback) else cls(**args))
+        # a callback of one's own may take `learn` as v1's did, without being a LearnerCallback: export made it so too
+        takes_learn = issubclass(cls, LearnerCallback) or 'learn' in inspect.signature(cls.__init__).parameters
+        try: learn.callbacks.append(cls(learn, **args) if takes_learn else cls(**args))
         except Exception as e: raise CheckpointError(f"{source_name(source)}: its callback {cls.__name__} cannot be made again: {e}") from e
     get_model(learn.model).load_state_dict(state['state_dict'])  # last: a refused file leaves your `model` as it was
     learn.model.eval()

@@ -133,7 +133,8 @@ def _plain_numbers(v):
 def _one_key_error(key: str, a: Callback, b: Callback) -> ValueError:
     return ValueError(f"Two callbacks of this fit keep their state under the key {key!r} ({a!r} and {b!r}), so a checkpoint "
                       "could not tell them apart: keep one of them, give them different settings (a monitor or file name), "
-                      "or override `state_key` to name what differs.")
+                      "or override `state_key` to name what differs. `save(name, with_opt=False)` saves the weights "
+                      "without the optimizer and the callbacks' states.")
 
 
 # %% ../nbs/03a_checkpoint.ipynb #3ea51b82
@@ -159,11 +160,15 @@ def has_state(cb: Any) -> bool:
     f = getattr(type(cb), 'checkpoint_state', None)
     return callable(f) and f is not Callback.checkpoint_state
 
-def check_state_keys(callbacks: list) -> None:
-    "Refuse two callbacks with a state under one state key, before any of them has a state to save."
+def check_state_keys(callbacks: list, refuse: bool = True) -> None:
+    "Refuse (or, unless `refuse`, warn about) two callbacks with a state under one state key, before any of them has a state to save."
     owner: dict = {}
     for cb in callbacks:
-        if has_state(cb) and owner.setdefault(state_key(cb), cb) is not cb: raise _one_key_error(state_key(cb), owner[state_key(cb)], cb)
+        if not has_state(cb) or owner.setdefault(state_key(cb), cb) is cb: continue
+        err = _one_key_error(state_key(cb), owner[state_key(cb)], cb)
+        if refuse: raise err
+        warnings.warn(f"{err} This fit runs, but a `save` of it with its states (`with_opt=True`, the default) will be refused.")
+        return
 
 # %% ../nbs/03a_checkpoint.ipynb #89776d07
 def match_callback_states(states: dict, callbacks: list) -> dict:
@@ -347,7 +352,8 @@ def export_bytes(model: nn.Module, loss_func, opt_func, callback_fns: list, metr
     fns, opt_func = [_plain_partial(f) for f in callback_fns], _plain_opt_func(opt_func)
     for obj, what in [(loss_func, 'the loss function'), (opt_func, 'the optimizer function'),
                       (model, f'the model {model.__class__.__name__}')] + [(f, f'the callback function {getattr(f, "func", f)!r}') for f in fns] \
-                     + [(m, f'the metric {getattr(m, "__name__", m)!r}') for m in metrics]: _check_picklable(obj, what)
+                     + [(m, f'the metric {getattr(m, "__name__", m)!r}') for m in metrics] \
+                     + [(type(cb), f'the class of the callback {type(cb).__name__}') for cb in callbacks]: _check_picklable(obj, what)
     for f in fns:
         if isinstance(f, partial) and not (_plain(f.args) and all(_plain(v) for v in f.keywords.values())):
             raise ValueError(f"Cannot export: the callback function {f.func.__name__} has arguments that are not plain values "

@@ -366,3 +366,122 @@ def test_a_path_set_as_a_str_is_a_path_for_saves_callbacks_and_exports(tmp_path)
     assert load_learner(tmp_path / 'working').path == tmp_path / 'working'
     with pytest.raises(TypeError, match='give a str or a Path'): learn.path = None
     assert learn.path == tmp_path / 'working'
+
+
+# --- trial 11: a CSVLogger(append=True) after a Ctrl-C, save, load(with_opt=True) and the resume -----------------
+
+class _CtrlCAt(Callback):
+    def __init__(self, epoch): self.epoch = epoch
+    def on_epoch_begin(self, epoch, **kwargs):
+        if epoch == self.epoch: raise KeyboardInterrupt
+
+class _StartAt(Callback):
+    def __init__(self, epoch): self.epoch = epoch
+    def on_train_begin(self, **kwargs): return {'epoch': self.epoch}
+
+@pytest.mark.parametrize('earlier_fit', [False, True])
+def test_an_appending_csvlogger_logs_each_epoch_once_across_a_ctrl_c_resume(tmp_path, earlier_fit):
+    learn = Learner(_data(tmp_path), nn.Linear(3, 2), silent=True)
+    if earlier_fit: learn.fit(1, 0.1, callbacks=[CSVLogger(learn, append=True)])  # a finished fit's row stays above
+    with pytest.raises(KeyboardInterrupt): learn.fit(4, 0.1, callbacks=[CSVLogger(learn, append=True), _CtrlCAt(2)])
+    learn.save('cut')
+    resumed = Learner(_data(tmp_path), nn.Linear(3, 2), silent=True).load('cut', with_opt=True)
+    resumed.fit(4, 0.1, callbacks=[CSVLogger(resumed, append=True), _StartAt(2)])
+    assert [r['epoch'] for r in _rows(tmp_path / 'history.csv')] == ['0'] * earlier_fit + ['0', '1', '2', '3']
+    resumed.fit(1, 0.1, callbacks=[CSVLogger(resumed, append=True)])  # a fit that ended: the next one appends
+    assert [r['epoch'] for r in _rows(tmp_path / 'history.csv')] == ['0'] * earlier_fit + ['0', '1', '2', '3', '0']
+
+
+# --- trial 11: a callback of one's own that takes `learn` without being a LearnerCallback (v1's habit) ------------
+
+class _TakesLearn(Callback):
+    def __init__(self, learn, k=3): self.learn, self.k = learn, k
+
+def test_a_callback_that_takes_learn_exports_and_loads_back(tmp_path):
+    learn = Learner(_data(tmp_path), nn.Linear(3, 2), silent=True)
+    learn.callbacks.append(_TakesLearn(learn, k=5))
+    x = learn.data.valid_ds.tensors[0]
+    before = learn.model(x).detach()
+    learn.export(destroy=True)
+    inf = load_learner(tmp_path, trust_code=True)  # a class of this test module: code, so trusted by name
+    (cb,) = inf.callbacks
+    assert isinstance(cb, _TakesLearn) and cb.k == 5 and cb.learn is inf
+    assert torch.equal(inf.model(x).detach(), before)
+
+
+def test_a_local_callback_class_is_named_at_export_before_anything_is_destroyed(tmp_path):
+    class Local(Callback): pass
+    learn = Learner(_data(tmp_path), nn.Linear(3, 2), silent=True)
+    learn.callbacks.append(Local())
+    with pytest.raises(TypeError, match='the class of the callback Local .*cannot be pickled.*module level'):
+        learn.export(destroy=True)
+    assert isinstance(learn.model, nn.Module) and not (tmp_path / 'export.pkl').exists()
+
+
+# --- trial 11: two trackers of one state key in a fit that saves nothing ------------------------------------------
+
+def test_two_trackers_of_one_key_warn_when_the_fit_begins_and_save_names_with_opt_false(tmp_path):
+    from fastbook_core.callbacks.tracker import EarlyStoppingCallback
+    learn = Learner(_data(tmp_path), nn.Linear(3, 2), silent=True)
+    cbs = [EarlyStoppingCallback(learn, patience=1), EarlyStoppingCallback(learn, patience=5)]
+    with pytest.warns(UserWarning, match=r"EarlyStoppingCallback\[monitor=valid_loss\].*will be refused"):
+        learn.fit(2, 0.1, callbacks=cbs)
+    with pytest.raises(ValueError, match=r'with_opt=False\)` saves the weights'): learn.save('stage-1')
+    learn.save('stage-1', with_opt=False)  # what the message says works
+    assert (tmp_path / 'models' / 'stage-1.pth').is_file()
+    assert "_running" not in repr(cbs[0]) and 'patience=1' in repr(cbs[0])  # a callback's repr: its settings, not its bookkeeping
+
+
+# --- trial 11: settings refused when given, not after training ----------------------------------------------------
+
+@pytest.mark.parametrize('kw, msg', [(dict(true_wd='False'), "true_wd='False' .*not a bool.*even 'False'"),
+                                     (dict(train_bn='False'), 'train_bn'), (dict(bn_wd=2), 'bn_wd=2'),
+                                     (dict(add_time='no'), 'add_time'), (dict(silent='yes'), 'silent'),
+                                     (dict(model_dir=None), 'model_dir=None is not a folder'),
+                                     (dict(model_dir=3), 'model_dir=3'), (dict(opt_func='Adam'), "opt_func='Adam' is not callable")])
+def test_learner_refuses_settings_that_cannot_work_when_made(tmp_path, kw, msg):
+    with pytest.raises(TypeError, match=msg): Learner(_data(tmp_path), nn.Linear(3, 2), **kw)
+
+def test_learner_takes_numpy_bools_and_0_or_1_as_flags(tmp_path):
+    import numpy as np
+    learn = Learner(_data(tmp_path), nn.Linear(3, 2), true_wd=np.bool_(False), add_time=1, silent=True)
+    assert learn.true_wd is False and learn.add_time is True
+
+@pytest.mark.parametrize('moms', [(float('nan'), 0.9), (2., -1.), 1.0, (0.9, 1.0), ('0.9', 0.8)])
+def test_one_cycle_refuses_momentums_that_cannot_train(tmp_path, moms):
+    learn = Learner(_data(tmp_path), nn.Linear(3, 2), silent=True)
+    w = learn.model.weight.detach().clone()
+    with pytest.raises(ValueError, match='is not a momentum'): learn.fit_one_cycle(1, 1e-2, moms=moms)
+    assert torch.equal(learn.model.weight, w)
+
+@pytest.mark.parametrize('make, msg', [
+    (lambda l: SaveModelCallback(l, name=None), 'file=None .*not a file name.*SaveModelCallback'),
+    (lambda l: SaveModelCallback(l, name=3, every='epoch'), 'file=3'),
+    (lambda l: CSVLogger(l, filename=None), 'file=None .*CSVLogger'),
+    (lambda l: CSVLogger(l, filename=''), "file='' is empty"),
+    (lambda l: __import__('fastbook_core.callbacks.tracker', fromlist=['x']).EarlyStoppingCallback(l, monitor=None), 'monitor=None is not a str: monitor takes a column')])
+def test_callback_settings_are_refused_when_made(tmp_path, make, msg):
+    learn = Learner(_data(tmp_path), nn.Linear(3, 2), silent=True)
+    with pytest.raises((TypeError, ValueError), match=msg): make(learn)
+
+
+# --- trial 11: fastai v1's resume gives back the random states too: exactly the uninterrupted run -----------------
+
+def _v1_run(tmp_path, cut_at=None):
+    torch.manual_seed(0)
+    x = torch.randn(96, 3); y = (x[:, 0] > 0).long()
+    data = DataBunch.create(TensorDataset(x[:64], y[:64]), TensorDataset(x[64:], y[64:]), bs=8, path=tmp_path)
+    torch.manual_seed(1)
+    learn = Learner(data, nn.Sequential(nn.Linear(3, 8), nn.ReLU(), nn.Linear(8, 2)), silent=True)
+    cbs = [TrackEpochCallback(learn), SaveModelCallback(learn, every='epoch', name='model')]
+    if cut_at is not None: cbs.append(_CtrlCAt(cut_at))
+    learn.fit_one_cycle(5, 1e-2, callbacks=cbs)
+    return learn
+
+def test_v1_resume_trains_exactly_as_the_uninterrupted_run(tmp_path):
+    whole = _v1_run(tmp_path / 'whole')
+    with pytest.raises(KeyboardInterrupt): _v1_run(tmp_path / 'cut', cut_at=3)
+    torch.manual_seed(123)  # a new session: other random states
+    resumed = _v1_run(tmp_path / 'cut')
+    assert resumed.recorder.val_losses == whole.recorder.val_losses[3:]
+    for a, b in zip(whole.model.parameters(), resumed.model.parameters()): assert torch.equal(a, b)

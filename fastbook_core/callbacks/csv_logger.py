@@ -7,7 +7,7 @@ from __future__ import annotations
 import csv, io
 from pathlib import Path
 from ..torch_core import atomic_write, patch, rank_distrib
-from ..basic_train import Learner, LearnerCallback
+from ..basic_train import Learner, LearnerCallback, check_file_name
 
 # %% auto #0
 __all__ = ['CSVLogger']
@@ -41,6 +41,7 @@ class CSVLogger(LearnerCallback):
         super().__init__(learn)
         if append not in (True, False):  # 'False' from a config file would append
             raise TypeError(f"CSVLogger: append={append!r} is not a bool: give append=True to add to the file's rows, False to replace them.")
+        check_file_name(filename, 'CSVLogger', 'path', 'history')  # None would write None.csv, '' a hidden .csv
         self.filename, self.append = filename, bool(append)
         self.path = self.learn.path / f'{filename}.csv'
 
@@ -75,7 +76,8 @@ class CSVLogger(LearnerCallback):
         earlier = [r for r in self._earlier if r.get(('epoch', 0), '').isdigit() and int(r[('epoch', 0)]) < first] if first > 0 else []
         self._write(earlier + rows)
 
-    def on_train_end(self, **kwargs): self._running = False
+    def on_train_end(self, exception=False, **kwargs):
+        self._running = bool(exception)  # a fit cut short (Ctrl-C) is still one a `save` and a resume continue
 
     @property
     def state_key(self) -> str:
@@ -96,7 +98,7 @@ class CSVLogger(LearnerCallback):
 # %% ../../nbs/06f_callbacks.csv_logger.ipynb #a0c5f1e2
 @patch
 def checkpoint_state(self: CSVLogger) -> dict:
-    "How many lines of the file came before the running fit (the header, earlier fits'); nothing once the fit is over."
+    "How many lines of the file came before the running or interrupted fit (the header, earlier fits'); nothing once a fit has ended."
     return {'head': len(self._before) + 1} if getattr(self, '_running', False) else {}
 
 @patch

@@ -4,7 +4,7 @@
 
 # %% ../../nbs/06c_callbacks.one_cycle.ipynb #c593dc99
 from __future__ import annotations
-import math
+import math, numbers
 import numpy as np
 from ..torch_core import ifnone
 from ..callback import Scheduler, annealing_cos
@@ -17,10 +17,15 @@ __all__ = ['OneCycleScheduler']
 # %% ../../nbs/06c_callbacks.one_cycle.ipynb #590dd1ed
 def _check_moms(moms) -> tuple:
     "`moms` as v1 took it: two momentums (a tuple, a list or an array), or one number for a constant momentum."
-    if isinstance(moms, (int, float, np.integer, np.floating)) and not isinstance(moms, bool): return (moms, moms)
-    if isinstance(moms, (list, tuple, np.ndarray)) and np.ndim(moms) >= 1 and len(moms) == 2: return tuple(moms)
-    raise ValueError(f"moms={moms!r}: give two momentums, (at the ends, at the peak) such as (0.95, 0.85), "
-                     "or one number for a constant momentum.")
+    if isinstance(moms, (int, float, np.integer, np.floating)) and not isinstance(moms, bool): moms = (moms, moms)
+    if not (isinstance(moms, (list, tuple, np.ndarray)) and np.ndim(moms) == 1 and len(moms) == 2):
+        raise ValueError(f"moms={moms!r}: give two momentums, (at the ends, at the peak) such as (0.95, 0.85), "
+                         "or one number for a constant momentum.")
+    # a momentum (SGD's, or Adam's first beta) of 1 or more, or NaN, makes the weights diverge without an error
+    bad = [m for m in moms if isinstance(m, bool) or not isinstance(m, numbers.Real) or not 0 <= m < 1]
+    if bad: raise ValueError(f"moms={moms!r}: {bad[0]!r} is not a momentum: each is a number from 0 up to (not including) 1, "
+                             "such as (0.95, 0.85).")
+    return tuple(moms)
 
 # %% ../../nbs/06c_callbacks.one_cycle.ipynb #e88ab144
 class OneCycleScheduler(GeneralScheduler):

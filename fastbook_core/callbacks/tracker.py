@@ -31,9 +31,11 @@ __all__ = ['TrackerCallback', 'EarlyStoppingCallback', 'SaveModelCallback', 'Red
            'TrackEpochCallback']
 
 # %% ../../nbs/06e_callbacks.tracker.ipynb #b3da6daa
-def _check_setting(owner: str, name: str, v, fits, takes: str, whole: bool = False) -> None:
-    "Refuse a setting that is not a number (a whole one with `whole`; a bool or text is neither), or for which `fits(v)` is false."
-    if isinstance(v, bool) or not isinstance(v, numbers.Integral if whole else numbers.Real):
+def _check_setting(owner: str, name: str, v, fits, takes: str, whole: bool = False, kind: type | None = None) -> None:
+    "Refuse a setting that is not a number (a whole one with `whole`; a bool or text is neither) or of `kind`, or for which `fits(v)` is false."
+    if kind is not None and not isinstance(v, kind):
+        raise TypeError(f"{owner}: {name}={v!r} is not a {kind.__name__}: {name} takes {takes}.")
+    if kind is None and (isinstance(v, bool) or not isinstance(v, numbers.Integral if whole else numbers.Real)):
         raise TypeError(f"{owner}: {name}={v!r} is not a {'whole ' if whole else ''}number: {name} takes {takes}.")
     if not fits(v): raise ValueError(f"{owner}: {name}={v!r} cannot work: {name} takes {takes}.")
 
@@ -43,6 +45,7 @@ class TrackerCallback(LearnerCallback):
     def __init__(self, learn: Learner, monitor: str = 'valid_loss', mode: str = 'auto',
                  min_delta: float = 0.):  # how much better than the best a value must be to count (either sign)
         super().__init__(learn)
+        _check_setting(type(self).__name__, 'monitor', monitor, bool, "a column of the Recorder's table ('valid_loss', a metric's name)", kind=str)
         if mode not in ('auto', 'min', 'max'):
             warnings.warn(f"{type(self).__name__}: mode={mode!r} is not a mode (use 'auto', 'min' or 'max'): "
                           "falling back to 'auto', as fastai v1 did.")
@@ -221,8 +224,10 @@ def _refuse_shared_files(self: SaveModelCallback, n_epochs: int) -> None:
 # %% ../../nbs/06e_callbacks.tracker.ipynb #6eec4a33
 @patch
 def _restore_states(self: SaveModelCallback, name: str) -> None:
-    "Give this fit's trackers their states saved with the weights of `name` (the best values, early stopping's count, the run's mark)."
-    states = read_checkpoint(self.learn._model_file(name)).callbacks or {}
+    "Give this fit's trackers their states saved with the weights of `name` (the best values, early stopping's count, the run's mark), and the random states."
+    ck = read_checkpoint(self.learn._model_file(name))
+    if ck.rng is not None: self.learn._restore_rng(ck.rng, ck.source)  # the shuffles of the next epochs, as uninterrupted
+    states = ck.callbacks or {}
     # schedules jump to the epoch themselves; a backup resumes the fit its own way
     cbs = [cb for cb in self.learn._fit_callbacks if has_state(cb) and not getattr(cb, 'positional_state', False)
            and not getattr(cb, 'restores_fit', False)]
