@@ -27,7 +27,7 @@ from .callback import (Callback, CallbackHandler, EventLogger, OptimWrapper, cal
                                     check_callbacks, check_metrics, check_wd)
 from .progress import MasterBar, format_time, master_bar, progress_bar
 from .checkpoint import (EXPORT_HYPERS, Checkpoint, callback_states, check_device, check_model_state, check_not_folder,
-                                      check_state_keys, export_bytes, is_export, is_filelike, match_callback_states, read_checkpoint, read_export,
+                                      check_state_keys, export_bytes, is_export, is_filelike, make_callback, match_callback_states, read_checkpoint, read_export,
                                       read_export_settings, source_name)
 if TYPE_CHECKING:  # for type checkers only: this module itself (its patched methods) and the modules that add methods
     from fastbook_core import basic_train as _here
@@ -359,7 +359,9 @@ class Recorder(LearnerCallback):
     def _reset_history(self):
         self.losses, self.val_losses, self.lrs, self.moms, self.metrics, self.nb_batches, self.rows = [], [], [], [], [], [], []
 
-    def on_epoch_begin(self, **kwargs): self.start_epoch = time.time()
+    def on_epoch_begin(self, epoch: int = 0, iteration: int = 0, **kwargs):
+        # where training stands as the epoch begins (a resumed fit's first epoch too): what a save before its end records
+        self.start_epoch, self.epoch, self.iteration = time.time(), int(epoch), int(iteration)
 
     def on_batch_begin(self, train: bool, **kwargs):
         if train:
@@ -557,7 +559,8 @@ class Learner:
         "Put the Learner back as it was if the fit stopped before its first loss (a callback or the loss refused it)."
         attrs, buffers, hypers = before
         rec = getattr(self, 'recorder', None)
-        if rec is attrs.get('recorder') or getattr(rec, 'losses', None): return  # it trained: keep what it did
+        if rec is attrs.get('recorder') or len(getattr(rec, 'losses', [])) > getattr(rec, '_carried', 0):
+            return  # it trained: keep what it did (a resumed fit's Recorder starts with the history carried to it)
         vars(self).clear(); vars(self).update(attrs)
         with torch.no_grad():
             for k, b in self.model.named_buffers(): b.copy_(buffers[k])  # the BatchNorm statistics of a forward pass
@@ -731,6 +734,7 @@ def _carry_history(rec, loaded, start: int) -> None:
                       f"starts without the {start} epochs before the resume.")
         return
     for k in ('losses', 'val_losses', 'lrs', 'moms', 'metrics', 'nb_batches', 'rows'): setattr(rec, k, list(getattr(loaded, k)))
+    rec._carried = len(rec.losses)  # a fit that fails before its first loss trained nothing: it is put back, to resume again
 
 class _ResumeCallbackStates(Callback):
     "Give the callbacks of a fit their states from the checkpoint that `Learner.load(with_opt=True)` read, by state key."
@@ -758,9 +762,11 @@ class _ResumeCallbackStates(Callback):
                              "early)" if afresh else '') + f": to resume "
                           f"where it stopped, pass start_epoch={start} to fit_one_cycle, or give fit "
                           f"callbacks=[TrackEpochCallback(learn, epoch_offset={start})] and the run's total epochs.")
-        elif start is not None:  # the resume: its Recorder goes on with the history of the epochs before it
+        elif start is not None:  # the resume: its Recorder goes on with the history of the epochs before it,
             _carry_history(getattr(learn, 'recorder', None), getattr(learn, '_loaded_recorder', None), start)
-        learn._resume_epoch, learn._loaded_recorder = None, None
+            rng = getattr(learn, '_resume_rng', None)  # and its random states are the checkpoint's, whatever ran since the load
+            if rng is not None: learn._restore_rng(*rng)
+        learn._resume_epoch, learn._loaded_recorder, learn._resume_rng = None, None, None
 
 # %% ../nbs/04_basic_train.ipynb #0739a33b
 @patch
@@ -1242,9 +1248,11 @@ def _apply_load(self: Learner, plan: _LoadPlan, purge: bool = False) -> None:
             rec.n_epochs = rec.epoch if ck.fit_complete else None  # so that a save before the next fit keeps `fit_complete`
         # a stage saved after its fit ended is not an interrupted fit: the next fit may start at epoch 0
         self._resume_states, self._resume_epoch = ck.callbacks or None, None if ck.fit_complete else ck.epoch
+        # and again when the resumed fit begins: a `validate` or `get_preds` between draws from them
+        self._resume_rng = None if ck.fit_complete or ck.rng is None else (ck.rng, ck.source)
         self._loaded_recorder = getattr(self, 'recorder', None)
     elif not getattr(self, '_fitting', False):  # new weights: what an earlier resume load left pending describes others
-        self._resume_states, self._resume_epoch = None, None  # (a callback's load inside a fit keeps them: it is the resume)
+        self._resume_states, self._resume_epoch, self._resume_rng = None, None, None  # (a callback's load inside a fit keeps them: it is the resume)
         if getattr(self, 'recorder', None) is not None and self.recorder is getattr(self, '_loaded_recorder', None):
             del self.recorder  # that load's history, not of these weights
 
@@ -1418,9 +1426,8 @@ def load_learner(path: str | Path,  # the folder of the export (the Learner's `p
                     metrics=objs.get('metrics'), **hypers)
     if per_group: learn.wd = wd  # as exported: split the model as before (`learn.split`) to train with them
     for cls, args in objs.get('callbacks') or []:
-        # a callback of one's own may take `learn` as v1's did, without being a LearnerCallback: export made it so too
-        takes_learn = issubclass(cls, LearnerCallback) or 'learn' in inspect.signature(cls.__init__).parameters
-        try: learn.callbacks.append(cls(learn, **args) if takes_learn else cls(**args))
+        # as export made it: a callback of one's own may take `learn` without being a LearnerCallback, by keyword only too
+        try: learn.callbacks.append(make_callback(cls, learn, args, learner_callback=issubclass(cls, LearnerCallback)))
         except Exception as e: raise CheckpointError(f"{source_name(source)}: its callback {cls.__name__} cannot be made again: {e}") from e
     get_model(learn.model).load_state_dict(state['state_dict'])  # last: a refused file leaves your `model` as it was
     learn.model.eval()

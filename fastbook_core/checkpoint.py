@@ -18,8 +18,8 @@ from .callback import Callback, check_wd
 # %% auto #0
 __all__ = ['EXPORT_HYPERS', 'is_filelike', 'source_name', 'CheckpointIsFolderError', 'check_not_folder', 'check_device',
            'check_model_state', 'state_key', 'callback_states', 'has_state', 'check_state_keys',
-           'match_callback_states', 'plain_value', 'check_export_hypers', 'export_bytes', 'read_export',
-           'read_export_settings', 'is_export', 'Checkpoint', 'read_checkpoint']
+           'match_callback_states', 'plain_value', 'make_callback', 'check_export_hypers', 'export_bytes',
+           'read_export', 'read_export_settings', 'is_export', 'Checkpoint', 'read_checkpoint']
 
 # %% ../nbs/03a_checkpoint.ipynb #21a9f580
 def is_filelike(f) -> bool:
@@ -251,6 +251,13 @@ def _init_args(cb: Callback) -> dict:
     if missing: _check_made_again(cb, args, missing, 'learn' in sig.parameters)
     return args
 
+# %% ../nbs/03a_checkpoint.ipynb #85600d70
+def make_callback(cls: type, learn: Any, args: dict, learner_callback: bool = False) -> Callback:
+    "`cls(**args)`, given `learn` too when its `__init__` takes it (by keyword when it is keyword-only), or as the first argument of a `learner_callback`."
+    p = inspect.signature(cls.__init__).parameters.get('learn')
+    if p is not None and p.kind is not p.POSITIONAL_ONLY: return cls(learn=learn, **args)  # `def __init__(self, *, learn)` too
+    return cls(learn, **args) if p is not None or learner_callback else cls(**args)
+
 # %% ../nbs/03a_checkpoint.ipynb #67734e97
 class _ReadThrough:
     "The Learner as a callback made again by `_check_made_again` sees it: its attributes read through, the callback's own writes kept here."
@@ -263,7 +270,7 @@ def _check_made_again(cb: Callback, args: dict, missing: list, with_learn: bool)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter('ignore')
-            new = type(cb)(_ReadThrough(ref() if ref is not None else None), **args) if with_learn else type(cb)(**args)
+            new = make_callback(type(cb), _ReadThrough(ref() if ref is not None else None), args) if with_learn else type(cb)(**args)
     except Exception as e:
         raise ValueError(f"Cannot export: the callback {type(cb).__name__} cannot be made again from the arguments it keeps "
                          f"({type(e).__name__}: {e}).{_FIX}") from None
@@ -361,6 +368,12 @@ def export_bytes(model: nn.Module, loss_func, opt_func, callback_fns: list, metr
                              "or relative paths of them, or "
                              "remove it from `learn.callback_fns` before exporting (inference does not need it).")
     hypers = {k: plain_value(v) for k, v in hypers.items()}
+    md = hypers.get('model_dir')
+    if isinstance(md, str) and (Path(md).is_absolute() or '..' in Path(md).parts):  # v1 on Kaggle: '/kaggle/working'
+        warnings.warn(f"export: model_dir={md!r} is outside the Learner's path, and an export does not keep it (a file may not "
+                      f"choose where later saves go): the Learner load_learner makes saves in its path's 'models' folder; "
+                      f"give it `load_learner(path, file, model_dir={md!r})` to save there.")
+        del hypers['model_dir']
     hypers.update({k: bool(v) for k, v in hypers.items()  # `add_time=1` trains as True: it is exported as True
                    if k in ('true_wd', 'bn_wd', 'train_bn', 'add_time', 'silent') and type(v) is int and v in (0, 1)})
     classes = None if classes is None else plain_value(list(classes)) or None  # as they were: 20 stays 20

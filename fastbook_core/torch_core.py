@@ -39,7 +39,7 @@ __all__ = ['defaults', 'bn_types', 'norm_types', 'bias_types', 'no_wd_types', 'A
            'requires_grad', 'trainable_params', 'split_model_idx', 'split_model', 'split_no_wd_params', 'even_mults',
            'AdamW', 'remove_module_load', 'range_of', 'add_metrics', 'set_bn_eval', 'apply_leaf', 'init_default',
            'cond_init', 'apply_init', 'NoneReduceOnCPU', 'ModelOnCPU', 'rank_distrib', 'num_distrib', 'sharded',
-           'set_sharded', 'distrib_sum', 'atomic_write', 'remove_stale_temps', 'CheckpointError',
+           'set_sharded', 'distrib_sum', 'atomic_write', 'check_writable', 'remove_stale_temps', 'CheckpointError',
            'CheckpointNotFoundError', 'check_trust_code', 'load_checkpoint', 'unpickle_blob', 'add_note',
            'is_pool_type', 'get_param_groups', 'set_all_seed', 'distrib_barrier', 'np_func', 'torch_save', 'try_save',
            'DistributedDataParallel']
@@ -587,6 +587,15 @@ def atomic_write(path: str | Path, mode: str = 'wb'):
         try: os.fsync(dfd)
         finally: os.close(dfd)
     remove_stale_temps(path.parent, path.name)  # left by a writer that was killed before its rename
+
+def check_writable(path: str | Path) -> None:
+    "Raise, before anything is computed, the `OSError` that `atomic_write(path)` would: its folder is made if missing, and a temporary file tried there."
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.{_writer_tag()}.', suffix='.tmp')
+    except OSError as e: raise _unwritable(path, e) from e
+    os.close(fd); os.unlink(tmp)
 
 # %% ../nbs/00_torch_core.ipynb #b7e3c2a9
 def _writer_tag() -> str:

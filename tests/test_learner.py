@@ -1,5 +1,5 @@
 "Learner beyond fit: predictions, TTA, summary, discriminative training, save/load/export, interpretation."
-import os, pickle, subprocess, sys, warnings
+import os, pickle, re, subprocess, sys, warnings
 import numpy as np
 import pytest
 import torch
@@ -234,15 +234,17 @@ def test_export_of_numpy_args_in_callback_fns_loads_without_trust_code():
 
 
 @pytest.mark.parametrize('model_dir', ['/abs/elsewhere', '../outside'])
-def test_export_refuses_what_load_learner_would_refuse_before_writing_or_destroying(model_dir):
+def test_export_leaves_out_a_model_dir_outside_the_path_and_says_so(model_dir):
+    "v1 on Kaggle sets `learn.model_dir = '/kaggle/working'`: the export is written without it, warned, and loads."
     learn = classif_learner(model_dir=model_dir)
-    with pytest.raises(ValueError, match="load_learner` would refuse"):
+    x, path = learn.data.valid_ds.tensors[0][:4], learn.path
+    before = learn.pred_batch(batch=(x, torch.zeros(4)))
+    with pytest.warns(UserWarning, match=rf"model_dir='{re.escape(model_dir)}' is outside the Learner's path.*load_learner\(path, file, model_dir="):
         learn.export(destroy=True)
-    assert not (learn.path / 'export.pkl').exists()
-    assert isinstance(learn.model, nn.Module)     # not destroyed
-    buf = io.BytesIO()
-    with pytest.raises(ValueError): learn.export(buf)
-    assert buf.getvalue() == b''
+    inf = load_learner(path)
+    assert inf.model_dir == 'models'
+    torch.testing.assert_close(inf.pred_batch(batch=(x, torch.zeros(4))), before)
+    assert load_learner(path, model_dir=model_dir).model_dir == model_dir  # where the warning says to give it
 
 
 def test_export_keeps_the_classes_as_they_were():
@@ -801,8 +803,9 @@ def test_export_takes_a_zero_or_one_flag_the_constructor_took_as_a_bool(tmp_path
     assert back is bool(v)
 
 
-def test_an_absolute_model_dir_refused_at_export_names_the_fix(tmp_path):
-    learn = synth_learner(model_dir=str(tmp_path / 'models'))
+def test_a_model_dir_that_is_not_a_folder_is_refused_at_export_and_names_the_fix(tmp_path):
+    learn = synth_learner()
+    learn.model_dir = 3  # set after construction, which refuses it
     with pytest.raises(ValueError, match=r"is not a folder inside the Learner's path.*Set `learn.model_dir` to a folder inside"):
         learn.export()
     learn.model_dir = 'models'

@@ -320,7 +320,8 @@ def test_export_then_load_learner_predicts_the_same_or_export_refuses_first(setu
             return
         inf = load_learner(path)  # written: then it must load, without trust_code
         assert inf.data.classes == setup['classes']
-        assert Path(inf.model_dir) == Path(setup['model_dir'])
+        outside = Path(setup['model_dir']).is_absolute() or '..' in Path(setup['model_dir']).parts
+        assert Path(inf.model_dir) == Path('models' if outside else setup['model_dir'])  # one outside: left out, warned
         for o, p in zip(x, preds):
             q = inf.predict(o)
             assert same_label(q[0], p[0]), (q[0], p[0])

@@ -485,3 +485,124 @@ def test_v1_resume_trains_exactly_as_the_uninterrupted_run(tmp_path):
     resumed = _v1_run(tmp_path / 'cut')
     assert resumed.recorder.val_losses == whole.recorder.val_losses[3:]
     for a, b in zip(whole.model.parameters(), resumed.model.parameters()): assert torch.equal(a, b)
+
+
+# --- trial 12: an lr_find between the epochs of v1's resume, as a script rerun from the top does ------------------
+
+def _script(path, crash=False):
+    torch.manual_seed(0)
+    x = torch.randn(96, 3); y = (x[:, 0] > 0).long()
+    data = DataBunch.create(TensorDataset(x[:64], y[:64]), TensorDataset(x[64:], y[64:]), bs=8, path=path)
+    torch.manual_seed(1)
+    learn = Learner(data, nn.Sequential(nn.Linear(3, 8), nn.ReLU(), nn.Linear(8, 2)), silent=True)
+    learn.callback_fns += [TrackEpochCallback, partial(SaveModelCallback, every='epoch', name='ep'),
+                           partial(CSVLogger, append=True)]
+    learn.lr_find(num_it=12)  # a sweep: none of the three may write, jump or load
+    learn.fit_one_cycle(4, 1e-2, callbacks=[_CtrlCAt(2)] if crash else [])
+    return learn
+
+def test_lr_find_stays_out_of_v1s_resume_and_the_log(tmp_path):
+    whole = _script(tmp_path / 'whole')
+    assert [r['epoch'] for r in _rows(tmp_path / 'whole' / 'history.csv')] == ['0', '1', '2', '3']  # no sweep rows
+    assert (tmp_path / 'whole' / 'models' / 'epoch').read_text() == '3'
+    with pytest.raises(KeyboardInterrupt): _script(tmp_path / 'cut', crash=True)
+    resumed = _script(tmp_path / 'cut')  # the rerun: its lr_find leaves the epoch file and ep_1.pth as they were
+    assert resumed.recorder.val_losses == whole.recorder.val_losses[2:]
+    for a, b in zip(whole.model.parameters(), resumed.model.parameters()): assert torch.equal(a, b)
+    assert [r['epoch'] for r in _rows(tmp_path / 'cut' / 'history.csv')] == ['0', '1', '2', '3']
+
+def test_a_best_model_file_is_not_overwritten_by_lr_find(tmp_path):
+    learn = Learner(_data(tmp_path), nn.Linear(3, 2), silent=True, callback_fns=[partial(SaveModelCallback, name='best')])
+    learn.fit(2, 0.1)
+    best = (tmp_path / 'models' / 'best.pth').read_bytes()
+    learn.lr_find(num_it=8)
+    assert (tmp_path / 'models' / 'best.pth').read_bytes() == best
+
+
+# --- trial 12: what runs between load(with_opt=True) and the resumed fit does not change it -----------------------
+
+@pytest.mark.parametrize('between', ['validate', 'get_preds', 'nothing'])
+def test_a_validate_between_the_load_and_the_resume_keeps_it_exact(tmp_path, between):
+    def make():
+        torch.manual_seed(0)
+        x = torch.randn(96, 3); y = (x[:, 0] > 0).long()
+        data = DataBunch.create(TensorDataset(x[:64], y[:64]), TensorDataset(x[64:], y[64:]), bs=8, path=tmp_path)
+        torch.manual_seed(1)
+        return Learner(data, nn.Sequential(nn.Linear(3, 8), nn.ReLU(), nn.Linear(8, 2)), silent=True)
+    whole = make(); whole.fit_one_cycle(4, 1e-2)
+    cut = make()
+    with pytest.raises(KeyboardInterrupt): cut.fit_one_cycle(4, 1e-2, callbacks=[_CtrlCAt(2)])
+    cut.save('cut')
+    resumed = make().load('cut', with_opt=True)
+    if between != 'nothing': getattr(resumed, between)()  # both draw from torch's generator (a loader's base seed)
+    resumed.fit_one_cycle(4, 1e-2, start_epoch=2)
+    for a, b in zip(whole.model.parameters(), resumed.model.parameters()): assert torch.equal(a, b)
+
+
+# --- trial 12: a callback that takes `learn` by keyword only; a model_dir outside the path at export --------------
+
+class _KeywordOnly(Callback):
+    def __init__(self, *, learn, k=2): self.learn, self.k = learn, k
+
+def test_a_callback_taking_learn_by_keyword_only_exports_and_loads_back(tmp_path):
+    learn = Learner(_data(tmp_path), nn.Linear(3, 2), silent=True)
+    learn.callbacks.append(_KeywordOnly(learn=learn, k=4))
+    learn.export(destroy=True)
+    (cb,) = load_learner(tmp_path, trust_code=True).callbacks
+    assert isinstance(cb, _KeywordOnly) and cb.k == 4
+
+
+# --- trial 12: a folder that cannot be written is found when the fit begins, not after an epoch -------------------
+
+@pytest.mark.parametrize('make', [lambda l: SaveModelCallback(l), lambda l: SaveModelCallback(l, every='epoch'),
+                                  lambda l: TrackEpochCallback(l),
+                                  lambda l: __import__('fastbook_core.callbacks.backup', fromlist=['x']).BackupAndRestore(l)])
+def test_a_callback_that_will_write_refuses_an_unwritable_folder_before_training(tmp_path, make):
+    (tmp_path / 'blocked').write_text('a file where the folder goes')
+    learn = Learner(_data(tmp_path), nn.Linear(3, 2), silent=True, model_dir='blocked/models')
+    if 'Backup' in repr(make(learn)): learn.path = tmp_path / 'blocked'  # the backup goes below learn.path
+    w = learn.model.weight.detach().clone()
+    with pytest.raises(OSError, match='is a file, not (a folder|the folder of the backups)'): learn.fit(2, 0.1, callbacks=[make(learn)])
+    assert torch.equal(learn.model.weight, w)  # nothing trained
+
+
+# --- trial 12: a resumed fit interrupted again before an epoch ends keeps the log, the history and its place ------
+
+class _FailFirstBatch(Callback):
+    def on_batch_begin(self, **kwargs): raise RuntimeError('out of memory')  # as a first batch that does not fit
+
+def _tiny(tmp_path):
+    torch.manual_seed(0)
+    x = torch.randn(96, 3); y = (x[:, 0] > 0).long()
+    data = DataBunch.create(TensorDataset(x[:64], y[:64]), TensorDataset(x[64:], y[64:]), bs=8, path=tmp_path)
+    torch.manual_seed(1)
+    return Learner(data, nn.Sequential(nn.Linear(3, 8), nn.ReLU(), nn.Linear(8, 2)), silent=True)
+
+def test_a_resume_interrupted_again_at_once_keeps_the_log_and_its_epoch(tmp_path):
+    learn = _tiny(tmp_path)
+    with pytest.raises(KeyboardInterrupt): learn.fit_one_cycle(4, 1e-2, callbacks=[CSVLogger(learn, append=True), _CtrlCAt(2)])
+    learn.save('i1')
+    again = _tiny(tmp_path).load('i1', with_opt=True)
+    with pytest.raises(KeyboardInterrupt):
+        again.fit_one_cycle(4, 1e-2, start_epoch=2, callbacks=[CSVLogger(again, append=True), _CtrlCAt(2)])
+    assert [r['epoch'] for r in _rows(tmp_path / 'history.csv')] == ['0', '1']  # not emptied
+    again.save('i2')
+    assert torch.load(tmp_path / 'models' / 'i2.pth', weights_only=True)['epoch'] == 2  # where it stands, not epoch 0
+    last = _tiny(tmp_path).load('i2', with_opt=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')  # no "start_epoch=0" advice
+        last.fit_one_cycle(4, 1e-2, start_epoch=2, callbacks=[CSVLogger(last, append=True)])
+    assert [r[0] for r in last.recorder.rows] == ['0', '1', '2', '3']
+    assert [r['epoch'] for r in _rows(tmp_path / 'history.csv')] == ['0', '1', '2', '3']
+
+def test_a_resume_that_fails_at_its_first_batch_can_be_run_again_exactly(tmp_path):
+    whole = _tiny(tmp_path / 'whole'); whole.fit_one_cycle(4, 1e-2)
+    learn = _tiny(tmp_path)
+    with pytest.raises(KeyboardInterrupt): learn.fit_one_cycle(4, 1e-2, callbacks=[_CtrlCAt(2)])
+    learn.save('cut')
+    resumed = _tiny(tmp_path).load('cut', with_opt=True)
+    with pytest.raises(RuntimeError, match='out of memory'):
+        resumed.fit_one_cycle(4, 1e-2, start_epoch=2, callbacks=[_FailFirstBatch()])
+    resumed.fit_one_cycle(4, 1e-2, start_epoch=2)  # fixed, run again: still the resume
+    assert [r[0] for r in resumed.recorder.rows] == ['0', '1', '2', '3']
+    for a, b in zip(whole.model.parameters(), resumed.model.parameters()): assert torch.equal(a, b)

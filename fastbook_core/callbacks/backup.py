@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torch import Tensor
 from torch.utils.data import DataLoader, IterableDataset
-from ..torch_core import (CheckpointError, atomic_write, get_model, get_rng_states, load_checkpoint,
+from ..torch_core import (CheckpointError, atomic_write, check_writable, get_model, get_rng_states, load_checkpoint,
                                       num_distrib, rank_distrib, remove_stale_temps, set_rng_states)
 from ..callback import Callback, CallbackHandler, Scheduler
 from ..basic_data import DeviceDataLoader
@@ -514,7 +514,8 @@ class BackupAndRestore(_BackupEvents):
         self._nth = getattr(self.learn, '_backup_fits_done', 0) if self._numbered else 0
         self._stateful = _stateful(h, self)
         self._setup = _setup(self.learn, h, self, n_epochs, metrics_names)
-        self._resume = self._read(h, n_epochs)
+        self._resume = self._read(h, n_epochs)  # (a folder where the file goes, or a file where its folder goes: refused)
+        if rank_distrib() == 0: check_writable(self.file)  # a folder it cannot write in: found now, not after an epoch trained
         if _dist() is not None: _dist().barrier()  # every process has read the backup before any writes or deletes it
         self._sigterm = False
         if self._resume is not None and self._resume['finished']:  # kept by delete_checkpoint=False: train nothing

@@ -6,7 +6,7 @@
 from __future__ import annotations
 import csv, io
 from pathlib import Path
-from ..torch_core import atomic_write, patch, rank_distrib
+from ..torch_core import atomic_write, patch, patch_as, rank_distrib
 from ..basic_train import Learner, LearnerCallback, check_file_name
 
 # %% auto #0
@@ -42,7 +42,7 @@ class CSVLogger(LearnerCallback):
         if append not in (True, False):  # 'False' from a config file would append
             raise TypeError(f"CSVLogger: append={append!r} is not a bool: give append=True to add to the file's rows, False to replace them.")
         check_file_name(filename, 'CSVLogger', 'path', 'history')  # None would write None.csv, '' a hidden .csv
-        self.filename, self.append = filename, bool(append)
+        self.filename, self.append, self._off = filename, bool(append), False
         self.path = self.learn.path / f'{filename}.csv'
 
     def read_logged_file(self):
@@ -56,6 +56,8 @@ class CSVLogger(LearnerCallback):
 
     def on_train_begin(self, **kwargs):
         "Start from the rows of the existing file (`append`) or from none; refuse a second logger of the same file."
+        self._off = self.learn.sweeping  # a sweep (lr_find) is not an epoch of the run: it logs nothing
+        if self._off: return
         same = [cb for cb in getattr(self.learn, '_fit_callbacks', []) if cb is not self and isinstance(cb, CSVLogger)
                 and cb.path.resolve() == self.path.resolve()]  # each would rewrite the file without the other's rows
         if same: raise ValueError(f"Two CSVLoggers of this fit write {self.path}: give one another filename, "
@@ -64,10 +66,11 @@ class CSVLogger(LearnerCallback):
         self._before = list(self._read) if self.append else []  # the rows kept above this fit's
         self._earlier = [] if self.append else self._read  # rows a resume without their history keeps (below)
         self._running = True
-        self._write([])
+        self._write(self._earlier)  # nothing erased before this fit logs an epoch: a crash before one keeps the file's rows
 
     def on_epoch_end(self, epoch: int, **kwargs):
         "Rewrite the file: the rows before this fit, then the Recorder's row of each epoch of this fit."
+        if self._off: return
         keys = _keys(self.learn.recorder.names)
         rows = [dict(zip(keys, r)) for r in self.learn.recorder.rows]
         # a fit that resumed at a later epoch without the history of the ones before (TrackEpochCallback with
@@ -77,12 +80,7 @@ class CSVLogger(LearnerCallback):
         self._write(earlier + rows)
 
     def on_train_end(self, exception=False, **kwargs):
-        self._running = bool(exception)  # a fit cut short (Ctrl-C) is still one a `save` and a resume continue
-
-    @property
-    def state_key(self) -> str:
-        "Its key in a checkpoint: two loggers of one fit write two files."
-        return f'CSVLogger[filename={self.filename}]'
+        if not self._off: self._running = bool(exception)  # a fit cut short (Ctrl-C) is still one a `save` and a resume continue
 
     def _write(self, rows: list[dict]):
         "Write the rows before this fit and `rows` under one header: the Recorder's columns, then any only earlier rows have."
@@ -94,6 +92,12 @@ class CSVLogger(LearnerCallback):
         out.writerow([name for name, _ in header])
         out.writerows([r.get(c, '') for c in header] for r in kept)  # a column a row does not have is left empty
         with atomic_write(self.path, 'w') as f: f.write(buf.getvalue())
+
+# %% ../../nbs/06f_callbacks.csv_logger.ipynb #ce1ce66a
+@patch_as(as_prop=True)
+def state_key(self: CSVLogger) -> str:
+    "Its key in a checkpoint: two loggers of one fit write two files."
+    return f'CSVLogger[filename={self.filename}]'
 
 # %% ../../nbs/06f_callbacks.csv_logger.ipynb #a0c5f1e2
 @patch
@@ -111,4 +115,4 @@ def load_checkpoint_state(self: CSVLogger, state: dict) -> None:
     # the lines before the interrupted fit, whatever `append` says now: `append=False` read them as a new fit's to erase
     # (a file shortened since keeps what is left of them)
     self._before, self._earlier = self._read[:head - 1], self._read[head - 1:]
-    self._write([])
+    self._write(self._earlier)  # the interrupted fit's rows stay until the resumed fit has logged an epoch
