@@ -468,11 +468,7 @@ def test_callback_settings_are_refused_when_made(tmp_path, make, msg):
 # --- trial 11: fastai v1's resume gives back the random states too: exactly the uninterrupted run -----------------
 
 def _v1_run(tmp_path, cut_at=None):
-    torch.manual_seed(0)
-    x = torch.randn(96, 3); y = (x[:, 0] > 0).long()
-    data = DataBunch.create(TensorDataset(x[:64], y[:64]), TensorDataset(x[64:], y[64:]), bs=8, path=tmp_path)
-    torch.manual_seed(1)
-    learn = Learner(data, nn.Sequential(nn.Linear(3, 8), nn.ReLU(), nn.Linear(8, 2)), silent=True)
+    learn = _tiny(tmp_path)
     cbs = [TrackEpochCallback(learn), SaveModelCallback(learn, every='epoch', name='model')]
     if cut_at is not None: cbs.append(_CtrlCAt(cut_at))
     learn.fit_one_cycle(5, 1e-2, callbacks=cbs)
@@ -490,11 +486,7 @@ def test_v1_resume_trains_exactly_as_the_uninterrupted_run(tmp_path):
 # --- trial 12: an lr_find between the epochs of v1's resume, as a script rerun from the top does ------------------
 
 def _script(path, crash=False):
-    torch.manual_seed(0)
-    x = torch.randn(96, 3); y = (x[:, 0] > 0).long()
-    data = DataBunch.create(TensorDataset(x[:64], y[:64]), TensorDataset(x[64:], y[64:]), bs=8, path=path)
-    torch.manual_seed(1)
-    learn = Learner(data, nn.Sequential(nn.Linear(3, 8), nn.ReLU(), nn.Linear(8, 2)), silent=True)
+    learn = _tiny(path)
     learn.callback_fns += [TrackEpochCallback, partial(SaveModelCallback, every='epoch', name='ep'),
                            partial(CSVLogger, append=True)]
     learn.lr_find(num_it=12)  # a sweep: none of the three may write, jump or load
@@ -523,12 +515,7 @@ def test_a_best_model_file_is_not_overwritten_by_lr_find(tmp_path):
 
 @pytest.mark.parametrize('between', ['validate', 'get_preds', 'nothing'])
 def test_a_validate_between_the_load_and_the_resume_keeps_it_exact(tmp_path, between):
-    def make():
-        torch.manual_seed(0)
-        x = torch.randn(96, 3); y = (x[:, 0] > 0).long()
-        data = DataBunch.create(TensorDataset(x[:64], y[:64]), TensorDataset(x[64:], y[64:]), bs=8, path=tmp_path)
-        torch.manual_seed(1)
-        return Learner(data, nn.Sequential(nn.Linear(3, 8), nn.ReLU(), nn.Linear(8, 2)), silent=True)
+    def make(): return _tiny(tmp_path)
     whole = make(); whole.fit_one_cycle(4, 1e-2)
     cut = make()
     with pytest.raises(KeyboardInterrupt): cut.fit_one_cycle(4, 1e-2, callbacks=[_CtrlCAt(2)])
