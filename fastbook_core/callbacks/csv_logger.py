@@ -6,7 +6,7 @@
 from __future__ import annotations
 import csv, io
 from pathlib import Path
-from ..torch_core import atomic_write, patch, patch_as, rank_distrib
+from ..torch_core import atomic_write, patch, rank_distrib
 from ..basic_train import Learner, LearnerCallback, check_file_name
 
 # %% auto #0
@@ -82,22 +82,23 @@ class CSVLogger(LearnerCallback):
     def on_train_end(self, exception=False, **kwargs):
         if not self._off: self._running = bool(exception)  # a fit cut short (Ctrl-C) is still one a `save` and a resume continue
 
-    def _write(self, rows: list[dict]):
-        "Write the rows before this fit and `rows` under one header: the Recorder's columns, then any only earlier rows have."
-        if rank_distrib() != 0: return
-        keys, kept = _keys(self.learn.recorder.names), self._before + rows
-        header = keys + [c for c in self._columns if c not in keys and any(c in r for r in kept)]
-        buf = io.StringIO()
-        out = csv.writer(buf, lineterminator='\n')
-        out.writerow([name for name, _ in header])
-        out.writerows([r.get(c, '') for c in header] for r in kept)  # a column a row does not have is left empty
-        with atomic_write(self.path, 'w') as f: f.write(buf.getvalue())
+    @property
+    def state_key(self) -> str:
+        "Its key in a checkpoint: two loggers of one fit write two files."
+        return f'CSVLogger[filename={self.filename}]'
 
-# %% ../../nbs/06f_callbacks.csv_logger.ipynb #ce1ce66a
-@patch_as(as_prop=True)
-def state_key(self: CSVLogger) -> str:
-    "Its key in a checkpoint: two loggers of one fit write two files."
-    return f'CSVLogger[filename={self.filename}]'
+# %% ../../nbs/06f_callbacks.csv_logger.ipynb #2c0032ca
+@patch
+def _write(self: CSVLogger, rows: list[dict]):
+    "Write the rows before this fit and `rows` under one header: the Recorder's columns, then any only earlier rows have."
+    if rank_distrib() != 0: return
+    keys, kept = _keys(self.learn.recorder.names), self._before + rows
+    header = keys + [c for c in self._columns if c not in keys and any(c in r for r in kept)]
+    buf = io.StringIO()
+    out = csv.writer(buf, lineterminator='\n')
+    out.writerow([name for name, _ in header])
+    out.writerows([r.get(c, '') for c in header] for r in kept)  # a column a row does not have is left empty
+    with atomic_write(self.path, 'w') as f: f.write(buf.getvalue())
 
 # %% ../../nbs/06f_callbacks.csv_logger.ipynb #a0c5f1e2
 @patch
