@@ -579,8 +579,9 @@ def _databunch_create(cls: type[DataBunch],
     _check_bool('on_device', on_device)
     bs = _check_pos_int('bs', bs)
     val_bs = _check_pos_int('val_bs', ifnone(val_bs, bs))
-    if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
+    if isinstance(num_workers, bool) or not isinstance(num_workers, (int, np.integer)) or num_workers < 0:
         raise ValueError(f"num_workers={num_workers!r}: must be an integer >= 0.")
+    num_workers = int(num_workers)  # numpy's too: a plain int, as the loaders and an export keep it
     n_train = _len_or_none(train_ds)
     if n_train == 0: raise ValueError("The training set is empty: a DataBunch needs at least one training item.")
     _check_batches(n_train, bs, True)  # the training loader drops its last incomplete batch

@@ -333,6 +333,17 @@ def finish_fig(fig: Any, return_fig: bool | None) -> Any:
     if ifnone(return_fig, defaults.return_fig): return fig
     return None
 
+# %% ../nbs/04_basic_train.ipynb #c3eed4b9
+def _train_generator(data) -> torch.Generator | None:
+    "The random generator that shuffles `data`'s training set, when `DataBunch.create` was given one."
+    return getattr(getattr(data.train_dl, 'dl', None), 'generator', None)
+
+def _random_states(data) -> dict:
+    "The random states a checkpoint keeps: torch's, numpy's, Python's and the training set's own generator (if any)."
+    rng, gen = get_rng_states(), _train_generator(data)
+    if gen is not None: rng['train_dl'] = gen.get_state()  # the order of the next epochs, when `generator=` was given
+    return rng
+
 # %% ../nbs/04_basic_train.ipynb #028bf9c5
 # one cell: a class body cannot span cells; this is what the Recorder does at each event (the rest is patched below)
 class Recorder(LearnerCallback):
@@ -362,6 +373,7 @@ class Recorder(LearnerCallback):
     def on_epoch_begin(self, epoch: int = 0, iteration: int = 0, **kwargs):
         # where training stands as the epoch begins (a resumed fit's first epoch too): what a save before its end records
         self.start_epoch, self.epoch, self.iteration = time.time(), int(epoch), int(iteration)
+        self._epoch_rng = _random_states(self.learn.data)  # before the loader draws the epoch's order
 
     def on_batch_begin(self, train: bool, **kwargs):
         if train:
@@ -375,6 +387,7 @@ class Recorder(LearnerCallback):
 
     def on_epoch_end(self, epoch: int, iteration: int, num_batch: int, smooth_loss, last_metrics, **kwargs):
         self.epoch, self.iteration = int(epoch) + 1, int(iteration)  # where training stands, for checkpoints (`start_epoch` may be numpy)
+        self._epoch_rng = None  # between epochs: the random states of now are the next epoch's
         self.nb_batches.append(num_batch)
         last_metrics = [m for m in (last_metrics or [])]
         if last_metrics and last_metrics[0] is not None:
@@ -420,7 +433,8 @@ defaults.extra_callbacks = getattr(defaults, 'extra_callbacks', None)  # callbac
 
 def _check_lr(v, what='lr'):
     if isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer)) or not np.isfinite(v) or v < 0:
-        raise ValueError(f"{what}={v!r}: a learning rate must be a finite number >= 0.")
+        hint = f" (`{what}.item()` for a tensor of one value)" if isinstance(v, torch.Tensor) else ''
+        raise ValueError(f"{what}={v!r}: a learning rate must be a finite number >= 0, a Python or numpy number{hint}.")
 
 def _check_flag(v: Any, name: str, none_ok: bool = False, ints_ok: bool = False) -> bool | None:
     "`v` as a bool (a numpy bool too; 0 or 1 if `ints_ok`, None if `none_ok`), else a `TypeError`: `'False'` would be taken as true."
@@ -538,6 +552,7 @@ class Learner:
             else: self.opt.lr, self.opt.wd = lr, wd
             self.opt.zero_grad()  # gradients left by an interrupted step must not leak into this fit
             cbs = self.callbacks + self._make_callbacks() + callbacks
+            if getattr(self, '_sweeping', False): cbs = [cb for cb in cbs if cb.in_sweeps]  # lr_find's sweep: without the run's file writers
             if self._resume_states or self._resume_epoch is not None:  # a resume: its states, its history
                 match_callback_states(self._resume_states or {}, _with_state(cbs))  # two callbacks for one state: refused now
                 cbs.append(_ResumeCallbackStates(self, cbs))
@@ -592,7 +607,7 @@ class Learner:
         "`[predictions, targets]` (+ per-item losses if `with_loss`) on `ds_type`; the activation follows the loss."
         dl = self.dl(ds_type)
         if dl is None: raise ValueError(f"This Learner's data has no {DatasetType(ds_type).name} set.")
-        if n_batch is not None and (isinstance(n_batch, bool) or not isinstance(n_batch, int) or n_batch < 1):
+        if n_batch is not None and (isinstance(n_batch, bool) or not isinstance(n_batch, (int, np.integer)) or n_batch < 1):
             raise ValueError(f"n_batch={n_batch!r}: give a number of batches >= 1, or None for all.")
         activ = ifnone(activ, loss_func2activ(self.loss_func))
         lf = self.loss_func if with_loss else None
@@ -984,9 +999,10 @@ def backward(self: Learner, item: tuple) -> Tensor:
 # %% ../nbs/04_basic_train.ipynb #5a247c71
 @patch
 def checkpoint_state(self: Recorder) -> dict:
-    "The history as plain numbers, for checkpoints."
+    "The history as plain numbers, for checkpoints (the lr and momentum of a batch stopped before its loss are left out)."
+    n = len(self.losses)  # one lr and momentum per trained batch: a batch begun and not trained recorded them already
     return {'names': list(self.names), 'rows': [list(r) for r in self.rows], 'losses': to_floats(self.losses),
-            'val_losses': to_floats(self.val_losses), 'lrs': to_floats(self.lrs), 'moms': to_floats(self.moms),
+            'val_losses': to_floats(self.val_losses), 'lrs': to_floats(self.lrs[:n]), 'moms': to_floats(self.moms[:n]),
             'metrics': [to_floats(m) for m in self.metrics], 'nb_batches': [int(n) for n in self.nb_batches],
             'metrics_names': list(self.metrics_names), 'epoch': int(self.epoch), 'iteration': int(self.iteration)}
 
@@ -1053,7 +1069,7 @@ def _model_file(self: Learner, file) -> Path | IO[bytes]:
 @patch
 def _shuffle_generator(self: Learner) -> torch.Generator | None:
     "The random generator that shuffles the training set, when `DataBunch.create` was given one."
-    return getattr(getattr(self.data.train_dl, 'dl', None), 'generator', None)
+    return _train_generator(self.data)
 
 # %% ../nbs/04_basic_train.ipynb #d1880e74
 def _opt_hypers(opt: OptimWrapper) -> dict:
@@ -1084,9 +1100,9 @@ def save(self: Learner,
         if self.opt is not None: state.update(opt=self.opt.state_dict(), opt_hypers=_opt_hypers(self.opt))
         elif rec is not None: warnings.warn(f"Saving {source_name(target)} without an optimizer state (none after `purge()`): "
                                             "`load(..., with_opt=True)` will refuse it; save before purging to resume exactly.")
-        rng, gen = get_rng_states(), self._shuffle_generator()
-        if gen is not None: rng['train_dl'] = gen.get_state()  # the order of the next epochs, when `generator=` was given
-        state.update(rng=rng, recorder=rec.checkpoint_state() if rec is not None else None,
+        # inside an epoch, the states it began with: a resume draws its order again (the training since is warned above)
+        epoch_rng = None if rec is None else getattr(rec, '_epoch_rng', None)
+        state.update(rng=epoch_rng if epoch_rng is not None else _random_states(self.data), recorder=rec.checkpoint_state() if rec is not None else None,
                      epoch=int(rec.epoch) if rec is not None else 0, iteration=int(rec.iteration) if rec is not None else 0,
                      fit_complete=rec is not None and rec.epoch >= (getattr(rec, 'n_epochs', None) or float('inf')),
                      callbacks=dict(self._resume_states) if self._resume_states  # loaded, not yet given to a fit
@@ -1128,7 +1144,7 @@ def keep_last_fit(self: Learner) -> contextlib.AbstractContextManager:
 # %% ../nbs/04_basic_train.ipynb #2887f10c
 @patch_as(as_prop=True)
 def sweeping(self: Learner) -> bool:
-    "Whether the fit running now is a sweep (inside `keep_last_fit`, as lr_find's): callbacks that back up or resume a fit stay out of it."
+    "Whether the fit running now is a sweep (inside `keep_last_fit`, as lr_find's): the callbacks whose class says `in_sweeps = False` (those that write the run's files) stay out of it."
     return getattr(self, '_sweeping', False)
 
 # %% ../nbs/04_basic_train.ipynb #f93b289b

@@ -33,6 +33,7 @@ class Callback:
     saves_checkpoints = False  # True for a callback that writes checkpoints during a fit (see below)
     positional_state = False  # True when its checkpoint state is a place in the fit (a schedule's step; see below)
     restores_fit = False  # True when it puts a fit back where a backup of its own says (BackupAndRestore)
+    in_sweeps = True  # False for one that a sweep (lr_find) leaves out: it writes or reads the run's files (see below)
     def on_train_begin(self, **kwargs): "At the beginning of training."
     def on_epoch_begin(self, **kwargs): "At the beginning of each epoch."
     def on_batch_begin(self, **kwargs): "With the input and target of a batch, before the model sees them."

@@ -213,7 +213,7 @@ def _trusted(name: str):
     return None
 
 # %% ../nbs/03a_checkpoint.ipynb #e1cfbfe9
-_SIMPLE_NAME = re.compile(r'[A-Za-z0-9_\-]{1,64}')
+_SIMPLE_NAME = re.compile(r'(?!\.+$)[A-Za-z0-9_.\-]{1,64}')  # `log.csv`, `bk.1`; never `.` or `..` (dots alone)
 
 def _relative_names(v: str) -> str | None:
     "`v` as a relative path of up to 8 simple names (`./runs//bk` is `runs/bk`), or None: absolute, `..`, `~`, `\\`."
@@ -362,11 +362,13 @@ def export_bytes(model: nn.Module, loss_func, opt_func, callback_fns: list, metr
                      + [(m, f'the metric {getattr(m, "__name__", m)!r}') for m in metrics] \
                      + [(type(cb), f'the class of the callback {type(cb).__name__}') for cb in callbacks]: _check_picklable(obj, what)
     for f in fns:
-        if isinstance(f, partial) and not (_plain(f.args) and all(_plain(v) for v in f.keywords.values())):
-            raise ValueError(f"Cannot export: the callback function {f.func.__name__} has arguments that are not plain values "
-                             f"({f.args or ''}{f.keywords}): a safe load refuses absolute paths, `..` and addresses. Give simple names "
-                             "or relative paths of them, or "
-                             "remove it from `learn.callback_fns` before exporting (inference does not need it).")
+        if not isinstance(f, partial): continue
+        bad = [repr(v) for v in f.args if not _plain(v)] + [f'{k}={v!r}' for k, v in f.keywords.items() if not _plain(v)]
+        if bad: raise ValueError(
+            f"Cannot export: the callback function {f.func.__name__} has {', '.join(bad)}, which a safe load cannot read back: "
+            "it takes numbers, bools, None, dtypes, tuples of them, and names (letters, digits, `_`, `-`, `.`) or relative "
+            "paths of names; never an absolute path, `..`, `~` or an address, which could make it write anywhere. Give such "
+            "a value, or remove it from `learn.callback_fns` before exporting (inference does not need it).")
     hypers = {k: plain_value(v) for k, v in hypers.items()}
     md = hypers.get('model_dir')
     if isinstance(md, str) and (Path(md).is_absolute() or '..' in Path(md).parts):  # v1 on Kaggle: '/kaggle/working'

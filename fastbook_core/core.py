@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #1c11da73
 from __future__ import annotations
-import contextlib, inspect, os, tempfile, types
+import contextlib, enum, inspect, os, re, tempfile, types
 from collections.abc import Callable as _Callable, Iterable as _Iterable
 from concurrent.futures import ProcessPoolExecutor
 from io import BufferedWriter, BytesIO
@@ -229,3 +229,30 @@ def parallel(func: _Callable, arr: Collection, max_workers: int | None = None, l
     if max_workers < 2: return [func(o, i) for i, o in enumerate(arr)]
     with ProcessPoolExecutor(max_workers=max_workers) as ex:
         return list(ex.map(func, arr, range(len(arr))))
+
+# %% ../nbs/00_core.ipynb #682ebdab
+def _class_signature(sym, text: str) -> str:
+    "nbdev's `def Name(...)` of class `sym` as `class Name(...)`; an enum as its members."
+    if not inspect.isclass(sym): return text
+    if issubclass(sym, enum.Enum):
+        members = '\n'.join(f'    {m.name} = {m.value!r}' for m in sym)
+        return re.sub(r'```python\n.*?\n```', lambda _: f'```python\nclass {sym.__name__}({sym.__bases__[0].__name__}):\n{members}\n```',
+                      text, count=1, flags=re.S)
+    return re.sub(r'(^|```python\n)def ', r'\1class ', text, count=1)  # the markdown's code block, or the plain text
+
+def _source_line(sym, text: str) -> str:
+    "nbdev's source link with the line where `sym` is defined, where nbdev left `#LNone` (a name imported from another module)."
+    if '#LNone' not in text: return text
+    try: file, line = inspect.getsourcefile(sym), inspect.getsourcelines(sym)[1]
+    except (TypeError, OSError): file = line = None
+    link = re.search(r'\]\((\S+?)#LNone\)', text)
+    same = file is not None and link is not None and Path(file).as_posix().endswith(link.group(1).split('/blob/', 1)[-1].split('/', 1)[-1])
+    return text.replace('#LNone', f'#L{line}' if same else '')
+
+def _show_doc_renderer(sym, name: str | None = None, title_level: int = 3):
+    "show_doc's renderer for these pages (settings.ini): nbdev's, with classes shown as classes and source links to the line."
+    from nbdev.showdoc import BasicMarkdownRenderer  # only where show_doc runs: the library does not need nbdev
+    class Renderer(BasicMarkdownRenderer):
+        def _repr_markdown_(self): return _class_signature(self.sym, _source_line(self.sym, super()._repr_markdown_()))
+        def __repr__(self): return _class_signature(self.sym, super().__repr__())
+    return Renderer(sym, name=name, title_level=title_level)

@@ -45,7 +45,10 @@ def test_init_args_keeps_plain_settings_and_refuses_the_others():
 
 
 def test_plain_strings_are_simple_names_only():
-    assert [_plain(v) for v in ('valid_loss', 'http://host:80', '/etc/passwd', 'a.b', 'x' * 65)] == [True, False, False, False, False]
+    assert [_plain(v) for v in ('valid_loss', 'http://host:80', '/etc/passwd', 'x' * 65)] == [True, False, False, False]
+    # trial 13 #3: a file name with a dot (`log.csv`, `best.v2`, `bk.1`) is a simple name; a name of dots only is not
+    assert [_plain(v) for v in ('log.csv', 'best.v2', 'runs/bk.1', '.cache', '..', '...', 'a/../b', 'a:b')] == \
+           [True, True, True, True, False, False, False, False]
 
 
 def test_check_export_objects():

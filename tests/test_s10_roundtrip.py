@@ -5,6 +5,7 @@ import warnings
 from functools import partial
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -593,3 +594,134 @@ def test_a_resume_that_fails_at_its_first_batch_can_be_run_again_exactly(tmp_pat
     resumed.fit_one_cycle(4, 1e-2, start_epoch=2)  # fixed, run again: still the resume
     assert [r[0] for r in resumed.recorder.rows] == ['0', '1', '2', '3']
     for a, b in zip(whole.model.parameters(), resumed.model.parameters()): assert torch.equal(a, b)
+
+
+# --- session 12: the sweep guard is one class flag, `in_sweeps`, that Learner.fit honours --------------------------
+
+class _RunLog(Callback):
+    "A callback of one's own that writes the run's log: a sweep must leave it out."
+    in_sweeps = False
+    def __init__(self, learn=None): self.epochs = []
+    def on_epoch_end(self, epoch, **kwargs): self.epochs.append(epoch)
+
+class _MySaver(SaveModelCallback):
+    "A subclass of a file writer: it inherits the flag."
+
+def test_lr_find_leaves_out_every_callback_that_says_in_sweeps_false(tmp_path):
+    learn = _tiny(tmp_path)
+    own, given, made = _RunLog(), _RunLog(), []
+    learn.callbacks.append(own)
+    learn.callback_fns.append(lambda l: made.append(_RunLog()) or made[-1])
+    learn.callback_fns.append(partial(_MySaver, name='mine'))
+    learn.lr_find(num_it=8)
+    assert own.epochs == [] and all(cb.epochs == [] for cb in made)
+    assert not (tmp_path / 'models' / 'mine.pth').exists()  # the subclass stays out too
+    learn.fit(2, 1e-2, callbacks=[given])
+    assert own.epochs == given.epochs == made[-1].epochs == [0, 1]
+    assert (tmp_path / 'models' / 'mine.pth').exists()
+
+def test_the_file_writers_of_the_library_all_say_in_sweeps_false():
+    from fastbook_core.callbacks.backup import BackupAndRestore
+    from fastbook_core.callback import Callback as Base
+    assert Base.in_sweeps is True
+    for cls in (SaveModelCallback, TrackEpochCallback, CSVLogger, BackupAndRestore): assert cls.in_sweeps is False
+
+
+# --- trial 13 (helper-57) ------------------------------------------------------------------------------------------
+
+class _TrapDS(torch.utils.data.Dataset):
+    "A dataset whose `trap`-th fetch from now raises KeyboardInterrupt: a Ctrl-C while the loader fetches a batch."
+    def __init__(self, x, y): self.x, self.y, self.trap = x, y, None
+    def __len__(self): return len(self.x)
+    def __getitem__(self, i):
+        if self.trap is not None:
+            self.trap -= 1
+            if self.trap < 0: self.trap = None; raise KeyboardInterrupt
+        return self.x[i], self.y[i]
+
+def _trap_learner(path):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(120, 3, generator=g); y = (x[:, 0] > 0).long()
+    tr = _TrapDS(x[:96], y[:96])
+    torch.manual_seed(0)
+    data = DataBunch.create(tr, TensorDataset(x[96:], y[96:]), bs=16, device='cpu', path=path)
+    return Learner(data, nn.Sequential(nn.Linear(3, 8), nn.ReLU(), nn.Linear(8, 2)), silent=True), tr
+
+class _ArmAt(Callback):
+    def __init__(self, ds, epoch): self.ds, self.epoch = ds, epoch
+    def on_epoch_begin(self, epoch, **kwargs):
+        if epoch == self.epoch: self.ds.trap = 5  # the Ctrl-C lands after the epoch's order is drawn, before a batch trains
+
+def test_a_ctrl_c_while_the_first_batch_loads_resumes_exactly(tmp_path):
+    "#1: the checkpoint said 'epoch 2, no batch done' but held the random states of after epoch 2's shuffle."
+    whole, _ = _trap_learner(tmp_path); torch.manual_seed(1); whole.fit_one_cycle(4, 1e-2)
+    cut, ds = _trap_learner(tmp_path); torch.manual_seed(1)
+    with pytest.raises(KeyboardInterrupt): cut.fit_one_cycle(4, 1e-2, callbacks=[_ArmAt(ds, 2)])
+    cut.save('cut')
+    again, _ = _trap_learner(tmp_path)
+    again.load('cut', with_opt=True)
+    torch.manual_seed(5)  # whatever ran since: the checkpoint's states decide
+    again.fit_one_cycle(4, 1e-2, start_epoch=2)
+    assert again.recorder.val_losses == whole.recorder.val_losses
+    for a, b in zip(whole.model.parameters(), again.model.parameters()): assert torch.equal(a, b)
+
+class _CtrlCFirstBatch(Callback):
+    _order = 0  # after the Recorder (-10), which has recorded the batch's lr and momentum
+    def __init__(self, epoch): self.epoch, self.now = epoch, None
+    def on_epoch_begin(self, epoch, **kwargs): self.now = epoch
+    def on_batch_begin(self, train, **kwargs):
+        if train and self.now == self.epoch: raise KeyboardInterrupt
+
+def test_a_batch_stopped_before_its_loss_leaves_no_lr_in_the_checkpoint(tmp_path):
+    "#1: a Ctrl-C in on_batch_begin left one more lr and momentum than losses in the saved history."
+    learn = _tiny(tmp_path)
+    with pytest.raises(KeyboardInterrupt): learn.fit_one_cycle(3, 1e-2, callbacks=[_CtrlCFirstBatch(1)])
+    ck = torch.load(learn.save('cut', return_path=True), weights_only=True)['recorder']
+    assert len(ck['lrs']) == len(ck['moms']) == len(ck['losses']) == sum(ck['nb_batches'])
+    resumed = _tiny(tmp_path).load('cut', with_opt=True)
+    resumed.fit_one_cycle(3, 1e-2, start_epoch=1)
+    assert len(resumed.recorder.lrs) == len(resumed.recorder.losses) == 3 * len(resumed.data.train_dl)
+
+def test_numpy_integers_are_taken_wherever_a_count_is(tmp_path):
+    "#2: five settings refused np.int64 as 'not a whole number >= 1'."
+    from fastbook_core.callbacks.misc import AccumulateScheduler
+    from fastbook_core.callbacks.flat_cos_anneal import fit_fc
+    n = np.int64(2)
+    learn = _tiny(tmp_path)
+    learn.fit(1, 1e-2, callbacks=[AccumulateScheduler(learn, n_step=n)])
+    learn.lr_find(num_it=np.int64(8))
+    fit_fc(learn, n, 1e-2)
+    assert len(learn.recorder.val_losses) == 2
+    preds, _ = learn.get_preds(n_batch=np.int64(1))
+    assert len(preds) == 8
+    x = torch.randn(16, 3); y = (x[:, 0] > 0).long()
+    data = DataBunch.create(TensorDataset(x, y), TensorDataset(x, y), bs=4, num_workers=np.int64(0))
+    assert type(data.train_dl.num_workers) is int
+    with pytest.raises(ValueError, match=r"lr\.item\(\)"): learn.fit(1, torch.tensor(1e-2))  # names the fix for a tensor
+
+@pytest.mark.parametrize('how', ['callback_fns', 'callbacks'])
+def test_file_names_with_a_dot_export_and_load_back(tmp_path, how):
+    "#3: names such as log.csv, best.v2, bk.1, epoch.txt trained, then export refused them as not simple names."
+    from fastbook_core.callbacks.backup import BackupAndRestore
+    learn = _tiny(tmp_path)
+    made = [partial(CSVLogger, filename='log.csv'), partial(SaveModelCallback, name='best.v2'),
+            partial(TrackEpochCallback, name='epoch.txt'), partial(BackupAndRestore, backup_dir='bk.1')]
+    if how == 'callback_fns': learn.callback_fns += made
+    else: learn.callbacks += [f(learn) for f in made]
+    learn.fit(2, 1e-2)
+    assert (tmp_path / 'log.csv').is_file() and (tmp_path / 'models' / 'best.v2.pth').is_file()
+    assert (tmp_path / 'models' / 'epoch.txt').read_text() == '1'
+    learn.export('dotted.pkl')
+    back = load_learner(tmp_path, 'dotted.pkl')
+    if how == 'callback_fns':
+        assert [(f.func, f.keywords) for f in back.callback_fns[-4:]] == [(f.func, f.keywords) for f in made]
+    else:
+        assert [type(cb) for cb in back.callbacks] == [f.func for f in made]
+        assert back.callbacks[0].path == tmp_path / 'log.csv' and back.callbacks[3].backup_dir == 'bk.1'
+
+def test_a_callback_function_with_an_unsafe_argument_names_it(tmp_path):
+    learn = _tiny(tmp_path)
+    learn.callback_fns.append(partial(CSVLogger, filename='../outside'))
+    with pytest.raises(ValueError, match=r"CSVLogger has filename='\.\./outside', which a safe load cannot read back"):
+        learn.export('x.pkl')
+    assert not (tmp_path / 'x.pkl').exists()

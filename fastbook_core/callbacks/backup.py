@@ -482,6 +482,7 @@ class BackupAndRestore(_BackupEvents):
     _order = 10**8  # after every other callback: their states are up to date when it writes, and it restores last
     saves_checkpoints = True  # Learner.fit checks that no two callbacks share a state key before the first batch only if one saves
     restores_fit = True  # a backup it finds says where the fit starts: TrackEpochCallback defers to it
+    in_sweeps = False  # a sweep (lr_find) puts the weights back: it neither reads nor writes a backup
     def __init__(self, learn: Learner,
                  backup_dir: str | Path = 'backup',  # the folder of the backup, relative to `learn.path`
                  save_freq: str | int = 'epoch',  # 'epoch', or a number of training batches
@@ -502,8 +503,7 @@ class BackupAndRestore(_BackupEvents):
     def on_train_begin(self, n_epochs: int, metrics_names: list, **kwargs):
         "Check the backup, if there is one, against this fit (refusing another set-up's); say where the fit resumes; watch for SIGTERM."
         self._handler = h = _running_handler(self)
-        # a sweep (inside keep_last_fit, as lr_find) neither reads nor writes a backup: it puts the weights back, nothing to resume
-        self._off = self.learn.sweeping or any(isinstance(cb, LRFinder) for cb in h.callbacks)
+        self._off = any(isinstance(cb, LRFinder) for cb in h.callbacks)  # an LRFinder given to a fit by hand: a sweep too
         if self._off: return None
         if self._every and isinstance(self.learn.data.train_dl.dataset, IterableDataset):
             raise ValueError(f"save_freq={self.save_freq}: a backup within an epoch needs a dataset with indices, and "

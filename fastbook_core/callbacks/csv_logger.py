@@ -37,13 +37,15 @@ def _read_table(path: Path, refuse: bool) -> tuple[list[tuple], list[dict]]:
 class CSVLogger(LearnerCallback):
     "Log the table of each epoch to `learn.path/filename.csv`; `append` keeps the rows of earlier fits."
     _order = -5  # after the Recorder has written the epoch's row
+    in_sweeps = False  # a sweep (lr_find) is not an epoch of the run: it logs nothing
     def __init__(self, learn: Learner, filename: str = 'history', append: bool = False):
         super().__init__(learn)
         if append not in (True, False):  # 'False' from a config file would append
             raise TypeError(f"CSVLogger: append={append!r} is not a bool: give append=True to add to the file's rows, False to replace them.")
         check_file_name(filename, 'CSVLogger', 'path', 'history')  # None would write None.csv, '' a hidden .csv
-        self.filename, self.append, self._off = filename, bool(append), False
-        self.path = self.learn.path / f'{filename}.csv'
+        self.filename, self.append = filename, bool(append)
+        # 'log.csv' (Keras's way) is used as it is: v1 wrote log.csv.csv
+        self.path = self.learn.path / (str(filename) if str(filename).endswith('.csv') else f'{filename}.csv')
 
     def read_logged_file(self):
         "The logged table as a pandas DataFrame (pandas is optional: `pip install \"fastbook_core[pandas]\"`)."
@@ -56,8 +58,6 @@ class CSVLogger(LearnerCallback):
 
     def on_train_begin(self, **kwargs):
         "Start from the rows of the existing file (`append`) or from none; refuse a second logger of the same file."
-        self._off = self.learn.sweeping  # a sweep (lr_find) is not an epoch of the run: it logs nothing
-        if self._off: return
         same = [cb for cb in getattr(self.learn, '_fit_callbacks', []) if cb is not self and isinstance(cb, CSVLogger)
                 and cb.path.resolve() == self.path.resolve()]  # each would rewrite the file without the other's rows
         if same: raise ValueError(f"Two CSVLoggers of this fit write {self.path}: give one another filename, "
@@ -70,7 +70,6 @@ class CSVLogger(LearnerCallback):
 
     def on_epoch_end(self, epoch: int, **kwargs):
         "Rewrite the file: the rows before this fit, then the Recorder's row of each epoch of this fit."
-        if self._off: return
         keys = _keys(self.learn.recorder.names)
         rows = [dict(zip(keys, r)) for r in self.learn.recorder.rows]
         # a fit that resumed at a later epoch without the history of the ones before (TrackEpochCallback with
@@ -80,7 +79,7 @@ class CSVLogger(LearnerCallback):
         self._write(earlier + rows)
 
     def on_train_end(self, exception=False, **kwargs):
-        if not self._off: self._running = bool(exception)  # a fit cut short (Ctrl-C) is still one a `save` and a resume continue
+        self._running = bool(exception)  # a fit cut short (Ctrl-C) is still one a `save` and a resume continue
 
     @property
     def state_key(self) -> str:

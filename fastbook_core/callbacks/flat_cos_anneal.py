@@ -28,8 +28,9 @@ class FlatCosAnnealScheduler(GeneralScheduler):
                  curve: str = 'cosine'):  # the annealing: 'cosine', 'linear' or 'exponential'
         if curve not in _curves: raise ValueError(f"curve={curve!r}: use 'cosine', 'linear' or 'exponential'.")
         if not 0 <= start_pct <= 1: raise ValueError(f"start_pct={start_pct}: must be between 0 and 1.")
-        if isinstance(tot_epochs, bool) or not isinstance(tot_epochs, int) or tot_epochs < 1:
+        if isinstance(tot_epochs, bool) or not isinstance(tot_epochs, (int, np.integer)) or tot_epochs < 1:
             raise ValueError(f"tot_epochs={tot_epochs!r}: the schedule lasts a whole number of epochs >= 1.")
+        tot_epochs = int(tot_epochs)  # numpy's too, kept as a plain int
         super().__init__(learn, [])
         self.lr, self.tot_epochs, self.moms, self.start_pct, self.curve = lr, tot_epochs, moms, start_pct, curve
 

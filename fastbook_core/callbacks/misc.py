@@ -4,6 +4,7 @@
 
 # %% ../../nbs/06i_callbacks.misc.ipynb #47ea1124
 from __future__ import annotations
+import numbers
 import torch
 from torch import nn
 from ..torch_core import first_el, set_bn_eval
@@ -33,9 +34,9 @@ class AccumulateScheduler(LearnerCallback):
     "Step the optimizer every `n_step` batches, on the gradients accumulated over them (averaged per item)."
     def __init__(self, learn: Learner, n_step: int = 1, drop_last: bool = False):
         super().__init__(learn)
-        if isinstance(n_step, bool) or not isinstance(n_step, int) or n_step < 1:
+        if isinstance(n_step, bool) or not isinstance(n_step, numbers.Integral) or n_step < 1:
             raise ValueError(f"n_step={n_step!r}: accumulate over a whole number of batches >= 1.")
-        self.n_step, self.drop_last = n_step, drop_last
+        self.n_step, self.drop_last = int(n_step), drop_last  # numpy's too, kept as a plain int
 
     def on_train_begin(self, **kwargs):
         lf = self.learn.loss_func

@@ -151,12 +151,13 @@ class SaveModelCallback(TrackerCallback):
     _resume_keys = ('best', 'run')
     _on_nan = 'no model is saved for it, nor for any later NaN'
     saves_checkpoints = True  # Learner.fit checks that no two callbacks share a state key before the first batch only if one saves
+    in_sweeps = False  # a sweep (lr_find) neither saves nor loads: its files would overwrite the run's
     def __init__(self, learn: Learner, monitor: str = 'valid_loss', mode: str = 'auto', every: str = 'improvement',
                  name: str = 'bestmodel'):
         super().__init__(learn, monitor=monitor, mode=mode)
         if every not in ('improvement', 'epoch'): raise ValueError(f"every={every!r}: use 'improvement' or 'epoch'.")
         check_file_name(name, 'SaveModelCallback', 'path/model_dir', 'bestmodel')  # now, not after the first epoch's training
-        self.every, self.name, self.run, self.saved, self._last_run, self._off = every, name, None, False, None, False
+        self.every, self.name, self.run, self.saved, self._last_run = every, name, None, False, None
 
     @property
     def state_key(self) -> str:
@@ -173,9 +174,6 @@ class SaveModelCallback(TrackerCallback):
         super().load_checkpoint_state({k: v for k, v in state.items() if not (k == 'run' and v is None)})
 
     def on_train_begin(self, n_epochs: int = 1, **kwargs):
-        # a sweep (lr_find, keep_last_fit) neither saves nor loads: its files would overwrite the run's, and it puts the weights back
-        self._off = self.learn.sweeping
-        if self._off: return
         self._refuse_shared_files(n_epochs)
         if rank_distrib() == 0:  # a folder it cannot write in is found now, not after the first epoch has trained
             check_writable(self.learn._model_file(self._epoch_name(0) if self.every == 'epoch' else self.name))
@@ -190,7 +188,6 @@ class SaveModelCallback(TrackerCallback):
         return f'{stem}_{epoch}.{sfx}' if dot and sfx in ('pth', 'pt') else f'{self.name}_{epoch}'
 
     def on_epoch_end(self, epoch: int, **kwargs):
-        if self._off: return
         if self.every == 'epoch': return self.learn.save(self._epoch_name(epoch))
         current = self.get_monitor_value()
         if current is not None and self.is_improvement(current):
@@ -230,7 +227,7 @@ def _restore_states(self: SaveModelCallback, name: str) -> None:
 @patch
 def jump_to_epoch(self: SaveModelCallback, epoch: int):
     "With `every='epoch'`, start a resumed fit from the weights and optimizer state saved after the epoch before `epoch` (as fastai v1)."
-    if self.every != 'epoch' or self._off: return  # only `every='epoch'` writes numbered files
+    if self.every != 'epoch': return  # only `every='epoch'` writes numbered files
     track = next((cb for cb in self.learn._fit_callbacks if getattr(cb, 'epoch_offset', 0) is None), None)  # v1's resume: TrackEpochCallback's file
     try: self.learn.load(self._epoch_name(epoch - 1), with_opt=None)  # v1's `load(name)`: the optimizer state too, if saved
     except CheckpointError as e:
@@ -252,7 +249,6 @@ def _holds_run(file, run: str) -> bool:
 @patch
 def on_train_end(self: SaveModelCallback, exception: BaseException | bool = False, **kwargs):
     "Load the best model saved by this run (never a stale file, nor one another run wrote since); after an interruption, say where it is instead."
-    if self._off: return  # a sweep's end: the run's mark and its best file are the last real fit's
     run, saved, self.run, self._last_run, self.saved = self.run, self.saved, None, self.run, False
     if self.every != 'improvement' or run is None: return
     file = self.learn._model_file(self.name)  # where `learn.save(self.name)` wrote: `.pth` added unless named
@@ -336,6 +332,7 @@ class TrackEpochCallback(LearnerCallback):
     "Store the number of the last completed epoch in `learn.path/model_dir/name`; a new fit starts after it, and says where."
     _order = -20  # before the schedules, which read where to start
     _most_epochs = 10**6  # a file that says more epochs were done is damaged, not a run to go on with
+    in_sweeps = False  # a sweep's epochs (lr_find) are not the run's: it neither jumps nor writes in one
     def __init__(self, learn: Learner, name: str = 'epoch', epoch_offset: int | None = None):
         super().__init__(learn)
         if epoch_offset is not None and (isinstance(epoch_offset, bool) or not isinstance(epoch_offset, numbers.Integral)
@@ -350,7 +347,6 @@ class TrackEpochCallback(LearnerCallback):
         self._damage = None  # what is wrong with the file: refused when a fit begins (`restart()` clears it)
         self._untrained = learn.opt is None  # the Learner has neither trained nor loaded an optimizer state yet
         self._fitted = False  # whether a fit with this callback has run (a second starts where the first did, as in v1)
-        self._off = False  # in a sweep (lr_find): it neither jumps nor writes, as the sweep's epochs are not the run's
         # read here in every process, with no collective: a callback made on one process alone (load_learner on rank 0) must not wait
         self.start_epoch = self.epoch_offset if self.epoch_offset is not None else self._read()
 
@@ -364,7 +360,7 @@ class TrackEpochCallback(LearnerCallback):
         return 0
 
     def on_epoch_end(self, epoch: int, **kwargs):
-        if rank_distrib() != 0 or self._off: return  # one writer in a distributed run
+        if rank_distrib() != 0: return  # one writer in a distributed run
         with atomic_write(self.path, 'w') as f: f.write(f'{epoch}')
 
     def restart(self) -> None:
@@ -385,8 +381,6 @@ def _fix(self: TrackEpochCallback) -> str:
 @patch
 def on_train_begin(self: TrackEpochCallback, n_epochs: int, **kwargs):
     "Start the fit after the last completed epoch (or at `epoch_offset`) and say so; refuse a damaged file, or one that leaves no epoch."
-    self._off = self.learn.sweeping  # an lr_find between the epochs of a run: not one of them
-    if self._off: return None
     if rank_distrib() == 0: check_writable(self.path)  # now, not after the first epoch has trained
     if self.path.is_dir(): raise ValueError(f"TrackEpochCallback: {self.path} is a folder: give the file of the epoch another `name`.")
     if self._damage: raise ValueError(f"TrackEpochCallback: {self.path} {self._damage}. {self._fix()}; to start at epoch N "
@@ -421,5 +415,4 @@ def on_train_begin(self: TrackEpochCallback, n_epochs: int, **kwargs):
 @patch
 def on_train_end(self: TrackEpochCallback, **kwargs):
     "Note that the Learner has trained: a next fit of this callback starts where its first one did, with trained weights."
-    if self._off: return
     self._fitted, self._untrained = True, False
