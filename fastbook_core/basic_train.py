@@ -1381,12 +1381,13 @@ def _settings_apart(state: dict, source: Any, trust_code: bool, kwargs: dict) ->
     if not keys: return {}  # all given: the file's are not read at all
     settings, unread = read_export_settings(state, source, trust_code, keys)
     if not unread: return settings
-    why = (f"{', '.join(unread)} are not read ({next(iter(unread.values()))})" if len(set(unread.values())) == 1
-           else ', '.join(f"{k} ({w})" for k, w in unread.items()) + ' are not read')
-    given = [f'{k}=' for k in unread if k != 'callbacks']  # callbacks are made with the Learner: appended after
     defaults_ = {'opt_func': 'AdamW', 'metrics': 'no metrics', 'callback_fns': 'no callback functions', 'callbacks': 'no callbacks'}
-    warnings.warn(f"With `model=` and `loss_func=`, {source_name(source)}'s {why}: the Learner gets "
-                  f"{', '.join(defaults_[k] for k in unread)} instead. "
+    # of a list, the items that could be read are kept (`read_export_settings`): the warning says which part is left out
+    why = '; '.join(f"{k} are not all read ({w}): the Learner keeps the {len(settings[k])} read" if settings.get(k) else
+                    f"{k} {'is' if k == 'opt_func' else 'are'} not read ({w}): the Learner gets {defaults_[k]} instead"
+                    for k, w in unread.items())
+    given = [f'{k}=' for k in unread if k != 'callbacks']  # callbacks are made with the Learner: appended after
+    warnings.warn(f"With `model=` and `loss_func=`, {source_name(source)}'s {why}. "
                   + (f"Pass {', '.join(given)} to load_learner to give them" if given else '')
                   + ('; ' if given and 'callbacks' in unread else '')
                   + (f"{'a' if given else 'A'}ppend your callbacks to `learn.callbacks` after" if 'callbacks' in unread else '')

@@ -388,7 +388,8 @@ def export_bytes(model: nn.Module, loss_func, opt_func, callback_fns: list, metr
     blob = io.BytesIO()
     torch.save({'model': model, 'loss_func': loss_func, **settings}, blob)
     head = {'format': _EXPORT_FORMAT, 'classes': classes, 'objects': blob.getvalue(), 'hypers': hypers,  # the settings again, each apart,
-            'settings': {k: _pickled(v) for k, v in settings.items()}}  # for `load_learner(model=, loss_func=)`: see below
+            # for `load_learner(model=, loss_func=)` (see below); a list one item at a time: a metric of yours costs no other
+            'settings': {k: [_pickled(o) for o in v] if isinstance(v, list) else _pickled(v) for k, v in settings.items()}}
     if dl_tfm_names: head['dl_tfms'] = [str(n) for n in dl_tfm_names]  # their names only: the functions are code
     check = io.BytesIO(); torch.save(head, check); check.seek(0)
     try: load_checkpoint(check)  # the reader read_export uses: on torch 2.4 a plain torch.load refuses the bytes inside
@@ -438,22 +439,33 @@ def read_export_settings(state: dict,  # the export, as `read_export` returned i
     "`(settings, unread)`: the export's optimizer function, metrics, callback functions and callbacks, each read apart, without the model; `unread` says why of each one left unread."
     part = state.get('settings')  # optional: an earlier release kept them only beside the model
     if part is None: return {}, {k: "an earlier release wrote the file, keeping it only beside the model's code" for k in keys}
-    if not (isinstance(part, dict) and all(isinstance(part.get(k), bytes) for k in keys)):
+    if not (isinstance(part, dict) and all(_blobs(part.get(k)) is not None for k in keys)):
         raise CheckpointError(f"{source_name(source)} is not a valid export: its settings (the optimizer function, metrics, "
                               "callback functions and callbacks, kept apart from the model) are damaged or edited. Load it "
                               "without `model=`, or give load_learner the settings (opt_func=, metrics=, callback_fns=, callbacks=).")
     from fastbook_core.torch_core import unpickle_blob
     settings, unread = {}, {}
     for k in keys:
-        try: obj = unpickle_blob(part[k], source, f'its {k}', trust_code, allow=_trusted)
-        except CheckpointError as e:
-            code = re.search(r'would import and run (.+?)\. Pass', str(e))
-            if code is None: raise  # damage, not code of yours
-            unread[k] = f"it would import and run {code.group(1)}"
-            continue
+        items, code = [], []
+        for i, blob in enumerate(_blobs(part[k])):
+            try: items.append(unpickle_blob(blob, source, f'its {k}', trust_code, allow=_trusted))
+            except CheckpointError as e:
+                found = re.search(r'would import and run (.+?)\. Pass', str(e))
+                if found is None: raise  # damage, not code of yours
+                code.append(found.group(1))
+        one = isinstance(part[k], bytes)  # the optimizer function, or a list that an earlier release pickled whole
+        if code: unread[k] = (f"it would import and run {code[0]}" if one else
+                              f"{len(code)} of {len(part[k])} would import and run {', '.join(code)}")
+        if one and code: continue
+        obj = items[0] if one else items  # of a list, the items that could be read
         if not trust_code: _check_export_objects({k: obj}, source)
         settings[k] = obj
     return settings, unread
+
+def _blobs(v) -> list | None:
+    "The pickled items of a setting: one blob, or a list pickled one item at a time; None if it is neither (damage)."
+    if isinstance(v, bytes): return [v]
+    return v if isinstance(v, list) and all(isinstance(b, bytes) for b in v) else None
 
 # %% ../nbs/03a_checkpoint.ipynb #d2406621
 def is_export(source: Any) -> bool:
