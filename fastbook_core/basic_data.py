@@ -196,7 +196,6 @@ def proc_batch(self: DeviceDataLoader, b: Any) -> Any:
     for f in self.tfms: b = f(b)
     return b
 
-# %% ../nbs/02_basic_data.ipynb #b6870b4b
 @patch
 def _tfmed(self: DeviceDataLoader, b: Any) -> Any:
     for f in self.tfms: b = f(b)
@@ -710,13 +709,17 @@ def _set_device(self: DataBunch, v: torch.device | str):
 @patch
 def one_batch(self: DataBunch, ds_type: DatasetType = DatasetType.Train, detach: bool = True, denorm: bool = True,
               cpu: bool = True) -> tuple:
-    "The first batch `(x, y)` of `ds_type`, detached and on the CPU unless `detach=False`/`cpu=False`."
+    "The first batch `(x, y)` of `ds_type`, detached and on the CPU unless `detach=False`/`cpu=False`; a set of inputs only gets zeros as targets (v1's empty labels)."
     dl = self.dl(ds_type)
     if dl is None: raise ValueError(f"This DataBunch has no {DatasetType(ds_type).name} set.")
     w = dl.num_workers
     dl.num_workers = 0  # one batch: starting worker processes would cost more than it saves
-    try: x, y = dl._first() if isinstance(dl, DeviceDataLoader) else next(iter(dl))  # nothing fetched ahead
+    try: b = dl._first() if isinstance(dl, DeviceDataLoader) else next(iter(dl))  # nothing fetched ahead
     finally: dl.num_workers = w
+    if isinstance(b, Tensor) or (is_listy(b) and len(b) == 1):  # an unlabelled test set: v1's EmptyLabel targets are zeros
+        x = b if isinstance(b, Tensor) else b[0]
+        b = x, torch.zeros(len(x), device=x.device)
+    x, y = b
     if detach: x, y = to_detach(x, cpu=cpu), to_detach(y, cpu=cpu)
     elif cpu: x, y = to_device(x, 'cpu'), to_device(y, 'cpu')
     norm, dn = self.__dict__.get('norm'), self.__dict__.get('denorm')  # set on the DataBunch by v1's `normalize`

@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, Dataset
 from .torch_core import (CheckpointError, CheckpointNotFoundError, check_trust_code, add_note, atomic_write, camel2snake, defaults,
                                       distrib_barrier, distrib_sum, even_mults, first_el, flatten_model, get_model, get_rng_states,
                                       ifnone, is_listy, listify, load_checkpoint, bn_types, norm_types, patch, patch_as, rank_distrib,
-                                      remove_module_load, requires_grad, set_rng_states, split_model, split_no_wd_params, to_detach,
+                                      remove_module_load, requires_grad, set_rng_states, split_model, split_model_idx, split_no_wd_params, to_detach,
                                       to_device, unpickle_blob)
 from .basic_data import DataBunch, DatasetType
 from .torch_core import AdamW
@@ -116,6 +116,12 @@ def _xy(b, train: bool = False) -> tuple:
     if not train and isinstance(b, Tensor): return b, torch.zeros(len(b), device=b.device)
     raise ValueError(f"A batch must be `(inputs, targets)`, and this one has {len(b) if is_listy(b) else 1} part(s) of "
                      f"shapes {_shapes(b)}: for several inputs, make each item `((x1, x2), y)`.")
+
+def _has_targets(dl) -> bool:
+    "Whether the items of `dl`'s dataset are `(input, target)` (True when it cannot tell: a dataset without indexing)."
+    try: item = dl.dataset[0]
+    except Exception: return True
+    return is_listy(item) and len(item) == 2
 
 def validate(model: nn.Module,  # the model, put in eval mode
              dl: Iterable,  # the loader to evaluate on
@@ -479,7 +485,7 @@ class Learner:
                  metrics: Callable | list | None = None,  # functions (or metric callbacks) computed on the validation set each epoch
                  true_wd: bool = True,  # decoupled weight decay (as in AdamW) rather than L2 in the gradient
                  bn_wd: bool = True,  # decay biases and normalization layers too
-                 wd: float | list = defaults.wd,  # weight decay: a number, or one per layer group
+                 wd: float | list | None = None,  # weight decay: a number, or one per layer group; default: defaults.wd
                  train_bn: bool = True,  # keep normalization layers trainable in frozen layer groups
                  path: str | Path | None = None,  # where files go; default: the data's path
                  model_dir: str | Path = 'models',  # folder of path for checkpoints
@@ -490,6 +496,7 @@ class Learner:
                  silent: bool | None = None):  # no progress display and no table; default: defaults.silent
         _check_parts(data, model, opt_func, loss_func, model_dir)
         layer_groups = listify(layer_groups)
+        wd = ifnone(wd, defaults.wd)  # read now, not when the module was imported: a script may have set it
         check_wd(wd, len(layer_groups) or 1)
         callbacks = check_callbacks(callbacks, 'callbacks') + check_callbacks(defaults.extra_callbacks, 'defaults.extra_callbacks')
         callback_fns = _check_callback_fns(callback_fns)
@@ -527,7 +534,7 @@ class Learner:
 
     def fit(self,
             epochs: int,  # how many epochs
-            lr: float | Sequence[float] | np.ndarray | slice = defaults.lr,  # a number, one per layer group, or a slice
+            lr: float | Sequence[float] | np.ndarray | slice | None = None,  # a number, one per layer group, or a slice; default: defaults.lr
             wd: float | list | None = None,  # weight decay; default: the Learner's
             callbacks: Callback | list | None = None,  # callbacks for this fit only
     ) -> None:
@@ -610,6 +617,9 @@ class Learner:
         if n_batch is not None and (isinstance(n_batch, bool) or not isinstance(n_batch, (int, np.integer)) or n_batch < 1):
             raise ValueError(f"n_batch={n_batch!r}: give a number of batches >= 1, or None for all.")
         activ = ifnone(activ, loss_func2activ(self.loss_func))
+        if with_loss and not _has_targets(dl):
+            raise ValueError(f"The {DatasetType(ds_type).name} set holds inputs only: per-item losses need targets. Leave out "
+                             "with_loss, or predict on a set with targets.")
         lf = self.loss_func if with_loss else None
         return get_preds(self.model, dl, cb_handler=CallbackHandler(self.prediction_callbacks()), activ=activ,
                          loss_func=lf, n_batch=n_batch, pbar=pbar, silent=self.silent)
@@ -618,6 +628,7 @@ class Learner:
     if TYPE_CHECKING:
         metrics: list  # a property: the metrics, checked when set
         path: Path  # a property: the folder of the Learner's files, a Path however it is set
+        model: nn.Module  # a property: another model set drops the optimizer and layer groups of the one before
         sweeping: bool  # a property: whether the running fit is a sweep (`keep_last_fit`)
         lr_range = _here.lr_range
         create_opt = _here.create_opt
@@ -682,10 +693,30 @@ def _set_path(self: Learner, p):
     if not isinstance(p, (str, PurePath)): raise TypeError(f"path={p!r} is not a folder: give a str or a Path.")
     self._path = Path(p)
 
+# %% ../nbs/04_basic_train.ipynb #ecf25aa2
+@patch_as(as_prop=True)
+def model(self: Learner) -> nn.Module:
+    "The model trained; another model set drops the optimizer and the layer groups of the one before (a wrapper of the same parameters keeps them)."
+    return self._model
+
+@patch_as(set_prop=True, nm='model')
+def _set_model(self: Learner, m: nn.Module):
+    if not isinstance(m, nn.Module): raise TypeError(f"learn.model={m!r} is not a torch nn.Module: give the model to train.")
+    old, self._model = self.__dict__.get('_model'), m
+    params = {id(p) for p in m.parameters()}
+    if old is None or {id(p) for p in old.parameters()} == params: return  # being made, or a wrapper of the same model
+    self.opt = None  # the old one's parameters: the next fit makes an optimizer over these
+    groups = self.__dict__.get('layer_groups') or []
+    if groups and all(id(p) in params for g in groups for p in g.parameters()): return  # already split over the new model
+    if len(groups) > 1: warnings.warn(f"learn.model was set to another model: its {len(groups)} layer groups were the old "
+                                      "model's, so it has one group now, the whole model. Call `learn.split(...)` to make them again.")
+    self.layer_groups = [nn.Sequential(*flatten_model(m))]
+
 # %% ../nbs/04_basic_train.ipynb #937ab29a
 @patch
-def lr_range(self: Learner, lr: float | Sequence[float] | np.ndarray | slice) -> float | np.ndarray:
-    "Per-layer-group learning rates from `lr`: a number, a sequence (one per group) or a `slice`."
+def lr_range(self: Learner, lr: float | Sequence[float] | np.ndarray | slice | None) -> float | np.ndarray:
+    "Per-layer-group learning rates from `lr`: a number, a sequence (one per group) or a `slice`; None is `defaults.lr`."
+    if lr is None: lr = defaults.lr  # read now, not when the module was imported: a script may have set it
     n = len(self.layer_groups)
     if isinstance(lr, slice):
         _check_lr(lr.stop, 'slice stop')
@@ -874,11 +905,30 @@ def show_training_loop(self: Learner, callbacks: Callback | list | None = None) 
     CallbackHandler(cbs, self.metrics).show_training_loop()
 
 # %% ../nbs/04_basic_train.ipynb #f4c73ce7
+def _checked_groups(model: nn.Module, groups: list) -> list:
+    "`groups` if each parameter of `model` is in one of them at most and none is empty; a layer in none is warned about."
+    seen: dict = {}
+    for i, g in enumerate(groups):
+        if not list(g.modules())[1:] and not list(g.parameters()):
+            raise ValueError(f"Layer group {i} of {len(groups)} is empty: the split points must increase and lie inside the "
+                             f"model ({len(flatten_model(model))} layers).")
+        for p in g.parameters():
+            if id(p) in seen: raise ValueError(f"A parameter is in layer groups {seen[id(p)]} and {i}: give each layer to one group.")
+            seen[id(p)] = i
+    left = [n for n, m in model.named_modules() if any(id(p) not in seen for p in m.parameters(recurse=False))]
+    if left: warnings.warn(f"The layers {', '.join(left)} are in no layer group: they will neither train nor be frozen. "
+                           "Give every layer to a group (the split points are where each group starts).")
+    return groups
+
 @patch
 def split(self: Learner, split_on: nn.Module | list | Callable) -> Learner:
-    "Split the model into layer groups at `split_on` (modules, a list of groups, or a function of the model)."
+    "Split the model into layer groups at `split_on` (modules, indices of layers, a list of groups, or a function of the model)."
     if callable(split_on) and not isinstance(split_on, nn.Module): split_on = split_on(self.model)
-    self.layer_groups = split_model(self.model, split_on)
+    idxs = listify(split_on)
+    if idxs and all(isinstance(i, (int, np.integer)) and not isinstance(i, bool) for i in idxs):  # v1's split_model_idx
+        groups = split_model_idx(self.model, [int(i) for i in idxs])
+    else: groups = split_model(self.model, split_on)
+    self.layer_groups = _checked_groups(self.model, groups)
     return self  # the optimizer is kept, as in fastai v1: `freeze`, `unfreeze` or `create_opt` make one over the new groups
 
 # %% ../nbs/04_basic_train.ipynb #e2c32ec5

@@ -259,7 +259,7 @@ def _set_mom(self: OptimWrapper, val):
 # %% ../nbs/03_callback.ipynb #0a422d2e
 @patch_as(as_prop=True)
 def beta(self: OptimWrapper) -> float | None:
-    "Adam's second beta or RMSprop's alpha (of the last layer group); None for other optimizers."
+    "Adam's second beta or RMSprop's alpha (of the last layer group); for other optimizers None until one is set (then kept, reaching no setting)."
     return None if self._beta is None else self._beta[-1]
 
 @patch_as(set_prop=True, nm='beta')
@@ -402,7 +402,7 @@ _ = patch_as(nm='load_with_state_and_layer_group')(_load_with_state)  # a class 
 # %% ../nbs/03_callback.ipynb #2daf6e66
 @patch
 def new(self: OptimWrapper, layer_groups: list, split_no_wd: bool = True) -> OptimWrapper:
-    "A new `OptimWrapper` over other `layer_groups` with the same optimizer function and hyper-parameters."
+    "A new `OptimWrapper` over other `layer_groups` with the same optimizer function and hyper-parameters (the last group's lr for each; `split_no_wd` is v1's, not read)."
     res = self.create(getattr(self, 'opt_func', self.opt.__class__), self.lr, layer_groups, wd=self.wd,
                       true_wd=self.true_wd, bn_wd=self.bn_wd)
     res.mom, res.beta = self.mom, self.beta

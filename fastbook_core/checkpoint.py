@@ -429,6 +429,7 @@ def read_export(source: Any,  # a path or an open binary file
     if not trust_code: _check_export_objects(objs, source)
     return state, objs
 
+# %% ../nbs/03a_checkpoint.ipynb #c712a827
 _SETTINGS = ('opt_func', 'metrics', 'callback_fns', 'callbacks')
 
 def read_export_settings(state: dict,  # the export, as `read_export` returned it

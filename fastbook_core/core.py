@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #1c11da73
 from __future__ import annotations
-import contextlib, enum, inspect, os, re, tempfile, types
+import ast, contextlib, enum, inspect, os, re, tempfile, types
 from collections.abc import Callable as _Callable, Iterable as _Iterable
 from concurrent.futures import ProcessPoolExecutor
 from io import BufferedWriter, BytesIO
@@ -231,28 +231,55 @@ def parallel(func: _Callable, arr: Collection, max_workers: int | None = None, l
         return list(ex.map(func, arr, range(len(arr))))
 
 # %% ../nbs/00_core.ipynb #682ebdab
-def _class_signature(sym, text: str) -> str:
-    "nbdev's `def Name(...)` of class `sym` as `class Name(...)`; an enum as its members."
-    if not inspect.isclass(sym): return text
-    if issubclass(sym, enum.Enum):
-        members = '\n'.join(f'    {m.name} = {m.value!r}' for m in sym)
-        return re.sub(r'```python\n.*?\n```', lambda _: f'```python\nclass {sym.__name__}({sym.__bases__[0].__name__}):\n{members}\n```',
-                      text, count=1, flags=re.S)
-    return re.sub(r'(^|```python\n)def ', r'\1class ', text, count=1)  # the markdown's code block, or the plain text
+def _signature(sym, target, text: str) -> str:
+    "nbdev's `def name(...)` of `sym` as what it is: a class (an enum with its members), a property, a classmethod."
+    code = r'(^|```python\n)def '  # the start of the signature, in the markdown's code block or in the plain text
+    if inspect.isclass(target) and issubclass(target, enum.Enum):
+        members = '\n'.join(f'    {m.name} = {m.value!r}' for m in target)
+        head = f"class {target.__name__}({target.__bases__[0].__name__}):\n{members}"
+        return re.sub(r'```python\n.*?\n```', lambda _: f'```python\n{head}\n```', text, count=1, flags=re.S)
+    if inspect.isclass(target) and target.__init__ is object.__init__:  # made without arguments: not `(*args, **kwargs)`
+        bases = ', '.join(b.__name__ for b in target.__bases__ if b is not object)
+        head = f"class {target.__name__}{f'({bases})' if bases else ''}:"
+        return re.sub(code + r'.*?\):', lambda m: m.group(1) + head, text, count=1, flags=re.S)
+    if inspect.isclass(target): return re.sub(code, r'\1class ', text, count=1)
+    deco = ('@property  # ' + ('settable' if sym.fset else 'read-only') if isinstance(sym, property) else
+            '@classmethod' if inspect.ismethod(sym) and inspect.isclass(sym.__self__) else None)
+    return text if deco is None else re.sub(code, lambda m: f'{m.group(1)}{deco}\ndef ', text, count=1)
 
-def _source_line(sym, text: str) -> str:
-    "nbdev's source link with the line where `sym` is defined, where nbdev left `#LNone` (a name imported from another module)."
-    if '#LNone' not in text: return text
-    try: file, line = inspect.getsourcefile(sym), inspect.getsourcelines(sym)[1]
-    except (TypeError, OSError): file = line = None
-    link = re.search(r'\]\((\S+?)#LNone\)', text)
-    same = file is not None and link is not None and Path(file).as_posix().endswith(link.group(1).split('/blob/', 1)[-1].split('/', 1)[-1])
-    return text.replace('#LNone', f'#L{line}' if same else '')
+def _def_line(file: Path, name: str, cls: str) -> int | None:
+    "The line of `def name` (or `class name`) in `file`: in the body of class `cls`, patched onto it (`self: cls`), or at module level."
+    defs, top = (ast.FunctionDef, ast.AsyncFunctionDef), []
+    for node in ast.parse(file.read_text(encoding='utf-8')).body:
+        if cls and isinstance(node, ast.ClassDef) and node.name == cls:
+            found = [n.lineno for n in node.body if isinstance(n, defs) and n.name == name]
+            if found: return found[0]  # a property's getter comes before its setter
+        if isinstance(node, (*defs, ast.ClassDef)) and node.name == name:
+            args = [] if isinstance(node, ast.ClassDef) else node.args.posonlyargs + node.args.args
+            on = ast.unparse(args[0].annotation) if args and args[0].annotation is not None else ''
+            if not cls or on == cls: return node.lineno  # at module level, or patched on with `self: cls`
+            top.append(node.lineno)
+    return top[0] if len(top) == 1 else None  # one function of that name (`cls` unannotated: a classmethod patched on)
+
+def _source_link(target, fn: str, text: str) -> str:
+    "The markdown with nbdev's source link set to the line of `target`'s definition (documented as `fn`), or added where nbdev gave none."
+    from nbdev.doclinks import NbdevLookup
+    from nbdev.config import get_config
+    lookup, owner = NbdevLookup(), fn.rpartition('.')[0]
+    entry = lookup[fn] if isinstance(lookup[fn], tuple) else lookup[owner] if owner else None  # a patched method: its class's file
+    name = target.__name__ if inspect.isclass(target) else getattr(getattr(target, '__code__', None), 'co_name', None)
+    file = get_config().config_path / entry[1] if isinstance(entry, tuple) else None
+    line = _def_line(file, name, getattr(target, '__qualname__', '').rpartition('.')[0]) if name and file and file.is_file() else None
+    if line is None: return text.replace('#LNone', '')  # the file at least
+    link = f'[source]({entry[2]}#L{line})'
+    if '[source](' in text: return re.sub(r'\[source\]\([^)]*\)', lambda _: link, text, count=1)
+    return text.replace('---\n\n', f'---\n\n{link}{{target="_blank" style="float:right; font-size:smaller"}}\n\n', 1)
 
 def _show_doc_renderer(sym, name: str | None = None, title_level: int = 3):
-    "show_doc's renderer for these pages (settings.ini): nbdev's, with classes shown as classes and source links to the line."
+    "show_doc's renderer for these pages (settings.ini): nbdev's, with classes, properties and classmethods shown as such, and source links to the line."
     from nbdev.showdoc import BasicMarkdownRenderer  # only where show_doc runs: the library does not need nbdev
+    target = getattr(sym, 'fget', None) or getattr(sym, '__func__', None) or sym  # the function a property or method runs
     class Renderer(BasicMarkdownRenderer):
-        def _repr_markdown_(self): return _class_signature(self.sym, _source_line(self.sym, super()._repr_markdown_()))
-        def __repr__(self): return _class_signature(self.sym, super().__repr__())
+        def _repr_markdown_(self): return _signature(sym, target, _source_link(target, self.fn, super()._repr_markdown_()))
+        def __repr__(self): return _signature(sym, target, super().__repr__())
     return Renderer(sym, name=name, title_level=title_level)

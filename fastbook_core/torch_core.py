@@ -397,6 +397,9 @@ def split_model(model: nn.Module,  # the model to split
     if splits and isinstance(splits[0], nn.Module):
         try: idxs = [next(i for i, l in enumerate(layers) if l is flatten_model(s)[0]) for s in splits]
         except StopIteration: raise ValueError("A split module is not part of the model.") from None
+        if idxs != sorted(set(idxs)):  # out of order, or twice: groups would share layers, or be empty
+            raise ValueError(f"The split modules start layers {idxs} of the model: give the first layer of each group once, "
+                             "in the model's order.")
         res = split_model_idx(model, idxs)
     else: idxs, res = None, [nn.Sequential(*s) for s in splits]
     return (res, idxs) if want_idxs else res

@@ -60,12 +60,12 @@ def lr_find(learn: Learner,
     with learn.keep_last_fit(): learn.fit(epochs, start_lr, callbacks=[cb], wd=wd)  # a sweep: `save` records the last real fit
 
 Learner.lr_find = lr_find
-Learner.find_lr = lr_find  # the fastai book's name for it
+Learner.find_lr = lr_find  # another name for it, for code that calls it so
 
 # %% ../nbs/07_train.ipynb #059be4da
 def fit_one_cycle(learn: Learner,
                   cyc_len: int,  # epochs of the cycle
-                  max_lr: float | Sequence[float] | np.ndarray | slice = defaults.lr,  # the peak lr: a number, one per layer group, or a slice
+                  max_lr: float | Sequence[float] | np.ndarray | slice | None = None,  # the peak lr: a number, one per layer group, or a slice; default: defaults.lr
                   moms: tuple | float = (0.95, 0.85),  # momentum at the ends and at the peak (one number: constant)
                   div_factor: float = 25.,  # the cycle starts at max_lr/div_factor
                   pct_start: float = 0.3,  # the part of the iterations spent warming up

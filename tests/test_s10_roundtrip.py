@@ -746,3 +746,67 @@ def test_load_learner_with_model_keeps_each_setting_it_can_read(tmp_path):
     for part in ('metrics are not all read (1 of 3', 'callback_fns are not all read (1 of 2', 'callbacks are not all read (1 of 2'):
         assert part in said, said
     assert '_MyCallback' in said and 'MyMetric' in said
+
+
+# --- trial 14 (helper-58) ------------------------------------------------------------------------------------------
+
+def test_a_model_set_on_the_learner_is_the_one_that_trains(tmp_path):
+    "#1: after `learn.model = new`, the optimizer and layer groups held the old model: fits trained nothing."
+    learn = _tiny(tmp_path); learn.fit(1, 1e-2)
+    new = nn.Sequential(nn.Linear(3, 16), nn.ReLU(), nn.Linear(16, 2))
+    before = [p.detach().clone() for p in new.parameters()]
+    learn.model = new
+    learn.fit(2, 1e-2)
+    assert all(not torch.equal(a, b) for a, b in zip(before, new.parameters()))
+    ids = {id(p) for g in learn.opt.param_groups for p in g['params']}
+    assert ids == {id(p) for p in new.parameters()}
+
+def test_a_model_swapped_after_a_split_warns_and_a_wrapper_keeps_the_optimizer(tmp_path):
+    learn = _tiny(tmp_path); learn.split([learn.model[2]]); learn.fit(1, 1e-2)
+    opt = learn.opt
+    learn.model = nn.Sequential(*learn.model)  # a wrapper of the same parameters
+    assert learn.opt is opt and len(learn.layer_groups) == 2
+    _, said = _caught(lambda: setattr(learn, 'model', nn.Sequential(nn.Linear(3, 2))))
+    assert 'its 2 layer groups were the old model' in said and learn.opt is None and len(learn.layer_groups) == 1
+    with pytest.raises(TypeError, match='not a torch nn.Module'): learn.model = None
+
+def test_defaults_lr_and_wd_set_by_a_script_are_used(tmp_path):
+    "#2: defaults.lr / defaults.wd were read when the modules were imported."
+    from fastbook_core.torch_core import defaults
+    from fastbook_core.callbacks.flat_cos_anneal import fit_fc
+    lr, wd = defaults.lr, defaults.wd
+    try:
+        defaults.lr, defaults.wd = 0.05, 0.3
+        learn = _tiny(tmp_path)
+        assert learn.wd == 0.3
+        learn.fit(1); assert learn.opt.lr == 0.05 and learn.opt.wd == 0.3
+        learn.fit_one_cycle(1); assert max(learn.recorder.lrs) == pytest.approx(0.05)
+        fit_fc(learn, 1); assert max(learn.recorder.lrs) == pytest.approx(0.05)
+    finally: defaults.lr, defaults.wd = lr, wd
+
+def test_split_refuses_groups_that_cannot_train_as_given(tmp_path):
+    "#3: out-of-order split points, a layer in two groups, indices; a layer in no group is warned about."
+    x = torch.randn(64, 3); y = (x[:, 0] > 0).long()
+    data = DataBunch.create(TensorDataset(x[:48], y[:48]), TensorDataset(x[48:], y[48:]), bs=8, path=tmp_path)
+    m = nn.Sequential(nn.Linear(3, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 2))
+    learn = Learner(data, m, silent=True)
+    with pytest.raises(ValueError, match="in the model's order"): learn.split([m[3], m[1]])
+    with pytest.raises(ValueError, match='is in layer groups 0 and 1'): learn.split([[m[0], m[1]], [m[1], m[3]]])
+    with pytest.raises(ValueError, match='is empty'): learn.split([3, 1])
+    _, said = _caught(lambda: learn.split([[m[0]], [m[3]]]))
+    assert "The layers 1 are in no layer group" in said, said
+    learn.split([1, 3])  # indices of the flattened layers, as v1's split_model_idx
+    assert [len(g) for g in learn.layer_groups] == [1, 2, 1]
+    learn.fit(1, slice(1e-3, 1e-2))
+
+def test_an_inputs_only_test_set_gives_a_batch_and_a_summary(tmp_path):
+    "#4: after load_learner(test=inputs only), summary() and pred_batch(Test) failed unpacking (x, y)."
+    learn = _tiny(tmp_path); learn.fit(1, 1e-2); learn.export()
+    inf = load_learner(tmp_path, test=TensorDataset(torch.randn(8, 3)))
+    from fastbook_core.basic_data import DatasetType
+    assert inf.pred_batch(DatasetType.Test).shape == (8, 2)
+    x, y = inf.data.one_batch(DatasetType.Test)
+    assert x.shape == (8, 3) and torch.equal(y, torch.zeros(8))
+    assert 'Linear' in str(inf.summary())
+    with pytest.raises(ValueError, match='holds inputs only: per-item losses need targets'):
+        inf.get_preds(DatasetType.Test, with_loss=True)

@@ -48,7 +48,7 @@ class FlatCosAnnealScheduler(GeneralScheduler):
 # %% ../../nbs/06k_callbacks.flat_cos_anneal.ipynb #464f9c97
 def fit_fc(learn: Learner,
            tot_epochs: int = 1,  # epochs to train
-           lr: float | Sequence[float] | np.ndarray | slice = defaults.lr,  # the flat learning rate: a number, one per layer group, or a slice
+           lr: float | Sequence[float] | np.ndarray | slice | None = None,  # the flat lr: a number, one per layer group, or a slice; default: defaults.lr
            moms: tuple = (0.95, 0.85),  # momentum while the lr is flat, then while it anneals
            start_pct: float = 0.72,  # the part of the iterations at the flat lr
            wd: float | None = None,  # weight decay; default: the Learner's
