@@ -89,6 +89,7 @@ def init_kwargs(self: DataLoader) -> dict:
 @patch_as(set_prop=True, nm='init_kwargs')
 def _set_init_kwargs(self: DataLoader, v: dict): self.__dict__['_recorded_init_kwargs'] = dict(v)
 
+# %% ../nbs/02_basic_data.ipynb #6b9dc391
 def intercept_args(self: DataLoader, dataset: Dataset, batch_size: int | None = 1, shuffle: bool | None = False,
                    sampler: Any | None = None, batch_sampler: Any | None = None, num_workers: int = 0,
                    collate_fn: Callable | None = None, pin_memory: bool = False, drop_last: bool = False,

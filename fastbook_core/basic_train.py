@@ -629,6 +629,9 @@ class Learner:
         metrics: list  # a property: the metrics, checked when set
         path: Path  # a property: the folder of the Learner's files, a Path however it is set
         model: nn.Module  # a property: another model set drops the optimizer and layer groups of the one before
+        opt_func: Callable  # a property: another one set drops the optimizer (the next fit makes one with it)
+        true_wd: bool  # a property: set, it reaches the optimizer
+        bn_wd: bool  # a property: set, it reaches the optimizer
         sweeping: bool  # a property: whether the running fit is a sweep (`keep_last_fit`)
         lr_range = _here.lr_range
         create_opt = _here.create_opt
@@ -711,6 +714,29 @@ def _set_model(self: Learner, m: nn.Module):
     if len(groups) > 1: warnings.warn(f"learn.model was set to another model: its {len(groups)} layer groups were the old "
                                       "model's, so it has one group now, the whole model. Call `learn.split(...)` to make them again.")
     self.layer_groups = [nn.Sequential(*flatten_model(m))]
+
+# %% ../nbs/04_basic_train.ipynb #a6c6ee8c
+@patch_as(as_prop=True)
+def opt_func(self: Learner) -> Callable:
+    "The function that makes the optimizer; another one set drops the optimizer, so that the next fit makes one with it."
+    return self._opt_func
+
+@patch_as(set_prop=True, nm='opt_func')
+def _set_opt_func(self: Learner, f: Callable):
+    if not callable(f): raise TypeError(f"opt_func={f!r} is not callable: give the optimizer's class, such as torch.optim.Adam, "
+                                        "or a partial of it (not its name).")
+    if self.__dict__.get('_opt_func', f) is not f: self.opt = None  # the old function's optimizer
+    self._opt_func = f
+
+def _wd_flag(name: str):
+    "A property for the optimizer flag `name` (`true_wd`, `bn_wd`): checked when set, and given to the optimizer at once."
+    def get(self: Learner) -> bool: return self.__dict__[f'_{name}']
+    def put(self: Learner, v):
+        self.__dict__[f'_{name}'] = _check_flag(v, name, ints_ok=True)
+        opt = self.__dict__.get('opt')
+        if opt is not None: setattr(opt, name, bool(v)); opt.wd = opt._wd  # the weight decay laid out again for the flag
+    return property(get, put, doc=f"The optimizer's `{name}`; set, it reaches the optimizer at once.")
+Learner.true_wd, Learner.bn_wd = _wd_flag('true_wd'), _wd_flag('bn_wd')
 
 # %% ../nbs/04_basic_train.ipynb #937ab29a
 @patch
@@ -915,7 +941,7 @@ def _checked_groups(model: nn.Module, groups: list) -> list:
         for p in g.parameters():
             if id(p) in seen: raise ValueError(f"A parameter is in layer groups {seen[id(p)]} and {i}: give each layer to one group.")
             seen[id(p)] = i
-    left = [n for n, m in model.named_modules() if any(id(p) not in seen for p in m.parameters(recurse=False))]
+    left = [n or 'of the model itself' for n, m in model.named_modules() if any(id(p) not in seen for p in m.parameters(recurse=False))]
     if left: warnings.warn(f"The layers {', '.join(left)} are in no layer group: they will neither train nor be frozen. "
                            "Give every layer to a group (the split points are where each group starts).")
     return groups
@@ -936,7 +962,12 @@ def split(self: Learner, split_on: nn.Module | list | Callable) -> Learner:
 def freeze_to(self: Learner, n: int) -> None:
     "Freeze the layer groups before `n` (BatchNorm layers stay trainable if `train_bn`), unfreeze the rest."
     self._freeze_layers(n)
+    if self.opt is not None and _trains_the_same(self.opt, self.layer_groups): return  # its state (a loaded one too) stays
     self.create_opt(defaults.lr.stop if isinstance(defaults.lr, slice) else defaults.lr, self.wd)
+
+def _trains_the_same(opt: OptimWrapper, layer_groups: list) -> bool:
+    "Whether `opt` updates exactly the parameters that train in `layer_groups`, grouped as `create_opt` groups them."
+    return [[id(p) for p in g] for g in split_no_wd_params(layer_groups)] == [[id(p) for p in pg['params']] for pg in opt.param_groups]
 
 @patch
 def _freeze_layers(self: Learner, n: int) -> None:
@@ -1358,7 +1389,9 @@ def export(self: Learner,
     rec = next((f.keywords for f in self.callback_fns if getattr(f, 'func', f) is Recorder and isinstance(f, partial)), {})
     hypers = {k: rec.get(k, getattr(self, k)) for k in EXPORT_HYPERS}  # the Recorder's add_time and silent, as it has them
     tfm_names = [_tfm_name(f) for f in getattr(self.data, 'dl_tfms', None) or []]
-    try: raw = export_bytes(get_model(self.model), self.loss_func, self.opt_func, fns, self.metrics, self.callbacks,
+    # `defaults.extra_callbacks` join every new Learner, load_learner's too: exported, they would run twice there
+    own = [cb for cb in self.callbacks if not any(cb is e for e in listify(defaults.extra_callbacks))]
+    try: raw = export_bytes(get_model(self.model), self.loss_func, self.opt_func, fns, self.metrics, own,
                             getattr(self.data, 'classes', None), hypers, tfm_names)  # checked: nothing written yet
     except (TypeError, ValueError) as e:
         if 'cannot be pickled' not in str(e): raise

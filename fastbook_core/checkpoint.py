@@ -148,6 +148,9 @@ def callback_states(callbacks: list) -> dict:
         key = state_key(cb)
         if key in res: raise _one_key_error(key, owner[key], cb)
         bad = ('', st) if not isinstance(st, dict) else _not_plain(st)
+        if bad and bad[0].endswith('(a key)'):
+            raise ValueError(f"{key}.state{bad[0]}: {_type_name(bad[1])} as a dict key; give the dicts that checkpoint_state "
+                             "returns str keys (`str(k)`), as a checkpoint keeps them.")
         if bad: raise ValueError(f"{key}.state{bad[0]}: {_type_name(bad[1])}, not plain data; return plain numbers, strings, "
                                  "lists, dicts or tensors from checkpoint_state (a safe load could not read it back).")
         res[key], owner[key] = st, cb

@@ -810,3 +810,77 @@ def test_an_inputs_only_test_set_gives_a_batch_and_a_summary(tmp_path):
     assert 'Linear' in str(inf.summary())
     with pytest.raises(ValueError, match='holds inputs only: per-item losses need targets'):
         inf.get_preds(DatasetType.Test, with_loss=True)
+
+
+# --- trial 15 (helper-60) ------------------------------------------------------------------------------------------
+
+def test_opt_func_and_the_wd_flags_set_between_stages_reach_the_next_fit(tmp_path):
+    "#1: learn.opt_func, true_wd and bn_wd set between stages were ignored by the optimizer the first fit made."
+    learn = _tiny(tmp_path); learn.fit(1, 1e-2)
+    learn.opt_func = partial(torch.optim.SGD, momentum=0.9)
+    learn.fit(1, 1e-2)
+    assert isinstance(learn.opt.opt, torch.optim.SGD)
+    learn.true_wd, learn.bn_wd = False, False
+    assert learn.opt.true_wd is False and learn.opt.bn_wd is False
+    assert [pg['weight_decay'] for pg in learn.opt.param_groups] == [learn.wd, 0.0]  # L2 now, and none for the biases
+    with pytest.raises(TypeError, match='is not a bool'): learn.true_wd = 'False'
+    with pytest.raises(TypeError, match='not callable'): learn.opt_func = 'Adam'
+
+def test_extra_callbacks_of_the_defaults_are_not_exported_twice(tmp_path):
+    "#2: defaults.extra_callbacks were written into the export, and load_learner's Learner added them again."
+    from fastbook_core.torch_core import defaults
+    from fastbook_core.callbacks.tracker import EarlyStoppingCallback
+    class Scale(Callback):
+        def on_batch_begin(self, last_input, **kwargs): return {'last_input': last_input * 2}
+    extra = Scale()
+    old = defaults.extra_callbacks
+    try:
+        defaults.extra_callbacks = [extra]
+        learn = _tiny(tmp_path); learn.fit(1, 1e-2)
+        learn.callbacks.append(EarlyStoppingCallback(learn, patience=3))
+        learn.export()
+        inf = load_learner(tmp_path, trust_code=True)
+        assert [type(cb) for cb in inf.callbacks].count(Scale) == 1
+        x = torch.randn(8, 3)
+        inf.data.add_test(TensorDataset(x)); learn.data.add_test(TensorDataset(x))
+        from fastbook_core.basic_data import DatasetType
+        assert torch.allclose(inf.get_preds(DatasetType.Test)[0], learn.get_preds(DatasetType.Test)[0])  # scaled once
+    finally: defaults.extra_callbacks = old
+
+def test_an_unfreeze_that_changes_nothing_keeps_a_loaded_optimizer_state(tmp_path):
+    "#4: `unfreeze()` after load(with_opt=True), on a model never frozen, dropped the loaded state: the resume drifted."
+    whole = _tiny(tmp_path); whole.fit_one_cycle(4, 1e-2)
+    cut = _tiny(tmp_path)
+    with pytest.raises(KeyboardInterrupt): cut.fit_one_cycle(4, 1e-2, callbacks=[_CtrlCAt(2)])
+    cut.save('cut')
+    again = _tiny(tmp_path).load('cut', with_opt=True)
+    opt = again.opt
+    again.unfreeze()
+    assert again.opt is opt
+    again.fit_one_cycle(4, 1e-2, start_epoch=2)
+    for a, b in zip(whole.model.parameters(), again.model.parameters()): assert torch.equal(a, b)
+
+class _StateOf(Callback):
+    def __init__(self, v): self.v = v
+    def checkpoint_state(self): return {'v': self.v}
+    def load_checkpoint_state(self, s): self.v = s['v']
+
+def test_a_backup_holds_callback_states_as_save_does(tmp_path):
+    "#5: a numpy array in a callback's state made backups that the resume refused; a deque or a Path was written too."
+    import collections
+    from fastbook_core.callbacks.backup import BackupAndRestore
+    learn = _tiny(tmp_path)
+    cb = _StateOf(np.zeros(2))
+    with pytest.raises(KeyboardInterrupt): learn.fit(4, 1e-2, callbacks=[cb, BackupAndRestore(learn), _CtrlCAt(2)])
+    again = _tiny(tmp_path); cb2 = _StateOf(np.zeros(2))
+    again.fit(4, 1e-2, callbacks=[cb2, BackupAndRestore(again)])  # resumed from the backup
+    assert cb2.v == [0.0, 0.0]
+    for bad in (collections.deque([1.0]), Path('x')):
+        learn = _tiny(tmp_path / type(bad).__name__)
+        with pytest.raises(ValueError, match='not plain data'): learn.fit(1, 1e-2, callbacks=[_StateOf(bad), BackupAndRestore(learn)])
+        assert not hasattr(learn, 'recorder')  # refused before the first batch
+
+def test_a_state_with_an_int_key_is_refused_saying_so(tmp_path):
+    learn = _tiny(tmp_path); learn.fit(1, 1e-2, callbacks=[_StateOf({1: 2.0})])
+    with pytest.raises(ValueError, match=r"an int as a dict key; give the dicts that checkpoint_state returns str keys"):
+        learn.save('k')

@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader, IterableDataset
 from ..torch_core import (CheckpointError, atomic_write, check_writable, get_model, get_rng_states, load_checkpoint,
                                       num_distrib, rank_distrib, remove_stale_temps, set_rng_states)
 from ..callback import Callback, CallbackHandler, Scheduler
+from ..checkpoint import callback_states
 from ..basic_data import DeviceDataLoader
 from ..basic_train import Learner, LearnerCallback, Recorder
 from .tracker import TrackEpochCallback
@@ -262,9 +263,11 @@ def _unpack(v):
 def _training_state(learn: Learner, h: CallbackHandler, stateful: dict) -> dict:
     "Everything of the running fit that a backup keeps, but the random states and the place in the data."
     hp = learn.opt.get_state()
+    # the states as `Learner.save` writes them (numpy as plain numbers; what a safe load cannot read refused, by name)
+    states = callback_states(list(stateful.values()))
     return {'model': get_model(learn.model).state_dict(), 'opt': learn.opt.state_dict(),
             'hyper_parameters': _plain({k: hp[k] for k in ('lr', 'mom', 'beta', 'wd')}),
-            'callbacks': {k: _pack(cb.checkpoint_state()) for k, cb in stateful.items()},
+            'callbacks': {k: _pack(states.get(k, {})) for k in stateful},
             'smooth': _smooth_state(h)}
 
 def _apply_training_state(learn: Learner, h: CallbackHandler, stateful: dict, st: dict) -> None:
@@ -513,6 +516,7 @@ class BackupAndRestore(_BackupEvents):
                              for f in self.learn.callback_fns)
         self._nth = getattr(self.learn, '_backup_fits_done', 0) if self._numbered else 0
         self._stateful = _stateful(h, self)
+        callback_states(list(self._stateful.values()))  # a state a backup could not read back: refused now, not at the first backup
         self._setup = _setup(self.learn, h, self, n_epochs, metrics_names)
         self._resume = self._read(h, n_epochs)  # (a folder where the file goes, or a file where its folder goes: refused)
         if rank_distrib() == 0: check_writable(self.file)  # a folder it cannot write in: found now, not after an epoch trained
