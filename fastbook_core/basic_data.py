@@ -14,14 +14,14 @@ import torch
 from torch import nn, Tensor
 from torch.utils.data import (BatchSampler, DataLoader, Dataset, IterableDataset, RandomSampler, SequentialSampler,
                               TensorDataset, default_collate, default_convert)
-from .torch_core import (CheckpointError, CheckpointNotFoundError, check_trust_code, atomic_write, defaults, ifnone,
+from .torch_core import (CheckpointError, CheckpointNotFoundError, check_trust_code, whole_number, atomic_write, defaults, ifnone,
                                       is_listy, listify, load_checkpoint, patch, patch_as, rank_distrib, to_detach,
                                       to_device, unpickle_blob)
 if TYPE_CHECKING:  # the methods patched onto classes below, declared in their classes for type checkers
     from fastbook_core import basic_data as _here
 
 # %% auto #0
-__all__ = ['DatasetType', 'make_loader', 'intercept_args', 'DeviceDataLoader', 'DataBunch', 'load_data']
+__all__ = ['DatasetType', 'make_loader', 'intercept_args', 'DeviceDataLoader', 'DataBunch', 'batch_xy', 'load_data']
 
 # %% ../nbs/02_basic_data.ipynb #f4fb9ef4
 class DatasetType(IntEnum):
@@ -104,14 +104,11 @@ def intercept_args(self: DataLoader, dataset: Dataset, batch_size: int | None = 
 def _check_bool(name: str, v):
     if not isinstance(v, bool): raise TypeError(f"{name}={v!r}: pass True or False (the device itself is `device=`).")
 
+_BS = 'the batch size must be a positive integer'
+
 def _len_or_none(ds):
     try: return len(ds)
     except TypeError: return None
-
-def _check_pos_int(name: str, v) -> int:
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-        raise ValueError(f"{name}={v!r}: the batch size must be a positive integer.")
-    return int(v)
 
 def _as_batch_of_one(item):
     if is_listy(item): return [_as_batch_of_one(o) for o in item]
@@ -127,7 +124,7 @@ def _new_loader(dl: DataLoader, **kwargs) -> DataLoader:
     "A loader like `dl` over the same dataset, with `kwargs` changed (a batch size checked first)."
     kw = {**dl.init_kwargs, **kwargs}
     if 'batch_size' in kwargs and kw.get('batch_size') is not None:
-        kw['batch_size'] = bs = _check_pos_int('batch_size', kw['batch_size'])
+        kw['batch_size'] = bs = whole_number(kw['batch_size'], 'batch_size', _BS)
         _check_batches(_len_or_none(dl.dataset), bs, bool(kw.get('drop_last')), 'batch_size')
     if '_fb_batched_fetch' in dl.__dict__ and kw.get('sampler') is None and kw.get('batch_sampler') is None:
         kw.pop('sampler', None); kw.pop('batch_sampler', None)
@@ -577,11 +574,8 @@ def _databunch_create(cls: type[DataBunch],
 ) -> DataBunch:  # the DataBunch; `dl_kwargs` (generator, pin_memory, ...) went to every DataLoader
     "Create a `DataBunch` from datasets: train shuffled with its last incomplete batch dropped, valid/test in order."
     _check_bool('on_device', on_device)
-    bs = _check_pos_int('bs', bs)
-    val_bs = _check_pos_int('val_bs', ifnone(val_bs, bs))
-    if isinstance(num_workers, bool) or not isinstance(num_workers, (int, np.integer)) or num_workers < 0:
-        raise ValueError(f"num_workers={num_workers!r}: must be an integer >= 0.")
-    num_workers = int(num_workers)  # numpy's too: a plain int, as the loaders and an export keep it
+    bs, val_bs = whole_number(bs, 'bs', _BS), whole_number(ifnone(val_bs, bs), 'val_bs', _BS)
+    num_workers = whole_number(num_workers, 'num_workers', 'must be an integer >= 0', least=0)  # numpy's too: a plain int, as the loaders and an export keep it
     n_train = _len_or_none(train_ds)
     if n_train == 0: raise ValueError("The training set is empty: a DataBunch needs at least one training item.")
     _check_batches(n_train, bs, True)  # the training loader drops its last incomplete batch
@@ -688,7 +682,7 @@ def batch_size(self: DataBunch) -> int:
 
 @patch_as(set_prop=True, nm='batch_size')
 def _set_batch_size(self: DataBunch, v: int):
-    v = _check_pos_int('batch_size', v)
+    v = whole_number(v, 'batch_size', _BS)
     if self.train_dl is not None:  # checked before any loader changes, as DataBunch.create checks bs
         _check_batches(_len_or_none(self.train_ds), v, bool(self.train_dl.dl.init_kwargs.get('drop_last')), 'batch_size')
     for d in (self.train_dl, self.valid_dl, self.test_dl):
@@ -706,6 +700,14 @@ def _set_device(self: DataBunch, v: torch.device | str):
     for d in self.dls:
         if isinstance(d, DeviceDataLoader): d.device = self._device
 
+# %% ../nbs/02_basic_data.ipynb #dfde6bab
+def batch_xy(b: Any) -> tuple | None:
+    "The batch `b` as `(x, y)`: inputs only (a tensor, or a list of one) get zeros as targets; None for another layout."
+    if is_listy(b) and len(b) == 2: return b[0], b[1]
+    if is_listy(b) and len(b) == 1: b = b[0]
+    if isinstance(b, Tensor): return b, torch.zeros(len(b), device=b.device)
+    return None
+
 # %% ../nbs/02_basic_data.ipynb #99377842
 @patch
 def one_batch(self: DataBunch, ds_type: DatasetType = DatasetType.Train, detach: bool = True, denorm: bool = True,
@@ -717,10 +719,10 @@ def one_batch(self: DataBunch, ds_type: DatasetType = DatasetType.Train, detach:
     dl.num_workers = 0  # one batch: starting worker processes would cost more than it saves
     try: b = dl._first() if isinstance(dl, DeviceDataLoader) else next(iter(dl))  # nothing fetched ahead
     finally: dl.num_workers = w
-    if isinstance(b, Tensor) or (is_listy(b) and len(b) == 1):  # an unlabelled test set: v1's EmptyLabel targets are zeros
-        x = b if isinstance(b, Tensor) else b[0]
-        b = x, torch.zeros(len(x), device=x.device)
-    x, y = b
+    xy = batch_xy(b)
+    if xy is None: raise ValueError(f"The batches of the {DatasetType(ds_type).name} set have {len(b) if is_listy(b) else 1} "
+                                    "part(s), not `(inputs, targets)`: for several inputs, make each item `((x1, x2), y)`.")
+    x, y = xy
     if detach: x, y = to_detach(x, cpu=cpu), to_detach(y, cpu=cpu)
     elif cpu: x, y = to_device(x, 'cpu'), to_device(y, 'cpu')
     norm, dn = self.__dict__.get('norm'), self.__dict__.get('denorm')  # set on the DataBunch by v1's `normalize`

@@ -16,11 +16,12 @@ import torch.nn.functional as F
 from torch import nn, Tensor
 from torch.utils.data import DataLoader, Dataset
 from .torch_core import (CheckpointError, CheckpointNotFoundError, check_trust_code, add_note, atomic_write, camel2snake, defaults,
+                                      whole_number,
                                       distrib_barrier, distrib_sum, even_mults, first_el, flatten_model, get_model, get_rng_states,
                                       ifnone, is_listy, listify, load_checkpoint, bn_types, norm_types, patch, patch_as, rank_distrib,
                                       remove_module_load, requires_grad, set_rng_states, split_model, split_model_idx, split_no_wd_params, to_detach,
                                       to_device, unpickle_blob)
-from .basic_data import DataBunch, DatasetType
+from .basic_data import DataBunch, DatasetType, batch_xy
 from .torch_core import AdamW
 from .torch_core import add_metrics  # v1's home of add_metrics; `from ...basic_train import add_metrics` works too
 from .callback import (Callback, CallbackHandler, EventLogger, OptimWrapper, callback_events,
@@ -111,9 +112,8 @@ def _reduce_mean(total: Tensor, count: float) -> np.float32:
 
 def _xy(b, train: bool = False) -> tuple:
     "A batch as `(inputs, targets)`; a batch of inputs only (an unlabelled test set) gets zeros as targets, unless training."
-    if is_listy(b) and len(b) == 2: return b[0], b[1]
-    if not train and is_listy(b) and len(b) == 1: b = b[0]
-    if not train and isinstance(b, Tensor): return b, torch.zeros(len(b), device=b.device)
+    xy = batch_xy(b) if not train or (is_listy(b) and len(b) == 2) else None
+    if xy is not None: return xy
     raise ValueError(f"A batch must be `(inputs, targets)`, and this one has {len(b) if is_listy(b) else 1} part(s) of "
                      f"shapes {_shapes(b)}: for several inputs, make each item `((x1, x2), y)`.")
 
@@ -162,8 +162,7 @@ class BasicLearner:
 # %% ../nbs/04_basic_train.ipynb #88598185
 def check_epochs(epochs: int) -> None:
     "Refuse anything but a whole number of epochs >= 1, with an error naming the value."
-    if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 1:
-        raise ValueError(f"epochs={epochs!r}: fit needs a whole number of epochs >= 1.")
+    whole_number(epochs, 'epochs', 'fit needs a whole number of epochs >= 1')
 
 # %% ../nbs/04_basic_train.ipynb #dcebad53
 def check_train_batches(dl: Any) -> None:
@@ -614,8 +613,7 @@ class Learner:
         "`[predictions, targets]` (+ per-item losses if `with_loss`) on `ds_type`; the activation follows the loss."
         dl = self.dl(ds_type)
         if dl is None: raise ValueError(f"This Learner's data has no {DatasetType(ds_type).name} set.")
-        if n_batch is not None and (isinstance(n_batch, bool) or not isinstance(n_batch, (int, np.integer)) or n_batch < 1):
-            raise ValueError(f"n_batch={n_batch!r}: give a number of batches >= 1, or None for all.")
+        if n_batch is not None: whole_number(n_batch, 'n_batch', 'give a number of batches >= 1, or None for all')
         activ = ifnone(activ, loss_func2activ(self.loss_func))
         if with_loss and not _has_targets(dl):
             raise ValueError(f"The {DatasetType(ds_type).name} set holds inputs only: per-item losses need targets. Leave out "

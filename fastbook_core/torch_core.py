@@ -31,18 +31,18 @@ __all__ = ['defaults', 'bn_types', 'norm_types', 'bias_types', 'no_wd_types', 'A
            'MetricFunc', 'MetricFuncList', 'MetricsList', 'OptLossFunc', 'OptMetrics', 'OptSplitFunc', 'PixelFunc',
            'LightingFunc', 'fastai_types', 'default_device', 'is_listy', 'listify', 'ifnone', 'camel2snake', 'patch',
            'patch_as', 'tensor', 'to_np', 'model_type', 'np2model_tensor', 'np_address', 'try_int', 'trange_of',
-           'to_device', 'to_detach', 'to_cpu', 'first_el', 'to_data', 'data_collate', 'to_half', 'to_float',
-           'batch_to_half', 'bn2float', 'model2half', 'set_seed', 'get_rng_states', 'set_rng_states', 'uniform',
-           'log_uniform', 'rand_bool', 'uniform_int', 'flatten_check', 'logit', 'logit_', 'grab_idx', 'children',
-           'num_children', 'range_children', 'one_param', 'has_params', 'PrePostInitMeta', 'Module', 'ParameterModule',
-           'children_and_parameters', 'flatten_model', 'first_layer', 'last_layer', 'in_channels', 'get_model',
-           'requires_grad', 'trainable_params', 'split_model_idx', 'split_model', 'split_no_wd_params', 'even_mults',
-           'AdamW', 'remove_module_load', 'range_of', 'add_metrics', 'set_bn_eval', 'apply_leaf', 'init_default',
-           'cond_init', 'apply_init', 'NoneReduceOnCPU', 'ModelOnCPU', 'rank_distrib', 'num_distrib', 'sharded',
-           'set_sharded', 'distrib_sum', 'atomic_write', 'check_writable', 'remove_stale_temps', 'CheckpointError',
-           'CheckpointNotFoundError', 'check_trust_code', 'load_checkpoint', 'unpickle_blob', 'add_note',
-           'is_pool_type', 'get_param_groups', 'set_all_seed', 'distrib_barrier', 'np_func', 'torch_save', 'try_save',
-           'DistributedDataParallel']
+           'whole_number', 'to_device', 'to_detach', 'to_cpu', 'first_el', 'to_data', 'data_collate', 'to_half',
+           'to_float', 'batch_to_half', 'bn2float', 'model2half', 'set_seed', 'get_rng_states', 'set_rng_states',
+           'uniform', 'log_uniform', 'rand_bool', 'uniform_int', 'flatten_check', 'logit', 'logit_', 'grab_idx',
+           'children', 'num_children', 'range_children', 'one_param', 'has_params', 'PrePostInitMeta', 'Module',
+           'ParameterModule', 'children_and_parameters', 'flatten_model', 'first_layer', 'last_layer', 'in_channels',
+           'get_model', 'requires_grad', 'trainable_params', 'split_model_idx', 'split_model', 'split_no_wd_params',
+           'even_mults', 'AdamW', 'remove_module_load', 'range_of', 'add_metrics', 'set_bn_eval', 'apply_leaf',
+           'init_default', 'cond_init', 'apply_init', 'NoneReduceOnCPU', 'ModelOnCPU', 'rank_distrib', 'num_distrib',
+           'sharded', 'set_sharded', 'distrib_sum', 'atomic_write', 'check_writable', 'remove_stale_temps',
+           'CheckpointError', 'CheckpointNotFoundError', 'check_trust_code', 'load_checkpoint', 'unpickle_blob',
+           'add_note', 'is_pool_type', 'get_param_groups', 'set_all_seed', 'distrib_barrier', 'np_func', 'torch_save',
+           'try_save', 'DistributedDataParallel']
 
 # %% ../nbs/00_torch_core.ipynb #163b573c
 def default_device() -> torch.device:
@@ -155,6 +155,15 @@ def try_int(o: Any) -> Any:
 def trange_of(x: Any) -> Tensor:
     "A tensor `[0, 1, ..., len(x)-1]`."
     return torch.arange(len(x))
+
+# %% ../nbs/00_torch_core.ipynb #d404bb66
+def whole_number(v: Any,  # the value given
+                 name: str,  # the argument's name, for the error
+                 takes: str,  # what it counts, for the error: 'the batch size must be a positive integer'
+                 least: int = 1) -> int:
+    "`v` as a plain `int` if it is a whole number (Python's or numpy's, not a bool) of at least `least`, else a `ValueError` saying so."
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < least: raise ValueError(f"{name}={v!r}: {takes}.")
+    return int(v)
 
 # %% ../nbs/00_torch_core.ipynb #f7f0e3f1
 def _apply(b, f):

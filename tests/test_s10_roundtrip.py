@@ -884,3 +884,79 @@ def test_a_state_with_an_int_key_is_refused_saying_so(tmp_path):
     learn = _tiny(tmp_path); learn.fit(1, 1e-2, callbacks=[_StateOf({1: 2.0})])
     with pytest.raises(ValueError, match=r"an int as a dict key; give the dicts that checkpoint_state returns str keys"):
         learn.save('k')
+
+
+# Trial 15 #3: a stage's best value carried into a fit that measures otherwise (another loss, other data)
+def _stage_one(tmp_path, **kw):
+    learn = classif_learner(**kw)
+    learn.fit(3, 1e-2, callbacks=[SaveModelCallback(learn, name='staged')])
+    learn.save('stage-1'); learn.load('stage-1', with_opt=True)
+    return learn
+
+def _stage_two(learn):
+    (_, said) = _caught(lambda: learn.fit(2, 1e-2, callbacks=[SaveModelCallback(learn, name='staged')]))
+    return said
+
+def test_a_stage_with_another_loss_starts_its_best_afresh(tmp_path):
+    learn = _stage_one(tmp_path)
+    learn.loss_func = nn.CrossEntropyLoss(label_smoothing=0.3)  # higher values for the same predictions
+    said = _stage_two(learn)
+    assert 'measured with' in said and 'label_smoothing=0.3' in said
+    # the fit ends with stage 2's best (in its own loss), not stage 1's model
+    assert learn.validate()[0] == pytest.approx(min(learn.recorder.val_losses), abs=1e-6)
+
+def test_a_stage_with_other_data_starts_its_best_afresh(tmp_path):
+    learn = _stage_one(tmp_path)
+    x, y = learn.data.valid_ds.tensors
+    harder = TensorDataset(x + 2 * torch.randn_like(x), y)  # other items, as many: a higher loss
+    learn.data = DataBunch.create(learn.data.train_ds, harder, bs=16)
+    said = _stage_two(learn)
+    assert 'measured with' in said and 'validation set TensorDataset of' in said
+    assert learn.validate()[0] == pytest.approx(min(learn.recorder.val_losses), abs=1e-6)
+
+def test_a_stage_measured_alike_goes_on_from_its_best(tmp_path):
+    learn = _stage_one(tmp_path)
+    best = min(learn.recorder.val_losses)
+    learn.loss_func = nn.CrossEntropyLoss()  # a new object, measuring alike
+    said = _stage_two(learn)
+    assert 'measured with' not in said
+    assert learn.validate()[0] == pytest.approx(min([best] + list(learn.recorder.val_losses)), abs=1e-6)
+
+def test_trackers_of_a_resume_measured_otherwise_drop_their_counts_but_the_run_mark_stays(tmp_path):
+    from fastbook_core.callbacks.tracker import EarlyStoppingCallback, ReduceLROnPlateauCallback
+    learn = classif_learner()
+    es, rl = EarlyStoppingCallback(learn, patience=5), ReduceLROnPlateauCallback(learn, patience=0, min_delta=10.)
+    sm = SaveModelCallback(learn, name='b')
+    with pytest.raises(RuntimeError): learn.fit(4, 1e-2, callbacks=[es, rl, sm, Boom(3)])
+    state = {'es': es.checkpoint_state(), 'rl': rl.checkpoint_state(), 'sm': sm.checkpoint_state()}
+    assert state['rl']['reductions'] >= 1 and state['es']['wait'] >= 0 and 'run' in state['sm']
+    learn.loss_func = nn.CrossEntropyLoss(label_smoothing=0.3)
+    lr = learn.opt.lr
+    for cb in (es, rl, sm): cb.on_train_begin(n_epochs=1)  # a new fit's trackers
+    with pytest.warns(UserWarning, match='measured with'):
+        for cb, k in ((es, 'es'), (rl, 'rl'), (sm, 'sm')): cb.load_checkpoint_state(state[k])
+    assert es.best == rl.best == sm.best == float('inf') and es.wait == rl.wait == rl.reductions == 0
+    assert sm.run == state['sm']['run'] and learn.opt.lr == lr  # the run mark kept; no lr cut carried
+
+def test_a_damaged_measured_with_is_refused(tmp_path):
+    learn = classif_learner()
+    sm = SaveModelCallback(learn)
+    with pytest.raises(ValueError, match='measured_with=3 is not a description'):
+        sm.load_checkpoint_state({'best': 0.5, 'measured_with': 3})
+
+def test_measured_with_sees_through_wrappers_and_partials():
+    from fastbook_core.callbacks.tracker import measured_with
+    from fastbook_core.callbacks.mixup import MixUpLoss
+    from fastbook_core.layers import FlattenedLoss
+    import torch.nn.functional as F
+    learn = classif_learner()
+    plain = measured_with(learn, 'valid_loss')
+    learn.loss_func = MixUpLoss(nn.CrossEntropyLoss())
+    assert measured_with(learn, 'valid_loss') == plain  # validation measures with the loss mixup wraps
+    learn.loss_func = FlattenedLoss(nn.CrossEntropyLoss, weight=torch.tensor([1., 2., 3.]))
+    weighted = measured_with(learn, 'valid_loss')
+    learn.loss_func = FlattenedLoss(nn.CrossEntropyLoss, weight=torch.tensor([1., 1., 1.]))
+    assert measured_with(learn, 'valid_loss') != weighted  # another class weight
+    learn.loss_func = partial(F.cross_entropy, label_smoothing=0.1)
+    assert 'label_smoothing=0.1' in measured_with(learn, 'valid_loss')
+    assert measured_with(learn, 'accuracy') == measured_with(classif_learner(), 'accuracy')  # a metric: the set only

@@ -77,7 +77,7 @@ def test_fresh_weights_loaded_by_save_model_every_epoch_do_not_warn():
     first = synth_learner()
     first.fit(5, callbacks=[TrackEpochCallback(first), SaveModelCallback(first, every='epoch', name='ck'), StopAt(1)])
     saved = {k: v.clone() for k, v in first.model.state_dict().items()}
-    fresh = synth_learner(seed=3); fresh.path = first.path
+    fresh = synth_learner(seed=3, data=first.data); fresh.path = first.path  # other weights, the same data (other data would warn that the best does not carry over)
 
     class Weights(Callback):  # the weights the first batch of the resumed fit starts from
         _order = 99

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torch import Tensor
 from torch.utils.data import DataLoader, IterableDataset
-from ..torch_core import (CheckpointError, atomic_write, check_writable, get_model, get_rng_states, load_checkpoint,
+from ..torch_core import (CheckpointError, atomic_write, check_writable, get_model, get_rng_states, load_checkpoint, whole_number,
                                       num_distrib, rank_distrib, remove_stale_temps, set_rng_states)
 from ..callback import Callback, CallbackHandler, Scheduler
 from ..checkpoint import callback_states
@@ -490,9 +490,7 @@ class BackupAndRestore(_BackupEvents):
                  backup_dir: str | Path = 'backup',  # the folder of the backup, relative to `learn.path`
                  save_freq: str | int = 'epoch',  # 'epoch', or a number of training batches
                  delete_checkpoint: bool = True):  # delete the backup when the fit ends without an error
-        if not (save_freq == 'epoch' or (isinstance(save_freq, (int, np.integer)) and not isinstance(save_freq, bool)
-                                         and save_freq >= 1)):
-            raise ValueError(f"save_freq={save_freq!r}: use 'epoch', or a number of training batches >= 1.")
+        if save_freq != 'epoch': save_freq = whole_number(save_freq, 'save_freq', "use 'epoch', or a number of training batches >= 1")
         if not isinstance(backup_dir, (str, Path)) or not str(backup_dir).strip():
             raise ValueError(f"backup_dir={backup_dir!r}: give a folder name (relative to learn.path).")
         if not isinstance(delete_checkpoint, (bool, np.bool_)):  # 'no' is truthy: it would delete

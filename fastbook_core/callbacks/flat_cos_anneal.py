@@ -6,7 +6,7 @@
 from __future__ import annotations
 from collections.abc import Sequence
 import numpy as np
-from ..torch_core import defaults, listify
+from ..torch_core import defaults, listify, whole_number
 from ..callback import annealing_cos, annealing_exp, annealing_linear
 from ..basic_train import Learner
 from .general_sched import GeneralScheduler, TrainingPhase
@@ -28,9 +28,7 @@ class FlatCosAnnealScheduler(GeneralScheduler):
                  curve: str = 'cosine'):  # the annealing: 'cosine', 'linear' or 'exponential'
         if curve not in _curves: raise ValueError(f"curve={curve!r}: use 'cosine', 'linear' or 'exponential'.")
         if not 0 <= start_pct <= 1: raise ValueError(f"start_pct={start_pct}: must be between 0 and 1.")
-        if isinstance(tot_epochs, bool) or not isinstance(tot_epochs, (int, np.integer)) or tot_epochs < 1:
-            raise ValueError(f"tot_epochs={tot_epochs!r}: the schedule lasts a whole number of epochs >= 1.")
-        tot_epochs = int(tot_epochs)  # numpy's too, kept as a plain int
+        tot_epochs = whole_number(tot_epochs, 'tot_epochs', 'the schedule lasts a whole number of epochs >= 1')  # numpy's too, kept as a plain int
         super().__init__(learn, [])
         self.lr, self.tot_epochs, self.moms, self.start_pct, self.curve = lr, tot_epochs, moms, start_pct, curve
 

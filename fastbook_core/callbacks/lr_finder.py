@@ -7,7 +7,7 @@ from __future__ import annotations
 import copy, math
 import numpy as np
 import torch
-from ..torch_core import get_rng_states, set_rng_states
+from ..torch_core import get_rng_states, set_rng_states, whole_number
 from ..callback import Scheduler, annealing_exp
 from ..basic_train import Learner, LearnerCallback, get_model
 
@@ -20,9 +20,7 @@ class LRFinder(LearnerCallback):
     _order = -11  # before the Recorder, which must not print a table for the sweep
     def __init__(self, learn: Learner, start_lr: float = 1e-7, end_lr: float = 10, num_it: int = 100, stop_div: bool = True):
         super().__init__(learn)
-        if isinstance(num_it, bool) or not isinstance(num_it, (int, np.integer)) or num_it < 1:
-            raise ValueError(f"num_it={num_it!r}: the sweep needs a whole number of iterations >= 1.")
-        num_it = int(num_it)  # numpy's too, kept as a plain int
+        num_it = whole_number(num_it, 'num_it', 'the sweep needs a whole number of iterations >= 1')  # numpy's too, kept as a plain int
         lo, hi = np.asarray(start_lr, dtype=float), np.asarray(end_lr, dtype=float)
         if not (np.isfinite(lo).all() and np.isfinite(hi).all() and (lo > 0).all() and (hi > lo).all()):
             raise ValueError(f"start_lr={start_lr!r}, end_lr={end_lr!r}: the sweep grows the lr exponentially, so it needs "

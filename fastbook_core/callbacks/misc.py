@@ -4,10 +4,9 @@
 
 # %% ../../nbs/06i_callbacks.misc.ipynb #47ea1124
 from __future__ import annotations
-import numbers
 import torch
 from torch import nn
-from ..torch_core import first_el, set_bn_eval
+from ..torch_core import first_el, set_bn_eval, whole_number
 from ..callback import Callback
 from ..basic_train import Learner, LearnerCallback
 
@@ -34,9 +33,7 @@ class AccumulateScheduler(LearnerCallback):
     "Step the optimizer every `n_step` batches, on the gradients accumulated over them (averaged per item)."
     def __init__(self, learn: Learner, n_step: int = 1, drop_last: bool = False):
         super().__init__(learn)
-        if isinstance(n_step, bool) or not isinstance(n_step, numbers.Integral) or n_step < 1:
-            raise ValueError(f"n_step={n_step!r}: accumulate over a whole number of batches >= 1.")
-        self.n_step, self.drop_last = int(n_step), drop_last  # numpy's too, kept as a plain int
+        self.n_step, self.drop_last = whole_number(n_step, 'n_step', 'accumulate over a whole number of batches >= 1'), drop_last  # numpy's too, kept as a plain int
 
     def on_train_begin(self, **kwargs):
         lf = self.learn.loss_func

@@ -6,7 +6,7 @@
 from __future__ import annotations
 import math, numbers
 import numpy as np
-from ..torch_core import ifnone
+from ..torch_core import ifnone, whole_number
 from ..callback import Scheduler, annealing_cos
 from ..basic_train import Learner
 from .general_sched import GeneralScheduler, TrainingPhase
@@ -44,10 +44,8 @@ class OneCycleScheduler(GeneralScheduler):
             if v is not None and not (isinstance(v, (int, float, np.integer, np.floating)) and math.isfinite(v) and v > 0):
                 raise ValueError(f"{name}={v!r}: must be a finite number > 0 (the lr is divided by it).")
         moms = _check_moms(moms)
-        for name, v in (('start_epoch', start_epoch), ('tot_epochs', tot_epochs)):
-            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < (1 if name == 'tot_epochs' else 0)):
-                raise ValueError(f"{name}={v!r}: give a whole number of epochs, "
-                                 f"{'>= 1 (the length of the whole cycle)' if name == 'tot_epochs' else '>= 0 (where the cycle resumes)'}.")
+        if start_epoch is not None: whole_number(start_epoch, 'start_epoch', 'give a whole number of epochs, >= 0 (where the cycle resumes)', least=0)
+        if tot_epochs is not None: whole_number(tot_epochs, 'tot_epochs', 'give a whole number of epochs, >= 1 (the length of the whole cycle)')
         super().__init__(learn, [], start_epoch)
         self.lr_max, self.moms, self.div_factor, self.pct_start = lr_max, moms, div_factor, pct_start
         self.final_div, self.tot_epochs = ifnone(final_div, div_factor * 1e4), tot_epochs
