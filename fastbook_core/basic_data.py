@@ -17,6 +17,8 @@ from torch.utils.data import (BatchSampler, DataLoader, Dataset, IterableDataset
 from .torch_core import (CheckpointError, CheckpointNotFoundError, check_trust_code, whole_number, atomic_write, defaults, ifnone,
                                       is_listy, listify, load_checkpoint, patch, patch_as, rank_distrib, to_detach,
                                       to_device, unpickle_blob)
+from .batch_path import (CudaCopier, check_on_device_args, cpu_indexable, epoch_index, gather_rows,
+                                      prefetch, same_device, tensors_device, to_device_resident, whole_batch_tensors)
 if TYPE_CHECKING:  # the methods patched onto classes below, declared in their classes for type checkers
     from fastbook_core import basic_data as _here
 
@@ -174,6 +176,29 @@ class DeviceDataLoader:
         _tfmed = _here._tfmed; _first = _here._first; _indexed = _here._indexed; _ahead = _here._ahead
         __iter__ = _here._ddl_iter
 
+# %% ../nbs/02_basic_data.ipynb #a151d316
+def _ddl_create(cls: type[DeviceDataLoader], dataset: Dataset,  # the dataset to load
+           bs: int = 64,  # the batch size
+           shuffle: bool = False,  # draw a new random order each epoch
+           device: torch.device | str | None = None,  # default: defaults.device
+           tfms: Callable | Sequence[Callable] | None = None,  # functions applied to each batch
+           num_workers: int = 0,  # worker processes (0: load in the main process)
+           collate_fn: Callable | None = None,  # how samples make a batch; default: torch's
+           on_device: bool = False,  # keep a TensorDataset on device (if it fits): batches indexed there, no copies
+           **kwargs,
+) -> DeviceDataLoader:  # the wrapped loader; `kwargs` (drop_last, generator, ...) went to make_loader
+    "A `DeviceDataLoader` over `dataset` with batch size `bs`, shuffled if `shuffle`; on `device` with `on_device`."
+    _check_bool('on_device', on_device)
+    device = torch.device(ifnone(device, defaults.device))
+    drop_last = kwargs.pop('drop_last', False)
+    if on_device:
+        check_on_device_args(num_workers, collate_fn, kwargs.get('batched_fetch'))
+        dataset = to_device_resident({'': dataset}, device)['']
+    res = cls(make_loader(dataset, bs, shuffle, drop_last, num_workers, collate_fn, **kwargs), device=device, tfms=tfms)
+    res.on_device = on_device
+    return res
+_ = patch_as(nm='create')(_ddl_create)  # a class method (`cls: type[...]`), named `create`
+
 # %% ../nbs/02_basic_data.ipynb #0825794f
 @patch
 def add_tfm(self: DeviceDataLoader, tfm: Callable):
@@ -199,213 +224,14 @@ def _tfmed(self: DeviceDataLoader, b: Any) -> Any:
     for f in self.tfms: b = f(b)
     return b
 
-# %% ../nbs/02_basic_data.ipynb #ceb0c1f9
-def _map_tensors(b: Any, f: Callable) -> Any:
-    "`b` with `f` applied to each of its tensors (in nested lists, tuples and dicts)."
-    if isinstance(b, Tensor): return f(b)
-    if isinstance(b, dict): return {k: _map_tensors(v, f) for k, v in b.items()}
-    if is_listy(b): return type(b)(_map_tensors(o, f) for o in b)
-    return b
-
-# %% ../nbs/02_basic_data.ipynb #a24b613c
-def _cuda_index(d: torch.device) -> int:
-    return torch.cuda.current_device() if d.index is None else d.index
-
-def _same_device(a: torch.device, b: torch.device) -> bool:
-    "Whether `a` and `b` are the same device (`cuda` without an index is the current CUDA device)."
-    if a.type != b.type: return False
-    if a.type == 'cuda': return _cuda_index(a) == _cuda_index(b)
-    return a.index is None or b.index is None or a.index == b.index
-
-# %% ../nbs/02_basic_data.ipynb #8c92f277
-def _whole_batch_tensors(dl) -> bool:
-    "Whether `dl` fetches whole batches (a `BatchSampler` as sampler) of a `TensorDataset` with torch's `__getitem__`."
-    return (isinstance(dl, DataLoader) and dl.batch_size is None and isinstance(dl.sampler, BatchSampler)
-            and dl.collate_fn is default_convert and _plain_tensor_ds(dl.dataset))
-
-def _plain_tensor_ds(ds) -> bool:
-    "Whether `ds` is a `TensorDataset` whose items are rows of its tensors (a subclass may compute its items)."
-    return isinstance(ds, TensorDataset) and type(ds).__getitem__ is TensorDataset.__getitem__
-
-def _tensors_device(ds: Any) -> torch.device | None:
-    "The device of every tensor of `ds` (None when they are on several)."
-    devs = {t.device for t in ds.tensors}
-    return devs.pop() if len(devs) == 1 else None
-
-# %% ../nbs/02_basic_data.ipynb #6b2c2cf8
-def _random_order(s: RandomSampler) -> Tensor:
-    "`list(s)` as a tensor, drawn as torch's `RandomSampler.__iter__` draws it, for a sampler of one permutation."
-    n, g = len(s.data_source), s.generator
-    if g is None:  # torch seeds a generator of its own from the global one
-        g = torch.Generator(); g.manual_seed(int(torch.empty((), dtype=torch.int64).random_().item()))
-    idx = torch.randperm(n, generator=g)
-    torch.randperm(n, generator=g)  # exhausted, torch's sampler draws one more permutation and keeps none of it
-    return idx
-
-def _epoch_index(dl: DataLoader) -> tuple[Tensor, list]:
-    "The item indices of one epoch of whole-batch loader `dl` and each batch's size, drawn as iterating `dl` draws them."
-    torch.empty((), dtype=torch.int64).random_(generator=dl.generator)  # torch's iterator draws its workers' seed first
-    bsamp = dl.sampler
-    if type(bsamp) is BatchSampler:  # torch's batching: chunks of `batch_size` of its sampler's order
-        s, bs = bsamp.sampler, bsamp.batch_size
-        if type(s) is SequentialSampler: idx = torch.arange(len(s))
-        elif type(s) is RandomSampler and not s.replacement and s._num_samples is None: idx = _random_order(s)
-        else: idx = torch.tensor(list(s), dtype=torch.long)
-        sizes = [bs] * (len(idx) // bs) + ([len(idx) % bs] if len(idx) % bs and not bsamp.drop_last else [])
-        return idx[:sum(sizes)], sizes
-    batches = list(bsamp)
-    return torch.tensor([i for b in batches for i in b], dtype=torch.long), [len(b) for b in batches]
-
-# %% ../nbs/02_basic_data.ipynb #e4ab4d84
-def _rows(t: Tensor, idx: Tensor, pin: bool) -> Tensor:
-    "Rows `idx` of `t`; gathered straight into pinned memory if `pin`, ready for an asynchronous copy."
-    if not pin or t.requires_grad: return t.index_select(0, idx)
-    return torch.index_select(t, 0, idx, out=torch.empty((len(idx), *t.shape[1:]), dtype=t.dtype, pin_memory=True))
-
-# %% ../nbs/02_basic_data.ipynb #3d6797ab
-def _prefetch(batches: Iterable, issue: Callable, ready: Callable) -> Iterator:
-    "`ready(issue(b))` for each `b` of `batches`, the next batch issued before each one is handed over."
-    it = iter(batches)
-    try: nxt = issue(next(it))
-    except StopIteration: return
-    while True:
-        cur, done, err = ready(nxt), False, None
-        try: nxt = issue(next(it))
-        except StopIteration: done = True
-        except Exception as e: done, err = True, e  # raised once the batch before it has been used
-        yield cur
-        if err is not None: raise err
-        if done: return
-
-# %% ../nbs/02_basic_data.ipynb #fece4241
-class _CudaCopier:
-    "Copies batches to a CUDA `device` on a side stream, from pinned memory, without making the host wait."
-    pin = True  # whole batches are gathered into pinned memory
-    def __init__(self, device: torch.device): self.device, self.stream = device, torch.cuda.Stream(device)
-
-    def _copy(self, t: Tensor) -> Tensor:
-        if t.device.type == 'cpu' and not t.is_pinned(): t = t.pin_memory()
-        return t.to(self.device, non_blocking=True)
-
-    def issue(self, b: Any) -> Any:
-        "Start copying batch `b` to the device on the side stream; return the device tensors."
-        with torch.cuda.stream(self.stream): return _map_tensors(b, self._copy)
-
-    def ready(self, b: Any) -> Any:
-        "Order the current stream after the copies issued so far (on the device), and keep `b`'s memory for it."
-        cur = torch.cuda.current_stream(self.device)
-        cur.wait_stream(self.stream)
-        def keep(t):
-            t.record_stream(cur)  # the allocator reuses the memory only once the current stream is done with it
-            return t
-        return _map_tensors(b, keep)
-
-# %% ../nbs/02_basic_data.ipynb #946f3486
-_ON_DEVICE_SHARE = 0.8  # the data may take this share of a device's free memory; the rest is for the model
-
-def _device_memory(device: torch.device) -> tuple[int, int] | None:
-    "Free and total bytes of `device`; None where torch cannot tell (the CPU)."
-    if device.type != 'cuda': return None
-    if not torch.cuda.is_available():
-        raise RuntimeError(f"on_device=True with device={str(device)!r}: torch sees no CUDA device here, so the data "
-                           "cannot go there; use device='cpu', or run where a GPU is.")
-    return torch.cuda.mem_get_info(device)
-
-def _fmt_bytes(n: float) -> str:
-    "`n` bytes in the largest unit up to GiB."
-    for unit in ('bytes', 'KiB', 'MiB'):
-        if n < 1024: return f'{n:.0f} {unit}' if unit == 'bytes' else f'{n:.1f} {unit}'
-        n /= 1024
-    return f'{n:.1f} GiB'
-
-def _check_on_device_args(num_workers: int, collate_fn: Callable | None, batched_fetch: bool | None) -> None:
-    "Refuse the loader arguments that `on_device=True` cannot honour."
-    if num_workers:
-        raise ValueError(f"on_device=True with num_workers={num_workers}: batches are indexed on the device, in the main "
-                         "process; leave num_workers=0.")
-    if collate_fn is not None or batched_fetch is False:
-        what = 'a collate_fn' if collate_fn is not None else 'batched_fetch=False'
-        raise ValueError(f"on_device=True with {what}: data on the device is indexed a whole batch at a time, without "
-                         f"collating samples; drop {what}, or leave on_device=False.")
-
-# %% ../nbs/02_basic_data.ipynb #853ef027
-def _to_device_resident(sets: dict,  # name -> dataset (or None)
-                        device: torch.device,  # where the data goes
-                        memory: Callable | None = None,  # memory(device): (free, total) bytes, or None; default: ask the device
-                       ) -> dict:
-    "`sets` with the tensors of each `TensorDataset` on `device`; all checked (types, then room) before any moves."
-    for name, ds in sets.items():
-        if ds is None or _plain_tensor_ds(ds): continue
-        kind = ('a TensorDataset whose __getitem__ computes its items' if isinstance(ds, TensorDataset)
-                else f'a {type(ds).__name__}, not a TensorDataset')
-        raise TypeError(f"on_device=True keeps data held in memory as tensors (a TensorDataset) on the device, and the "
-                        f"{name or 'dataset'}{' set' if name else ''} is {kind}: make a TensorDataset of its tensors, or "
-                        "leave on_device=False (each batch is then copied to the device as it is loaded).")
-    seen: set[int] = set()
-    sizes: dict[str, int] = {}
-    for name, ds in sets.items():
-        if ds is None: continue
-        new = [t for t in ds.tensors if id(t) not in seen and not _same_device(t.device, device)]
-        seen.update(id(t) for t in new)
-        sizes[name or 'dataset'] = sum(t.nelement() * t.element_size() for t in new)
-    mem, need = ifnone(memory, _device_memory)(device), sum(sizes.values())
-    if mem is not None and need > _ON_DEVICE_SHARE * mem[0]:
-        parts = ', '.join(f'{k} {_fmt_bytes(v)}' for k, v in sizes.items() if v)
-        raise ValueError(f"on_device=True: the data takes {_fmt_bytes(need)} ({parts}) and {device} has "
-                         f"{_fmt_bytes(mem[0])} free of {_fmt_bytes(mem[1])}; the data may take at most "
-                         f"{_ON_DEVICE_SHARE:.0%} of the free memory, the rest is for the model and its activations. "
-                         "Leave on_device=False (the default: each batch is copied from pinned memory while the previous "
-                         "one trains), use fewer items, or store them in a smaller dtype (uint8 images, say, turned into "
-                         "floats by a dl_tfm on the device).")
-    moved, done = {}, {}  # each tensor and each dataset once, even where sets share them
-    try:
-        for ds in sets.values():
-            if ds is None or id(ds) in done: continue
-            ts = []
-            for t in ds.tensors:
-                if id(t) not in moved: moved[id(t)] = t.to(device)
-                ts.append(moved[id(t)])
-            if all(a is b for a, b in zip(ts, ds.tensors)): done[id(ds)] = ds  # already there: the same dataset
-            else:
-                done[id(ds)] = copy.copy(ds)  # the same class and attributes (`c`, `classes`), tensors on the device
-                done[id(ds)].tensors = tuple(ts)
-    except torch.OutOfMemoryError as e:
-        e.add_note(f"(while moving the data to {device} for on_device=True: leave on_device=False to copy each batch "
-                   "instead)")
-        raise
-    return {name: None if ds is None else done[id(ds)] for name, ds in sets.items()}
-
-# %% ../nbs/02_basic_data.ipynb #a151d316
-def _ddl_create(cls: type[DeviceDataLoader], dataset: Dataset,  # the dataset to load
-           bs: int = 64,  # the batch size
-           shuffle: bool = False,  # draw a new random order each epoch
-           device: torch.device | str | None = None,  # default: defaults.device
-           tfms: Callable | Sequence[Callable] | None = None,  # functions applied to each batch
-           num_workers: int = 0,  # worker processes (0: load in the main process)
-           collate_fn: Callable | None = None,  # how samples make a batch; default: torch's
-           on_device: bool = False,  # keep a TensorDataset on device (if it fits): batches indexed there, no copies
-           **kwargs,
-) -> DeviceDataLoader:  # the wrapped loader; `kwargs` (drop_last, generator, ...) went to make_loader
-    "A `DeviceDataLoader` over `dataset` with batch size `bs`, shuffled if `shuffle`; on `device` with `on_device`."
-    _check_bool('on_device', on_device)
-    device = torch.device(ifnone(device, defaults.device))
-    drop_last = kwargs.pop('drop_last', False)
-    if on_device:
-        _check_on_device_args(num_workers, collate_fn, kwargs.get('batched_fetch'))
-        dataset = _to_device_resident({'': dataset}, device)['']
-    res = cls(make_loader(dataset, bs, shuffle, drop_last, num_workers, collate_fn, **kwargs), device=device, tfms=tfms)
-    res.on_device = on_device
-    return res
-_ = patch_as(nm='create')(_ddl_create)  # a class method (`cls: type[...]`), named `create`
-
 # %% ../nbs/02_basic_data.ipynb #7909ea8e
 @patch
 def _indexed(self: DeviceDataLoader, where: torch.device) -> Iterator:
     "The batches of a whole-batch `TensorDataset` loader, indexed on `where`, the device of its tensors."
-    idx, sizes = _epoch_index(self.dl)
+    idx, sizes = epoch_index(self.dl)
     if where.type == 'cuda': idx = idx.pin_memory().to(where, non_blocking=True)  # one copy per epoch
     elif where.type != 'cpu': idx = idx.to(where)
-    ts, move = cast(TensorDataset, self.dl.dataset).tensors, not _same_device(where, self.device)
+    ts, move = cast(TensorDataset, self.dl.dataset).tensors, not same_device(where, self.device)
     for i in idx.split(sizes):
         b = [t.index_select(0, i) for t in ts]  # a list, as torch's loader gives it
         yield self.proc_batch(b) if move else self._tfmed(b)
@@ -415,33 +241,27 @@ def _indexed(self: DeviceDataLoader, where: torch.device) -> Iterator:
 def _ahead(self: DeviceDataLoader, copier) -> Iterator:
     "The batches, each copied by `copier` one batch ahead of its use, then passed through the `tfms`."
     dl = self.dl
-    if dl.num_workers == 0 and _whole_batch_tensors(dl) and _tensors_device(dl.dataset) == torch.device('cpu'):
-        idx, sizes = _epoch_index(dl)  # gather each batch ourselves, straight into pinned memory
+    if dl.num_workers == 0 and whole_batch_tensors(dl) and tensors_device(dl.dataset) == torch.device('cpu'):
+        idx, sizes = epoch_index(dl)  # gather each batch ourselves, straight into pinned memory
         ts = cast(TensorDataset, dl.dataset).tensors
-        batches: Iterable = ([_rows(t, i, copier.pin) for t in ts] for i in idx.split(sizes))
+        batches: Iterable = ([gather_rows(t, i, copier.pin) for t in ts] for i in idx.split(sizes))
     else: batches = dl
-    return _prefetch(batches, copier.issue, lambda b: self._tfmed(copier.ready(b)))
+    return prefetch(batches, copier.issue, lambda b: self._tfmed(copier.ready(b)))
 
 # %% ../nbs/02_basic_data.ipynb #ba398ae6
-def _cpu_indexable(dl: DataLoader) -> bool:
-    "Whether indexing `dl`'s CPU tensors gives its batches with the same random draws at the same moments."
-    s = dl.sampler  # a sampler with its own generator keeps torch's path: an epoch stopped early would differ
-    return (dl.num_workers == 0 and not dl.pin_memory and dl.generator is None and type(s) is BatchSampler
-            and type(s.sampler) in (SequentialSampler, RandomSampler) and getattr(s.sampler, 'generator', None) is None)
-
 @patch_as(nm='__iter__')
 def _ddl_iter(self: DeviceDataLoader) -> Iterator:
     "The batches of the loader, on the device, after the `tfms`."
     dl, dev = self.dl, self.device
-    where = _tensors_device(dl.dataset) if _whole_batch_tensors(dl) else None
-    if where is not None and (self.on_device or (_same_device(where, dev) and (dev.type != 'cpu' or _cpu_indexable(dl)))):
+    where = tensors_device(dl.dataset) if whole_batch_tensors(dl) else None
+    if where is not None and (self.on_device or (same_device(where, dev) and (dev.type != 'cpu' or cpu_indexable(dl)))):
         yield from self._indexed(where)  # the data sits where the batches go: one index tensor per epoch, no copy
         return
     if dev.type == 'cpu' and not self.tfms:  # CPU tensors stay where they are: no copy, no per-batch walk
         yield from dl
         return
     if dev.type == 'cuda':
-        yield from self._ahead(_CudaCopier(dev))  # pinned memory, asynchronous copies, one batch ahead
+        yield from self._ahead(CudaCopier(dev))  # pinned memory, asynchronous copies, one batch ahead
         return
     for b in dl: yield self.proc_batch(b)
 
@@ -582,8 +402,8 @@ def _databunch_create(cls: type[DataBunch],
     if valid_ds is not None and _len_or_none(valid_ds) == 0: valid_ds = None
     device = torch.device(ifnone(device, defaults.device))
     if on_device:  # checks every set and the room on the device before anything moves
-        _check_on_device_args(num_workers, collate_fn, batched_fetch)
-        train_ds, valid_ds, test_ds = _to_device_resident({'train': train_ds, 'valid': valid_ds, 'test': test_ds},
+        check_on_device_args(num_workers, collate_fn, batched_fetch)
+        train_ds, valid_ds, test_ds = to_device_resident({'train': train_ds, 'valid': valid_ds, 'test': test_ds},
                                                           device).values()
     elif device.type == 'cuda' and num_workers: dl_kwargs.setdefault('pin_memory', True)  # pinned by a loader thread
     generator = dl_kwargs.pop('generator', None)  # the training order only: reading other sets draws nothing from it
@@ -755,7 +575,7 @@ def add_test(self: DataBunch, test_ds: Dataset, bs: int | None = None):
     like = self.valid_dl if self.valid_dl is not None else self.train_dl
     bs = ifnone(bs, self.batch_size if like is None else like.batch_size)
     nw = 0 if like is None else like.num_workers
-    if self.on_device: test_ds = _to_device_resident({'test': test_ds}, self.device)['test']
+    if self.on_device: test_ds = to_device_resident({'test': test_ds}, self.device)['test']
     self.test_dl = DeviceDataLoader(make_loader(test_ds, bs, False, False, num_workers=nw), self.device,
                                     list(self.dl_tfms) if like is None else list(like.tfms))
     self.test_dl.on_device = self.on_device

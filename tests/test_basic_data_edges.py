@@ -13,6 +13,7 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, S
 from torch.utils.data.dataloader import default_collate
 import fastbook_core.basic_data as bd
 from fastbook_core.basic_data import DataBunch, DatasetType, DeviceDataLoader
+from fastbook_core import batch_path
 
 
 def data():
@@ -117,9 +118,9 @@ def test_ahead_fetches_one_batch_ahead_when_an_epoch_stops_early():
 
 
 def test_prefetch_of_nothing_and_same_device():
-    assert list(bd._prefetch([], lambda b: b, lambda b: b)) == []
-    assert bd._same_device(torch.device('cpu'), torch.device('cpu')) is True
-    assert bd._same_device(torch.device('cpu'), torch.device('cuda')) is False
+    assert list(batch_path.prefetch([], lambda b: b, lambda b: b)) == []
+    assert batch_path.same_device(torch.device('cpu'), torch.device('cpu')) is True
+    assert batch_path.same_device(torch.device('cpu'), torch.device('cuda')) is False
 
 
 # ---- data kept on the device ----
@@ -221,7 +222,7 @@ def test_kept_on_cuda_without_cuda_is_refused():
 @pytest.mark.parametrize('drop', [False, True], ids=['keep-last', 'drop-last'])
 def test_epoch_index_is_torchs_batching(samp, drop):
     dl_ = DataLoader(TensorDataset(torch.arange(10)), batch_size=None, sampler=BatchSampler(samp, 4, drop))
-    torch.manual_seed(2); idx, sizes = bd._epoch_index(dl_)
+    torch.manual_seed(2); idx, sizes = batch_path.epoch_index(dl_)
     torch.manual_seed(2); want = [b[0].tolist() for b in dl_]
     assert [b.tolist() for b in idx.split(sizes)] == want
 
@@ -230,7 +231,7 @@ def test_epoch_index_of_any_batch_sampler():
     class Pairs(Sampler):
         def __iter__(self): return iter([[0, 1], [5], [2, 3]])
         def __len__(self): return 3
-    idx, sizes = bd._epoch_index(DataLoader(TensorDataset(torch.arange(10)), batch_size=None, sampler=Pairs()))
+    idx, sizes = batch_path.epoch_index(DataLoader(TensorDataset(torch.arange(10)), batch_size=None, sampler=Pairs()))
     assert torch.equal(idx, torch.tensor([0, 1, 5, 2, 3])) and sizes == [2, 1, 2]
 
 
@@ -240,20 +241,20 @@ big = TensorDataset(torch.zeros(1, 3, 32, 32).expand(100_000, 3, 32, 32), torch.
 
 def test_too_big_names_each_set_the_free_memory_and_the_fix():
     cuda = torch.device('cuda')  # never used: the memory is given, and the check refuses before anything moves
-    raises(lambda: bd._to_device_resident({'train': big, 'valid': big, 'test': None}, cuda, memory=gib),
+    raises(lambda: batch_path.to_device_resident({'train': big, 'valid': big, 'test': None}, cuda, memory=gib),
            'the data takes 1.1 GiB (train 1.1 GiB) and cuda has 1.0 GiB free of 8.0 GiB')  # a shared set counts once
-    raises(lambda: bd._to_device_resident({'train': big, 'valid': TensorDataset(x, y)}, cuda, memory=gib),
+    raises(lambda: batch_path.to_device_resident({'train': big, 'valid': TensorDataset(x, y)}, cuda, memory=gib),
            '(train 1.1 GiB, valid 2.0 KiB)')
-    raises(lambda: bd._to_device_resident({'train': big}, cuda, memory=gib), 'Leave on_device=False', ValueError)
+    raises(lambda: batch_path.to_device_resident({'train': big}, cuda, memory=gib), 'Leave on_device=False', ValueError)
 
 
 def test_data_that_fits_on_the_cpu_stays_as_it_is():
     small = TensorDataset(torch.zeros(1000, 4), torch.zeros(1000))
-    assert bd._to_device_resident({'train': small}, torch.device('cpu'))['train'] is small
+    assert batch_path.to_device_resident({'train': small}, torch.device('cpu'))['train'] is small
 
 
 def test_byte_sizes_read_as_people_write_them():
-    assert [bd._fmt_bytes(n) for n in (10, 2048, 3 * 2**20, 5 * 2**30)] == ['10 bytes', '2.0 KiB', '3.0 MiB', '5.0 GiB']
+    assert [batch_path._fmt_bytes(n) for n in (10, 2048, 3 * 2**20, 5 * 2**30)] == ['10 bytes', '2.0 KiB', '3.0 MiB', '5.0 GiB']
 
 
 def test_setting_the_device_sets_every_loaders_and_survives_pickling():

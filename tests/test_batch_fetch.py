@@ -6,6 +6,7 @@ from torch import nn
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler, TensorDataset
 import fastbook_core.basic_data as bd
 from fastbook_core.basics import *
+from fastbook_core import batch_path
 
 X = torch.randn(203, 5)
 Y = (X[:, 0] > 0).long()
@@ -38,7 +39,7 @@ def assert_same(a, b):
 @pytest.mark.parametrize('stop', [None, 1, 3])
 def test_batches_and_draws_are_the_dataloaders(shuffle, drop_last, bs, stop):
     ddl = DeviceDataLoader.create(TensorDataset(X, Y), bs=bs, shuffle=shuffle, drop_last=drop_last, device='cpu')
-    assert bd._cpu_indexable(ddl.dl)
+    assert batch_path.cpu_indexable(ddl.dl)
     for seed in (0, 7):
         assert_same(batches_and_state(ddl, seed, stop), batches_and_state(ddl.dl, seed, stop))
 
@@ -47,7 +48,7 @@ def test_batches_and_draws_are_the_dataloaders(shuffle, drop_last, bs, stop):
 def test_a_loader_with_its_own_generator_keeps_torchs_path_and_its_draws(stop):
     g = torch.Generator()
     ddl = DeviceDataLoader.create(TensorDataset(X, Y), bs=16, shuffle=True, device='cpu', generator=g)
-    assert not bd._cpu_indexable(ddl.dl)
+    assert not batch_path.cpu_indexable(ddl.dl)
     assert_same(batches_and_state(ddl, 0, stop, g), batches_and_state(ddl.dl, 0, stop, g))
 
 
@@ -84,7 +85,7 @@ def test_random_order_is_torchs_sampler(gen, n):
     want = list(s); after = torch.get_rng_state(), None if g is None else g.get_state()
     torch.manual_seed(5)
     if g is not None: g.manual_seed(6)
-    got = bd._random_order(s)
+    got = batch_path.random_order(s)
     assert got.tolist() == want and got.dtype == torch.long
     assert torch.equal(torch.get_rng_state(), after[0])
     if g is not None: assert torch.equal(g.get_state(), after[1])
@@ -114,7 +115,7 @@ def seeded_fit(stop=None):
 @pytest.mark.parametrize('stop', [None, 4])
 def test_a_seeded_fit_is_bitwise_that_of_torchs_dataloader(monkeypatch, stop):
     fast = seeded_fit(stop)
-    monkeypatch.setattr(bd, '_cpu_indexable', lambda dl: False)  # every batch from torch's DataLoader iterator
+    monkeypatch.setattr(bd, 'cpu_indexable', lambda dl: False)  # every batch from torch's DataLoader iterator
     plain = seeded_fit(stop)
     for a, b in zip(fast[:4], plain[:4]): assert a == b
     assert len(fast[0]) == (30 if stop is None else 3 * stop)
@@ -128,6 +129,6 @@ def test_prefetch_issues_the_next_batch_before_handing_one_over():
     log = []
     def issue(b): log.append(f'issue {b}'); return b
     def ready(b): log.append(f'ready {b}'); return b
-    for b in bd._prefetch(range(3), issue, ready): log.append(f'use {b}')
+    for b in batch_path.prefetch(range(3), issue, ready): log.append(f'use {b}')
     assert log == ['issue 0', 'ready 0', 'issue 1', 'use 0', 'ready 1', 'issue 2', 'use 1', 'ready 2', 'use 2']
-    assert list(bd._prefetch([], issue, ready)) == []
+    assert list(batch_path.prefetch([], issue, ready)) == []

@@ -24,6 +24,7 @@ from fastbook_core.basics import *
 import fastbook_core.basic_data as basic_data
 import fastbook_core.progress as progress
 from fastbook_core.callback import Callback
+from fastbook_core import batch_path
 
 pytestmark = pytest.mark.skipif(
     not torch.cuda.is_available(),
@@ -217,13 +218,13 @@ def test_cuda_batches_are_the_cpu_batches(kw):
 def test_whole_batches_are_gathered_into_pinned_memory_and_copied_without_a_sync(monkeypatch):
     data = make_data(n_train=512, bs=64)
     ts = data.train_ds.tensors
-    assert basic_data._rows(ts[0], torch.arange(8), pin=True).is_pinned()
+    assert batch_path.gather_rows(ts[0], torch.arange(8), pin=True).is_pinned()
     pinned_copies = []
-    real = basic_data._CudaCopier._copy
+    real = batch_path.CudaCopier._copy
     def spy(self, t):
         pinned_copies.append(t.is_pinned())
         return real(self, t)
-    monkeypatch.setattr(basic_data._CudaCopier, '_copy', spy)
+    monkeypatch.setattr(batch_path.CudaCopier, '_copy', spy)
     torch.cuda.set_sync_debug_mode('error')  # a blocking copy would raise here
     try: got = list(data.train_dl)
     finally: torch.cuda.set_sync_debug_mode(0)
