@@ -112,6 +112,17 @@ def _len_or_none(ds):
     try: return len(ds)
     except TypeError: return None
 
+def _check_iterable_sets(train_ds, valid_ds, test_ds) -> None:
+    "Refuse what `DataBunch.create` cannot load: an IterableDataset to shuffle, or a set whose batches cannot be counted."
+    if isinstance(train_ds, IterableDataset):
+        raise TypeError("The training set is an IterableDataset, which DataBunch.create cannot shuffle (torch's DataLoader "
+                        "refuses shuffle=True for it): give a map-style Dataset, or make the loaders yourself, "
+                        "`DataBunch(DataLoader(train_ds, batch_size=bs), DataLoader(valid_ds, batch_size=bs))`.")
+    for name, ds in (('validation', valid_ds), ('test', test_ds)):
+        if isinstance(ds, IterableDataset) and _len_or_none(ds) is None:
+            raise TypeError(f"The {name} set is an IterableDataset without `__len__`: the progress bar, the Recorder and "
+                            f"the metrics need its number of batches. Give it a `__len__` (its number of items).")
+
 def _as_batch_of_one(item):
     if is_listy(item): return [_as_batch_of_one(o) for o in item]
     return torch.as_tensor(item)[None]
@@ -396,6 +407,7 @@ def _databunch_create(cls: type[DataBunch],
     _check_bool('on_device', on_device)
     bs, val_bs = whole_number(bs, 'bs', _BS), whole_number(ifnone(val_bs, bs), 'val_bs', _BS)
     num_workers = whole_number(num_workers, 'num_workers', 'must be an integer >= 0', least=0)  # numpy's too: a plain int, as the loaders and an export keep it
+    _check_iterable_sets(train_ds, valid_ds, test_ds)
     n_train = _len_or_none(train_ds)
     if n_train == 0: raise ValueError("The training set is empty: a DataBunch needs at least one training item.")
     _check_batches(n_train, bs, True)  # the training loader drops its last incomplete batch
@@ -602,7 +614,8 @@ def loss_func(self: DataBunch) -> Callable:
     if hasattr(self.train_ds, 'loss_func'): return self.train_ds.loss_func
     labels = getattr(self.train_ds, 'y', None)  # v1: a LabelList's labels carry the loss (CategoryList: CrossEntropyFlat)
     if labels is not None and hasattr(labels, 'loss_func'): return labels.loss_func
-    y = self.train_ds[0][1]
+    ds = self.train_ds  # an IterableDataset (in loaders made by hand) has no first item by index: its first one
+    y = (next(iter(ds)) if isinstance(ds, IterableDataset) else ds[0])[1]
     if isinstance(y, (int, np.integer)) or (isinstance(y, torch.Tensor) and not y.is_floating_point()):
         return nn.CrossEntropyLoss()
     return nn.MSELoss()

@@ -515,7 +515,8 @@ class Learner:
         self.opt: OptimWrapper | None = None
         self._fit_callbacks: list = []  # the callbacks of the running (or last) fit, whose state checkpoints keep
         self._resume_states: dict | None = None  # callback states read by `load(with_opt=True)`, for the next fit
-        self._resume_epoch: int | None = None  # and the epochs that checkpoint had completed
+        self._resume_epoch: int | None = None  # and the epochs that checkpoint had completed (None for a stage)
+        self._resume_done: int | None = None  # the epochs its run had completed, a stage's too
 
     def __repr__(self) -> str:
         return (f'Learner(data={self.data!r}, model={self.model.__class__.__name__}, opt_func='
@@ -817,10 +818,13 @@ class _ResumeCallbackStates(Callback):
         matched = match_callback_states(states, _with_state(self.callbacks))
         if getattr(learn, '_sweeping', False):
             return  # a sweep (`keep_last_fit`, lr_find) between the load and the resume: the states wait for the resume
-        start = getattr(learn, '_resume_epoch', None)
+        start, done = getattr(learn, '_resume_epoch', None), getattr(learn, '_resume_done', None)
         elsewhere = start is not None and epoch != start  # the fit does not start where the checkpoint stopped
-        # a schedule's state is a place in the fit: put back at another epoch, it would end this fit early
-        afresh = sorted(k for k, cb in matched.items() if elsewhere and getattr(cb, 'positional_state', False))
+        new_stage = start is None and done is not None and epoch != done  # after a stage, not going on with its run
+        # a schedule's state is a place in the fit: put back at another epoch, it would end this fit early; values the
+        # run measured (a tracker's best) are a new stage's only if it goes on with the run: it may measure otherwise
+        afresh = sorted(k for k, cb in matched.items() if (elsewhere and getattr(cb, 'positional_state', False))
+                        or (new_stage and getattr(cb, 'measured_state', False)))
         for key, cb in matched.items():
             if key not in afresh: cb.load_checkpoint_state(states[key])
         learn._resume_states = None
@@ -836,7 +840,7 @@ class _ResumeCallbackStates(Callback):
             _carry_history(getattr(learn, 'recorder', None), getattr(learn, '_loaded_recorder', None), start)
             rng = getattr(learn, '_resume_rng', None)  # and its random states are the checkpoint's, whatever ran since the load
             if rng is not None: learn._restore_rng(*rng)
-        learn._resume_epoch, learn._loaded_recorder, learn._resume_rng = None, None, None
+        learn._resume_epoch, learn._loaded_recorder, learn._resume_rng, learn._resume_done = None, None, None, None
 
 # %% ../nbs/04_basic_train.ipynb #0739a33b
 @patch
@@ -1343,11 +1347,12 @@ def _apply_load(self: Learner, plan: _LoadPlan, purge: bool = False) -> None:
             rec.n_epochs = rec.epoch if ck.fit_complete else None  # so that a save before the next fit keeps `fit_complete`
         # a stage saved after its fit ended is not an interrupted fit: the next fit may start at epoch 0
         self._resume_states, self._resume_epoch = ck.callbacks or None, None if ck.fit_complete else ck.epoch
+        self._resume_done = ck.epoch
         # and again when the resumed fit begins: a `validate` or `get_preds` between draws from them
         self._resume_rng = None if ck.fit_complete or ck.rng is None else (ck.rng, ck.source)
         self._loaded_recorder = getattr(self, 'recorder', None)
     elif not getattr(self, '_fitting', False):  # new weights: what an earlier resume load left pending describes others
-        self._resume_states, self._resume_epoch, self._resume_rng = None, None, None  # (a callback's load inside a fit keeps them: it is the resume)
+        self._resume_states, self._resume_epoch, self._resume_rng, self._resume_done = None, None, None, None  # (a callback's load inside a fit keeps them: it is the resume)
         if getattr(self, 'recorder', None) is not None and self.recorder is getattr(self, '_loaded_recorder', None):
             del self.recorder  # that load's history, not of these weights
 

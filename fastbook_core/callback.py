@@ -32,6 +32,7 @@ class Callback:
     _order = 0  # callbacks run in increasing _order
     saves_checkpoints = False  # True for a callback that writes checkpoints during a fit (see below)
     positional_state = False  # True when its checkpoint state is a place in the fit (a schedule's step; see below)
+    measured_state = False  # True when its state holds values the run measured (a tracker's best; see below)
     restores_fit = False  # True when it puts a fit back where a backup of its own says (BackupAndRestore)
     in_sweeps = True  # False for one that a sweep (lr_find) leaves out: it writes or reads the run's files (see below)
     def on_train_begin(self, **kwargs): "At the beginning of training."

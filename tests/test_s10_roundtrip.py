@@ -886,77 +886,118 @@ def test_a_state_with_an_int_key_is_refused_saying_so(tmp_path):
         learn.save('k')
 
 
-# Trial 15 #3: a stage's best value carried into a fit that measures otherwise (another loss, other data)
-def _stage_one(tmp_path, **kw):
+# Trial 15 #3, trial 16 F1-F4: a stage's best value carried into a fit that measures otherwise (another loss, other data,
+# a lambda, a metric with other settings) ended on stage 1's model. A finished fit's checkpoint carries no tracker values.
+def _stage_one(**kw):
     learn = classif_learner(**kw)
     learn.fit(3, 1e-2, callbacks=[SaveModelCallback(learn, name='staged')])
     learn.save('stage-1'); learn.load('stage-1', with_opt=True)
     return learn
 
-def _stage_two(learn):
+def _stage_two(learn, metrics_cb=None):
     (_, said) = _caught(lambda: learn.fit(2, 1e-2, callbacks=[SaveModelCallback(learn, name='staged')]))
     return said
 
-def test_a_stage_with_another_loss_starts_its_best_afresh(tmp_path):
-    learn = _stage_one(tmp_path)
-    learn.loss_func = nn.CrossEntropyLoss(label_smoothing=0.3)  # higher values for the same predictions
-    said = _stage_two(learn)
-    assert 'measured with' in said and 'label_smoothing=0.3' in said
-    # the fit ends with stage 2's best (in its own loss), not stage 1's model
-    assert learn.validate()[0] == pytest.approx(min(learn.recorder.val_losses), abs=1e-6)
+def _ends_on_its_own_best(learn):
+    return learn.validate()[0] == pytest.approx(min(learn.recorder.val_losses), abs=1e-6)
 
-def test_a_stage_with_other_data_starts_its_best_afresh(tmp_path):
-    learn = _stage_one(tmp_path)
+def test_a_stage_with_another_loss_starts_its_best_afresh():
+    learn = _stage_one()
+    learn.loss_func = nn.CrossEntropyLoss(label_smoothing=0.3)  # higher values for the same predictions
+    _stage_two(learn)
+    assert _ends_on_its_own_best(learn)  # not stage 1's model
+
+def test_a_stage_with_a_lambda_loss_starts_its_best_afresh():
+    learn = _stage_one(loss_func=lambda out, y: nn.functional.cross_entropy(out, y))
+    learn.loss_func = lambda out, y: nn.functional.cross_entropy(out, y, label_smoothing=0.3)
+    _stage_two(learn)
+    assert _ends_on_its_own_best(learn)
+
+def test_a_stage_with_other_data_starts_its_best_afresh():
+    learn = _stage_one()
     x, y = learn.data.valid_ds.tensors
     harder = TensorDataset(x + 2 * torch.randn_like(x), y)  # other items, as many: a higher loss
     learn.data = DataBunch.create(learn.data.train_ds, harder, bs=16)
-    said = _stage_two(learn)
-    assert 'measured with' in said and 'validation set TensorDataset of' in said
-    assert learn.validate()[0] == pytest.approx(min(learn.recorder.val_losses), abs=1e-6)
+    _stage_two(learn)
+    assert _ends_on_its_own_best(learn)
 
-def test_a_stage_measured_alike_goes_on_from_its_best(tmp_path):
-    learn = _stage_one(tmp_path)
-    best = min(learn.recorder.val_losses)
-    learn.loss_func = nn.CrossEntropyLoss()  # a new object, measuring alike
-    said = _stage_two(learn)
-    assert 'measured with' not in said
-    assert learn.validate()[0] == pytest.approx(min([best] + list(learn.recorder.val_losses)), abs=1e-6)
+def test_a_stage_monitoring_a_metric_with_other_settings_starts_afresh():
+    from fastbook_core.metrics import top_k_accuracy
+    learn = classif_learner(metrics=[partial(top_k_accuracy, k=3)])
+    learn.metrics[0].__name__ = 'topk'
+    learn.fit(2, 1e-2, callbacks=[SaveModelCallback(learn, monitor='topk', name='m')])  # k=3: 1.0 at once
+    learn.save('stage-1'); learn.load('stage-1', with_opt=True)
+    learn.metrics[0].keywords['k'] = 1
+    sm = SaveModelCallback(learn, monitor='topk', name='m')
+    learn.fit(2, 1e-2, callbacks=[sm])
+    assert sm.best == max(float(m[0]) for m in learn.recorder.metrics) < 1.0  # its own best, not stage 1's 1.0
 
-def test_trackers_of_a_resume_measured_otherwise_drop_their_counts_but_the_run_mark_stays(tmp_path):
+def test_a_new_stage_starts_every_tracker_afresh_and_going_on_takes_their_states_back():
     from fastbook_core.callbacks.tracker import EarlyStoppingCallback, ReduceLROnPlateauCallback
+    mk = lambda L: [EarlyStoppingCallback(L, patience=5), ReduceLROnPlateauCallback(L, patience=5), SaveModelCallback(L, name='b')]
     learn = classif_learner()
-    es, rl = EarlyStoppingCallback(learn, patience=5), ReduceLROnPlateauCallback(learn, patience=0, min_delta=10.)
+    first = mk(learn)
+    learn.fit(2, 1e-2, callbacks=first)
+    learn.save('stage-1')
+    for goes_on in (False, True):
+        again = classif_learner(); again.path = learn.path
+        again.load('stage-1', with_opt=True)
+        cbs, seen = mk(again), []
+        class Read(Callback):
+            _order = 10 ** 9 + 1
+            def on_train_begin(self, **kwargs): seen.extend(cb.best for cb in cbs)
+        extra = [TrackEpochCallback(again, epoch_offset=2)] if goes_on else []
+        _caught(lambda: again.fit(3 if goes_on else 1, 1e-2, callbacks=cbs + [Read()] + extra))
+        assert seen == ([cb.best for cb in first] if goes_on else [float('inf')] * 3)
+
+class _StatefulLoss(nn.Module):
+    "A loss that logs its last value and counts its calls: its attributes change as it runs."
+    def __init__(self): super().__init__(); self.calls, self.last = 0, 0.
+    def forward(self, out, y):
+        loss = nn.functional.cross_entropy(out, y); self.calls += 1; self.last = float(loss); return loss
+
+def test_an_interrupted_fit_resumes_with_its_best_whatever_its_loss_records(tmp_path):
+    learn = classif_learner(loss_func=_StatefulLoss())
     sm = SaveModelCallback(learn, name='b')
-    with pytest.raises(RuntimeError): learn.fit(4, 1e-2, callbacks=[es, rl, sm, Boom(3)])
-    state = {'es': es.checkpoint_state(), 'rl': rl.checkpoint_state(), 'sm': sm.checkpoint_state()}
-    assert state['rl']['reductions'] >= 1 and state['es']['wait'] >= 0 and 'run' in state['sm']
-    learn.loss_func = nn.CrossEntropyLoss(label_smoothing=0.3)
-    lr = learn.opt.lr
-    for cb in (es, rl, sm): cb.on_train_begin(n_epochs=1)  # a new fit's trackers
-    with pytest.warns(UserWarning, match='measured with'):
-        for cb, k in ((es, 'es'), (rl, 'rl'), (sm, 'sm')): cb.load_checkpoint_state(state[k])
-    assert es.best == rl.best == sm.best == float('inf') and es.wait == rl.wait == rl.reductions == 0
-    assert sm.run == state['sm']['run'] and learn.opt.lr == lr  # the run mark kept; no lr cut carried
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        with pytest.raises(RuntimeError): learn.fit(4, 1e-2, callbacks=[sm, Boom(2)])
+    best = sm.best
+    learn.save('cut')
+    again = classif_learner(loss_func=_StatefulLoss()); again.path = learn.path
+    again.load('cut', with_opt=True)
+    sm2 = SaveModelCallback(again, name='b')
+    probe = []
+    class Read(Callback):
+        _order = 10 ** 9 + 1
+        def on_train_begin(self, **kwargs): probe.append(sm2.best)
+    _caught(lambda: again.fit(4, 1e-2, callbacks=[sm2, Read(), TrackEpochCallback(again, epoch_offset=2)]))
+    assert probe == [best]
 
-def test_a_damaged_measured_with_is_refused(tmp_path):
-    learn = classif_learner()
-    sm = SaveModelCallback(learn)
-    with pytest.raises(ValueError, match='measured_with=3 is not a description'):
-        sm.load_checkpoint_state({'best': 0.5, 'measured_with': 3})
 
-def test_measured_with_sees_through_wrappers_and_partials():
-    from fastbook_core.callbacks.tracker import measured_with
-    from fastbook_core.callbacks.mixup import MixUpLoss
-    from fastbook_core.layers import FlattenedLoss
-    import torch.nn.functional as F
-    learn = classif_learner()
-    plain = measured_with(learn, 'valid_loss')
-    learn.loss_func = MixUpLoss(nn.CrossEntropyLoss())
-    assert measured_with(learn, 'valid_loss') == plain  # validation measures with the loss mixup wraps
-    learn.loss_func = FlattenedLoss(nn.CrossEntropyLoss, weight=torch.tensor([1., 2., 3.]))
-    weighted = measured_with(learn, 'valid_loss')
-    learn.loss_func = FlattenedLoss(nn.CrossEntropyLoss, weight=torch.tensor([1., 1., 1.]))
-    assert measured_with(learn, 'valid_loss') != weighted  # another class weight
-    learn.loss_func = partial(F.cross_entropy, label_smoothing=0.1)
-    assert 'label_smoothing=0.1' in measured_with(learn, 'valid_loss')
-    assert measured_with(learn, 'accuracy') == measured_with(classif_learner(), 'accuracy')  # a metric: the set only
+# Trial 16 F10: IterableDatasets through DataBunch.create
+class _Stream(torch.utils.data.IterableDataset):
+    def __init__(self, x, y, sized=True): self.x, self.y, self.sized = x, y, sized
+    def __iter__(self): return iter(zip(self.x, self.y))
+    def __len__(self):
+        if not self.sized: raise TypeError('no len')
+        return len(self.x)
+
+def test_create_refuses_an_iterable_training_set_and_an_unsized_iterable_validation_set_saying_what_to_do():
+    x = torch.randn(64, 3); y = (x.sum(1) > 0).long()
+    with pytest.raises(TypeError, match='cannot shuffle.*make the loaders yourself'):
+        DataBunch.create(_Stream(x, y), TensorDataset(x, y), bs=16)
+    with pytest.raises(TypeError, match='validation set is an IterableDataset without `__len__`'):
+        DataBunch.create(TensorDataset(x, y), _Stream(x, y, sized=False), bs=16)
+    data = DataBunch.create(TensorDataset(x, y), _Stream(x, y), bs=16)  # sized: it works
+    learn = Learner(data, nn.Linear(3, 2), silent=True); learn.fit(1)
+    assert len(learn.recorder.val_losses) == 1
+
+def test_loaders_made_by_hand_over_an_iterable_training_set_train_and_infer_their_loss(tmp_path):
+    from torch.utils.data import DataLoader
+    x = torch.randn(64, 3); y = (x.sum(1) > 0).long()
+    data = DataBunch(DataLoader(_Stream(x, y), batch_size=16), DataLoader(TensorDataset(x, y), batch_size=16), path=tmp_path)
+    learn = Learner(data, nn.Linear(3, 2), silent=True)
+    assert isinstance(learn.loss_func, nn.CrossEntropyLoss)  # from the first item, read by iterating
+    learn.fit_one_cycle(1)
+    assert len(learn.recorder.val_losses) == 1

@@ -77,7 +77,7 @@ def test_fresh_weights_loaded_by_save_model_every_epoch_do_not_warn():
     first = synth_learner()
     first.fit(5, callbacks=[TrackEpochCallback(first), SaveModelCallback(first, every='epoch', name='ck'), StopAt(1)])
     saved = {k: v.clone() for k, v in first.model.state_dict().items()}
-    fresh = synth_learner(seed=3, data=first.data); fresh.path = first.path  # other weights, the same data (other data would warn that the best does not carry over)
+    fresh = synth_learner(seed=3); fresh.path = first.path
 
     class Weights(Callback):  # the weights the first batch of the resumed fit starts from
         _order = 99
@@ -312,4 +312,4 @@ def test_a_stage_ended_by_early_stopping_gives_the_next_stage_its_whole_patience
     learn.save('stage-1')
     learn2 = Learner(data, nn.Linear(3, 1), silent=True).load('stage-1', with_opt=True)
     learn2.fit(5, 1e-3, callbacks=[EarlyStoppingCallback(learn2, monitor='valid_loss', patience=1, min_delta=10.)])
-    assert len(learn2.recorder.val_losses) == 2  # its own patience: two epochs without beating stage 1, not one
+    assert len(learn2.recorder.val_losses) == 3  # a new stage: its own best and its whole patience, not stage 1's count

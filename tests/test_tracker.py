@@ -72,21 +72,30 @@ def test_fit_save_stage_load_with_opt_fit_again():
     # the run went on: the Learner ends with the best model of both stages
     np.testing.assert_allclose(learn.validate()[0], min(first + second), rtol=1e-5)
 
-def test_stage_resume_keeps_the_best_value():
-    "The stage's best value comes back: a second stage that is worse saves nothing and reloads stage 1's best."
-    learn = synth_learner()
-    first = _stage_fit(learn, 3, 0.1)
-    learn.save('stage-1')
-    learn.load('stage-1', with_opt=True)
-    with torch.no_grad():
-        for p in learn.model.parameters(): p.add_(3.)  # far from the best: stage 2 (at lr 0) stays worse
-    cb = SaveModelCallback(learn)
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore')
-        learn.fit(1, 0., callbacks=[cb])
-    assert learn.recorder.val_losses[-1] > min(first)
-    assert cb.best == pytest.approx(min(first))
-    np.testing.assert_allclose(learn.validate()[0], min(first), rtol=1e-5)  # stage 1's best model, loaded back
+def test_a_new_stage_starts_its_best_afresh_and_a_fit_that_goes_on_keeps_it():
+    """A fit from epoch 0 after a stage is a new stage (it may measure otherwise): its best starts afresh, as in v1; a fit
+    that goes on with the run (TrackEpochCallback's epoch_offset at the epochs done) takes the stage's best back."""
+    from fastbook_core.callbacks.tracker import TrackEpochCallback
+    for goes_on in (False, True):
+        learn = synth_learner()
+        first = _stage_fit(learn, 3, 0.1)
+        learn.save('stage-1')
+        learn.load('stage-1', with_opt=True)
+        with torch.no_grad():
+            for p in learn.model.parameters(): p.add_(3.)  # far from the best: the next fit (at lr 0) stays worse
+        cb = SaveModelCallback(learn)
+        extra = [TrackEpochCallback(learn, epoch_offset=3)] if goes_on else []
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')
+            learn.fit(4 if goes_on else 1, 0., callbacks=[cb] + extra)
+        worse = learn.recorder.val_losses[-1]
+        assert worse > min(first)
+        if goes_on:  # the run's best, and its model loaded back
+            assert cb.best == pytest.approx(min(first))
+            np.testing.assert_allclose(learn.validate()[0], min(first), rtol=1e-5)
+        else:  # this stage's own best: its one epoch
+            assert cb.best == pytest.approx(worse)
+            np.testing.assert_allclose(learn.validate()[0], worse, rtol=1e-5)
 
 def test_stage_from_an_earlier_version_with_run_none_loads():
     learn = synth_learner()
@@ -118,13 +127,14 @@ def test_two_save_model_callbacks_in_another_order_get_their_own_states():
     learn.save('stage')
     learn.load('stage', with_opt=True)
     second = cbs(learn)[::-1]  # the other order
+    from fastbook_core.callbacks.tracker import TrackEpochCallback
     seen = {}
     class Peek(Callback):
         _order = 10**9 + 1  # after the states came back
         def on_train_begin(self, **kwargs): seen.update({cb.name: cb.best for cb in second})
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')
-        learn.fit(1, 1e-2, callbacks=second + [Peek()])
+        learn.fit(3, 1e-2, callbacks=second + [Peek(), TrackEpochCallback(learn, epoch_offset=2)])  # going on with the run
     assert seen == {'by_loss': first[0].best, 'by_acc': first[1].best}
 
 
@@ -221,10 +231,11 @@ def test_save_model_callback_name_with_a_suffix_loads_the_runs_best_after_a_resu
     best = learn.validate()[0]
     learn.save('stage')
     learn.load('stage', with_opt=True)
-    learn.fit(1, 3.0, callbacks=[SaveModelCallback(learn, name=name)])  # a huge lr: worse, nothing saved in this part
+    from fastbook_core.callbacks.tracker import TrackEpochCallback
+    learn.fit(4, 3.0, callbacks=[SaveModelCallback(learn, name=name), TrackEpochCallback(learn, epoch_offset=3)])  # the run goes on, at a huge lr: worse, nothing saved
     assert learn.validate()[0] == pytest.approx(best)  # the run's best, loaded back from the file the first part wrote
     expected = name if name.endswith(('.pth', '.pt')) else f'{name}.pth'
-    assert sorted(p.name for p in (tmp_path / 'models').iterdir()) == sorted([expected, 'stage.pth'])
+    assert sorted(p.name for p in (tmp_path / 'models').iterdir() if p.name != 'epoch') == sorted([expected, 'stage.pth'])
 
 
 def test_two_save_model_callbacks_on_one_file_spelled_two_ways_are_refused():

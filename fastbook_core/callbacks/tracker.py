@@ -5,12 +5,8 @@
 # %% ../../nbs/06e_callbacks.tracker.ipynb #b36b8390
 from __future__ import annotations
 import math, numbers, os, warnings
-from functools import partial
 import numpy as np
 import torch
-from torch import nn
-from torch.utils.data import TensorDataset
-from torch.utils.weak import WeakTensorKeyDictionary
 from ..callback import Callback
 import uuid
 from ..torch_core import CheckpointError, atomic_write, check_writable, load_checkpoint, num_distrib, patch, rank_distrib
@@ -31,8 +27,8 @@ def _rank0_decides(decide):
 
 
 # %% auto #0
-__all__ = ['TrackerCallback', 'measured_with', 'EarlyStoppingCallback', 'SaveModelCallback', 'ReduceLROnPlateauCallback',
-           'TerminateOnNaNCallback', 'TrackEpochCallback']
+__all__ = ['TrackerCallback', 'EarlyStoppingCallback', 'SaveModelCallback', 'ReduceLROnPlateauCallback', 'TerminateOnNaNCallback',
+           'TrackEpochCallback']
 
 # %% ../../nbs/06e_callbacks.tracker.ipynb #b3da6daa
 def _check_setting(owner: str, name: str, v, fits, takes: str, whole: bool = False, kind: type | None = None) -> None:
@@ -87,13 +83,24 @@ class TrackerCallback(LearnerCallback):
         delta = -self.min_delta if self.operator == np.less else self.min_delta
         return bool(self.operator(current - delta, self.best))
 
+    measured_state = True  # its values are the run's measurements: a new stage (from epoch 0) starts afresh
     _resume_keys = ('best',)  # what a resumed fit needs to make the same decisions
     _resume_types = {'best': (int, float), 'wait': int, 'reductions': int, 'run': str}
-    _measured = ('best', 'wait', 'reductions')  # what comes from the values measured: not carried into a fit that measures otherwise
     @property
     def state_key(self) -> str:
         "The name of this callback's state in a checkpoint: its class and what it monitors."
         return f'{type(self).__name__}[monitor={self.monitor}]'
+    def checkpoint_state(self) -> dict:
+        "The values a resumed fit needs (the best value seen; counters for subclasses), saved in checkpoints."
+        return {k: getattr(self, k) for k in self._resume_keys if getattr(self, k, None) is not None}
+    def load_checkpoint_state(self, state: dict) -> None:
+        "Take back the values `checkpoint_state` saved, when a resumed fit begins (each checked first)."
+        for k in self._resume_keys:
+            if k in state and (isinstance(state[k], bool) or not isinstance(state[k], self._resume_types[k])
+                               or (k == 'best' and math.isnan(state[k]))):
+                raise ValueError(f"{self.__class__.__name__}: the checkpoint's {k}={state[k]!r} is not a {k}: a damaged file?")
+        for k in self._resume_keys:
+            if k in state: setattr(self, k, state[k])
 
 # %% ../../nbs/06e_callbacks.tracker.ipynb #9d2e4b7f
 TrackerCallback._on_nan = 'it counts as no improvement'  # what a NaN value does to a tracker's decisions: each says its own
@@ -105,75 +112,6 @@ def _say_nan(self: TrackerCallback, epoch) -> None:
     self._nan_said = True
     warnings.warn(f"{type(self).__name__}: {self.monitor} is NaN at epoch {epoch}, and NaN never beats the best value "
                   f"({self.best}): {self._on_nan}. (Said once a fit. A NaN training loss stops a fit with TerminateOnNaNCallback.)")
-
-# %% ../../nbs/06e_callbacks.tracker.ipynb #197b0b46
-_sums = WeakTensorKeyDictionary()  # tensor -> (its version, its sum): a dataset is summed once, not at every save
-
-def _tensor_sum(t: torch.Tensor) -> str:
-    "The sum of `t` to 6 significant digits (alike on every device), summed again only after `t` changed."
-    hit = _sums.get(t)
-    if hit is None or hit[0] != t._version:
-        hit = _sums[t] = (t._version, f'{t.detach().double().sum().item():.6g}')
-    return hit[1]
-
-def _loss_described(f) -> str:
-    "`f` as text that differs when it measures otherwise: its class or function, and its plain settings and buffers."
-    while hasattr(f, 'get_old'): f = f.get_old()  # mixup's loss: validation measures with the loss it wraps
-    if isinstance(f, partial):
-        args = [_loss_described(a) for a in f.args] + [f'{k}={_loss_described(v)}' for k, v in sorted(f.keywords.items())]
-        return f"{_loss_described(f.func)}({', '.join(args)})"
-    if f is None or isinstance(f, (bool, int, float, str)): return repr(f)
-    if isinstance(f, torch.Tensor): return f'tensor of sum {_tensor_sum(f)}'
-    if isinstance(f, nn.Module):
-        parts = [f'{k}={v!r}' for k, v in sorted(vars(f).items()) if not k.startswith('_') and k != 'training'
-                 and (v is None or isinstance(v, (bool, int, float, str)))]
-        parts += [f'{k}={_loss_described(v)}' for k, v in f.named_buffers(recurse=False)]  # a class weight, pos_weight
-        parts += [f'{k}={_loss_described(m)}' for k, m in f.named_children()]  # FlattenedLoss's loss
-        return f"{type(f).__qualname__}({', '.join(parts)})"
-    name = getattr(f, '__qualname__', None) or type(f).__qualname__
-    return f"{getattr(f, '__module__', None) or '?'}.{name}"
-
-def _set_described(ds) -> str:
-    "The set `ds` as text that differs when it is another: its class, its size and, for a TensorDataset, its tensors' sums."
-    if ds is None: return 'no set'
-    try: size = f' of {len(ds)}'
-    except TypeError: size = ''  # an IterableDataset
-    sums = f" (sums {', '.join(_tensor_sum(t) for t in ds.tensors)})" if isinstance(ds, TensorDataset) else ''
-    return f'{type(ds).__qualname__}{size}{sums}'
-
-def measured_with(learn: Learner, monitor: str) -> str:
-    "What the values of `monitor` depend on besides the model: the loss, for a loss, and the set they are measured on."
-    on_train = monitor == 'train_loss'
-    where = f"the {'training' if on_train else 'validation'} set {_set_described(learn.data.train_ds if on_train else learn.data.valid_ds)}"
-    return f'{_loss_described(learn.loss_func)} on {where}' if monitor in ('train_loss', 'valid_loss') else where
-
-# %% ../../nbs/06e_callbacks.tracker.ipynb #b42205fa
-@patch
-def checkpoint_state(self: TrackerCallback) -> dict:
-    "The values a resumed fit needs (the best value seen; counters for subclasses) and what they were measured with, saved in checkpoints."
-    state = {k: getattr(self, k) for k in self._resume_keys if getattr(self, k, None) is not None}
-    learn = self._learn()
-    return state if learn is None else {**state, 'measured_with': measured_with(learn, self.monitor)}
-
-@patch
-def load_checkpoint_state(self: TrackerCallback, state: dict) -> None:
-    "Take back the values `checkpoint_state` saved, when a resumed fit begins (each checked first); not the best value and counts if this fit measures otherwise."
-    for k in self._resume_keys:
-        if k in state and (isinstance(state[k], bool) or not isinstance(state[k], self._resume_types[k])
-                           or (k == 'best' and math.isnan(state[k]))):
-            raise ValueError(f"{self.__class__.__name__}: the checkpoint's {k}={state[k]!r} is not a {k}: a damaged file?")
-    then = state.get('measured_with')  # a checkpoint of an earlier version does not say: taken as measured alike
-    if then is not None and not isinstance(then, str):
-        raise ValueError(f"{self.__class__.__name__}: the checkpoint's measured_with={then!r} is not a description: a damaged file?")
-    learn = self._learn()
-    now = None if learn is None else measured_with(learn, self.monitor)
-    alike = then is None or now is None or then == now
-    if not alike: warnings.warn(
-        f"{self.state_key}: the checkpoint's best {self.monitor} ({state.get('best')}) was measured with {then}; this fit "
-        f"measures with {now}. The values do not compare: it starts afresh, without the checkpoint's "
-        f"{', '.join(k for k in self._measured if k in state)}, as a new fit does.")
-    for k in self._resume_keys:
-        if k in state and (alike or k not in self._measured): setattr(self, k, state[k])
 
 # %% ../../nbs/06e_callbacks.tracker.ipynb #1c201765
 class EarlyStoppingCallback(TrackerCallback):
