@@ -361,10 +361,12 @@ class Recorder(LearnerCallback):
         self._added_met_names: list = []
         self._reset_history()
         self.names, self.pbar, self.epoch, self.iteration = ['epoch', 'train_loss'], None, 0, 0
+        self._smoothener, self.smooth = None, None  # the fit's smoothed loss; the state a loaded checkpoint had
         self.metrics_names: list = []
 
     def on_train_begin(self, pbar, metrics_names: list, **kwargs):
         self.pbar, self.opt, self.n_epochs = pbar, self.learn.opt, kwargs.get('n_epochs')
+        self._smoothener = kwargs.get('smoothener')  # its state goes into checkpoints: a resume smooths on from it
         self.no_val = self.learn.data.empty_val
         self.metrics_names = list(metrics_names) + self._added_met_names
         self.names = ['epoch', 'train_loss'] + ([] if self.no_val else ['valid_loss'] + self.metrics_names)
@@ -812,7 +814,7 @@ class _ResumeCallbackStates(Callback):
     _order = 10**9  # after every other on_train_begin, which resets its callback's state
     def __init__(self, learn: Learner, callbacks: list):
         self._learn, self.callbacks = weakref.ref(learn), callbacks  # weak: the Learner keeps its fit's callbacks
-    def on_train_begin(self, epoch: int, **kwargs):
+    def on_train_begin(self, epoch: int, smoothener: Any = None, **kwargs):
         learn = self._learn()
         states = learn._resume_states or {}
         matched = match_callback_states(states, _with_state(self.callbacks))
@@ -838,6 +840,10 @@ class _ResumeCallbackStates(Callback):
                           f"callbacks=[TrackEpochCallback(learn, epoch_offset={start})] and the run's total epochs.")
         elif start is not None:  # the resume: its Recorder goes on with the history of the epochs before it,
             _carry_history(getattr(learn, 'recorder', None), getattr(learn, '_loaded_recorder', None), start)
+            sm = getattr(getattr(learn, '_loaded_recorder', None), 'smooth', None)
+            if smoothener is not None and sm:  # the smoothed loss goes on from where the checkpoint had it
+                smoothener.n, smoothener.mov_avg = sm['n'], sm['mov_avg']
+                smoothener.smooth = sm['mov_avg'] / (1 - smoothener.beta ** sm['n'])
             rng = getattr(learn, '_resume_rng', None)  # and its random states are the checkpoint's, whatever ran since the load
             if rng is not None: learn._restore_rng(*rng)
         learn._resume_epoch, learn._loaded_recorder, learn._resume_rng, learn._resume_done = None, None, None, None
@@ -1087,7 +1093,14 @@ def checkpoint_state(self: Recorder) -> dict:
     return {'names': list(self.names), 'rows': [list(r) for r in self.rows], 'losses': to_floats(self.losses),
             'val_losses': to_floats(self.val_losses), 'lrs': to_floats(self.lrs[:n]), 'moms': to_floats(self.moms[:n]),
             'metrics': [to_floats(m) for m in self.metrics], 'nb_batches': [int(n) for n in self.nb_batches],
-            'metrics_names': list(self.metrics_names), 'epoch': int(self.epoch), 'iteration': int(self.iteration)}
+            'metrics_names': list(self.metrics_names), 'epoch': int(self.epoch), 'iteration': int(self.iteration),
+            **({'smooth': smooth} if (smooth := _smooth_state(self)) else {})}
+
+def _smooth_state(rec: Recorder) -> dict | None:
+    "The smoothed loss's state (count and moving average) of `rec`'s fit, or the one its loaded checkpoint had."
+    sm = rec.__dict__.get('_smoothener')
+    if sm is None or not sm.n: return rec.__dict__.get('smooth')
+    return {'n': int(sm.n), 'mov_avg': float(sm.mov_avg)}
 
 # %% ../nbs/04_basic_train.ipynb #226c163d
 @patch
@@ -1098,7 +1111,8 @@ def load_checkpoint_state(self: Recorder, state: dict) -> None:
 
 # %% ../nbs/04_basic_train.ipynb #74017e99
 Recorder._state_types = {'names': list, 'rows': list, 'losses': list, 'val_losses': list, 'lrs': list, 'moms': list,
-                         'metrics': list, 'nb_batches': list, 'metrics_names': list, 'epoch': int, 'iteration': int}
+                         'metrics': list, 'nb_batches': list, 'metrics_names': list, 'epoch': int, 'iteration': int,
+                         'smooth': dict}
 
 @patch_as(nm='check_checkpoint_state')
 def _check_recorder_state(cls: type[Recorder], state: Any) -> None:
@@ -1109,6 +1123,9 @@ def _check_recorder_state(cls: type[Recorder], state: Any) -> None:
         if not isinstance(v, cls._state_types[k]) or isinstance(v, bool): raise ValueError(f"{k} is a {type(v).__name__}")
     if not all(isinstance(r, list) and all(isinstance(o, str) for o in r) for r in state.get('rows', [])):
         raise ValueError("rows holds something other than rows of text (the table's formatted values)")
+    sm = state.get('smooth', {'n': 0, 'mov_avg': 0.})
+    if set(sm) != {'n', 'mov_avg'} or not isinstance(sm['n'], int) or sm['n'] < 0 or not isinstance(sm['mov_avg'], (int, float)):
+        raise ValueError(f"smooth holds {sm!r}, not the smoothed loss's count and moving average")
     for k in ('losses', 'val_losses', 'lrs', 'moms'):
         if not all(o is None or isinstance(o, (int, float)) for o in state.get(k, [])): raise ValueError(f"{k} holds non-numbers")
 

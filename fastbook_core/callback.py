@@ -571,7 +571,8 @@ class CallbackHandler:
 def on_train_begin(self: CallbackHandler, epochs: int, pbar, metrics):
     "Set the initial state and call `on_train_begin`; a callback may return `epoch` to resume a schedule."
     self.smoothener = SmoothenValue(self.beta)
-    self.state_dict = {**self._initial_state(), 'n_epochs': epochs, 'pbar': pbar, 'metrics': metrics}
+    self.state_dict = {**self._initial_state(), 'n_epochs': epochs, 'pbar': pbar, 'metrics': metrics,
+                       'smoothener': self.smoothener}  # for a checkpoint's Recorder, and a resume that puts it back
     names = [getattr(m, 'name', camel2snake(m.__class__.__name__)) for m in self.metrics]
     self('train_begin', metrics_names=names)
     start = self.state_dict['epoch']

@@ -1001,3 +1001,45 @@ def test_loaders_made_by_hand_over_an_iterable_training_set_train_and_infer_thei
     assert isinstance(learn.loss_func, nn.CrossEntropyLoss)  # from the first item, read by iterating
     learn.fit_one_cycle(1)
     assert len(learn.recorder.val_losses) == 1
+
+
+# Trial 16 F9: a load(with_opt=True) resume smooths the training loss on from where the checkpoint had it
+def test_a_resume_goes_on_with_the_smoothed_training_loss():
+    from fastbook_core.callbacks.tracker import EarlyStoppingCallback
+    def cbs(L, start=None):
+        return [SaveModelCallback(L, every='epoch', name='ck'),
+                EarlyStoppingCallback(L, monitor='train_loss', min_delta=0.05, patience=0)]
+    whole = classif_learner()
+    _caught(lambda: whole.fit_one_cycle(6, 0.3, callbacks=cbs(whole)))
+    part = classif_learner()
+    _caught(lambda: pytest.raises(RuntimeError, part.fit_one_cycle, 6, 0.3, callbacks=cbs(part) + [Boom(2)]))
+    res = classif_learner(); res.path = part.path
+    res.load('ck_1', with_opt=True)
+    _caught(lambda: res.fit_one_cycle(6, 0.3, callbacks=cbs(res), start_epoch=2))
+    assert [r[1] for r in res.recorder.rows] == [r[1] for r in whole.recorder.rows]  # the train_loss column
+    assert [float(v) for v in res.recorder.losses] == pytest.approx([float(v) for v in whole.recorder.losses], rel=1e-12)
+    for a, b in zip(res.model.parameters(), whole.model.parameters()): assert torch.equal(a, b)
+
+def test_a_damaged_smoothed_loss_state_is_refused():
+    from fastbook_core.basic_train import Recorder
+    with pytest.raises(ValueError, match="smooth holds"):
+        Recorder.check_checkpoint_state({'smooth': {'n': -1, 'mov_avg': 0.5}})
+
+
+# Trial 16 F7: two equal fits of one script, each with BackupAndRestore(learn): a rerun from the top after a kill in fit 2
+def test_a_rerun_script_resumes_its_second_fit_from_its_own_backup_not_its_first(tmp_path):
+    from fastbook_core.callbacks.backup import BackupAndRestore
+    def script(path, die=False):
+        learn = classif_learner(); learn.path = path
+        learn.fit(3, 1e-2, callbacks=[BackupAndRestore(learn)])
+        first = [float(v) for v in learn.recorder.val_losses]
+        learn.save('stage-1')
+        learn.fit(3, 1e-2, callbacks=[BackupAndRestore(learn)] + ([Boom(1)] if die else []))
+        return learn, first
+    whole, whole_first = script(tmp_path / 'whole')
+    with pytest.raises(RuntimeError): script(tmp_path / 'cut', die=True)
+    assert (tmp_path / 'cut' / 'backup' / 'backup.1.pth').is_file()  # the second fit's own file
+    (rerun, first), said = _caught(lambda: script(tmp_path / 'cut'))
+    assert first == whole_first  # the first fit trained again, from the start: not resumed from the second fit's backup
+    assert 'backup.1.pth' in said
+    for a, b in zip(rerun.model.parameters(), whole.model.parameters()): assert torch.equal(a, b)

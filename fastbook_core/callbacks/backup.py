@@ -342,7 +342,7 @@ class _BackupFiles(LearnerCallback):
     "Where the backup of a `BackupAndRestore` is, how it is written and deleted, and what the fit shows of it."
     @property
     def file(self) -> Path:
-        "Where the backup is: `learn.path/backup_dir/backup.pth` (through `callback_fns`, `backup.N.pth` for a Learner's fit after N finished ones)."
+        "Where the backup is: `learn.path/backup_dir/backup.pth`, or `backup.N.pth` for a Learner's fit after N finished ones with a backup."
         n = getattr(self, '_nth', 0)
         return Path(self.learn.path) / self.backup_dir / ('backup.pth' if not n else f'backup.{n}.pth')
 
@@ -403,7 +403,13 @@ class _BackupRead(_BackupFiles):
         if file.parent.exists() and not file.parent.is_dir():
             raise CheckpointError(f"{file.parent} is a file, not the folder of the backups: move it, or give BackupAndRestore "
                                   "another `backup_dir`.")
-        if not file.exists(): return None
+        if not file.exists():
+            others = sorted(p.name for p in file.parent.glob('backup*.pth') if p != file) if file.parent.is_dir() else []
+            if others: warnings.warn(
+                f"No backup of this fit ({file.name}, the Learner's fit after {self._nth} finished with a backup), and the "
+                f"folder holds another fit's: {', '.join(others)}. It is resumed by that fit (a script rerun from the top "
+                "runs its fits again, in order); this one starts afresh.")
+            return None
         if not file.is_file():
             raise CheckpointError(f"{file} is a folder, not a backup file: the backup is damaged. It was left as it is: "
                                   f"delete it (`shutil.rmtree('{file}')`) to start this fit afresh.")
@@ -477,7 +483,7 @@ class _BackupEvents(_BackupRead):
             signal.signal(signal.SIGTERM, self._old_handler)
             self._old_handler = None
         if exception is False and self.delete_checkpoint and rank_distrib() == 0: self.delete_backup()
-        if exception is False and self._numbered: self.learn._backup_fits_done = self._nth + 1  # the next fit's is its own
+        if exception is False: self.learn._backup_fits_done = self._nth + 1  # the next fit's backup is its own
 
 # %% ../../nbs/06t_callbacks.backup.ipynb #d6e6406c
 class BackupAndRestore(_BackupEvents):
@@ -499,7 +505,7 @@ class BackupAndRestore(_BackupEvents):
         self.backup_dir, self.save_freq, self.delete_checkpoint = backup_dir, save_freq, delete_checkpoint
         self._every = None if save_freq == 'epoch' else int(save_freq)
         self._resume, self._wrapper, self._sigterm, self._old_handler, self._handler = None, None, False, None, None
-        self._first, self._off, self._numbered, self._nth = False, False, False, 0
+        self._first, self._off, self._nth = False, False, 0
 
     def on_train_begin(self, n_epochs: int, metrics_names: list, **kwargs):
         "Check the backup, if there is one, against this fit (refusing another set-up's); say where the fit resumes; watch for SIGTERM."
@@ -509,10 +515,8 @@ class BackupAndRestore(_BackupEvents):
         if self._every and isinstance(self.learn.data.train_dl.dataset, IterableDataset):
             raise ValueError(f"save_freq={self.save_freq}: a backup within an epoch needs a dataset with indices, and "
                              "the training set is an IterableDataset: use save_freq='epoch'.")
-        # through callback_fns, every fit of the Learner makes one: each has its own file, after how many fits finished
-        self._numbered = any(isinstance(getattr(f, 'func', f), type) and issubclass(getattr(f, 'func', f), BackupAndRestore)
-                             for f in self.learn.callback_fns)
-        self._nth = getattr(self.learn, '_backup_fits_done', 0) if self._numbered else 0
+        # each fit has its own file, after how many fits with a backup finished: a script rerun from the top runs them again
+        self._nth = getattr(self.learn, '_backup_fits_done', 0)
         self._stateful = _stateful(h, self)
         callback_states(list(self._stateful.values()))  # a state a backup could not read back: refused now, not at the first backup
         self._setup = _setup(self.learn, h, self, n_epochs, metrics_names)

@@ -40,6 +40,7 @@ def _check_setting(owner: str, name: str, v, fits, takes: str, whole: bool = Fal
     if not fits(v): raise ValueError(f"{owner}: {name}={v!r} cannot work: {name} takes {takes}.")
 
 # %% ../../nbs/06e_callbacks.tracker.ipynb #56b0b3ca
+# one cell: a class body cannot span cells; what every tracker shares (its NaN message and its file checks follow)
 class TrackerCallback(LearnerCallback):
     "Base for callbacks that watch `monitor` (a column of the Recorder's table), improving in `mode` (auto/min/max)."
     def __init__(self, learn: Learner, monitor: str = 'valid_loss', mode: str = 'auto',
