@@ -1043,3 +1043,14 @@ def test_a_rerun_script_resumes_its_second_fit_from_its_own_backup_not_its_first
     assert first == whole_first  # the first fit trained again, from the start: not resumed from the second fit's backup
     assert 'backup.1.pth' in said
     for a, b in zip(rerun.model.parameters(), whole.model.parameters()): assert torch.equal(a, b)
+
+
+# Trial 16 F8: ReduceLROnPlateau beside a schedule that sets the lr at every batch: its cut lasts one batch, and it says so
+def test_a_plateau_cut_undone_by_a_schedule_is_said_once():
+    from fastbook_core.callbacks.tracker import ReduceLROnPlateauCallback
+    learn = classif_learner()
+    _, said = _caught(lambda: learn.fit_one_cycle(4, 0.1, callbacks=[ReduceLROnPlateauCallback(learn, patience=0, min_delta=10.)]))
+    assert said.count('sets the lr at every batch') == 1 and 'OneCycleScheduler' in said
+    learn = classif_learner()
+    _, said = _caught(lambda: learn.fit(3, 0.1, callbacks=[ReduceLROnPlateauCallback(learn, patience=0, min_delta=10.)]))
+    assert 'sets the lr at every batch' not in said  # a plain fit: the cut holds

@@ -311,6 +311,17 @@ class ReduceLROnPlateauCallback(TrackerCallback):
                 self.opt.lr = [lr * self.factor for lr in self.opt.read_val('lr')]
                 self.wait, self.reductions = 0, self.reductions + 1
                 _say(f'Epoch {epoch}: reducing lr to {self.opt.lr}')
+                if self.reductions == 1: self._warn_if_scheduled()
+
+# %% ../../nbs/06e_callbacks.tracker.ipynb #547d92cd
+@patch
+def _warn_if_scheduled(self: ReduceLROnPlateauCallback) -> None:
+    "Warn (once a fit, from rank 0) when a schedule of this fit sets the lr at every batch: it undoes each cut at once."
+    sched = next((cb for cb in getattr(self.learn, '_fit_callbacks', [])
+                  if any('lr' in getattr(p, 'scheds', {}) for p in getattr(cb, 'phases', None) or [])), None)
+    if sched is not None and rank_distrib() == 0:
+        warnings.warn(f"ReduceLROnPlateauCallback cut the lr, and {type(sched).__name__} sets the lr at every batch: the "
+                      "cut lasts one batch. Use one of them: a plain `fit` with the plateau callback, or the schedule alone.")
 
 # %% ../../nbs/06e_callbacks.tracker.ipynb #9c00d00a
 class TerminateOnNaNCallback(Callback):
