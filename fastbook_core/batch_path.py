@@ -14,8 +14,8 @@ from .torch_core import ifnone, is_listy
 
 # %% auto #0
 __all__ = ['ON_DEVICE_SHARE', 'map_tensors', 'same_device', 'whole_batch_tensors', 'plain_tensor_ds', 'tensors_device',
-           'random_order', 'epoch_index', 'gather_rows', 'prefetch', 'CudaCopier', 'check_on_device_args',
-           'to_device_resident', 'cpu_indexable']
+           'random_order', 'epoch_index', 'cpu_indexable', 'gather_rows', 'prefetch', 'CudaCopier',
+           'check_on_device_args', 'to_device_resident']
 
 # %% ../nbs/01b_batch_path.ipynb #ceb0c1f9
 def map_tensors(b: Any, f: Callable) -> Any:
@@ -73,6 +73,13 @@ def epoch_index(dl: DataLoader) -> tuple[Tensor, list]:
         return idx[:sum(sizes)], sizes
     batches = list(bsamp)
     return torch.tensor([i for b in batches for i in b], dtype=torch.long), [len(b) for b in batches]
+
+# %% ../nbs/01b_batch_path.ipynb #0e662efd
+def cpu_indexable(dl: DataLoader) -> bool:
+    "Whether indexing `dl`'s CPU tensors gives its batches with the same random draws at the same moments."
+    s = dl.sampler  # a sampler with its own generator keeps torch's path: an epoch stopped early would differ
+    return (dl.num_workers == 0 and not dl.pin_memory and dl.generator is None and type(s) is BatchSampler
+            and type(s.sampler) in (SequentialSampler, RandomSampler) and getattr(s.sampler, 'generator', None) is None)
 
 # %% ../nbs/01b_batch_path.ipynb #e4ab4d84
 def gather_rows(t: Tensor, idx: Tensor, pin: bool) -> Tensor:
@@ -192,10 +199,3 @@ def to_device_resident(sets: dict,  # name -> dataset (or None)
                    "instead)")
         raise
     return {name: None if ds is None else done[id(ds)] for name, ds in sets.items()}
-
-# %% ../nbs/01b_batch_path.ipynb #0e662efd
-def cpu_indexable(dl: DataLoader) -> bool:
-    "Whether indexing `dl`'s CPU tensors gives its batches with the same random draws at the same moments."
-    s = dl.sampler  # a sampler with its own generator keeps torch's path: an epoch stopped early would differ
-    return (dl.num_workers == 0 and not dl.pin_memory and dl.generator is None and type(s) is BatchSampler
-            and type(s.sampler) in (SequentialSampler, RandomSampler) and getattr(s.sampler, 'generator', None) is None)
