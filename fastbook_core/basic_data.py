@@ -117,7 +117,8 @@ def _check_iterable_sets(train_ds, valid_ds, test_ds) -> None:
     if isinstance(train_ds, IterableDataset):
         raise TypeError("The training set is an IterableDataset, which DataBunch.create cannot shuffle (torch's DataLoader "
                         "refuses shuffle=True for it): give a map-style Dataset, or make the loaders yourself, "
-                        "`DataBunch(DataLoader(train_ds, batch_size=bs), DataLoader(valid_ds, batch_size=bs))`.")
+                        "`DataBunch(DataLoader(train_ds, batch_size=bs), DataLoader(valid_ds, batch_size=bs))`, with a "
+                        "`__len__` (its number of items) on the IterableDataset: the progress bar and the schedules count batches.")
     for name, ds in (('validation', valid_ds), ('test', test_ds)):
         if isinstance(ds, IterableDataset) and _len_or_none(ds) is None:
             raise TypeError(f"The {name} set is an IterableDataset without `__len__`: the progress bar, the Recorder and "

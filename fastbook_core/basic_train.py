@@ -824,9 +824,9 @@ class _ResumeCallbackStates(Callback):
         elsewhere = start is not None and epoch != start  # the fit does not start where the checkpoint stopped
         new_stage = start is None and done is not None and epoch != done  # after a stage, not going on with its run
         # a schedule's state is a place in the fit: put back at another epoch, it would end this fit early; values the
-        # run measured (a tracker's best) are a new stage's only if it goes on with the run: it may measure otherwise
+        # run measured (a tracker's best) are this fit's only if it goes on with the run: a new stage may measure otherwise
         afresh = sorted(k for k, cb in matched.items() if (elsewhere and getattr(cb, 'positional_state', False))
-                        or (new_stage and getattr(cb, 'measured_state', False)))
+                        or ((elsewhere or new_stage) and getattr(cb, 'measured_state', False)))
         for key, cb in matched.items():
             if key not in afresh: cb.load_checkpoint_state(states[key])
         learn._resume_states = None
@@ -835,7 +835,7 @@ class _ResumeCallbackStates(Callback):
         if elsewhere:
             warnings.warn(f"The checkpoint was saved after {start} epochs, and this fit starts at epoch {epoch}"
                           + (f" ({', '.join(afresh)} starting afresh: a schedule put back at epoch {start} would end this fit "
-                             "early)" if afresh else '') + f": to resume "
+                             "early, and a tracker's values are the run's, not a new stage's)" if afresh else '') + f": to resume "
                           f"where it stopped, pass start_epoch={start} to fit_one_cycle, or give fit "
                           f"callbacks=[TrackEpochCallback(learn, epoch_offset={start})] and the run's total epochs.")
         elif start is not None:  # the resume: its Recorder goes on with the history of the epochs before it,

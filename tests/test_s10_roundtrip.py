@@ -1054,3 +1054,27 @@ def test_a_plateau_cut_undone_by_a_schedule_is_said_once():
     learn = classif_learner()
     _, said = _caught(lambda: learn.fit(3, 0.1, callbacks=[ReduceLROnPlateauCallback(learn, patience=0, min_delta=10.)]))
     assert 'sets the lr at every batch' not in said  # a plain fit: the cut holds
+
+
+# Trial 17 F1: a fit from epoch 0 after loading a checkpoint saved mid-fit (SaveModelCallback's bestmodel) is no resume
+def test_a_fit_from_epoch_0_after_a_mid_fit_checkpoint_starts_its_trackers_afresh():
+    learn = classif_learner()
+    class Spoil(Callback):  # the last epoch gets worse: the best model is saved while the fit runs
+        def on_epoch_begin(self, epoch, **kwargs):
+            if epoch == 3:
+                with torch.no_grad():
+                    for p in learn.model.parameters(): p.add_(5.)
+    learn.fit(4, 1e-2, callbacks=[SaveModelCallback(learn), Spoil()])
+    learn.load('bestmodel', with_opt=True)
+    learn.loss_func = nn.CrossEntropyLoss(label_smoothing=0.3)
+    _, said = _caught(lambda: learn.fit(3, 1e-2, callbacks=[SaveModelCallback(learn)]))
+    assert 'starting afresh' in said and 'SaveModelCallback' in said
+    assert _ends_on_its_own_best(learn)  # not stage 1's bestmodel loaded over stage 2's training
+
+# Trial 17 F3: a kept backup of an earlier, finished fit (delete_checkpoint=False) is no reason to warn
+def test_a_kept_backup_of_an_earlier_fit_does_not_warn_the_next(tmp_path):
+    from fastbook_core.callbacks.backup import BackupAndRestore
+    learn = classif_learner(); learn.path = tmp_path
+    _caught(lambda: learn.fit(2, 1e-2, callbacks=[BackupAndRestore(learn, delete_checkpoint=False)]))
+    _, said = _caught(lambda: learn.fit(2, 1e-2, callbacks=[BackupAndRestore(learn)]))
+    assert 'No backup of this fit' not in said

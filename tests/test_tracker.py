@@ -280,9 +280,9 @@ def test_reduce_lr_on_plateau_an_interrupted_run_resumes_at_its_reduced_lr(tmp_p
     with pytest.raises(RuntimeError, match='cut'): part.fit(6, 0.1, callbacks=mk(part) + [Cut()])
     resumed = synth_learner(); resumed.path = part.path
     resumed.load('e_2', with_opt=True)
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore')  # it says this fit starts at epoch 0: meant here
-        resumed.fit(3, 0.1, callbacks=mk(resumed))
-    assert resumed.recorder.lrs[0] == pytest.approx(0.1 * 0.2 ** 2)  # where the interrupted run was
-    assert resumed.recorder.lrs == pytest.approx(whole.recorder.lrs[len(whole.recorder.lrs) // 2:])
-    assert resumed.recorder.val_losses == pytest.approx(whole.recorder.val_losses[3:])
+    from fastbook_core.callbacks.tracker import TrackEpochCallback
+    resumed.fit(6, 0.1, callbacks=mk(resumed) + [TrackEpochCallback(resumed, epoch_offset=3)])  # where the run stopped
+    n = len(whole.recorder.lrs) // 2  # the batches of the 3 epochs before the resume
+    assert resumed.recorder.lrs[n] == pytest.approx(0.1 * 0.2 ** 2)  # where the interrupted run was
+    assert resumed.recorder.lrs[-n:] == pytest.approx(whole.recorder.lrs[n:])
+    assert resumed.recorder.val_losses[-3:] == pytest.approx(whole.recorder.val_losses[3:])

@@ -404,10 +404,11 @@ class _BackupRead(_BackupFiles):
             raise CheckpointError(f"{file.parent} is a file, not the folder of the backups: move it, or give BackupAndRestore "
                                   "another `backup_dir`.")
         if not file.exists():
-            others = sorted(p.name for p in file.parent.glob('backup*.pth') if p != file) if file.parent.is_dir() else []
+            later = lambda p: (m := re.fullmatch(r'backup\.(\d+)\.pth', p.name)) is not None and int(m[1]) > self._nth
+            others = sorted(p.name for p in file.parent.glob('backup.*.pth') if later(p)) if file.parent.is_dir() else []
             if others: warnings.warn(
                 f"No backup of this fit ({file.name}, the Learner's fit after {self._nth} finished with a backup), and the "
-                f"folder holds another fit's: {', '.join(others)}. It is resumed by that fit (a script rerun from the top "
+                f"folder holds a later fit's: {', '.join(others)}. It is resumed by that fit (a script rerun from the top "
                 "runs its fits again, in order); this one starts afresh.")
             return None
         if not file.is_file():
