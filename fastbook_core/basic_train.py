@@ -1123,8 +1123,9 @@ def _check_recorder_state(cls: type[Recorder], state: Any) -> None:
         if not isinstance(v, cls._state_types[k]) or isinstance(v, bool): raise ValueError(f"{k} is a {type(v).__name__}")
     if not all(isinstance(r, list) and all(isinstance(o, str) for o in r) for r in state.get('rows', [])):
         raise ValueError("rows holds something other than rows of text (the table's formatted values)")
-    sm = state.get('smooth', {'n': 0, 'mov_avg': 0.})
-    if set(sm) != {'n', 'mov_avg'} or not isinstance(sm['n'], int) or sm['n'] < 0 or not isinstance(sm['mov_avg'], (int, float)):
+    sm = state.get('smooth', {'n': 1, 'mov_avg': 0.})  # (saved only once a loss was smoothed: a count of 1 or more)
+    if (not isinstance(sm, dict) or set(sm) != {'n', 'mov_avg'} or isinstance(sm['n'], bool) or not isinstance(sm['n'], int)
+            or sm['n'] < 1 or isinstance(sm['mov_avg'], bool) or not isinstance(sm['mov_avg'], (int, float))):
         raise ValueError(f"smooth holds {sm!r}, not the smoothed loss's count and moving average")
     for k in ('losses', 'val_losses', 'lrs', 'moms'):
         if not all(o is None or isinstance(o, (int, float)) for o in state.get(k, [])): raise ValueError(f"{k} holds non-numbers")

@@ -1024,6 +1024,8 @@ def test_a_damaged_smoothed_loss_state_is_refused():
     from fastbook_core.basic_train import Recorder
     with pytest.raises(ValueError, match="smooth holds"):
         Recorder.check_checkpoint_state({'smooth': {'n': -1, 'mov_avg': 0.5}})
+    with pytest.raises(ValueError, match="smooth holds"):
+        Recorder.check_checkpoint_state({'smooth': {'n': 0, 'mov_avg': 0.5}})  # a count of 0 would divide by zero
 
 
 # Trial 16 F7: two equal fits of one script, each with BackupAndRestore(learn): a rerun from the top after a kill in fit 2
