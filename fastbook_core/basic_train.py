@@ -833,9 +833,12 @@ class _ResumeCallbackStates(Callback):
         skipped = sorted(set(states) - set(matched))
         if skipped: warnings.warn(f"Not restored from the checkpoint (no such callback in this fit): {', '.join(skipped)}.")
         if elsewhere:
+            why = ([f"a schedule put back at epoch {start} would end this fit early"] if any(
+                       getattr(matched[k], 'positional_state', False) for k in afresh) else []) + (
+                   ["a tracker's values are the run's, not a new stage's"] if any(
+                       getattr(matched[k], 'measured_state', False) for k in afresh) else [])
             warnings.warn(f"The checkpoint was saved after {start} epochs, and this fit starts at epoch {epoch}"
-                          + (f" ({', '.join(afresh)} starting afresh: a schedule put back at epoch {start} would end this fit "
-                             "early, and a tracker's values are the run's, not a new stage's)" if afresh else '') + f": to resume "
+                          + (f" ({', '.join(afresh)} starting afresh: {'; '.join(why)})" if afresh else '') + f": to resume "
                           f"where it stopped, pass start_epoch={start} to fit_one_cycle, or give fit "
                           f"callbacks=[TrackEpochCallback(learn, epoch_offset={start})] and the run's total epochs.")
         elif start is not None:  # the resume: its Recorder goes on with the history of the epochs before it,
