@@ -112,7 +112,8 @@ def _reduce_mean(total: Tensor, count: float) -> np.float32:
 
 def _xy(b, train: bool = False) -> tuple:
     "A batch as `(inputs, targets)`; a batch of inputs only (an unlabelled test set) gets zeros as targets, unless training."
-    xy = batch_xy(b) if not train or (is_listy(b) and len(b) == 2) else None
+    if is_listy(b) and len(b) == 2: return b[0], b[1]  # every training batch: the one check it needs
+    xy = None if train else batch_xy(b)
     if xy is not None: return xy
     raise ValueError(f"A batch must be `(inputs, targets)`, and this one has {len(b) if is_listy(b) else 1} part(s) of "
                      f"shapes {_shapes(b)}: for several inputs, make each item `((x1, x2), y)`.")
