@@ -585,6 +585,7 @@ def one_item(self: DataBunch, item: Any, detach: bool = False, denorm: bool = Fa
 @patch
 def add_test(self: DataBunch, test_ds: Dataset, bs: int | None = None):
     "Add (or replace) the test set, loaded in order with the validation batch size (or `bs`)."
+    _check_iterable_sets(None, None, test_ds)  # as `create` checks its test set
     like = self.valid_dl if self.valid_dl is not None else self.train_dl
     bs = ifnone(bs, self.batch_size if like is None else like.batch_size)
     nw = 0 if like is None else like.num_workers

@@ -24,7 +24,7 @@ from .torch_core import (CheckpointError, CheckpointNotFoundError, check_trust_c
 from .basic_data import DataBunch, DatasetType, batch_xy
 from .torch_core import AdamW
 from .torch_core import add_metrics  # v1's home of add_metrics; `from ...basic_train import add_metrics` works too
-from .callback import (Callback, CallbackHandler, EventLogger, OptimWrapper, callback_events,
+from .callback import (Callback, CallbackHandler, EventLogger, OptimWrapper, SmoothenValue, callback_events,
                                     check_callbacks, check_metrics, check_wd)
 from .progress import MasterBar, format_time, master_bar, progress_bar
 from .checkpoint import (EXPORT_HYPERS, Checkpoint, callback_states, check_device, check_model_state, check_not_folder,
@@ -845,9 +845,7 @@ class _ResumeCallbackStates(Callback):
         elif start is not None:  # the resume: its Recorder goes on with the history of the epochs before it,
             _carry_history(getattr(learn, 'recorder', None), getattr(learn, '_loaded_recorder', None), start)
             sm = getattr(getattr(learn, '_loaded_recorder', None), 'smooth', None)
-            if smoothener is not None and sm:  # the smoothed loss goes on from where the checkpoint had it
-                smoothener.n, smoothener.mov_avg = sm['n'], sm['mov_avg']
-                smoothener.smooth = sm['mov_avg'] / (1 - smoothener.beta ** sm['n'])
+            if smoothener is not None and sm: smoothener.load_state(sm)  # the smoothed loss goes on from the checkpoint's
             rng = getattr(learn, '_resume_rng', None)  # and its random states are the checkpoint's, whatever ran since the load
             if rng is not None: learn._restore_rng(*rng)
         learn._resume_epoch, learn._loaded_recorder, learn._resume_rng, learn._resume_done = None, None, None, None
@@ -1101,10 +1099,9 @@ def checkpoint_state(self: Recorder) -> dict:
             **({'smooth': smooth} if (smooth := _smooth_state(self)) else {})}
 
 def _smooth_state(rec: Recorder) -> dict | None:
-    "The smoothed loss's state (count and moving average) of `rec`'s fit, or the one its loaded checkpoint had."
+    "The smoothed loss's state of `rec`'s fit, or, before its first batch, the one its loaded checkpoint had."
     sm = rec.__dict__.get('_smoothener')
-    if sm is None or not sm.n: return rec.__dict__.get('smooth')
-    return {'n': int(sm.n), 'mov_avg': float(sm.mov_avg)}
+    return sm.state() if sm is not None and sm.n else rec.__dict__.get('smooth')
 
 # %% ../nbs/04_basic_train.ipynb #226c163d
 @patch
@@ -1127,10 +1124,10 @@ def _check_recorder_state(cls: type[Recorder], state: Any) -> None:
         if not isinstance(v, cls._state_types[k]) or isinstance(v, bool): raise ValueError(f"{k} is a {type(v).__name__}")
     if not all(isinstance(r, list) and all(isinstance(o, str) for o in r) for r in state.get('rows', [])):
         raise ValueError("rows holds something other than rows of text (the table's formatted values)")
-    sm = state.get('smooth', {'n': 1, 'mov_avg': 0.})  # (saved only once a loss was smoothed: a count of 1 or more)
-    if (not isinstance(sm, dict) or set(sm) != {'n', 'mov_avg'} or isinstance(sm['n'], bool) or not isinstance(sm['n'], int)
-            or sm['n'] < 1 or isinstance(sm['mov_avg'], bool) or not isinstance(sm['mov_avg'], (int, float))):
-        raise ValueError(f"smooth holds {sm!r}, not the smoothed loss's count and moving average")
+    if 'smooth' in state:  # (as SmoothenValue.state wrote it: plain numbers)
+        try: SmoothenValue.check_state(state['smooth'])
+        except ValueError: raise ValueError(f"smooth holds {state['smooth']!r}, not the smoothed loss's count and moving average") from None
+        if isinstance(state['smooth']['mov_avg'], Tensor): raise ValueError("smooth holds a tensor, not a number")
     for k in ('losses', 'val_losses', 'lrs', 'moms'):
         if not all(o is None or isinstance(o, (int, float)) for o in state.get(k, [])): raise ValueError(f"{k} holds non-numbers")
 
@@ -1212,6 +1209,9 @@ def save(self: Learner,
                      fit_complete=rec is not None and rec.epoch >= (getattr(rec, 'n_epochs', None) or float('inf')),
                      callbacks=dict(self._resume_states) if self._resume_states  # loaded, not yet given to a fit
                                else callback_states(_with_state(self._fit_callbacks)))  # refuses two states under one key
+        # BackupAndRestore numbers each fit's backup by the fits with one that finished before it: a script that loads
+        # this stage instead of running it again then looks for the backup the run that saved it wrote next
+        if getattr(self, '_backup_fits_done', 0): state['backup_fits'] = int(self._backup_fits_done)
     buf = io.BytesIO()
     torch.save(state, buf)
     if is_filelike(target): target.write(buf.getbuffer())
@@ -1369,7 +1369,7 @@ def _apply_load(self: Learner, plan: _LoadPlan, purge: bool = False) -> None:
             rec.n_epochs = rec.epoch if ck.fit_complete else None  # so that a save before the next fit keeps `fit_complete`
         # a stage saved after its fit ended is not an interrupted fit: the next fit may start at epoch 0
         self._resume_states, self._resume_epoch = ck.callbacks or None, None if ck.fit_complete else ck.epoch
-        self._resume_done = ck.epoch
+        self._resume_done, self._backup_fits_done = ck.epoch, ck.backup_fits
         # and again when the resumed fit begins: a `validate` or `get_preds` between draws from them
         self._resume_rng = None if ck.fit_complete or ck.rng is None else (ck.rng, ck.source)
         self._loaded_recorder = getattr(self, 'recorder', None)
@@ -1398,6 +1398,24 @@ def load(self: Learner,
     self._apply_load(plan, purge)  # 2. apply it
     return self
 
+# %% ../nbs/04_basic_train.ipynb #ee3a156c
+def _split_names(learn: Learner) -> tuple:
+    "The names of each layer group's modules in the model (None for a Learner of one group), and of its frozen parameters."
+    model = get_model(learn.model)
+    frozen = [n for n, p in model.named_parameters() if not p.requires_grad]
+    if len(learn.layer_groups) < 2: return None, frozen
+    names = {id(m): n for n, m in model.named_modules()}
+    groups = [[names.get(id(g))] if id(g) in names else [names.get(id(m)) for m in g.children()] for g in learn.layer_groups]
+    if any(None in g or not g for g in groups):
+        warnings.warn("export: a layer group holds modules that are not the model's own, so the export keeps no split: the "
+                      "Learner load_learner makes has one layer group (split it again, `learn.split(...)`, to fine-tune by group).")
+        return None, frozen
+    return groups, frozen
+
+def _tfm_name(f: Callable) -> str:
+    "A transform's name as an export records it: a function's, a partial's function's, or its class's."
+    return getattr(getattr(f, 'func', f), '__name__', type(f).__name__)
+
 # %% ../nbs/04_basic_train.ipynb #b09e047a
 @patch
 def export(self: Learner,
@@ -1416,8 +1434,9 @@ def export(self: Learner,
     tfm_names = [_tfm_name(f) for f in getattr(self.data, 'dl_tfms', None) or []]
     # `defaults.extra_callbacks` join every new Learner, load_learner's too: exported, they would run twice there
     own = [cb for cb in self.callbacks if not any(cb is e for e in listify(defaults.extra_callbacks))]
+    groups, frozen = _split_names(self)
     try: raw = export_bytes(get_model(self.model), self.loss_func, self.opt_func, fns, self.metrics, own,
-                            getattr(self.data, 'classes', None), hypers, tfm_names)  # checked: nothing written yet
+                            getattr(self.data, 'classes', None), hypers, tfm_names, groups, frozen)  # checked: nothing written yet
     except (TypeError, ValueError) as e:
         if 'cannot be pickled' not in str(e): raise
         raise type(e)(f"{e} Defined in a module of yours, it is exported; `load_learner` then reads the file without "
@@ -1451,10 +1470,6 @@ def _check_load_learner_args(path: Any, source: Any, kwargs: dict) -> None:
                                       f"{'is a file' if p.is_file() else 'looks like one'}: give the folder, and the name as `file`: "
                                       f"load_learner({str(p.parent)!r}, {p.name!r}), or load_learner(path={str(p.parent)!r}, file={p.name!r}).")
 
-def _tfm_name(f: Callable) -> str:
-    "A transform's name as an export records it: a function's, a partial's function's, or its class's."
-    return getattr(getattr(f, 'func', f), '__name__', type(f).__name__)
-
 def _check_dl_tfms(state: dict, kwargs: dict, source: Any) -> None:
     "Warn when the export's data had `dl_tfms` (the file has their names) and `load_learner` was not given the same."
     names, given = state.get('dl_tfms') or [], [_tfm_name(f) for f in listify(kwargs.get('dl_tfms'))]
@@ -1479,6 +1494,15 @@ def _inference_data(path: Any, test: Dataset | None, device: Any, kwargs: dict) 
         if changed: data.test_dl = data.test_dl.new(**changed)  # the test loader made again with them
     return data
 
+
+# %% ../nbs/04_basic_train.ipynb #6633f012
+def _groups_by_name(model: nn.Module, state: dict, source: Any) -> list | None:
+    "The layer groups an export recorded by name, made of `model`'s modules; None (warned) if the model lacks one of them."
+    try: return [nn.Sequential(*[model.get_submodule(n) for n in g]) for g in state['layer_groups']]
+    except AttributeError as e:
+        warnings.warn(f"{source_name(source)} was exported from a Learner split into {len(state['layer_groups'])} layer groups, and "
+                      f"the model lacks one of their modules ({e}): the Learner has one layer group (split it again, `learn.split(...)`).")
+        return None
 
 # %% ../nbs/04_basic_train.ipynb #4b9ea0e2
 _SETTINGS_APART = ('opt_func', 'metrics', 'callback_fns', 'callbacks')  # what an export keeps beside the model, and apart from it
@@ -1543,18 +1567,22 @@ def load_learner(path: str | Path,  # the folder of the export (the Learner's `p
     data = _inference_data(path, test, device, kwargs)
     data.classes = state['classes']
     hypers = {**state['hypers'], **kwargs}
+    if state.get('layer_groups') and 'layer_groups' not in kwargs: hypers['layer_groups'] = _groups_by_name(model, state, source)
     wd = hypers.get('wd')
-    per_group = isinstance(wd, list) and len(wd) > 1 and 'layer_groups' not in kwargs
-    if per_group: hypers['wd'] = wd[-1]  # the export keeps no split: one layer group now, the values put back below
+    per_group = isinstance(wd, list) and len(wd) > 1 and 'layer_groups' not in kwargs and hypers.get('layer_groups') is None
+    if per_group: hypers['wd'] = wd[-1]  # a split it could not make again: one layer group now, the values put back below
     learn = Learner(data, model, loss_func=ifnone(loss_func, objs.get('loss_func')),
                     opt_func=objs.get('opt_func', AdamW), callback_fns=objs.get('callback_fns'),
                     metrics=objs.get('metrics'), **hypers)
-    if per_group: learn.wd = wd  # as exported: split the model as before (`learn.split`) to train with them
+    if per_group: learn.wd = wd  # as exported: split the model again (`learn.split`) to train with them
     for cls, args in objs.get('callbacks') or []:
         # as export made it: a callback of one's own may take `learn` without being a LearnerCallback, by keyword only too
         try: learn.callbacks.append(make_callback(cls, learn, args, learner_callback=issubclass(cls, LearnerCallback)))
         except Exception as e: raise CheckpointError(f"{source_name(source)}: its callback {cls.__name__} cannot be made again: {e}") from e
     get_model(learn.model).load_state_dict(state['state_dict'])  # last: a refused file leaves your `model` as it was
+    frozen = set(state.get('frozen', []))  # (an unpickled model has them frozen already; a model you give, not)
+    for n, p in get_model(learn.model).named_parameters():
+        if n in frozen: p.requires_grad_(False)
     learn.model.eval()
     return learn
 

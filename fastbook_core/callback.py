@@ -78,9 +78,33 @@ class SmoothenValue:
 
     def add_value(self, val: float | Tensor) -> None:
         "Add `val` (a number, or a tensor that stays on its device) and update `smooth`."
+        if isinstance(val, Tensor) and self.n and not isinstance(self.mov_avg, Tensor):
+            # an average loaded from a checkpoint (a number) meets its first tensor: it goes on in the tensor's float32,
+            # on its device, as the uninterrupted run's did (float32 -> float -> float32 is exact)
+            self.mov_avg = torch.tensor(self.mov_avg, dtype=val.dtype, device=val.device)
         self.n += 1
         self.mov_avg = self.beta * self.mov_avg + (1 - self.beta) * val
         self.smooth = self.mov_avg / (1 - self.beta ** self.n)
+
+    def state(self) -> dict:
+        "The count and the moving average, as plain numbers: what a checkpoint keeps to go on smoothing."
+        return {'n': int(self.n), 'mov_avg': float(self.mov_avg)}
+
+    @staticmethod
+    def check_state(state: Any) -> None:
+        "Raise a `ValueError` unless `state` is one that `state` could have returned."
+        n, m = (state.get('n'), state.get('mov_avg')) if isinstance(state, dict) else (None, None)
+        number = lambda o, t: isinstance(o, t) and not isinstance(o, bool)
+        # (a 0-d tensor is what backups of a fit on the GPU held before `state` gave plain numbers)
+        if (not isinstance(state, dict) or set(state) != {'n', 'mov_avg'} or not number(n, int) or n < 0
+                or not (number(m, (int, float)) or (isinstance(m, Tensor) and m.numel() == 1)) or (n == 0 and float(m) != 0)):
+            raise ValueError(f"{state!r} is not a smoothed value's count and moving average")
+
+    def load_state(self, state: dict) -> None:
+        "Go on from `state` (checked first): the next value is smoothed as if the values before had just been added."
+        self.check_state(state)
+        self.n, self.mov_avg = int(state['n']), float(state['mov_avg'])
+        if self.n: self.smooth = self.mov_avg / (1 - self.beta ** self.n)
 
 # %% ../nbs/03_callback.ipynb #98d8903b
 def annealing_no(start: Number, end: Number, pct: float) -> Number:
@@ -135,7 +159,7 @@ def check_wd(wd: float | Sequence[float], n_groups: int | None = None) -> list:
     vals = listify(wd)
     if n_groups is not None and len(vals) not in (1, n_groups):
         raise ValueError(f"wd={wd!r}: {len(vals)} values for {n_groups} layer groups; give one number, or one per group "
-                         "(`learn.split(...)` makes the groups; a Learner from `load_learner` has one, since an export keeps no split).")
+                         "(`learn.split(...)` makes the groups).")
     for v in vals:
         if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or not math.isfinite(v) or v < 0:
             raise ValueError(f"wd={wd!r}: weight decay must be a finite number >= 0 (or one per layer group).")

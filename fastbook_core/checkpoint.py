@@ -357,7 +357,9 @@ def _plain_opt_func(f):
 
 # %% ../nbs/03a_checkpoint.ipynb #a37abb36
 def export_bytes(model: nn.Module, loss_func, opt_func, callback_fns: list, metrics: list, callbacks: list,
-                 classes: list | None, hypers: dict, dl_tfm_names: list | None = None) -> bytes:
+                 classes: list | None, hypers: dict, dl_tfm_names: list | None = None,
+                 layer_groups: list | None = None,  # the names of each layer group's modules in the model, when it has several
+                 frozen: list | None = None) -> bytes:  # the names of the parameters that do not train
     "The bytes of an export file for `load_learner`, checked to read back safely; an error, before anything is written, if not."
     fns, opt_func = [_plain_partial(f) for f in callback_fns], _plain_opt_func(opt_func)
     for obj, what in [(loss_func, 'the loss function'), (opt_func, 'the optimizer function'),
@@ -394,6 +396,8 @@ def export_bytes(model: nn.Module, loss_func, opt_func, callback_fns: list, metr
             # for `load_learner(model=, loss_func=)` (see below); a list one item at a time: a metric of yours costs no other
             'settings': {k: [_pickled(o) for o in v] if isinstance(v, list) else _pickled(v) for k, v in settings.items()}}
     if dl_tfm_names: head['dl_tfms'] = [str(n) for n in dl_tfm_names]  # their names only: the functions are code
+    if layer_groups: head['layer_groups'] = [[str(n) for n in g] for g in layer_groups]  # names: the split survives, not code
+    if frozen: head['frozen'] = [str(n) for n in frozen]
     check = io.BytesIO(); torch.save(head, check); check.seek(0)
     try: load_checkpoint(check)  # the reader read_export uses: on torch 2.4 a plain torch.load refuses the bytes inside
     except Exception as e: raise TypeError(f"Cannot export: a safe load could not read it back ({e}).") from None
@@ -427,6 +431,10 @@ def read_export(source: Any,  # a path or an open binary file
     names = state.get('dl_tfms', [])  # optional: an export of data without dl_tfms, or of an earlier release, has none
     if not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
         raise CheckpointError(f"{source_name(source)} is not a valid export: its dl_tfms are {names!r}, not a list of names.")
+    all_str = lambda v: isinstance(v, list) and all(isinstance(n, str) for n in v)
+    for k, ok in (('layer_groups', lambda v: isinstance(v, list) and all(all_str(g) for g in v)), ('frozen', all_str)):
+        if not ok(state.get(k, [])):  # optional, as dl_tfms: an export of one group and nothing frozen has neither
+            raise CheckpointError(f"{source_name(source)} is not a valid export: its {k} is {state[k]!r}, not names in the model.")
     from fastbook_core.torch_core import unpickle_blob
     objs = unpickle_blob(state['objects'], source, 'the model, loss and callbacks', trust_code, allow=_trusted) if need_objects else {}
     if not trust_code: _check_export_objects(objs, source)
@@ -493,6 +501,7 @@ class Checkpoint:
     resumable: bool = False  # saved with `with_opt=True` (random states and history), even before any fit
     opt_hypers: dict | None = None  # the optimizer wrapper's lr, mom, beta and wd per layer group
     fit_complete: bool = False  # saved after its fit had run all its epochs (a stage, not an interrupted fit)
+    backup_fits: int = 0  # the fits with a BackupAndRestore the Learner had finished: what numbers the next one's backup
     damage: str | None = None  # what makes it unfit to resume from (an edited position...): `load(with_opt=True)` refuses it
 
 # %% ../nbs/03a_checkpoint.ipynb #bae1c6d0
@@ -525,10 +534,13 @@ def read_checkpoint(source: Any, map_location: Any = None, remove_module: bool =
     count = lambda v: isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 0
     damage = [f"a damaged {k}: {state[k]!r}, not a count of {k}s done (a whole number >= 0)"
               for k in ('epoch', 'iteration') if state.get(k) is not None and not count(state[k])]
+    if state.get('backup_fits') is not None and not count(state['backup_fits']):
+        damage.append(f"a damaged backup_fits: {state['backup_fits']!r}, not a count of fits (a whole number >= 0)")
     if 'recorder' in state and 'rng' not in state:
         damage.append("a training history without its random states, which `Learner.save(with_opt=True)` writes together")
     damage += [f"damaged optimizer hyper-parameters: {k}={v!r} (one finite number, or None, per layer group; learning rates "
                "and weight decays >= 0)" for k, v in (hyp or {}).items() if v is not None and not _hyper_values(v, k)]
     epoch = int(state['epoch']) if count(state.get('epoch')) else None
     return Checkpoint(source, model, state.get('opt'), state.get('rng'), state.get('recorder'), cbs, epoch, 'rng' in state, hyp,
-                      state.get('fit_complete') is True, '; '.join(damage) or None)
+                      state.get('fit_complete') is True, int(state['backup_fits']) if count(state.get('backup_fits')) else 0,
+                      '; '.join(damage) or None)

@@ -408,14 +408,14 @@ def test_the_metrics_plot_is_per_epoch_on_its_x_axis():
 
 
 def test_a_weight_decay_per_layer_group_comes_back_from_an_export():
-    "The export keeps no split: the Learner it gives has one group, and the per-group values as they were."
+    "The export keeps the split (by the modules' names): the Learner it gives has the groups and the per-group values."
     learn = classif_learner()
     learn.split(lambda m: [m[3]])
     learn.wd = [np.float32(0.01), np.float64(0.02)]
     learn.fit(1)
     learn.export()
     inf = load_learner(learn.path)
-    assert inf.wd == [pytest.approx(0.01), 0.02] and len(inf.layer_groups) == 1
+    assert inf.wd == [pytest.approx(0.01), 0.02] and len(inf.layer_groups) == 2
 
 
 def test_a_checkpoint_saved_before_any_fit_loads_back_with_opt():

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from fastbook_core.basic_data import DataBunch
+from fastbook_core.basic_data import DataBunch, DatasetType
 from fastbook_core.basic_train import Learner, load_learner
 from fastbook_core.callback import Callback
 from fastbook_core.callbacks.csv_logger import CSVLogger
@@ -992,6 +992,10 @@ def test_create_refuses_an_iterable_training_set_and_an_unsized_iterable_validat
     data = DataBunch.create(TensorDataset(x, y), _Stream(x, y), bs=16)  # sized: it works
     learn = Learner(data, nn.Linear(3, 2), silent=True); learn.fit(1)
     assert len(learn.recorder.val_losses) == 1
+    with pytest.raises(TypeError, match='test set is an IterableDataset without `__len__`'):
+        data.add_test(_Stream(x, y, sized=False))  # as create checks it
+    data.add_test(_Stream(x, y))
+    assert learn.get_preds(ds_type=DatasetType.Test)[0].shape == (64, 2)
 
 def test_loaders_made_by_hand_over_an_iterable_training_set_train_and_infer_their_loss(tmp_path):
     from torch.utils.data import DataLoader
@@ -1047,6 +1051,27 @@ def test_a_rerun_script_resumes_its_second_fit_from_its_own_backup_not_its_first
     for a, b in zip(rerun.model.parameters(), whole.model.parameters()): assert torch.equal(a, b)
 
 
+# Trial 17 F5: a restartable script that skips its finished stage by loading it, instead of training it again
+def test_a_script_that_loads_its_finished_stage_resumes_the_next_fit_from_its_own_backup(tmp_path):
+    from fastbook_core.callbacks.backup import BackupAndRestore
+    def script(path, die=False):
+        learn = classif_learner(); learn.path = path
+        if (path / 'models' / 'stage-1.pth').is_file(): learn.load('stage-1', with_opt=True)  # done in the killed run
+        else:
+            learn.fit(3, 1e-2, callbacks=[BackupAndRestore(learn)])
+            learn.save('stage-1')
+        learn.fit(3, 1e-2, callbacks=[BackupAndRestore(learn)] + ([Boom(1)] if die else []))
+        return learn
+    whole = script(tmp_path / 'whole')
+    with pytest.raises(RuntimeError): script(tmp_path / 'cut', die=True)
+    assert (tmp_path / 'cut' / 'backup' / 'backup.1.pth').is_file()
+    assert load_checkpoint(tmp_path / 'cut' / 'models' / 'stage-1.pth')['backup_fits'] == 1
+    rerun, said = _caught(lambda: script(tmp_path / 'cut'))
+    assert 'Resumed from the backup' in said and 'backup.1.pth' in said
+    for a, b in zip(rerun.model.parameters(), whole.model.parameters()): assert torch.equal(a, b)
+    assert not (tmp_path / 'cut' / 'backup' / 'backup.1.pth').exists()  # finished: deleted, as the uninterrupted run's
+
+
 # Trial 16 F8: ReduceLROnPlateau beside a schedule that sets the lr at every batch: its cut lasts one batch, and it says so
 def test_a_plateau_cut_undone_by_a_schedule_is_said_once():
     from fastbook_core.callbacks.tracker import ReduceLROnPlateauCallback
@@ -1080,3 +1105,66 @@ def test_a_kept_backup_of_an_earlier_fit_does_not_warn_the_next(tmp_path):
     _caught(lambda: learn.fit(2, 1e-2, callbacks=[BackupAndRestore(learn, delete_checkpoint=False)]))
     _, said = _caught(lambda: learn.fit(2, 1e-2, callbacks=[BackupAndRestore(learn)]))
     assert 'No backup of this fit' not in said
+
+
+def test_smoothen_value_state_goes_on_exactly_with_tensors():
+    # a fit on the GPU smooths float32 tensors; its checkpoint keeps plain numbers: the resumed average must go on
+    # bit for bit as the uninterrupted one (float32 -> float -> float32 is exact)
+    from fastbook_core.callback import SmoothenValue
+    g = torch.Generator().manual_seed(0)
+    vals = [torch.rand((), generator=g) * 3 for _ in range(40)]
+    a, b = SmoothenValue(), SmoothenValue()
+    for v in vals[:25]: a.add_value(v)
+    st = a.state()
+    assert type(st['n']) is int and type(st['mov_avg']) is float
+    b.load_state(torch.load(_roundtrip_bytes(st), weights_only=True))
+    for v in vals[25:]: a.add_value(v); b.add_value(v)
+    assert isinstance(b.mov_avg, torch.Tensor) and b.mov_avg.dtype == torch.float32
+    assert torch.equal(a.mov_avg, b.mov_avg) and torch.equal(a.smooth, b.smooth)
+    c = SmoothenValue(0.9); c.load_state({'n': 2, 'mov_avg': 0.29}); c.add_value(3.)  # after 1 and 2: v1's formula
+    assert c.n == 3 and c.smooth == pytest.approx((0.9**2 * 0.1 * 1 + 0.9 * 0.1 * 2 + 0.1 * 3) / (1 - 0.9**3))
+    for bad in ({'n': -1, 'mov_avg': 0.}, {'n': 0, 'mov_avg': 0.5}, {'n': True, 'mov_avg': 0.}, {'n': 2},
+                {'n': 2, 'mov_avg': 'x'}, [2, 0.5]):
+        with pytest.raises(ValueError, match="count and moving average"): b.load_state(bad)
+
+
+def _roundtrip_bytes(obj):
+    import io
+    buf = io.BytesIO(); torch.save(obj, buf); buf.seek(0)
+    return buf
+
+
+# Trial 18 F1: an export of a split Learner with a weight decay per group: load_learner's Learner could not fit
+@pytest.mark.parametrize('give_model', [False, True])
+def test_an_export_keeps_the_split_and_the_frozen_parameters(give_model):
+    learn = classif_learner()
+    learn.split(lambda m: (m[3],)); learn.wd = [0.0, 0.05]; learn.freeze()
+    learn.fit(1, 1e-2)
+    frozen = [n for n, p in learn.model.named_parameters() if not p.requires_grad]
+    assert frozen == ['0.weight', '0.bias']  # train_bn: the BatchNorm of the frozen group trains
+    learn.export()
+    model = nn.Sequential(nn.Linear(4, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 3)) if give_model else None
+    kw = dict(model=model, loss_func=nn.CrossEntropyLoss()) if give_model else {}
+    inf = load_learner(learn.path, **kw)
+    assert len(inf.layer_groups) == 2 and inf.wd == [0.0, 0.05]
+    assert [n for n, p in inf.model.named_parameters() if not p.requires_grad] == frozen
+    x = learn.data.valid_ds.tensors[0][:8]
+    assert torch.equal(inf.pred_batch(batch=(x, torch.zeros(8).long()))[0], learn.pred_batch(batch=(x, torch.zeros(8).long()))[0])
+    inf.data = learn.data
+    inf.fit(1, 1e-2)  # fine-tunes by group, frozen as exported
+    assert len(inf.opt.param_groups) == len(learn.opt.param_groups)  # the groups, with and without weight decay
+    inf.unfreeze(); assert all(p.requires_grad for p in inf.model.parameters())
+
+def test_an_export_whose_layer_group_is_not_the_models_keeps_no_split_and_says_so():
+    learn = classif_learner()
+    learn.layer_groups = [nn.Sequential(*list(learn.model)[:3]), nn.Sequential(nn.Linear(2, 2))]  # a module not in the model
+    with pytest.warns(UserWarning, match='keeps no split'): learn.export()
+    assert len(load_learner(learn.path).layer_groups) == 1
+
+def test_an_export_with_damaged_layer_group_names_is_refused(tmp_path):
+    learn = classif_learner(); learn.split(lambda m: (m[3],)); learn.export()
+    st = load_checkpoint(learn.path / 'export.pkl'); st['layer_groups'] = [['0'], [3]]
+    torch.save(st, tmp_path / 'bad.pkl')
+    with pytest.raises(CheckpointError, match='its layer_groups is'): load_learner(tmp_path, 'bad.pkl')
+    st['layer_groups'] = [['0'], ['no_such_module']]; torch.save(st, tmp_path / 'bad.pkl')
+    with pytest.warns(UserWarning, match='lacks one of their modules'): assert len(load_learner(tmp_path, 'bad.pkl').layer_groups) == 1

@@ -14,7 +14,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, IterableDataset
 from ..torch_core import (CheckpointError, atomic_write, check_writable, get_model, get_rng_states, load_checkpoint, whole_number,
                                       num_distrib, rank_distrib, remove_stale_temps, set_rng_states)
-from ..callback import Callback, CallbackHandler, Scheduler
+from ..callback import Callback, CallbackHandler, Scheduler, SmoothenValue
 from ..checkpoint import callback_states
 from ..basic_data import DeviceDataLoader
 from ..basic_train import Learner, LearnerCallback, Recorder
@@ -227,15 +227,6 @@ def _running_handler(cb: Callback) -> CallbackHandler:
         f = f.f_back
     raise RuntimeError(f"{type(cb).__name__} works only inside a fit: pass it in `callbacks=` of fit or fit_one_cycle.")
 
-def _smooth_state(h: CallbackHandler) -> dict:
-    "The smoothed loss the handler keeps between batches (its moving average and count)."
-    sm = h.smoothener
-    return {'n': int(sm.n), 'mov_avg': sm.mov_avg.detach().cpu() if isinstance(sm.mov_avg, Tensor) else float(sm.mov_avg)}
-
-def _set_smooth_state(h: CallbackHandler, st: dict, device) -> None:
-    sm = h.smoothener
-    sm.n, sm.mov_avg = st['n'], st['mov_avg'].to(device) if isinstance(st['mov_avg'], Tensor) else st['mov_avg']
-
 class TrainingPreempted(SystemExit):
     "A fit stopped by SIGTERM after writing a backup; the process exits with status 143 (128 + SIGTERM) unless caught."
     def __init__(self, msg: str):
@@ -268,7 +259,7 @@ def _training_state(learn: Learner, h: CallbackHandler, stateful: dict) -> dict:
     return {'model': get_model(learn.model).state_dict(), 'opt': learn.opt.state_dict(),
             'hyper_parameters': _plain({k: hp[k] for k in ('lr', 'mom', 'beta', 'wd')}),
             'callbacks': {k: _pack(states.get(k, {})) for k in stateful},
-            'smooth': _smooth_state(h)}
+            'smooth': h.smoothener.state()}
 
 def _apply_training_state(learn: Learner, h: CallbackHandler, stateful: dict, st: dict) -> None:
     "Give the fit back what `_training_state` kept (already checked against this fit's set-up)."
@@ -281,7 +272,7 @@ def _apply_training_state(learn: Learner, h: CallbackHandler, stateful: dict, st
     hp = st['hyper_parameters']
     learn.opt.lr, learn.opt.mom, learn.opt.wd = hp['lr'], hp['mom'], hp['wd']
     if hp['beta'] is not None: learn.opt.beta = hp['beta']
-    _set_smooth_state(h, st['smooth'], learn.data.device)
+    h.smoothener.load_state(st['smooth'])
 
 
 # %% ../../nbs/06t_callbacks.backup.ipynb #c3e5a0d2
@@ -318,6 +309,8 @@ def _check_parts(st: dict, file: Path, learn: Learner, n_epochs: int, fix: str) 
     for d, keys, where in ((st['training']['hyper_parameters'], ('lr', 'mom', 'beta', 'wd'), 'hyper_parameters'),
                            (st['training']['smooth'], ('n', 'mov_avg'), 'smooth')):
         if any(k not in d for k in keys): bad(f"its training.{where} lacks {[k for k in keys if k not in d]}")
+    try: SmoothenValue.check_state(st['training']['smooth'])
+    except ValueError as e: bad(f"its training.smooth: {e}")
 
 def _check_backup(st, file: Path, setup: dict, learn: Learner, stateful: dict, fix: str) -> None:
     "Raise a `CheckpointError` unless backup `st` was written by this fit's set-up and can be resumed; change nothing."
