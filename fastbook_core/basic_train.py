@@ -526,15 +526,6 @@ class Learner:
                 f'{getattr(self.opt_func, "func", self.opt_func).__name__}, loss_func={_loss_name(self.loss_func)}, '
                 f'metrics={[getattr(m, "__name__", m) for m in self.metrics]})')
 
-    def _make_callbacks(self) -> list:
-        "The callbacks of `callback_fns` (and `defaults.extra_callback_fns`), made for this fit."
-        fns = _check_callback_fns(self.callback_fns + listify(defaults.extra_callback_fns))
-        cbs = [f(self) for f in fns]
-        for f, cb in zip(fns, cbs):
-            if not isinstance(cb, Callback):
-                raise TypeError(f"callback_fns: {getattr(f, '__name__', f)!r} returned {cb!r}, not a Callback.")
-        return cbs
-
     def fit(self,
             epochs: int,  # how many epochs
             lr: float | Sequence[float] | np.ndarray | slice | None = None,  # a number, one per layer group, or a slice; default: defaults.lr
@@ -574,22 +565,6 @@ class Learner:
         except BaseException:
             self._undo_if_refused(before)
             raise
-
-    def _before_fit(self) -> tuple:
-        "What `_undo_if_refused` puts back: the attributes, the model's buffers and the optimizer's hyper-parameters."
-        hypers = None if self.opt is None else (self.opt._lr, self.opt._mom, self.opt._beta, self.opt._wd)
-        return dict(vars(self)), {k: b.detach().clone() for k, b in self.model.named_buffers()}, hypers
-
-    def _undo_if_refused(self, before: tuple) -> None:
-        "Put the Learner back as it was if the fit stopped before its first loss (a callback or the loss refused it)."
-        attrs, buffers, hypers = before
-        rec = getattr(self, 'recorder', None)
-        if rec is attrs.get('recorder') or len(getattr(rec, 'losses', [])) > getattr(rec, '_carried', 0):
-            return  # it trained: keep what it did (a resumed fit's Recorder starts with the history carried to it)
-        vars(self).clear(); vars(self).update(attrs)
-        with torch.no_grad():
-            for k, b in self.model.named_buffers(): b.copy_(buffers[k])  # the BatchNorm statistics of a forward pass
-        if hypers is not None: self.opt.lr, self.opt.mom, self.opt.beta, self.opt.wd = hypers
 
     def validate(self,
                  dl: Iterable | None = None,  # default: the validation set
@@ -636,6 +611,9 @@ class Learner:
         bn_wd: bool  # a property: set, it reaches the optimizer
         sweeping: bool  # a property: whether the running fit is a sweep (`keep_last_fit`)
         lr_range = _here.lr_range
+        _make_callbacks = _here._make_callbacks
+        _before_fit = _here._before_fit
+        _undo_if_refused = _here._undo_if_refused
         create_opt = _here.create_opt
         dl = _here.dl
         prediction_callbacks = _here.prediction_callbacks
@@ -795,60 +773,40 @@ def init(self: Learner, init: Callable) -> None:
         if isinstance(getattr(m, 'bias', None), Tensor):
             with torch.no_grad(): m.bias.fill_(0.)
 
+# %% ../nbs/04_basic_train.ipynb #5173fe63
+@patch
+def _make_callbacks(self: Learner) -> list:
+    "The callbacks of `callback_fns` (and `defaults.extra_callback_fns`), made for this fit."
+    fns = _check_callback_fns(self.callback_fns + listify(defaults.extra_callback_fns))
+    cbs = [f(self) for f in fns]
+    for f, cb in zip(fns, cbs):
+        if not isinstance(cb, Callback):
+            raise TypeError(f"callback_fns: {getattr(f, '__name__', f)!r} returned {cb!r}, not a Callback.")
+    return cbs
+
+# %% ../nbs/04_basic_train.ipynb #aa211699
+@patch
+def _before_fit(self: Learner) -> tuple:
+    "What `_undo_if_refused` puts back: the attributes, the model's buffers and the optimizer's hyper-parameters."
+    hypers = None if self.opt is None else (self.opt._lr, self.opt._mom, self.opt._beta, self.opt._wd)
+    return dict(vars(self)), {k: b.detach().clone() for k, b in self.model.named_buffers()}, hypers
+
+@patch
+def _undo_if_refused(self: Learner, before: tuple) -> None:
+    "Put the Learner back as it was if the fit stopped before its first loss (a callback or the loss refused it)."
+    attrs, buffers, hypers = before
+    rec = getattr(self, 'recorder', None)
+    if rec is attrs.get('recorder') or len(getattr(rec, 'losses', [])) > getattr(rec, '_carried', 0):
+        return  # it trained: keep what it did (a resumed fit's Recorder starts with the history carried to it)
+    vars(self).clear(); vars(self).update(attrs)
+    with torch.no_grad():
+        for k, b in self.model.named_buffers(): b.copy_(buffers[k])  # the BatchNorm statistics of a forward pass
+    if hypers is not None: self.opt.lr, self.opt.mom, self.opt.beta, self.opt.wd = hypers
+
 # %% ../nbs/04_basic_train.ipynb #b2a40408
 def _with_state(callbacks: list) -> list:
     "The callbacks of a fit whose states checkpoints keep (the Recorder's history is saved on its own)."
-    return [cb for cb in callbacks if not isinstance(cb, (Recorder, _ResumeCallbackStates))]
-
-def _carry_history(rec, loaded, start: int) -> None:
-    "Give the resumed fit's Recorder `rec` the loaded history of the `start` epochs before it (same columns only)."
-    if rec is None or loaded is None or loaded is rec or len(loaded.nb_batches) != start: return
-    if loaded.names != rec.names:
-        warnings.warn(f"The checkpoint's history has the columns {loaded.names}, this fit {rec.names}: the Recorder "
-                      f"starts without the {start} epochs before the resume.")
-        return
-    for k in ('losses', 'val_losses', 'lrs', 'moms', 'metrics', 'nb_batches', 'rows'): setattr(rec, k, list(getattr(loaded, k)))
-    rec._carried = len(rec.losses)  # a fit that fails before its first loss trained nothing: it is put back, to resume again
-
-class _ResumeCallbackStates(Callback):
-    "Give the callbacks of a fit their states from the checkpoint that `Learner.load(with_opt=True)` read, by state key."
-    _order = 10**9  # after every other on_train_begin, which resets its callback's state
-    def __init__(self, learn: Learner, callbacks: list):
-        self._learn, self.callbacks = weakref.ref(learn), callbacks  # weak: the Learner keeps its fit's callbacks
-    def on_train_begin(self, epoch: int, smoothener: Any = None, **kwargs):
-        learn = self._learn()
-        states = learn._resume_states or {}
-        matched = match_callback_states(states, _with_state(self.callbacks))
-        if getattr(learn, '_sweeping', False):
-            return  # a sweep (`keep_last_fit`, lr_find) between the load and the resume: the states wait for the resume
-        start, done = getattr(learn, '_resume_epoch', None), getattr(learn, '_resume_done', None)
-        elsewhere = start is not None and epoch != start  # the fit does not start where the checkpoint stopped
-        new_stage = start is None and done is not None and epoch != done  # after a stage, not going on with its run
-        # a schedule's state is a place in the fit: put back at another epoch, it would end this fit early; values the
-        # run measured (a tracker's best) are this fit's only if it goes on with the run: a new stage may measure otherwise
-        afresh = sorted(k for k, cb in matched.items() if (elsewhere and getattr(cb, 'positional_state', False))
-                        or ((elsewhere or new_stage) and getattr(cb, 'measured_state', False)))
-        for key, cb in matched.items():
-            if key not in afresh: cb.load_checkpoint_state(states[key])
-        learn._resume_states = None
-        skipped = sorted(set(states) - set(matched))
-        if skipped: warnings.warn(f"Not restored from the checkpoint (no such callback in this fit): {', '.join(skipped)}.")
-        if elsewhere:
-            why = ([f"a schedule put back at epoch {start} would end this fit early"] if any(
-                       getattr(matched[k], 'positional_state', False) for k in afresh) else []) + (
-                   ["a tracker's values are the run's, not a new stage's"] if any(
-                       getattr(matched[k], 'measured_state', False) for k in afresh) else [])
-            warnings.warn(f"The checkpoint was saved after {start} epochs, and this fit starts at epoch {epoch}"
-                          + (f" ({', '.join(afresh)} starting afresh: {'; '.join(why)})" if afresh else '') + f": to resume "
-                          f"where it stopped, pass start_epoch={start} to fit_one_cycle, or give fit "
-                          f"callbacks=[TrackEpochCallback(learn, epoch_offset={start})] and the run's total epochs.")
-        elif start is not None:  # the resume: its Recorder goes on with the history of the epochs before it,
-            _carry_history(getattr(learn, 'recorder', None), getattr(learn, '_loaded_recorder', None), start)
-            sm = getattr(getattr(learn, '_loaded_recorder', None), 'smooth', None)
-            if smoothener is not None and sm: smoothener.load_state(sm)  # the smoothed loss goes on from the checkpoint's
-            rng = getattr(learn, '_resume_rng', None)  # and its random states are the checkpoint's, whatever ran since the load
-            if rng is not None: learn._restore_rng(*rng)
-        learn._resume_epoch, learn._loaded_recorder, learn._resume_rng, learn._resume_done = None, None, None, None
+    return [cb for cb in callbacks if not isinstance(cb, Recorder) and not getattr(cb, 'gives_resume_states', False)]
 
 # %% ../nbs/04_basic_train.ipynb #0739a33b
 @patch
@@ -1397,6 +1355,58 @@ def load(self: Learner,
     plan = self._check_load(file, device, strict, with_opt, remove_module)  # 1. read and check everything: nothing changes
     self._apply_load(plan, purge)  # 2. apply it
     return self
+
+# %% ../nbs/04_basic_train.ipynb #6acf6a7a
+def _carry_history(rec, loaded, start: int) -> None:
+    "Give the resumed fit's Recorder `rec` the loaded history of the `start` epochs before it (same columns only)."
+    if rec is None or loaded is None or loaded is rec or len(loaded.nb_batches) != start: return
+    if loaded.names != rec.names:
+        warnings.warn(f"The checkpoint's history has the columns {loaded.names}, this fit {rec.names}: the Recorder "
+                      f"starts without the {start} epochs before the resume.")
+        return
+    for k in ('losses', 'val_losses', 'lrs', 'moms', 'metrics', 'nb_batches', 'rows'): setattr(rec, k, list(getattr(loaded, k)))
+    rec._carried = len(rec.losses)  # a fit that fails before its first loss trained nothing: it is put back, to resume again
+
+class _ResumeCallbackStates(Callback):
+    "Give the callbacks of a fit their states from the checkpoint that `Learner.load(with_opt=True)` read, by state key."
+    _order = 10**9  # after every other on_train_begin, which resets its callback's state
+    gives_resume_states = True  # not a callback with a state of its own (`_with_state`)
+    def __init__(self, learn: Learner, callbacks: list):
+        self._learn, self.callbacks = weakref.ref(learn), callbacks  # weak: the Learner keeps its fit's callbacks
+    def on_train_begin(self, epoch: int, smoothener: Any = None, **kwargs):
+        learn = self._learn()
+        states = learn._resume_states or {}
+        matched = match_callback_states(states, _with_state(self.callbacks))
+        if getattr(learn, '_sweeping', False):
+            return  # a sweep (`keep_last_fit`, lr_find) between the load and the resume: the states wait for the resume
+        start, done = getattr(learn, '_resume_epoch', None), getattr(learn, '_resume_done', None)
+        elsewhere = start is not None and epoch != start  # the fit does not start where the checkpoint stopped
+        new_stage = start is None and done is not None and epoch != done  # after a stage, not going on with its run
+        # a schedule's state is a place in the fit: put back at another epoch, it would end this fit early; values the
+        # run measured (a tracker's best) are this fit's only if it goes on with the run: a new stage may measure otherwise
+        afresh = sorted(k for k, cb in matched.items() if (elsewhere and getattr(cb, 'positional_state', False))
+                        or ((elsewhere or new_stage) and getattr(cb, 'measured_state', False)))
+        for key, cb in matched.items():
+            if key not in afresh: cb.load_checkpoint_state(states[key])
+        learn._resume_states = None
+        skipped = sorted(set(states) - set(matched))
+        if skipped: warnings.warn(f"Not restored from the checkpoint (no such callback in this fit): {', '.join(skipped)}.")
+        if elsewhere:
+            why = ([f"a schedule put back at epoch {start} would end this fit early"] if any(
+                       getattr(matched[k], 'positional_state', False) for k in afresh) else []) + (
+                   ["a tracker's values are the run's, not a new stage's"] if any(
+                       getattr(matched[k], 'measured_state', False) for k in afresh) else [])
+            warnings.warn(f"The checkpoint was saved after {start} epochs, and this fit starts at epoch {epoch}"
+                          + (f" ({', '.join(afresh)} starting afresh: {'; '.join(why)})" if afresh else '') + f": to resume "
+                          f"where it stopped, pass start_epoch={start} to fit_one_cycle, or give fit "
+                          f"callbacks=[TrackEpochCallback(learn, epoch_offset={start})] and the run's total epochs.")
+        elif start is not None:  # the resume: its Recorder goes on with the history of the epochs before it,
+            _carry_history(getattr(learn, 'recorder', None), getattr(learn, '_loaded_recorder', None), start)
+            sm = getattr(getattr(learn, '_loaded_recorder', None), 'smooth', None)
+            if smoothener is not None and sm: smoothener.load_state(sm)  # the smoothed loss goes on from the checkpoint's
+            rng = getattr(learn, '_resume_rng', None)  # and its random states are the checkpoint's, whatever ran since the load
+            if rng is not None: learn._restore_rng(*rng)
+        learn._resume_epoch, learn._loaded_recorder, learn._resume_rng, learn._resume_done = None, None, None, None
 
 # %% ../nbs/04_basic_train.ipynb #ee3a156c
 def _split_names(learn: Learner) -> tuple:
