@@ -414,6 +414,7 @@ class Recorder(LearnerCallback):
         format_stats = _here.format_stats
         checkpoint_state = _here.checkpoint_state
         load_checkpoint_state = _here.load_checkpoint_state
+        carry_history = _here.carry_history
         plot = _here.plot
         plot_losses = _here.plot_losses
         plot_lr = _here.plot_lr
@@ -1089,6 +1090,23 @@ def _check_recorder_state(cls: type[Recorder], state: Any) -> None:
     for k in ('losses', 'val_losses', 'lrs', 'moms'):
         if not all(o is None or isinstance(o, (int, float)) for o in state.get(k, [])): raise ValueError(f"{k} holds non-numbers")
 
+# %% ../nbs/04_basic_train.ipynb #7766e37f
+@patch
+def carry_history(self: Recorder, state: dict, start: int) -> bool:
+    "Begin this fit's history with a checkpoint's `state` of the `start` epochs before it (same columns only, else warned), and its smoothed loss."
+    self.check_checkpoint_state(state)
+    sm = self.__dict__.get('_smoothener')  # the fit's, from on_train_begin
+    if sm is not None and state.get('smooth'): sm.load_state(state['smooth'])
+    done, names = len(state.get('nb_batches', [])), state.get('names', [])
+    if done != start or names != self.names:
+        why = (f"holds {done} epochs, and this fit goes on after {start}" if done != start
+               else f"has the columns {names}, this fit {self.names}")
+        warnings.warn(f"The checkpoint's history {why}: the Recorder starts without the {start} epochs before the resume.")
+        return False
+    for k in ('losses', 'val_losses', 'lrs', 'moms', 'metrics', 'nb_batches', 'rows'): setattr(self, k, list(state.get(k, [])))
+    self._carried = len(self.losses)  # a fit that fails before its first loss trained nothing: it is put back, to resume again
+    return True
+
 # %% ../nbs/04_basic_train.ipynb #40a53319
 def _binary(f: Any) -> Any:
     "Refuse an open file in text mode, saying how to open it; return it otherwise."
@@ -1357,23 +1375,13 @@ def load(self: Learner,
     return self
 
 # %% ../nbs/04_basic_train.ipynb #6acf6a7a
-def _carry_history(rec, loaded, start: int) -> None:
-    "Give the resumed fit's Recorder `rec` the loaded history of the `start` epochs before it (same columns only)."
-    if rec is None or loaded is None or loaded is rec or len(loaded.nb_batches) != start: return
-    if loaded.names != rec.names:
-        warnings.warn(f"The checkpoint's history has the columns {loaded.names}, this fit {rec.names}: the Recorder "
-                      f"starts without the {start} epochs before the resume.")
-        return
-    for k in ('losses', 'val_losses', 'lrs', 'moms', 'metrics', 'nb_batches', 'rows'): setattr(rec, k, list(getattr(loaded, k)))
-    rec._carried = len(rec.losses)  # a fit that fails before its first loss trained nothing: it is put back, to resume again
-
 class _ResumeCallbackStates(Callback):
     "Give the callbacks of a fit their states from the checkpoint that `Learner.load(with_opt=True)` read, by state key."
     _order = 10**9  # after every other on_train_begin, which resets its callback's state
     gives_resume_states = True  # not a callback with a state of its own (`_with_state`)
     def __init__(self, learn: Learner, callbacks: list):
         self._learn, self.callbacks = weakref.ref(learn), callbacks  # weak: the Learner keeps its fit's callbacks
-    def on_train_begin(self, epoch: int, smoothener: Any = None, **kwargs):
+    def on_train_begin(self, epoch: int, **kwargs):
         learn = self._learn()
         states = learn._resume_states or {}
         matched = match_callback_states(states, _with_state(self.callbacks))
@@ -1401,9 +1409,8 @@ class _ResumeCallbackStates(Callback):
                           f"where it stopped, pass start_epoch={start} to fit_one_cycle, or give fit "
                           f"callbacks=[TrackEpochCallback(learn, epoch_offset={start})] and the run's total epochs.")
         elif start is not None:  # the resume: its Recorder goes on with the history of the epochs before it,
-            _carry_history(getattr(learn, 'recorder', None), getattr(learn, '_loaded_recorder', None), start)
-            sm = getattr(getattr(learn, '_loaded_recorder', None), 'smooth', None)
-            if smoothener is not None and sm: smoothener.load_state(sm)  # the smoothed loss goes on from the checkpoint's
+            rec, loaded = getattr(learn, 'recorder', None), getattr(learn, '_loaded_recorder', None)
+            if rec is not None and loaded is not None and loaded is not rec: rec.carry_history(loaded.checkpoint_state(), start)
             rng = getattr(learn, '_resume_rng', None)  # and its random states are the checkpoint's, whatever ran since the load
             if rng is not None: learn._restore_rng(*rng)
         learn._resume_epoch, learn._loaded_recorder, learn._resume_rng, learn._resume_done = None, None, None, None

@@ -30,11 +30,12 @@ callback_events = ('train_begin', 'epoch_begin', 'batch_begin', 'loss_begin', 'b
 class Callback:
     "Base class for callbacks: override the `on_*` events you need; return a dict to update the training state."
     _order = 0  # callbacks run in increasing _order
-    saves_checkpoints = False  # True for a callback that writes checkpoints during a fit (see below)
-    positional_state = False  # True when its checkpoint state is a place in the fit (a schedule's step; see below)
-    measured_state = False  # True when its state holds values the run measured (a tracker's best; see below)
+    # the flags, explained in the chapter's last section, "Callbacks across checkpoints":
+    saves_checkpoints = False  # True for a callback that writes checkpoints during a fit
+    positional_state = False  # True when its checkpoint state is a place in the fit (a schedule's step)
+    measured_state = False  # True when its state holds values the run measured (a tracker's best)
     restores_fit = False  # True when it puts a fit back where a backup of its own says (BackupAndRestore)
-    in_sweeps = True  # False for one that a sweep (lr_find) leaves out: it writes or reads the run's files (see below)
+    in_sweeps = True  # False for one that a sweep (lr_find) leaves out: it writes or reads the run's files
     def on_train_begin(self, **kwargs): "At the beginning of training."
     def on_epoch_begin(self, **kwargs): "At the beginning of each epoch."
     def on_batch_begin(self, **kwargs): "With the input and target of a batch, before the model sees them."

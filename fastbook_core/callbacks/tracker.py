@@ -11,7 +11,7 @@ from ..callback import Callback
 import uuid
 from ..torch_core import CheckpointError, atomic_write, check_writable, load_checkpoint, num_distrib, patch, rank_distrib
 from ..basic_train import Learner, LearnerCallback, check_file_name
-from ..checkpoint import has_state, match_callback_states, read_checkpoint
+from ..checkpoint import has_state, match_callback_states, read_checkpoint, source_name
 
 def _say(msg: str) -> None:
     "Print `msg` once: in a distributed run, from rank 0 only (every process makes the same decisions)."
@@ -215,8 +215,8 @@ def _refuse_shared_files(self: SaveModelCallback, n_epochs: int) -> None:
 
 # %% ../../nbs/06e_callbacks.tracker.ipynb #6eec4a33
 @patch
-def _restore_states(self: SaveModelCallback, name: str) -> None:
-    "Give this fit's trackers their states saved with the weights of `name` (the best values, early stopping's count, the run's mark), and the random states."
+def _restore_states(self: SaveModelCallback, name: str, start: int) -> None:
+    "Give this fit's trackers their states saved with the weights of `name` (the best values, early stopping's count, the run's mark), the random states, and the Recorder its history."
     ck = read_checkpoint(self.learn._model_file(name))
     if ck.rng is not None: self.learn._restore_rng(ck.rng, ck.source)  # the shuffles of the next epochs, as uninterrupted
     states = ck.callbacks or {}
@@ -224,6 +224,10 @@ def _restore_states(self: SaveModelCallback, name: str) -> None:
     cbs = [cb for cb in self.learn._fit_callbacks if has_state(cb) and not getattr(cb, 'positional_state', False)
            and not getattr(cb, 'restores_fit', False)]
     for key, cb in match_callback_states(states, cbs).items(): cb.load_checkpoint_state(states[key])
+    rec = getattr(self.learn, 'recorder', None)  # the epochs before `start`, and the smoothed loss, go on in this fit's
+    if rec is not None and ck.recorder is not None:
+        try: rec.carry_history(ck.recorder, start)
+        except ValueError as e: warnings.warn(f"{source_name(ck.source)} has a damaged history ({e}): the Recorder starts without it.")
 
 # %% ../../nbs/06e_callbacks.tracker.ipynb #32893f8e
 @patch
@@ -238,7 +242,7 @@ def jump_to_epoch(self: SaveModelCallback, epoch: int):
         on = '' if last is None else f" Or go on from the last epoch saved, {last}: fit with TrackEpochCallback(learn, epoch_offset={last + 1})."
         raise CheckpointError(f"SaveModelCallback: {track.path} says this fit starts at epoch {epoch}, from the weights saved "  # others lose the run
                               f"after epoch {epoch - 1}, and they cannot be loaded: {e} {track._fix()}.{on}") from e
-    if track is not None: self._restore_states(self._epoch_name(epoch - 1))  # (a `load(with_opt=True)` gave them already)
+    if track is not None: self._restore_states(self._epoch_name(epoch - 1), epoch)  # (a `load(with_opt=True)` gave them already)
 
 # %% ../../nbs/06e_callbacks.tracker.ipynb #7a60734c
 def _holds_run(file, run: str) -> bool:
