@@ -993,7 +993,7 @@ def _class_targets(data) -> bool:
 def predict(self: Learner,
             item: Tensor | list,  # one input, without its batch dimension (a tensor, or a list of tensors)
             return_x: bool = False,  # also return the input, first
-            batch_first: bool = True,  # fastai v1's; items here always have the batch first
+            batch_first: bool = True,  # fastai v1's, ignored: an item has no batch dimension
             with_dropout: bool = False,  # keep dropout on (Monte Carlo dropout)
             activ: Callable | None = None,  # default: the loss's activation
             thresh: float = 0.5,  # multi-label (a sigmoid loss): the classes predicted are those at `thresh` or above
@@ -1195,39 +1195,6 @@ def save(self: Learner,
         with atomic_write(target) as f: f.write(buf.getbuffer())
     return target if return_path else None
 
-# %% ../nbs/04_basic_train.ipynb #9d3e00e2
-@contextlib.contextmanager
-def _kept_last_fit(learn: Learner):
-    rec, cbs, opt = getattr(learn, 'recorder', None), list(learn._fit_callbacks), learn.opt
-    hypers = None if opt is None else (opt._lr, opt._mom, opt._beta, opt._wd)
-    # the Learner's own callbacks run in the sweep too, which resets them (their on_train_begin): keep their states
-    states = [(cb, copy.deepcopy(cb.checkpoint_state())) for cb in learn.callbacks if any(cb is c for c in cbs)]
-    weights = copy.deepcopy(get_model(learn.model).state_dict())  # a sweep's training is not kept: it is not the fit
-    opt_state = None if opt is None else copy.deepcopy(opt.state_dict())
-    sweeping, learn._sweeping = getattr(learn, '_sweeping', False), True  # a checkpoint's pending states wait for a real fit
-    try: yield learn
-    finally:
-        learn._sweeping = sweeping
-        get_model(learn.model).load_state_dict(weights)
-        if opt_state is not None and learn.opt is opt: opt.load_state_dict(opt_state)
-        for cb, st in states: cb.load_checkpoint_state(st)
-        if hypers is not None and learn.opt is opt: opt.lr, opt.mom, opt.beta, opt.wd = hypers
-        learn._fit_callbacks = cbs
-        new = getattr(learn, 'recorder', None)
-        if new is not rec and new is not None: new._before_lr_find = rec  # what `save` records: the last real fit
-
-@patch
-def keep_last_fit(self: Learner) -> contextlib.AbstractContextManager:
-    "A context in which a fit is a sweep (as `lr_find`'s): after it, the weights, the optimizer's state and hyper-parameters, the callbacks and their states, and what `save` records are the last real fit's."
-    return _kept_last_fit(self)
-
-
-# %% ../nbs/04_basic_train.ipynb #2887f10c
-@patch_as(as_prop=True)
-def sweeping(self: Learner) -> bool:
-    "Whether the fit running now is a sweep (inside `keep_last_fit`, as lr_find's): the callbacks whose class says `in_sweeps = False` (those that write the run's files) stay out of it."
-    return getattr(self, '_sweeping', False)
-
 # %% ../nbs/04_basic_train.ipynb #f93b289b
 @dataclass
 class _LoadPlan:
@@ -1414,6 +1381,39 @@ class _ResumeCallbackStates(Callback):
             rng = getattr(learn, '_resume_rng', None)  # and its random states are the checkpoint's, whatever ran since the load
             if rng is not None: learn._restore_rng(*rng)
         learn._resume_epoch, learn._loaded_recorder, learn._resume_rng, learn._resume_done = None, None, None, None
+
+# %% ../nbs/04_basic_train.ipynb #9d3e00e2
+@contextlib.contextmanager
+def _kept_last_fit(learn: Learner):
+    rec, cbs, opt = getattr(learn, 'recorder', None), list(learn._fit_callbacks), learn.opt
+    hypers = None if opt is None else (opt._lr, opt._mom, opt._beta, opt._wd)
+    # the Learner's own callbacks run in the sweep too, which resets them (their on_train_begin): keep their states
+    states = [(cb, copy.deepcopy(cb.checkpoint_state())) for cb in learn.callbacks if any(cb is c for c in cbs)]
+    weights = copy.deepcopy(get_model(learn.model).state_dict())  # a sweep's training is not kept: it is not the fit
+    opt_state = None if opt is None else copy.deepcopy(opt.state_dict())
+    sweeping, learn._sweeping = getattr(learn, '_sweeping', False), True  # a checkpoint's pending states wait for a real fit
+    try: yield learn
+    finally:
+        learn._sweeping = sweeping
+        get_model(learn.model).load_state_dict(weights)
+        if opt_state is not None and learn.opt is opt: opt.load_state_dict(opt_state)
+        for cb, st in states: cb.load_checkpoint_state(st)
+        if hypers is not None and learn.opt is opt: opt.lr, opt.mom, opt.beta, opt.wd = hypers
+        learn._fit_callbacks = cbs
+        new = getattr(learn, 'recorder', None)
+        if new is not rec and new is not None: new._before_lr_find = rec  # what `save` records: the last real fit
+
+@patch
+def keep_last_fit(self: Learner) -> contextlib.AbstractContextManager:
+    "A context in which a fit is a sweep (as `lr_find`'s): after it, the weights, the optimizer's state and hyper-parameters, the callbacks and their states, and what `save` records are the last real fit's."
+    return _kept_last_fit(self)
+
+
+# %% ../nbs/04_basic_train.ipynb #2887f10c
+@patch_as(as_prop=True)
+def sweeping(self: Learner) -> bool:
+    "Whether the fit running now is a sweep (inside `keep_last_fit`, as lr_find's): the callbacks whose class says `in_sweeps = False` (those that write the run's files) stay out of it."
+    return getattr(self, '_sweeping', False)
 
 # %% ../nbs/04_basic_train.ipynb #ee3a156c
 def _split_names(learn: Learner) -> tuple:
