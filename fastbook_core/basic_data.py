@@ -82,7 +82,7 @@ def _derived_init_kwargs(dl: DataLoader) -> dict:
         return kw
     return {**kw, 'batch_sampler': bsamp}
 
-@patch_as(as_prop=True)
+@patch(as_prop=True)
 def init_kwargs(self: DataLoader) -> dict:
     "The keyword arguments this loader was created with (fastai v1's `DataLoader.init_kwargs`)."
     rec = self.__dict__.get('_recorded_init_kwargs')
@@ -293,13 +293,13 @@ def _first(self: DeviceDataLoader) -> Any:
     return self.proc_batch(next(iter(self.dl)))
 
 # %% ../nbs/02_basic_data.ipynb #be38b072
-@patch_as(as_prop=True)
+@patch(as_prop=True)
 def dataset(self: DeviceDataLoader) -> Dataset:
     "The dataset of the loader."
     return self.dl.dataset
 
 # %% ../nbs/02_basic_data.ipynb #a6dd41f8
-@patch_as(as_prop=True)
+@patch(as_prop=True)
 def num_workers(self: DeviceDataLoader) -> int:
     "The loader's worker processes."
     return self.dl.num_workers
@@ -308,7 +308,7 @@ def num_workers(self: DeviceDataLoader) -> int:
 def _set_num_workers(self: DeviceDataLoader, v: int): self.dl.num_workers = v
 
 # %% ../nbs/02_basic_data.ipynb #1ffc4428
-@patch_as(as_prop=True)
+@patch(as_prop=True)
 def collate_fn(self: DeviceDataLoader) -> Callable:
     "How the loader makes a batch of samples; setting it rebuilds the loader to fetch sample by sample."
     return self.dl.collate_fn
@@ -459,7 +459,7 @@ def sanity_check(self: DataBunch):
                       f"({type(e).__name__}: {e}). Shapes of the first samples: {shapes}. {hint}")
 
 # %% ../nbs/02_basic_data.ipynb #9ae7c6ff
-@patch_as(as_prop=True)
+@patch(as_prop=True)
 def dls(self: DataBunch) -> list:
     "The loaders that exist, in fastai v1's order: train, valid, fix, single, test."
     return [d for d in (self.train_dl, self.valid_dl, self.fix_dl, self.single_dl, self.test_dl) if d is not None]
@@ -472,43 +472,43 @@ def dl(self: DataBunch, ds_type: DatasetType = DatasetType.Valid) -> DeviceDataL
             DatasetType.Single: self.single_dl, DatasetType.Fix: self.fix_dl}[DatasetType(ds_type)]
 
 # %% ../nbs/02_basic_data.ipynb #45e91dcc
-@patch_as(as_prop=True)
+@patch(as_prop=True)
 def train_ds(self: DataBunch) -> Dataset | None:
     "The training set."
     return None if self.train_dl is None else self.train_dl.dataset
 
 # %% ../nbs/02_basic_data.ipynb #69323ab4
-@patch_as(as_prop=True)
+@patch(as_prop=True)
 def valid_ds(self: DataBunch) -> Dataset | None:
     "The validation set."
     return None if self.valid_dl is None else self.valid_dl.dataset
 
 # %% ../nbs/02_basic_data.ipynb #68e1ef74
-@patch_as(as_prop=True)
+@patch(as_prop=True)
 def test_ds(self: DataBunch) -> Dataset | None:
     "The test set."
     return None if self.test_dl is None else self.test_dl.dataset
 
 # %% ../nbs/02_basic_data.ipynb #25582416
-@patch_as(as_prop=True)
+@patch(as_prop=True)
 def fix_ds(self: DataBunch) -> Dataset | None:
     "The dataset of `fix_dl`: the training set."
     return None if self.fix_dl is None else self.fix_dl.dataset
 
 # %% ../nbs/02_basic_data.ipynb #3956610e
-@patch_as(as_prop=True)
+@patch(as_prop=True)
 def single_ds(self: DataBunch) -> Dataset | None:
     "The dataset of `single_dl`: the validation set (the training set when there is none)."
     return None if self.single_dl is None else self.single_dl.dataset
 
 # %% ../nbs/02_basic_data.ipynb #8d4cfae2
-@patch_as(as_prop=True)
+@patch(as_prop=True)
 def empty_val(self: DataBunch) -> bool:
     "True when there is no validation data (fit then skips validation)."
     return self.valid_dl is None or len(self.valid_dl) == 0
 
 # %% ../nbs/02_basic_data.ipynb #773dda2a
-@patch_as(as_prop=True)
+@patch(as_prop=True)
 def batch_size(self: DataBunch) -> int:
     "The training batch size (of the first loader there is); setting it sets the training, validation and test ones."
     return (self.train_dl or self.valid_dl or self.test_dl or _NoLoader).batch_size
@@ -522,7 +522,7 @@ def _set_batch_size(self: DataBunch, v: int):
         if d is not None: d.batch_size = v
 
 # %% ../nbs/02_basic_data.ipynb #d5aa5ce8
-@patch_as(as_prop=True)
+@patch(as_prop=True)
 def device(self: DataBunch) -> torch.device:
     "The device of the batches; setting it sets every loader's (beyond v1, where the loaders kept theirs)."
     return self._device
@@ -609,7 +609,7 @@ def _remove_tfm_all(self: DataBunch, tfm: Callable):
 _ = patch_as(nm='remove_tfm')(_remove_tfm_all)  # the module has another `remove_tfm` of its own
 
 # %% ../nbs/02_basic_data.ipynb #9facbee1
-@patch_as(as_prop=True)
+@patch(as_prop=True)
 def loss_func(self: DataBunch) -> Callable:
     "The default loss: the dataset's (or, as in v1, its labels' `y.loss_func`), else cross-entropy for integer targets and MSE for float ones."
     if self.train_ds is None: raise ValueError("This DataBunch has no training set to infer a loss from: give one.")

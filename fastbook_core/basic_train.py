@@ -658,7 +658,7 @@ class Learner:
         to_parallel = _distributed.to_parallel
 
 # %% ../nbs/04_basic_train.ipynb #92008069
-@patch_as(as_prop=True)
+@patch(as_prop=True)
 def metrics(self: Learner) -> list:
     "The metrics computed on the validation set at each epoch (functions or metric callbacks), checked when set."
     return self._metrics
@@ -667,7 +667,7 @@ def metrics(self: Learner) -> list:
 def _set_metrics(self: Learner, ms): self._metrics = check_metrics(ms)
 
 # %% ../nbs/04_basic_train.ipynb #a48809af
-@patch_as(as_prop=True)
+@patch(as_prop=True)
 def path(self: Learner) -> Path:
     "The folder of the Learner's files (checkpoints in `path/model_dir`, exports), a `Path` even when set as a str."
     return self._path
@@ -678,7 +678,7 @@ def _set_path(self: Learner, p):
     self._path = Path(p)
 
 # %% ../nbs/04_basic_train.ipynb #ecf25aa2
-@patch_as(as_prop=True)
+@patch(as_prop=True)
 def model(self: Learner) -> nn.Module:
     "The model trained; another model set drops the optimizer and the layer groups of the one before (a wrapper of the same parameters keeps them)."
     return self._model
@@ -697,7 +697,7 @@ def _set_model(self: Learner, m: nn.Module):
     self.layer_groups = [nn.Sequential(*flatten_model(m))]
 
 # %% ../nbs/04_basic_train.ipynb #a6c6ee8c
-@patch_as(as_prop=True)
+@patch(as_prop=True)
 def opt_func(self: Learner) -> Callable:
     "The function that makes the optimizer; another one set drops the optimizer, so that the next fit makes one with it."
     return self._opt_func
@@ -1186,8 +1186,8 @@ def save(self: Learner,
                      callbacks=dict(self._resume_states) if self._resume_states  # loaded, not yet given to a fit
                                else callback_states(_with_state(self._fit_callbacks)))  # refuses two states under one key
         # BackupAndRestore numbers each fit's backup by the fits with one that finished before it: a script that loads
-        # this stage instead of running it again then looks for the backup the run that saved it wrote next
-        if getattr(self, '_backup_fits_done', 0): state['backup_fits'] = int(self._backup_fits_done)
+        # this file instead of running its stage again (any `load`, as v1's `load(name)`) then numbers the next fit as the run did
+        state['backup_fits'] = int(getattr(self, '_backup_fits_done', 0))
     buf = io.BytesIO()
     torch.save(state, buf)
     if is_filelike(target): target.write(buf.getbuffer())
@@ -1312,7 +1312,7 @@ def _apply_load(self: Learner, plan: _LoadPlan, purge: bool = False) -> None:
             rec.n_epochs = rec.epoch if ck.fit_complete else None  # so that a save before the next fit keeps `fit_complete`
         # a stage saved after its fit ended is not an interrupted fit: the next fit may start at epoch 0
         self._resume_states, self._resume_epoch = ck.callbacks or None, None if ck.fit_complete else ck.epoch
-        self._resume_done, self._backup_fits_done = ck.epoch, ck.backup_fits
+        self._resume_done = ck.epoch
         # and again when the resumed fit begins: a `validate` or `get_preds` between draws from them
         self._resume_rng = None if ck.fit_complete or ck.rng is None else (ck.rng, ck.source)
         self._loaded_recorder = getattr(self, 'recorder', None)
@@ -1320,6 +1320,8 @@ def _apply_load(self: Learner, plan: _LoadPlan, purge: bool = False) -> None:
         self._resume_states, self._resume_epoch, self._resume_rng, self._resume_done = None, None, None, None  # (a callback's load inside a fit keeps them: it is the resume)
         if getattr(self, 'recorder', None) is not None and self.recorder is getattr(self, '_loaded_recorder', None):
             del self.recorder  # that load's history, not of these weights
+    if ck.backup_fits is not None and not getattr(self, '_fitting', False):  # (a callback's load inside a fit leaves it)
+        self._backup_fits_done = ck.backup_fits  # the fits with a backup that the run which saved it had finished
 
 # %% ../nbs/04_basic_train.ipynb #909afe01
 @patch
@@ -1410,7 +1412,7 @@ def keep_last_fit(self: Learner) -> contextlib.AbstractContextManager:
 
 
 # %% ../nbs/04_basic_train.ipynb #2887f10c
-@patch_as(as_prop=True)
+@patch(as_prop=True)
 def sweeping(self: Learner) -> bool:
     "Whether the fit running now is a sweep (inside `keep_last_fit`, as lr_find's): the callbacks whose class says `in_sweeps = False` (those that write the run's files) stay out of it."
     return getattr(self, '_sweeping', False)
@@ -1515,7 +1517,8 @@ def _inference_data(path: Any, test: Dataset | None, device: Any, kwargs: dict) 
 # %% ../nbs/04_basic_train.ipynb #6633f012
 def _groups_by_name(model: nn.Module, state: dict, source: Any) -> list | None:
     "The layer groups an export recorded by name, made of `model`'s modules; None (warned) if the model lacks one of them."
-    try: return [nn.Sequential(*[model.get_submodule(n) for n in g]) for g in state['layer_groups']]
+    inner = get_model(model)  # the names are the unwrapped model's, as `export` wrote them (a DataParallel given too)
+    try: return [nn.Sequential(*[inner.get_submodule(n) for n in g]) for g in state['layer_groups']]
     except AttributeError as e:
         warnings.warn(f"{source_name(source)} was exported from a Learner split into {len(state['layer_groups'])} layer groups, and "
                       f"the model lacks one of their modules ({e}): the Learner has one layer group (split it again, `learn.split(...)`).")

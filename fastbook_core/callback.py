@@ -262,7 +262,7 @@ def set_val(self: OptimWrapper, key: str, val: Sequence | tuple, bn_groups: bool
     return val
 
 # %% ../nbs/03_callback.ipynb #5c0a2aa4
-@patch_as(as_prop=True)
+@patch(as_prop=True)
 def lr(self: OptimWrapper) -> float:
     "The learning rate (of the last layer group); set one value or one per layer group."
     return self._lr[-1]
@@ -271,7 +271,7 @@ def lr(self: OptimWrapper) -> float:
 def _set_lr(self: OptimWrapper, val): self._lr = self.set_val('lr', listify(val, self._lr))
 
 # %% ../nbs/03_callback.ipynb #c4bf750e
-@patch_as(as_prop=True)
+@patch(as_prop=True)
 def mom(self: OptimWrapper) -> float | None:
     "The momentum (SGD's `momentum`, Adam's first beta) of the last layer group."
     return self._mom[-1]
@@ -283,7 +283,7 @@ def _set_mom(self: OptimWrapper, val):
     self._mom = listify(val, self._mom)
 
 # %% ../nbs/03_callback.ipynb #0a422d2e
-@patch_as(as_prop=True)
+@patch(as_prop=True)
 def beta(self: OptimWrapper) -> float | None:
     "Adam's second beta or RMSprop's alpha (of the last layer group); for other optimizers None until one is set (then kept, reaching no setting)."
     return None if self._beta is None else self._beta[-1]
@@ -296,7 +296,7 @@ def _set_beta(self: OptimWrapper, val):
     self._beta = listify(val, self._beta)
 
 # %% ../nbs/03_callback.ipynb #7dd76383
-@patch_as(as_prop=True)
+@patch(as_prop=True)
 def wd(self: OptimWrapper) -> float:
     "The weight decay of the last layer group (applied in `step` with `true_wd`, by the optimizer otherwise)."
     return self._wd[-1]

@@ -501,7 +501,7 @@ class Checkpoint:
     resumable: bool = False  # saved with `with_opt=True` (random states and history), even before any fit
     opt_hypers: dict | None = None  # the optimizer wrapper's lr, mom, beta and wd per layer group
     fit_complete: bool = False  # saved after its fit had run all its epochs (a stage, not an interrupted fit)
-    backup_fits: int = 0  # the fits with a BackupAndRestore the Learner had finished: what numbers the next one's backup
+    backup_fits: int | None = None  # the fits with a BackupAndRestore the Learner had finished (None: not recorded)
     damage: str | None = None  # what makes it unfit to resume from (an edited position...): `load(with_opt=True)` refuses it
 
 # %% ../nbs/03a_checkpoint.ipynb #bae1c6d0
@@ -542,5 +542,5 @@ def read_checkpoint(source: Any, map_location: Any = None, remove_module: bool =
                "and weight decays >= 0)" for k, v in (hyp or {}).items() if v is not None and not _hyper_values(v, k)]
     epoch = int(state['epoch']) if count(state.get('epoch')) else None
     return Checkpoint(source, model, state.get('opt'), state.get('rng'), state.get('recorder'), cbs, epoch, 'rng' in state, hyp,
-                      state.get('fit_complete') is True, int(state['backup_fits']) if count(state.get('backup_fits')) else 0,
+                      state.get('fit_complete') is True, int(state['backup_fits']) if count(state.get('backup_fits')) else None,
                       '; '.join(damage) or None)

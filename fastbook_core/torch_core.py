@@ -29,20 +29,20 @@ __all__ = ['defaults', 'bn_types', 'norm_types', 'bias_types', 'no_wd_types', 'A
            'Rank0Tensor', 'SplitFunc', 'SplitFuncOrIdxList', 'TensorOrNumber', 'TensorOrNumList', 'TensorImage',
            'TensorImageSize', 'Tensors', 'Weights', 'AffineFunc', 'HookFunc', 'LogitTensorImage', 'LossFunction',
            'MetricFunc', 'MetricFuncList', 'MetricsList', 'OptLossFunc', 'OptMetrics', 'OptSplitFunc', 'PixelFunc',
-           'LightingFunc', 'fastai_types', 'default_device', 'is_listy', 'listify', 'ifnone', 'camel2snake', 'patch',
-           'patch_as', 'tensor', 'to_np', 'model_type', 'np2model_tensor', 'np_address', 'try_int', 'trange_of',
-           'whole_number', 'to_device', 'to_detach', 'to_cpu', 'first_el', 'to_data', 'data_collate', 'to_half',
-           'to_float', 'batch_to_half', 'bn2float', 'model2half', 'set_seed', 'get_rng_states', 'set_rng_states',
-           'uniform', 'log_uniform', 'rand_bool', 'uniform_int', 'flatten_check', 'logit', 'logit_', 'grab_idx',
-           'children', 'num_children', 'range_children', 'one_param', 'has_params', 'PrePostInitMeta', 'Module',
-           'ParameterModule', 'children_and_parameters', 'flatten_model', 'first_layer', 'last_layer', 'in_channels',
-           'get_model', 'requires_grad', 'trainable_params', 'split_model_idx', 'split_model', 'split_no_wd_params',
-           'even_mults', 'AdamW', 'remove_module_load', 'range_of', 'add_metrics', 'set_bn_eval', 'apply_leaf',
-           'init_default', 'cond_init', 'apply_init', 'NoneReduceOnCPU', 'ModelOnCPU', 'rank_distrib', 'num_distrib',
-           'sharded', 'set_sharded', 'distrib_sum', 'atomic_write', 'check_writable', 'remove_stale_temps',
-           'CheckpointError', 'CheckpointNotFoundError', 'check_trust_code', 'load_checkpoint', 'unpickle_blob',
-           'add_note', 'is_pool_type', 'get_param_groups', 'set_all_seed', 'distrib_barrier', 'np_func', 'torch_save',
-           'try_save', 'DistributedDataParallel']
+           'LightingFunc', 'fastai_types', 'default_device', 'is_listy', 'listify', 'ifnone', 'camel2snake', 'patch_as',
+           'tensor', 'to_np', 'model_type', 'np2model_tensor', 'np_address', 'try_int', 'trange_of', 'whole_number',
+           'to_device', 'to_detach', 'to_cpu', 'first_el', 'to_data', 'data_collate', 'to_half', 'to_float',
+           'batch_to_half', 'bn2float', 'model2half', 'set_seed', 'get_rng_states', 'set_rng_states', 'uniform',
+           'log_uniform', 'rand_bool', 'uniform_int', 'flatten_check', 'logit', 'logit_', 'grab_idx', 'children',
+           'num_children', 'range_children', 'one_param', 'has_params', 'PrePostInitMeta', 'Module', 'ParameterModule',
+           'children_and_parameters', 'flatten_model', 'first_layer', 'last_layer', 'in_channels', 'get_model',
+           'requires_grad', 'trainable_params', 'split_model_idx', 'split_model', 'split_no_wd_params', 'even_mults',
+           'AdamW', 'remove_module_load', 'range_of', 'add_metrics', 'set_bn_eval', 'apply_leaf', 'init_default',
+           'cond_init', 'apply_init', 'NoneReduceOnCPU', 'ModelOnCPU', 'rank_distrib', 'num_distrib', 'sharded',
+           'set_sharded', 'distrib_sum', 'atomic_write', 'check_writable', 'remove_stale_temps', 'CheckpointError',
+           'CheckpointNotFoundError', 'check_trust_code', 'load_checkpoint', 'unpickle_blob', 'add_note',
+           'is_pool_type', 'get_param_groups', 'set_all_seed', 'distrib_barrier', 'np_func', 'torch_save', 'try_save',
+           'DistributedDataParallel']
 
 # %% ../nbs/00_torch_core.ipynb #163b573c
 def default_device() -> torch.device:
@@ -95,11 +95,19 @@ def _patch_class(f: Callable) -> tuple[type, bool]:
     is_cls = first == 'cls'
     return (typing.get_args(c)[0] if is_cls and typing.get_origin(c) is type else c), is_cls
 
-def patch(f: _F) -> _F:
-    "fastcore's `patch`: add `f` to the class its first parameter is annotated with (a class method for `cls: type[C]`); `f` keeps its type."
-    c, is_cls = _patch_class(f)
-    _fc_patch_to(c, cls_method=is_cls)(f)
-    return f
+if typing.TYPE_CHECKING:  # as type checkers see it: `f` keeps its type (a property is declared in its class, for them)
+    def patch(f: _F) -> _F: ...
+else:
+    def patch(f: Any = None,  # the function (as a bare decorator)
+              *, as_prop: bool = False,  # `@patch(as_prop=True)`: add `f` as a property (its getter)
+             ) -> Any:
+        "fastcore's `patch`: add `f` to the class its first parameter is annotated with (a class method for `cls: type[C]`); `f` keeps its type."
+        # `@patch(as_prop=True)`, as fastcore's, rather than `@patch_as(as_prop=True)`: nbdev knows a decorator named
+        # `patch` and files the property under its class (`DataBunch.batch_size`): its docs entry and links are the class's
+        if f is None: return patch_as(as_prop=as_prop)
+        c, is_cls = _patch_class(f)
+        _fc_patch_to(c, cls_method=is_cls)(f)
+        return f
 
 def patch_as(*, nm: str | None = None,  # the attribute's name, when the function has another one
              as_prop: bool = False,  # add `f` as a property (its getter)
@@ -784,6 +792,24 @@ def _refusal_hint(model: bool, trust_code: bool | None) -> str:
     return (" Pass `trust_code=True` if you trust this file (it unpickles arbitrary code)." if trust_code is False else
             " A file written by fastbook_core holds only tensors and plain values here.")
 
+# %% ../nbs/00_torch_core.ipynb #a3701c11
+def _checksummed(obj: Any, source: Any, start: int, name: str) -> Any:
+    "`obj`, read from `source`, once every part of the file matches the checksum written with it (torch's reader does not check them)."
+    # a flipped bit in a tensor's bytes reads without an error: zipfile's CRC-32 of each part finds it, at about 1 GB/s
+    stream = hasattr(source, 'read')
+    if start or (stream and not getattr(source, 'seekable', lambda: False)()):
+        return obj  # not a whole zip from its first byte, or a stream that cannot go back: torch read it, that is all
+    pos = source.tell() if stream else None
+    try:
+        with zipfile.ZipFile(source) as z: bad = z.testzip()
+    except (zipfile.BadZipFile, OSError, ValueError): return obj  # torch's legacy format (not a zip): no checksums to check
+    finally:
+        if pos is not None: source.seek(pos)  # where torch's read left it
+    if bad is not None:
+        raise CheckpointError(f"{name} is damaged: its part {bad} does not match the checksum written with it (a bad copy, "
+                              "or a failing disk): its values cannot be trusted. Load another copy of it.")
+    return obj
+
 # %% ../nbs/00_torch_core.ipynb #d56d8174
 def check_trust_code(trust_code: Any, none_ok: bool = False) -> bool | None:
     "`trust_code` as a bool (a numpy bool too), else a `TypeError`: the string 'False', read from a config file, must not turn the safe load off."
@@ -810,11 +836,12 @@ def load_checkpoint(source: str | os.PathLike | io.IOBase,  # a path, or an open
             raise CheckpointError(f"{name} is at its end (position {start}): nothing is left to read. Call `seek(0)` on it "
                                   "after writing it, then load.")
     if trust_code:
-        try: return torch.load(source, map_location=map_location, weights_only=False)  # the caller trusts this file
+        try: obj = torch.load(source, map_location=map_location, weights_only=False)  # the caller trusts this file
         except Exception as e: raise CheckpointError(f"{name} cannot be read: {type(e).__name__}: {e}") from e
+        return _checksummed(obj, source, start, name)
     try:
         with _safe_globals(_data_globals()):  # numpy numbers (fastai v1's optimizer states hold np.float64), sets
-            return torch.load(source, map_location=map_location, weights_only=True)
+            obj = torch.load(source, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
         if why := _not_at_start(name, source, start): raise CheckpointError(why) from e
         msg = str(e)
@@ -828,6 +855,7 @@ def load_checkpoint(source: str | os.PathLike | io.IOBase,  # a path, or an open
     except Exception as e:  # torch reports damage as RuntimeError, EOFError, ValueError, KeyError, BadZipFile...
         if why := _not_at_start(name, source, start) or _not_a_torch_file(name, _file_head(source, start)): raise CheckpointError(why) from e
         raise CheckpointError(f"{name} is incomplete or corrupt (an interrupted write?): {type(e).__name__}: {e}") from e
+    return _checksummed(obj, source, start, name)
 
 # %% ../nbs/00_torch_core.ipynb #567130d8
 def unpickle_blob(blob: bytes,  # pickled bytes kept inside a file (torch.save format)

@@ -1172,3 +1172,63 @@ def test_an_export_with_damaged_layer_group_names_is_refused(tmp_path):
     with pytest.raises(CheckpointError, match='its layer_groups is'): load_learner(tmp_path, 'bad.pkl')
     st['layer_groups'] = [['0'], ['no_such_module']]; torch.save(st, tmp_path / 'bad.pkl')
     with pytest.warns(UserWarning, match='lacks one of their modules'): assert len(load_learner(tmp_path, 'bad.pkl').layer_groups) == 1
+
+
+# Trial 19 F1: load_learner(model=DataParallel(...)) finds the layer groups in the model it wraps
+def test_load_learner_with_a_wrapped_model_keeps_the_split():
+    learn = classif_learner(); learn.split(lambda m: (m[3],)); learn.freeze(); learn.export()
+    wrapped = nn.DataParallel(nn.Sequential(nn.Linear(4, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 3)))
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')  # no "lacks one of their modules"
+        inf = load_learner(learn.path, model=wrapped, loss_func=nn.CrossEntropyLoss())
+    assert len(inf.layer_groups) == 2
+    assert [n for n, p in inf.model.named_parameters() if not p.requires_grad] == ['module.0.weight', 'module.0.bias']
+
+
+# Trial 19 F2: a byte changed inside a tensor of a checkpoint loaded silently (torch does not check the zip's CRC-32)
+@pytest.mark.parametrize('kind', ['save', 'export'])
+def test_a_flipped_byte_inside_a_tensor_is_refused(tmp_path, kind):
+    learn = classif_learner(); learn.path = tmp_path; learn.fit(1)
+    f = learn.save('ck', return_path=True) if kind == 'save' else (learn.export(), tmp_path / 'export.pkl')[1]
+    raw = bytearray(f.read_bytes())
+    w = learn.model[3].weight.detach().numpy().tobytes()
+    at = raw.index(w[:16]); raw[at + 5] ^= 0x10; f.write_bytes(bytes(raw))
+    with pytest.raises(CheckpointError, match='does not match the checksum'):
+        learn.load('ck') if kind == 'save' else load_learner(tmp_path)
+
+
+# Trial 19 F3: a v1-style restart with start_epoch of a fit whose backup is further on: the error says to drop start_epoch
+def test_a_restart_with_start_epoch_beside_a_backup_says_the_backup_resumes_the_fit(tmp_path):
+    from fastbook_core.callbacks.backup import BackupAndRestore
+    learn = classif_learner(); learn.path = tmp_path
+    cbs = lambda l: [SaveModelCallback(l, every='epoch', name='m'), BackupAndRestore(l, save_freq=3)]
+    with pytest.raises(RuntimeError): learn.fit_one_cycle(4, 1e-2, callbacks=cbs(learn) + [Boom(2)])
+    again = classif_learner(); again.path = tmp_path; again.load('m_1', with_opt=True)
+    with pytest.raises(CheckpointError, match='without them: the backup resumes it from where'):
+        again.fit_one_cycle(4, 1e-2, start_epoch=2, callbacks=cbs(again))
+
+
+# Trial 19 F4: two BackupAndRestore writing one folder
+def test_two_backups_to_one_folder_are_refused():
+    from fastbook_core.callbacks.backup import BackupAndRestore
+    learn = classif_learner(callback_fns=[partial(BackupAndRestore, save_freq=3)])
+    with pytest.raises(ValueError, match='Two BackupAndRestore callbacks'): learn.fit(1, callbacks=[BackupAndRestore(learn)])
+    learn.fit(1, callbacks=[BackupAndRestore(learn, backup_dir='other')])  # two folders: fine
+
+
+# Trial 19 F5: a restart that skips its finished stages with v1's plain `load(name)` numbers the next fit's backup as the run did
+@pytest.mark.parametrize('with_opt', [None, False])
+def test_a_script_that_loads_its_stages_plainly_resumes_its_own_backup(tmp_path, with_opt):
+    from fastbook_core.callbacks.backup import BackupAndRestore
+    def script(path, die=False):
+        learn = classif_learner(); learn.path = path
+        for i, stage in enumerate(['s1', 's2', 's3']):
+            if (path / 'models' / f'{stage}.pth').is_file(): learn.load(stage, with_opt=with_opt); continue
+            learn.fit(2, 1e-2, callbacks=[BackupAndRestore(learn, save_freq=4)] + ([Boom(1)] if die and i == 1 else []))
+            learn.save(stage)
+        return learn
+    whole = script(tmp_path / 'whole')
+    with pytest.raises(RuntimeError): script(tmp_path / 'cut', die=True)
+    rerun, said = _caught(lambda: script(tmp_path / 'cut'))
+    assert 'Resumed from the backup' in said and 'backup.1.pth' in said  # s2 from its own backup, s3 afresh
+    for a, b in zip(rerun.model.parameters(), whole.model.parameters()): assert torch.equal(a, b)

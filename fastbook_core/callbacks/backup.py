@@ -319,8 +319,12 @@ def _check_backup(st, file: Path, setup: dict, learn: Learner, stateful: dict, f
                               f"does not fit. {fix}")
     if not isinstance(st.get('setup'), dict): _check_parts(st, file, learn, setup['epochs'], fix)
     diffs = _differences(st['setup'], setup)
-    if diffs: raise CheckpointError(f"The backup {file} was written by another set-up than this fit's:\n  "
-                                    + '\n  '.join(diffs) + f"\nIt is the backup that does not fit. {fix}")
+    if diffs:
+        # a v1-style restart (load an epoch's checkpoint, then `start_epoch`) of a fit that has a backup: the backup resumes it
+        where = ("\nIf this fit is that fit restarted from a checkpoint (`start_epoch=`, `TrackEpochCallback(epoch_offset=)`), "
+                 "give it as it first ran instead, without them: the backup resumes it from where the backup was written." if any('start_epoch' in d or 'epoch_offset' in d for d in diffs) else '')
+        raise CheckpointError(f"The backup {file} was written by another set-up than this fit's:\n  "
+                              + '\n  '.join(diffs) + f"{where}\nIt is the backup that does not fit. {fix}")
     _check_parts(st, file, learn, setup['epochs'], fix)
     try:
         learn.opt.check_state_dict(st['training']['opt'])
@@ -504,6 +508,10 @@ class BackupAndRestore(_BackupEvents):
     def on_train_begin(self, n_epochs: int, metrics_names: list, **kwargs):
         "Check the backup, if there is one, against this fit (refusing another set-up's); say where the fit resumes; watch for SIGTERM."
         self._handler = h = _running_handler(self)
+        folder = Path(self.learn.path) / self.backup_dir
+        if any(isinstance(cb, BackupAndRestore) and cb is not self and Path(cb.learn.path) / cb.backup_dir == folder for cb in h.callbacks):
+            raise ValueError(f"Two BackupAndRestore callbacks of this fit back up to {folder} (one of them given through "
+                             "`callback_fns`?): keep one, or give the other another `backup_dir`.")
         self._off = any(isinstance(cb, LRFinder) for cb in h.callbacks)  # an LRFinder given to a fit by hand: a sweep too
         if self._off: return None
         if self._every and isinstance(self.learn.data.train_dl.dataset, IterableDataset):

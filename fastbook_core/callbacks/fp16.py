@@ -42,7 +42,7 @@ class MixedPrecision(LearnerCallback):
 # GradScaler.step(optimizer) unscales `optimizer.param_groups` and calls `optimizer.step()` only when every
 # gradient is finite. We hand it this callback as the "optimizer": `step` only records that the step may happen,
 # and the training loop's own step (with true weight decay) runs unless we return `skip_step`.
-@patch_as(as_prop=True)
+@patch(as_prop=True)
 def param_groups(self: MixedPrecision) -> list:
     "The parameter groups of the Learner's optimizer (what `GradScaler` unscales)."
     return self.learn.opt.param_groups
@@ -112,7 +112,7 @@ def _update_scale(self: MixedPrecision):
         self.scaler.update(new_scale=float(self.max_scale))  # the scale just grew: cap it, as fastai v1 did
 
 # %% ../../nbs/06g_callbacks.fp16.ipynb #8aefcad0
-@patch_as(as_prop=True)
+@patch(as_prop=True)
 def loss_scale(self: MixedPrecision) -> float:
     "The current loss scale (1 when not scaling)."
     return self.scaler.get_scale() if self.scaler.is_enabled() else 1.
