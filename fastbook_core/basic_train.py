@@ -1321,7 +1321,9 @@ def _apply_load(self: Learner, plan: _LoadPlan, purge: bool = False) -> None:
         if getattr(self, 'recorder', None) is not None and self.recorder is getattr(self, '_loaded_recorder', None):
             del self.recorder  # that load's history, not of these weights
     if ck.backup_fits is not None and not getattr(self, '_fitting', False):  # (a callback's load inside a fit leaves it)
-        self._backup_fits_done = ck.backup_fits  # the fits with a backup that the run which saved it had finished
+        # the fits with a backup that the run which saved it had finished; never fewer than this Learner has finished:
+        # loading an earlier file (a best model saved inside fit 1) must not give a later fit an earlier fit's backup
+        self._backup_fits_done = max(getattr(self, '_backup_fits_done', 0), ck.backup_fits)
 
 # %% ../nbs/04_basic_train.ipynb #909afe01
 @patch

@@ -105,7 +105,7 @@ def to_fp16(learn: Learner,
             clip: float | None = None,  # clip the gradient norm to this
             flat_master: bool = False,  # fastai v1's option, without effect with torch.amp
             max_scale: float = 2. ** 24,  # the scale never grows above this
-            loss_fp32: bool = True,  # the loss in float32 (always)
+            loss_fp32: bool = True,  # the loss in float32: always so with torch.amp (False is refused)
             dtype: torch.dtype | None = None,  # default: bfloat16 on CPU, float16 on CUDA
 ) -> Learner:
     "Train in mixed precision (bf16 on CPU, fp16 with loss scaling on CUDA; see `callbacks.fp16`): `learn.mp_cb`, as in v1."

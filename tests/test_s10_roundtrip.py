@@ -1232,3 +1232,15 @@ def test_a_script_that_loads_its_stages_plainly_resumes_its_own_backup(tmp_path,
     rerun, said = _caught(lambda: script(tmp_path / 'cut'))
     assert 'Resumed from the backup' in said and 'backup.1.pth' in said  # s2 from its own backup, s3 afresh
     for a, b in zip(rerun.model.parameters(), whole.model.parameters()): assert torch.equal(a, b)
+
+
+# Trial 20 F1: loading an earlier checkpoint (the best model, saved inside fit 1) must not rewind the count of fits with a backup
+def test_loading_a_checkpoint_of_an_earlier_fit_does_not_give_the_next_fit_an_earlier_backup(tmp_path):
+    from fastbook_core.callbacks.backup import BackupAndRestore
+    learn = classif_learner(); learn.path = tmp_path
+    learn.fit(2, 1e-2, callbacks=[BackupAndRestore(learn), SaveModelCallback(learn, name='best')])
+    assert learn._backup_fits_done == 1
+    learn.load('best')  # saved inside fit 1, when no fit with a backup had finished
+    assert learn._backup_fits_done == 1
+    with pytest.raises(RuntimeError): learn.fit(3, 1e-2, callbacks=[BackupAndRestore(learn), Boom(1)])
+    assert (tmp_path / 'backup' / 'backup.1.pth').is_file() and not (tmp_path / 'backup' / 'backup.pth').exists()
