@@ -793,22 +793,22 @@ def _refusal_hint(model: bool, trust_code: bool | None) -> str:
             " A file written by fastbook_core holds only tensors and plain values here.")
 
 # %% ../nbs/00_torch_core.ipynb #a3701c11
-def _checksummed(obj: Any, source: Any, start: int, name: str) -> Any:
-    "`obj`, read from `source`, once every part of the file matches the checksum written with it (torch's reader does not check them)."
-    # a flipped bit in a tensor's bytes reads without an error: zipfile's CRC-32 of each part finds it, at about 1 GB/s
+def _damaged_part(source: Any, start: int) -> str | None:
+    "The first part of `source` whose bytes do not match the checksum written with them; None when all match (or there is no zip to check)."
+    # torch's reader does not check them: a changed byte in a tensor reads as another value; zipfile's CRC-32 finds it
     stream = hasattr(source, 'read')
     if start or (stream and not getattr(source, 'seekable', lambda: False)()):
-        return obj  # not a whole zip from its first byte, or a stream that cannot go back: torch read it, that is all
+        return None  # not a whole zip from its first byte, or a stream that cannot go back
     pos = source.tell() if stream else None
     try:
-        with zipfile.ZipFile(source) as z: bad = z.testzip()
-    except (zipfile.BadZipFile, OSError, ValueError): return obj  # torch's legacy format (not a zip): no checksums to check
+        with zipfile.ZipFile(source) as z: return z.testzip()
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError): return None  # torch's legacy format, or no zip at all
     finally:
         if pos is not None: source.seek(pos)  # where torch's read left it
-    if bad is not None:
-        raise CheckpointError(f"{name} is damaged: its part {bad} does not match the checksum written with it (a bad copy, "
-                              "or a failing disk): its values cannot be trusted. Load another copy of it.")
-    return obj
+
+def _damaged(name: str, part: str) -> CheckpointError:
+    return CheckpointError(f"{name} is damaged: its part {part} does not match the checksum written with it (a bad copy, "
+                           "or a failing disk): its values cannot be trusted. Load another copy of it.")
 
 # %% ../nbs/00_torch_core.ipynb #d56d8174
 def check_trust_code(trust_code: Any, none_ok: bool = False) -> bool | None:
@@ -835,14 +835,20 @@ def load_checkpoint(source: str | os.PathLike | io.IOBase,  # a path, or an open
         if start == end and end > 0:
             raise CheckpointError(f"{name} is at its end (position {start}): nothing is left to read. Call `seek(0)` on it "
                                   "after writing it, then load.")
+    else: source = io.BytesIO(source.read())  # a pipe or a socket's reader: torch's zip reader must seek, as torch advises
     if trust_code:
         try: obj = torch.load(source, map_location=map_location, weights_only=False)  # the caller trusts this file
-        except Exception as e: raise CheckpointError(f"{name} cannot be read: {type(e).__name__}: {e}") from e
-        return _checksummed(obj, source, start, name)
+        except Exception as e:
+            if part := _damaged_part(source, start): raise _damaged(name, part) from e
+            raise CheckpointError(f"{name} cannot be read: {type(e).__name__}: {e}") from e
+        if part := _damaged_part(source, start): raise _damaged(name, part)
+        return obj
     try:
         with _safe_globals(_data_globals()):  # numpy numbers (fastai v1's optimizer states hold np.float64), sets
             obj = torch.load(source, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
+        # a damaged part first: a changed byte in the pickle reads as a strange name to import, or a bad opcode
+        if part := _damaged_part(source, start): raise _damaged(name, part) from e
         if why := _not_at_start(name, source, start): raise CheckpointError(why) from e
         msg = str(e)
         if 'GLOBAL' in msg or 'global' in msg:  # the weights-only unpickler met a class or function it will not import
@@ -853,9 +859,11 @@ def load_checkpoint(source: str | os.PathLike | io.IOBase,  # a path, or an open
         raise CheckpointError(f"{name} is incomplete or corrupt, or not a torch file (written by plain pickle, or in "
                               f"torch's legacy format?): {reason}.{_refusal_hint(False, trust_code)}") from e
     except Exception as e:  # torch reports damage as RuntimeError, EOFError, ValueError, KeyError, BadZipFile...
+        if part := _damaged_part(source, start): raise _damaged(name, part) from e
         if why := _not_at_start(name, source, start) or _not_a_torch_file(name, _file_head(source, start)): raise CheckpointError(why) from e
         raise CheckpointError(f"{name} is incomplete or corrupt (an interrupted write?): {type(e).__name__}: {e}") from e
-    return _checksummed(obj, source, start, name)
+    if part := _damaged_part(source, start): raise _damaged(name, part)
+    return obj
 
 # %% ../nbs/00_torch_core.ipynb #567130d8
 def unpickle_blob(blob: bytes,  # pickled bytes kept inside a file (torch.save format)

@@ -1244,3 +1244,41 @@ def test_loading_a_checkpoint_of_an_earlier_fit_does_not_give_the_next_fit_an_ea
     assert learn._backup_fits_done == 1
     with pytest.raises(RuntimeError): learn.fit(3, 1e-2, callbacks=[BackupAndRestore(learn), Boom(1)])
     assert (tmp_path / 'backup' / 'backup.1.pth').is_file() and not (tmp_path / 'backup' / 'backup.pth').exists()
+
+
+# Trial 20 F3: one folder named two ways (a symlink, `x/../backup`) is one folder
+def test_two_backups_to_one_folder_named_two_ways_are_refused(tmp_path):
+    from fastbook_core.callbacks.backup import BackupAndRestore
+    learn = classif_learner(); learn.path = tmp_path
+    (tmp_path / 'backup').mkdir(); (tmp_path / 'link').symlink_to(tmp_path / 'backup')
+    for other in ('link', 'x/../backup'):
+        with pytest.raises(ValueError, match='Two BackupAndRestore callbacks'):
+            learn.fit(1, callbacks=[BackupAndRestore(learn), BackupAndRestore(learn, backup_dir=other)])
+
+
+# Trial 20 F4: a checkpoint read from a stream that cannot seek (a pipe) is read, not called corrupt
+def test_load_and_load_learner_read_from_a_pipe(tmp_path):
+    import os, threading
+    learn = classif_learner(); learn.path = tmp_path; learn.fit(1)
+    for kind in ('save', 'export'):
+        buf = io.BytesIO(); learn.save(buf) if kind == 'save' else learn.export(buf)
+        r, w = os.pipe()
+        t = threading.Thread(target=lambda: (os.write(w, buf.getvalue()), os.close(w))); t.start()
+        with os.fdopen(r, 'rb') as f:
+            assert not f.seekable()
+            got = classif_learner().load(f) if kind == 'save' else load_learner('.', f)
+        t.join()
+        assert torch.equal(got.model[0].weight, learn.model[0].weight)
+
+
+# Trial 20 F5: damage inside the pickle part was reported as a refusal to import a garbled name, or as a bare KeyError
+def test_damage_inside_the_pickle_part_is_named_as_damage(tmp_path):
+    import zipfile
+    learn = classif_learner(); learn.path = tmp_path; learn.fit(1)
+    f = learn.save('ck', return_path=True)
+    with zipfile.ZipFile(f) as z:
+        info = next(i for i in z.infolist() if i.filename.endswith('data.pkl'))
+    raw = bytearray(f.read_bytes())
+    at = info.header_offset + 30 + len(info.filename) + len(info.extra) + 40  # inside the pickle's bytes
+    raw[at] ^= 0x41; f.write_bytes(bytes(raw))
+    with pytest.raises(CheckpointError, match=r'data\.pkl does not match the checksum'): learn.load('ck')

@@ -276,6 +276,10 @@ def _apply_training_state(learn: Learner, h: CallbackHandler, stateful: dict, st
 
 
 # %% ../../nbs/06t_callbacks.backup.ipynb #c3e5a0d2
+def _folder(cb) -> Path:
+    "The folder a BackupAndRestore writes in, however it is named (`x/../backup`, a link to it: one folder)."
+    return Path(os.path.realpath(Path(cb.learn.path) / cb.backup_dir))
+
 def _fresh_start(file: Path, callbacks: list) -> str:
     "What to do to start afresh instead of resuming `file`: delete its folder (and TrackEpochCallback's file, which says where a fit starts)."
     tracks = [cb.path for cb in callbacks if isinstance(cb, TrackEpochCallback) and cb.path.is_file()]
@@ -508,9 +512,8 @@ class BackupAndRestore(_BackupEvents):
     def on_train_begin(self, n_epochs: int, metrics_names: list, **kwargs):
         "Check the backup, if there is one, against this fit (refusing another set-up's); say where the fit resumes; watch for SIGTERM."
         self._handler = h = _running_handler(self)
-        folder = Path(self.learn.path) / self.backup_dir
-        if any(isinstance(cb, BackupAndRestore) and cb is not self and Path(cb.learn.path) / cb.backup_dir == folder for cb in h.callbacks):
-            raise ValueError(f"Two BackupAndRestore callbacks of this fit back up to {folder} (one of them given through "
+        if any(isinstance(cb, BackupAndRestore) and cb is not self and _folder(cb) == _folder(self) for cb in h.callbacks):
+            raise ValueError(f"Two BackupAndRestore callbacks of this fit back up to {_folder(self)} (one of them given through "
                              "`callback_fns`?): keep one, or give the other another `backup_dir`.")
         self._off = any(isinstance(cb, LRFinder) for cb in h.callbacks)  # an LRFinder given to a fit by hand: a sweep too
         if self._off: return None
