@@ -42,7 +42,7 @@ __all__ = ['defaults', 'bn_types', 'norm_types', 'bias_types', 'no_wd_types', 'A
            'set_sharded', 'distrib_sum', 'atomic_write', 'check_writable', 'remove_stale_temps', 'CheckpointError',
            'CheckpointNotFoundError', 'check_trust_code', 'load_checkpoint', 'unpickle_blob', 'add_note',
            'is_pool_type', 'get_param_groups', 'set_all_seed', 'distrib_barrier', 'np_func', 'torch_save', 'try_save',
-           'DistributedDataParallel']
+           'patch', 'DistributedDataParallel']
 
 # %% ../nbs/00_torch_core.ipynb #163b573c
 def default_device() -> torch.device:
@@ -95,6 +95,7 @@ def _patch_class(f: Callable) -> tuple[type, bool]:
     is_cls = first == 'cls'
     return (typing.get_args(c)[0] if is_cls and typing.get_origin(c) is type else c), is_cls
 
+_all_ = ['patch']  # defined under an `if`, which nbdev's `__all__` does not look into
 if typing.TYPE_CHECKING:  # as type checkers see it: `f` keeps its type (a property is declared in its class, for them)
     def patch(f: _F) -> _F: ...
 else:
